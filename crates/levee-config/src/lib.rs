@@ -1,0 +1,25 @@
+//! The model of `levee.toml`, parsed and validated once at load.
+//!
+//! This crate owns the meaning of every configuration key: defaults, limits
+//! (Lambda's, where Levee mimics Lambda) and the translation of API Gateway
+//! route keys to router paths. Whatever it returns is valid, so other crates
+//! never re-check it; whatever it refuses is reported all at once, each
+//! problem naming its key and line.
+//!
+//! It must never do I/O beyond reading the one file (and checking that the
+//! `code` directories it names exist), and never panic: a mangled or hostile
+//! file is an ordinary error.
+
+mod error;
+mod load;
+mod model;
+mod route;
+mod units;
+
+pub use error::{ConfigError, Problem};
+pub use model::{Account, Config, Function, RuntimeKind, Server};
+pub use route::{Route, RouteMethod};
+pub use units::{parse_duration, parse_size};
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,100 @@
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use crate::error::{ConfigError, Problem};
+use crate::load;
+use crate::route::Route;
+
+/// A validated `levee.toml`. Every path in it is absolute.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Config {
+    pub server: Server,
+    pub account: Account,
+    pub functions: BTreeMap<String, Function>,
+    pub routes: Vec<Route>,
+}
+
+impl Config {
+    /// Reads and validates the file. Relative paths (`data_dir`, `code`, and
+    /// `command[0]` when it contains a `/`) are resolved against the file's
+    /// directory and made absolute; `data_dir` need not exist yet.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let origin = path.display().to_string();
+        let text = std::fs::read_to_string(path).map_err(|e| {
+            ConfigError::new(
+                &origin,
+                vec![Problem {
+                    line: None,
+                    key: String::new(),
+                    message: format!("cannot read the file: {e}"),
+                }],
+            )
+        })?;
+        let base_dir = match path.parent() {
+            Some(dir) if !dir.as_os_str().is_empty() => dir,
+            _ => Path::new("."),
+        };
+        Config::parse(&text, &origin, base_dir)
+    }
+
+    /// Same as [`Config::load`] from text: `origin` names the file in
+    /// messages and `base_dir` resolves relative paths.
+    pub fn parse(text: &str, origin: &str, base_dir: &Path) -> Result<Config, ConfigError> {
+        load::parse(text, origin, base_dir)
+    }
+}
+
+/// `[server]`: where Levee listens and keeps its state.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Server {
+    /// Public invoke endpoint; default `127.0.0.1:8080`.
+    pub listen: SocketAddr,
+    /// Admin API; default `127.0.0.1:8081`.
+    pub admin_listen: SocketAddr,
+    /// Default `.levee` next to the config file.
+    pub data_dir: PathBuf,
+}
+
+/// `[account]`: limits shared by all functions, like a Lambda account's.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Account {
+    /// Concurrent executions across all functions; default 100, 1..=100000.
+    pub concurrency: u32,
+}
+
+/// How a function's instances are run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum RuntimeKind {
+    /// A child process speaking the Lambda Runtime API (`"process"`).
+    #[default]
+    Process,
+}
+
+/// `[functions.<name>]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Function {
+    /// The table key.
+    pub name: String,
+    pub runtime: RuntimeKind,
+    /// Program and arguments; never empty, no empty elements.
+    pub command: Vec<String>,
+    /// The `_HANDLER` value; defaults to the last element of `command` as written.
+    pub handler: String,
+    /// Existing directory the instance runs in (`LAMBDA_TASK_ROOT`).
+    pub code: PathBuf,
+    /// 128..=10240; default 128.
+    pub memory_mb: u32,
+    /// 1ms..=900s; default 3s.
+    pub timeout: Duration,
+    /// `Some(0)` disables the function, as in Lambda.
+    pub reserved_concurrency: Option<u32>,
+    /// Instances kept warm; default 0.
+    pub provisioned: u32,
+    /// How long an idle instance lives; 1s..=24h, default 5m.
+    pub idle_timeout: Duration,
+    pub env: BTreeMap<String, String>,
+    /// Request body limit from `max_body`; default and maximum 6 MiB.
+    pub max_body_bytes: u64,
+}

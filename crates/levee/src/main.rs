@@ -1,0 +1,175 @@
+//! The `levee` command: thin. It parses arguments, loads the config, starts
+//! the runtime and the listeners, and prints the addresses it bound (tests and
+//! scripts read them, since ports may be 0).
+
+use std::future::IntoFuture;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use levee_config::Config;
+use levee_edge::{admin, listener, Edge, Router};
+use levee_runtime::Scheduler;
+use tokio::net::TcpListener;
+
+/// Exit status for a config that does not validate.
+const EXIT_CONFIG: u8 = 2;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "levee",
+    version,
+    about = "Functions that stay up, and inside budget, under a flood."
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Serve the functions and routes of a config file.
+    Serve {
+        /// The config file.
+        #[arg(short, long, default_value = "levee.toml")]
+        config: PathBuf,
+        /// Override `server.listen` (port 0 picks a free port).
+        #[arg(long)]
+        listen: Option<SocketAddr>,
+        /// Override `server.admin_listen`.
+        #[arg(long)]
+        admin_listen: Option<SocketAddr>,
+        /// Override `server.data_dir`.
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
+    },
+    /// Validate a config file without serving it.
+    Check {
+        /// The config file.
+        #[arg(short, long, default_value = "levee.toml")]
+        config: PathBuf,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("LEVEE_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .init();
+    let (path, overrides) = match cli.command {
+        Command::Check { config } => (config, None),
+        Command::Serve {
+            config,
+            listen,
+            admin_listen,
+            data_dir,
+        } => (config, Some((listen, admin_listen, data_dir))),
+    };
+    let mut config = match Config::load(&path) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("{e}");
+            return ExitCode::from(EXIT_CONFIG);
+        }
+    };
+    let Some((listen, admin_listen, data_dir)) = overrides else {
+        println!(
+            "{}: ok ({} functions, {} routes)",
+            path.display(),
+            config.functions.len(),
+            config.routes.len()
+        );
+        return ExitCode::SUCCESS;
+    };
+    if let Some(a) = listen {
+        config.server.listen = a;
+    }
+    if let Some(a) = admin_listen {
+        config.server.admin_listen = a;
+    }
+    if let Some(d) = data_dir {
+        config.server.data_dir = std::path::absolute(d).unwrap_or_default();
+    }
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("levee: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(serve(config)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("levee: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn serve(config: Config) -> anyhow::Result<()> {
+    std::fs::create_dir_all(&config.server.data_dir)
+        .with_context(|| format!("creating data_dir {}", config.server.data_dir.display()))?;
+    let edge_listener = TcpListener::bind(config.server.listen)
+        .await
+        .with_context(|| format!("binding server.listen {}", config.server.listen))?;
+    let admin_listener = TcpListener::bind(config.server.admin_listen)
+        .await
+        .with_context(|| format!("binding server.admin_listen {}", config.server.admin_listen))?;
+
+    let scheduler = Arc::new(Scheduler::start(&config).await?);
+    let router = Router::build(&config.routes, &scheduler)?;
+    let edge = Arc::new(Edge::new(router));
+
+    println!(
+        "levee: edge listening on http://{}",
+        edge_listener.local_addr()?
+    );
+    println!(
+        "levee: admin listening on http://{}",
+        admin_listener.local_addr()?
+    );
+
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
+        let _ = rx.wait_for(|s| *s).await;
+    };
+    let edge_task = tokio::spawn(listener::serve(
+        edge_listener,
+        edge,
+        stopped(stop_rx.clone()),
+    ));
+    let admin_task = tokio::spawn(
+        axum::serve(admin_listener, admin::router(Arc::clone(&scheduler)))
+            .with_graceful_shutdown(stopped(stop_rx))
+            .into_future(),
+    );
+
+    wait_for_signal().await?;
+    tracing::info!("shutting down: draining connections");
+    let _ = stop_tx.send(true);
+    let _ = edge_task.await;
+    let _ = tokio::time::timeout(listener::DRAIN_TIMEOUT, admin_task).await;
+    scheduler.shutdown().await;
+    Ok(())
+}
+
+async fn wait_for_signal() -> anyhow::Result<()> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = signal(SignalKind::terminate()).context("installing SIGTERM handler")?;
+    tokio::select! {
+        r = tokio::signal::ctrl_c() => r.context("waiting for SIGINT")?,
+        _ = term.recv() => {}
+    }
+    Ok(())
+}

@@ -1,0 +1,330 @@
+//! Shared helpers for the integration tests: start the real `levee` binary on
+//! port 0 with a config written for the test, read back the addresses it
+//! printed, and speak plain HTTP/1.1 to it over std sockets.
+#![allow(dead_code)] // each test binary uses a different subset
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+/// The workspace root.
+pub fn workspace() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../..")
+        .canonicalize()
+        .unwrap()
+}
+
+/// Path of the `hello-fn` example binary, built once per test binary.
+pub fn hello_fn() -> PathBuf {
+    static BUILT: OnceLock<PathBuf> = OnceLock::new();
+    BUILT
+        .get_or_init(|| {
+            let levee = PathBuf::from(env!("CARGO_BIN_EXE_levee"));
+            let profile_dir = levee.parent().unwrap().to_path_buf();
+            let release = profile_dir.file_name().is_some_and(|n| n == "release");
+            let mut cmd = Command::new(env!("CARGO"));
+            cmd.args(["build", "--quiet", "-p", "hello-fn"])
+                .current_dir(workspace());
+            if release {
+                cmd.arg("--release");
+            }
+            let status = cmd.status().expect("running cargo build -p hello-fn");
+            assert!(status.success(), "building hello-fn failed");
+            profile_dir.join("hello-fn")
+        })
+        .clone()
+}
+
+/// The Python that has `awslambdaric` and `boto3` (the pyenv one here, or
+/// whatever `python3` resolves to), as an absolute path.
+pub fn python() -> String {
+    static PY: OnceLock<String> = OnceLock::new();
+    PY.get_or_init(|| {
+        let out = Command::new("python3")
+            .args(["-c", "import sys; print(sys.executable)"])
+            .output()
+            .expect("python3 must be installed");
+        String::from_utf8(out.stdout).unwrap().trim().to_string()
+    })
+    .clone()
+}
+
+/// A unique scratch directory for one test.
+pub fn scratch(name: &str) -> PathBuf {
+    static N: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let dir = std::env::temp_dir().join(format!("levee-it-{}-{name}-{n}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+/// A running `levee serve`.
+pub struct Server {
+    child: Child,
+    pub edge: SocketAddr,
+    pub admin: SocketAddr,
+    pub dir: PathBuf,
+    stderr_path: PathBuf,
+}
+
+impl Server {
+    /// Starts levee with `[server]` on port 0 and `body` (functions, routes…).
+    pub fn start(name: &str, body: &str) -> Server {
+        Self::start_with_env(name, body, &[])
+    }
+
+    /// Like [`Server::start`], with extra environment for the levee process.
+    pub fn start_with_env(name: &str, body: &str, env: &[(&str, &str)]) -> Server {
+        let dir = scratch(name);
+        let config = dir.join("levee.toml");
+        std::fs::write(
+            &config,
+            format!(
+                "[server]\nlisten = \"127.0.0.1:0\"\nadmin_listen = \"127.0.0.1:0\"\ndata_dir = \"data\"\n\n{body}"
+            ),
+        )
+        .unwrap();
+        let stderr_path = dir.join("levee.stderr");
+        let mut child = Command::new(env!("CARGO_BIN_EXE_levee"))
+            .args(["serve", "--config"])
+            .arg(&config)
+            .envs(env.iter().copied())
+            .env("LEVEE_LOG", "info,levee::report=debug")
+            .stdout(Stdio::piped())
+            .stderr(std::fs::File::create(&stderr_path).unwrap())
+            .spawn()
+            .expect("starting levee");
+        let stdout = child.stdout.take().unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        let (mut edge, mut admin) = (None, None);
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while edge.is_none() || admin.is_none() {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match rx.recv_timeout(left) {
+                Ok(line) => {
+                    let addr = |prefix: &str| -> Option<SocketAddr> {
+                        line.strip_prefix(prefix)?.trim().parse().ok()
+                    };
+                    edge = edge.or(addr("levee: edge listening on http://"));
+                    admin = admin.or(addr("levee: admin listening on http://"));
+                }
+                Err(_) => {
+                    let _ = child.kill();
+                    let _ = child.wait();
+                    panic!(
+                        "levee did not print its addresses; stderr:\n{}",
+                        std::fs::read_to_string(&stderr_path).unwrap_or_default()
+                    );
+                }
+            }
+        }
+        Server {
+            child,
+            edge: edge.unwrap(),
+            admin: admin.unwrap(),
+            dir,
+            stderr_path,
+        }
+    }
+
+    /// What the server logged so far.
+    pub fn stderr(&self) -> String {
+        std::fs::read_to_string(&self.stderr_path).unwrap_or_default()
+    }
+
+    /// The server's PID.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// `GET /admin/functions`, as `name → instances` JSON.
+    pub fn instances(&self, function: &str) -> serde_json::Value {
+        let resp = request(self.admin, "GET", "/admin/functions", &[], b"");
+        let doc = resp.json();
+        doc["functions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|f| f["name"] == function)
+            .map(|f| f["instances"].clone())
+            .unwrap_or_else(|| panic!("no function {function} in {doc}"))
+    }
+
+    /// Polls `cond` every 50 ms for at most `within`.
+    pub fn wait_until(&self, within: Duration, mut cond: impl FnMut() -> bool) -> bool {
+        let deadline = Instant::now() + within;
+        while Instant::now() < deadline {
+            if cond() {
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        cond()
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        // SIGTERM for a clean shutdown (instances and cgroups removed); SIGKILL
+        // if it takes too long. Only this test's own child is signalled.
+        let _ = Command::new("kill")
+            .arg(self.child.id().to_string())
+            .status();
+        let deadline = Instant::now() + Duration::from_secs(15);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A parsed HTTP response.
+#[derive(Debug)]
+pub struct Resp {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+}
+
+impl Resp {
+    /// The first header named `name` (case-insensitive).
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// Every header named `name`.
+    pub fn headers_named(&self, name: &str) -> Vec<&str> {
+        self.headers
+            .iter()
+            .filter(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+            .collect()
+    }
+
+    /// The body as text.
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+
+    /// The body as JSON (panics with the body if it is not).
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_slice(&self.body)
+            .unwrap_or_else(|e| panic!("body is not JSON ({e}): {}", self.text()))
+    }
+}
+
+/// One HTTP/1.1 request on a fresh connection (`Connection: close`), with a
+/// 60 s bound on the whole exchange.
+pub fn request(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> Resp {
+    let mut s = TcpStream::connect(addr).expect("connect");
+    s.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
+    let mut head = format!("{method} {path} HTTP/1.1\r\nhost: {addr}\r\nconnection: close\r\n");
+    for (k, v) in headers {
+        head.push_str(&format!("{k}: {v}\r\n"));
+    }
+    let framed = headers.iter().any(|(k, _)| {
+        k.eq_ignore_ascii_case("content-length") || k.eq_ignore_ascii_case("transfer-encoding")
+    });
+    if !framed && (!body.is_empty() || method == "POST" || method == "PUT") {
+        head.push_str(&format!("content-length: {}\r\n", body.len()));
+    }
+    head.push_str("\r\n");
+    s.write_all(head.as_bytes()).unwrap();
+    s.write_all(body).unwrap();
+    let mut raw = Vec::new();
+    s.read_to_end(&mut raw).expect("reading response");
+    parse_response(&raw)
+}
+
+/// `GET path` on `addr`.
+pub fn get(addr: SocketAddr, path: &str) -> Resp {
+    request(addr, "GET", path, &[], b"")
+}
+
+fn parse_response(raw: &[u8]) -> Resp {
+    let split = raw
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .unwrap_or_else(|| panic!("no header end in {:?}", String::from_utf8_lossy(raw)));
+    let head = String::from_utf8_lossy(&raw[..split]).into_owned();
+    let mut lines = head.split("\r\n");
+    let status = lines
+        .next()
+        .unwrap()
+        .split(' ')
+        .nth(1)
+        .unwrap()
+        .parse()
+        .unwrap();
+    let headers: Vec<(String, String)> = lines
+        .filter_map(|l| l.split_once(':'))
+        .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_string()))
+        .collect();
+    let mut body = raw[split + 4..].to_vec();
+    if headers
+        .iter()
+        .any(|(k, v)| k == "transfer-encoding" && v.contains("chunked"))
+    {
+        body = dechunk(&body);
+    }
+    Resp {
+        status,
+        headers,
+        body,
+    }
+}
+
+fn dechunk(mut data: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    loop {
+        let Some(eol) = data.windows(2).position(|w| w == b"\r\n") else {
+            return out;
+        };
+        let size =
+            usize::from_str_radix(String::from_utf8_lossy(&data[..eol]).trim(), 16).unwrap_or(0);
+        if size == 0 {
+            return out;
+        }
+        out.extend_from_slice(&data[eol + 2..eol + 2 + size]);
+        data = &data[eol + 2 + size + 2..];
+    }
+}
+
+/// An empty code directory for functions whose command is all they need.
+pub fn empty_code() -> PathBuf {
+    scratch("code")
+}
+
+/// A function table for `hello-fn` named `name`, with extra keys.
+pub fn hello_function(name: &str, extra: &str) -> String {
+    format!(
+        "[functions.{name}]\ncommand = [\"{}\"]\ncode = \"{}\"\n{extra}\n",
+        hello_fn().display(),
+        workspace().join("examples/hello/code").display()
+    )
+}

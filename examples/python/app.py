@@ -1,0 +1,28 @@
+"""An unmodified Lambda handler, run by the real awslambdaric client."""
+
+import json
+import os
+
+
+def handler(event, context):
+    action = (event.get("queryStringParameters") or {}).get("action") or event.get("action")
+    if action == "error":
+        raise ValueError("bad input on purpose")
+    if action == "context":
+        return {
+            "request_id": context.aws_request_id,
+            "function_name": context.function_name,
+            "memory": context.memory_limit_in_mb,
+            "arn": context.invoked_function_arn,
+            "remaining_ms": context.get_remaining_time_in_millis(),
+            "cwd": os.getcwd(),
+            "task_root": os.environ.get("LAMBDA_TASK_ROOT"),
+        }
+    name = (event.get("pathParameters") or {}).get("name", "world")
+    if "rawPath" in event:
+        return {
+            "statusCode": 200,
+            "headers": {"content-type": "application/json"},
+            "body": json.dumps({"message": f"{os.environ.get('GREETING', 'Hello')}, {name}!", "method": event["requestContext"]["http"]["method"]}),
+        }
+    return {"echo": event}
