@@ -17,6 +17,7 @@ def handler(event, context):
             "remaining_ms": context.get_remaining_time_in_millis(),
             "cwd": os.getcwd(),
             "task_root": os.environ.get("LAMBDA_TASK_ROOT"),
+            "client_context": getattr(context.client_context, "custom", None),
         }
     name = (event.get("pathParameters") or {}).get("name", "world")
     if "rawPath" in event:

@@ -22,6 +22,13 @@ use tokio::task::JoinHandle;
 /// Largest response a function may return (Lambda's 6 MB + 100 B, from the
 /// Runtime Interface Emulator's `MaxPayloadSize`).
 pub const MAX_RESPONSE_BYTES: usize = 6 * 1024 * 1024 + 100;
+/// Most bytes of an oversized response read (and discarded) before the
+/// connection is given up.
+const MAX_DRAIN_BYTES: usize = 4 * MAX_RESPONSE_BYTES;
+/// Connections one instance may hold open to its Runtime API at once; real
+/// runtimes use one or two, and a function must not make the server hold
+/// an unbounded number of connection tasks.
+pub const MAX_API_CONNECTIONS: usize = 8;
 /// Largest error or init-error document accepted.
 pub const MAX_ERROR_BYTES: usize = 1024 * 1024;
 
@@ -125,6 +132,10 @@ async fn accept_loop(listener: TcpListener, state: Arc<ApiState>) {
         tokio::select! {
             accepted = listener.accept() => {
                 let Ok((stream, _)) = accepted else { continue };
+                if connections.len() >= MAX_API_CONNECTIONS {
+                    drop(stream);
+                    continue;
+                }
                 let _ = stream.set_nodelay(true);
                 let state = Arc::clone(&state);
                 connections.spawn(async move {
@@ -153,31 +164,50 @@ async fn handle(state: &ApiState, req: Request<Incoming>) -> Response<Body> {
             "unknown Runtime API path",
         );
     };
-    match (req.method(), rest) {
-        (&Method::GET, "invocation/next") => next(state).await,
-        (&Method::POST, "init/error") => init_error(state, req).await,
-        (&Method::POST, rest) => match rest.strip_prefix("invocation/") {
-            Some(tail) => match tail.rsplit_once('/') {
-                Some((id, "response")) => response(state, id, req).await,
-                Some((id, "error")) => error(state, id, req).await,
-                _ => api_error(
-                    StatusCode::NOT_FOUND,
-                    "InvalidRequest",
-                    "unknown Runtime API path",
-                ),
-            },
-            None => api_error(
-                StatusCode::NOT_FOUND,
-                "InvalidRequest",
-                "unknown Runtime API path",
-            ),
+    let not_found = || {
+        api_error(
+            StatusCode::NOT_FOUND,
+            "InvalidRequest",
+            "unknown Runtime API path",
+        )
+    };
+    let endpoint = match rest {
+        "invocation/next" => Endpoint::Next,
+        "init/error" => Endpoint::InitError,
+        _ => match rest
+            .strip_prefix("invocation/")
+            .and_then(|t| t.rsplit_once('/'))
+        {
+            Some((id, "response")) if !id.is_empty() => Endpoint::Response(id.to_owned()),
+            Some((id, "error")) if !id.is_empty() => Endpoint::Error(id.to_owned()),
+            _ => return not_found(),
         },
-        _ => api_error(
+    };
+    let wanted = match endpoint {
+        Endpoint::Next => Method::GET,
+        _ => Method::POST,
+    };
+    if req.method() != wanted {
+        return api_error(
             StatusCode::METHOD_NOT_ALLOWED,
             "InvalidRequest",
             "method not allowed",
-        ),
+        );
     }
+    match endpoint {
+        Endpoint::Next => next(state).await,
+        Endpoint::InitError => init_error(state, req).await,
+        Endpoint::Response(id) => response(state, &id, req).await,
+        Endpoint::Error(id) => error(state, &id, req).await,
+    }
+}
+
+/// The four Runtime API endpoints.
+enum Endpoint {
+    Next,
+    InitError,
+    Response(String),
+    Error(String),
 }
 
 async fn next(state: &ApiState) -> Response<Body> {
@@ -335,27 +365,54 @@ async fn response(state: &ApiState, id: &str, req: Request<Incoming>) -> Respons
             );
         }
     }
-    let declared = content_length(&req);
-    if declared.is_some_and(|n| n > MAX_RESPONSE_BYTES as u64) {
-        return too_large(state, id, declared.unwrap_or(0) as usize);
-    }
-    match Limited::new(req.into_body(), MAX_RESPONSE_BYTES)
-        .collect()
-        .await
-    {
-        Ok(body) => match finish(state, id, Outcome::Response(body.to_bytes())) {
+    match read_capped(req.into_body(), MAX_RESPONSE_BYTES).await {
+        Ok(Capped::Whole(body)) => match finish(state, id, Outcome::Response(body)) {
             Ok(()) => accepted(),
             Err(e) => e.response(),
         },
-        Err(e) if e.is::<http_body_util::LengthLimitError>() => {
-            too_large(state, id, MAX_RESPONSE_BYTES + 1)
-        }
-        Err(_) => api_error(
+        Ok(Capped::Over(size)) => too_large(state, id, size),
+        Err(()) => api_error(
             StatusCode::BAD_REQUEST,
             "TruncatedHTTPRequest",
             "response body ended early",
         ),
     }
+}
+
+/// A body read with a cap.
+enum Capped {
+    Whole(Bytes),
+    /// Over the cap; the size seen (at least cap + 1).
+    Over(usize),
+}
+
+/// Reads at most `cap` bytes. Past the cap the rest is read and discarded,
+/// up to [`MAX_DRAIN_BYTES`] in all, so a runtime that sent an oversized
+/// response still sees a clean 413 on a healthy connection (runtimes such as
+/// `lambda_runtime` give up when their upload breaks) instead of a reset.
+async fn read_capped(mut body: Incoming, cap: usize) -> Result<Capped, ()> {
+    let mut kept = bytes::BytesMut::new();
+    let mut seen = 0usize;
+    while let Some(frame) = body.frame().await {
+        let frame = frame.map_err(|_| ())?;
+        let Ok(data) = frame.into_data() else {
+            continue;
+        };
+        seen = seen.saturating_add(data.len());
+        if seen <= cap {
+            kept.extend_from_slice(&data);
+        } else {
+            kept = bytes::BytesMut::new();
+            if seen > MAX_DRAIN_BYTES {
+                break;
+            }
+        }
+    }
+    Ok(if seen <= cap {
+        Capped::Whole(kept.freeze())
+    } else {
+        Capped::Over(seen)
+    })
 }
 
 fn too_large(state: &ApiState, id: &str, size: usize) -> Response<Body> {
@@ -433,13 +490,6 @@ async fn read_error(req: Request<Incoming>) -> FunctionError {
     }
 }
 
-fn content_length(req: &Request<Incoming>) -> Option<u64> {
-    req.headers()
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse().ok())
-}
-
 fn accepted() -> Response<Body> {
     json(
         StatusCode::ACCEPTED,
@@ -465,6 +515,95 @@ fn json(status: StatusCode, body: Bytes) -> Response<Body> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    /// One request on a fresh connection; returns (status, body).
+    async fn call(addr: SocketAddr, method: &str, path: &str, body: &str) -> (u16, String) {
+        let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+        let req = format!(
+            "{method} /2018-06-01/runtime/{path} HTTP/1.1\r\nhost: x\r\nconnection: close\r\ncontent-length: {}\r\n\r\n{body}",
+            body.len()
+        );
+        s.write_all(req.as_bytes()).await.unwrap();
+        let mut raw = String::new();
+        s.read_to_string(&mut raw).await.unwrap();
+        let status = raw[9..12].parse().unwrap();
+        let body = raw.split("\r\n\r\n").nth(1).unwrap_or("").to_string();
+        (status, body)
+    }
+
+    #[tokio::test]
+    async fn answers_are_accepted_only_for_the_invocation_in_flight() {
+        let (tx, rx) = mpsc::channel(1);
+        let (init_tx, init_rx) = oneshot::channel();
+        let api = RuntimeApi::start(
+            "arn:aws:lambda:us-east-1:0:function:f",
+            rx,
+            init_tx,
+            Arc::default(),
+        )
+        .await
+        .unwrap();
+        let addr = api.addr();
+        let (reply_tx, reply_rx) = oneshot::channel();
+        tx.send(Delivery {
+            request_id: Arc::from("req-1"),
+            payload: Bytes::from_static(b"{\"k\":1}"),
+            deadline_ms: 1,
+            client_context: None,
+            reply: reply_tx,
+        })
+        .await
+        .unwrap();
+
+        let (status, body) = call(addr, "GET", "invocation/next", "").await;
+        assert_eq!((status, body.as_str()), (200, "{\"k\":1}"));
+        assert!(
+            matches!(init_rx.await, Ok(InitSignal::Ready)),
+            "first next ends init"
+        );
+
+        let (status, body) = call(addr, "POST", "invocation/other/response", "1").await;
+        assert_eq!(status, 400, "{body}");
+        assert!(body.contains("InvalidRequestID"));
+
+        let (status, _) = call(addr, "POST", "invocation/req-1/response", "\"done\"").await;
+        assert_eq!(status, 202);
+        match reply_rx.await {
+            Ok(Outcome::Response(b)) => assert_eq!(&b[..], b"\"done\""),
+            other => panic!("unexpected outcome {other:?}"),
+        }
+
+        let (status, body) = call(addr, "POST", "invocation/req-1/error", "{}").await;
+        assert_eq!(
+            status, 403,
+            "a second answer is an invalid transition: {body}"
+        );
+        let (status, _) = call(addr, "POST", "init/error", "{}").await;
+        assert_eq!(status, 403, "init error after init");
+        let (status, _) = call(addr, "GET", "nope", "").await;
+        assert_eq!(status, 404);
+    }
+
+    #[tokio::test]
+    async fn error_documents_from_every_real_client_are_read() {
+        let (_tx, rx) = mpsc::channel(1);
+        let (init_tx, init_rx) = oneshot::channel();
+        let api = RuntimeApi::start("arn", rx, init_tx, Arc::default())
+            .await
+            .unwrap();
+        // awslambdaric's init error shape (with requestId and stackTrace).
+        let doc = r#"{"errorMessage":"No module named 'x'","errorType":"Runtime.ImportModuleError","requestId":"","stackTrace":[]}"#;
+        let (status, _) = call(api.addr(), "POST", "init/error", doc).await;
+        assert_eq!(status, 202);
+        match init_rx.await {
+            Ok(InitSignal::Failed(e)) => {
+                assert_eq!(e.error_type, "Runtime.ImportModuleError");
+                assert_eq!(e.error_message, "No module named 'x'");
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+    }
 
     #[test]
     fn trace_ids_look_like_xray_headers() {

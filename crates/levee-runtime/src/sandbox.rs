@@ -27,6 +27,40 @@ pub const PIDS_MAX: u32 = 1024;
 pub const NOFILE_MAX: u64 = 1024;
 
 const PATH: &str = "/usr/local/bin:/usr/bin:/bin";
+/// The cgroup v1 hierarchies used: memory first, then pids.
+const CGROUP_HIERARCHIES: [&str; 2] = ["/sys/fs/cgroup/memory", "/sys/fs/cgroup/pids"];
+
+/// Removes the cgroups of servers that died without cleaning up (kill -9):
+/// their roots are named by PID, and a PID with no /proc entry is gone.
+#[allow(unsafe_code)]
+fn sweep_dead_servers(levee_root: &Path) {
+    let Ok(servers) = fs::read_dir(levee_root) else {
+        return;
+    };
+    for server in servers.flatten() {
+        let name = server.file_name();
+        let Some(pid) = name.to_str().and_then(|n| n.parse::<u32>().ok()) else {
+            continue;
+        };
+        if Path::new(&format!("/proc/{pid}")).exists() {
+            continue;
+        }
+        for group in fs::read_dir(server.path()).into_iter().flatten().flatten() {
+            if !group.path().is_dir() {
+                continue;
+            }
+            let procs = fs::read_to_string(group.path().join("cgroup.procs")).unwrap_or_default();
+            for p in procs.lines().filter_map(|l| l.trim().parse::<i32>().ok()) {
+                // SAFETY: plain syscall on a process left in a dead server's cgroup.
+                unsafe {
+                    libc::kill(p, libc::SIGKILL);
+                }
+            }
+            let _ = fs::remove_dir(group.path());
+        }
+        let _ = fs::remove_dir(server.path());
+    }
+}
 /// The region reported to functions; SDKs inside functions need one.
 pub const REGION: &str = "us-east-1";
 
@@ -50,9 +84,12 @@ impl Sandbox {
     pub fn new(data_dir: &Path) -> io::Result<Self> {
         let instances_dir = data_dir.join("instances");
         fs::create_dir_all(&instances_dir)?;
+        for hierarchy in CGROUP_HIERARCHIES {
+            sweep_dead_servers(&Path::new(hierarchy).join("levee"));
+        }
         let tag = format!("levee/{}", std::process::id());
-        let memory = Path::new("/sys/fs/cgroup/memory").join(&tag);
-        let pids = Path::new("/sys/fs/cgroup/pids").join(&tag);
+        let memory = Path::new(CGROUP_HIERARCHIES[0]).join(&tag);
+        let pids = Path::new(CGROUP_HIERARCHIES[1]).join(&tag);
         let cgroups = match (fs::create_dir_all(&memory), fs::create_dir_all(&pids)) {
             (Ok(()), Ok(())) => Some(CgroupRoots { memory, pids }),
             (m, p) => {
@@ -67,6 +104,14 @@ impl Sandbox {
             cgroups,
             instances_dir,
         })
+    }
+
+    /// Removes this server's cgroup roots; call after every instance stopped.
+    pub fn close(&self) {
+        if let Some(roots) = &self.cgroups {
+            let _ = fs::remove_dir(&roots.memory);
+            let _ = fs::remove_dir(&roots.pids);
+        }
     }
 
     /// Whether memory limits are cgroup-enforced (true) or rlimit-based.
@@ -413,6 +458,23 @@ fn self_exists(r: &io::Result<()>) -> bool {
     !matches!(r, Err(e) if e.kind() == io::ErrorKind::NotFound)
 }
 
+/// Resolves a bare program name (`python3`) against the platform's own PATH,
+/// once at start: instances get a clean standard PATH, and the operator's
+/// command should mean what it means in the operator's shell.
+pub fn resolve_program(program: &str) -> String {
+    if program.contains('/') {
+        return program.to_string();
+    }
+    let Some(path) = std::env::var_os("PATH") else {
+        return program.to_string();
+    };
+    std::env::split_paths(&path)
+        .map(|dir| dir.join(program))
+        .find(|p| fs::metadata(p).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0))
+        .map(|p| p.to_string_lossy().into_owned())
+        .unwrap_or_else(|| program.to_string())
+}
+
 /// Bounds a tree copy in bytes and files; going over either is an
 /// [`io::ErrorKind::FileTooLarge`] error.
 #[derive(Debug, Default)]
@@ -495,6 +557,17 @@ fn set_tree_mode(root: &Path, mode: impl Fn(bool, u32) -> u32 + Copy) -> io::Res
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn bare_programs_resolve_on_the_platform_path() {
+        let sh = resolve_program("sh");
+        assert!(sh.starts_with('/') && sh.ends_with("/sh"), "{sh}");
+        assert_eq!(resolve_program("./relative/bin"), "./relative/bin");
+        assert_eq!(
+            resolve_program("no-such-program-here"),
+            "no-such-program-here"
+        );
+    }
 
     #[test]
     fn civil_dates() {

@@ -71,6 +71,7 @@ pub struct PoolStats {
 #[derive(Debug)]
 pub struct Scheduler {
     functions: HashMap<String, FunctionHandle>,
+    sandbox: Sandbox,
     reaper: tokio::task::JoinHandle<()>,
 }
 
@@ -100,11 +101,13 @@ impl Scheduler {
                     limit: sandbox::MAX_CODE_BYTES,
                 },
             })?;
+            let mut function = f.clone();
+            function.command[0] = sandbox::resolve_program(&function.command[0]);
             let pool = Arc::new(Pool {
                 bp: Blueprint {
                     arn: function_arn(name),
                     name: Arc::from(name.as_str()),
-                    function: f.clone(),
+                    function,
                     staged_code,
                     sandbox: sandbox.clone(),
                 },
@@ -135,7 +138,11 @@ impl Scheduler {
                 }
             }
         });
-        Ok(Scheduler { functions, reaper })
+        Ok(Scheduler {
+            functions,
+            sandbox,
+            reaper,
+        })
     }
 
     /// The function named `name`, if configured.
@@ -163,6 +170,7 @@ impl Scheduler {
                 instance.stop().await;
             }
         }
+        self.sandbox.close();
     }
 }
 

@@ -1,0 +1,88 @@
+//! The command line: `levee check`, and config errors that name the key and
+//! line with exit status 2, for `check` and `serve` alike.
+
+mod support;
+
+use std::process::Command;
+
+use support::{scratch, workspace};
+
+fn levee(args: &[&str]) -> (i32, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_levee"))
+        .args(args)
+        .output()
+        .expect("running levee");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn the_example_config_checks_clean() {
+    let config = workspace().join("levee.toml");
+    let (code, stdout, stderr) = levee(&["check", "--config", config.to_str().unwrap()]);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(stdout.contains("ok (2 functions, 3 routes)"), "{stdout}");
+}
+
+#[test]
+fn bad_configs_exit_2_naming_every_key_and_line() {
+    let dir = scratch("badconfig");
+    let config = dir.join("levee.toml");
+    std::fs::write(
+        &config,
+        format!(
+            r#"[functions.a]
+command = ["/bin/true"]
+code = "{code}"
+timeout = "3 parsecs"
+
+[functions.b]
+command = ["/bin/true"]
+code = "{code}"
+memroy_mb = 256
+
+[[routes]]
+route = "GET /x/{{id}}"
+function = "a"
+
+[[routes]]
+route = "GET /x/{{other}}"
+function = "a"
+
+[[routes]]
+route = "GET /y"
+function = "missing"
+"#,
+            code = dir.display()
+        ),
+    )
+    .unwrap();
+    for cmd in ["check", "serve"] {
+        let (code, stdout, stderr) = levee(&[cmd, "--config", config.to_str().unwrap()]);
+        assert_eq!(code, 2, "{cmd}: {stdout}{stderr}");
+        for needle in [
+            ":4: functions.a.timeout",
+            ":9: functions.b",
+            "memroy_mb",
+            ":16: routes[1]",
+            "overlaps",
+            ":21: routes[2].function",
+            "missing",
+        ] {
+            assert!(
+                stderr.contains(needle),
+                "{cmd}: `{needle}` not in:\n{stderr}"
+            );
+        }
+    }
+}
+
+#[test]
+fn missing_config_file_is_a_clear_error() {
+    let (code, _, stderr) = levee(&["check", "--config", "/nonexistent/levee.toml"]);
+    assert_eq!(code, 2);
+    assert!(stderr.contains("/nonexistent/levee.toml"), "{stderr}");
+}
