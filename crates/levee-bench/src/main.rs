@@ -1,0 +1,299 @@
+//! `levee-bench`: Levee's own bench command. In one run it measures, side by
+//! side with a plain hyper server, warm throughput at concurrency 4 and
+//! latency at concurrency 1 (both with `wrk`, keep-alive), then cold starts
+//! (the process's own start vs. a cold request through Levee), repeated over
+//! interleaved rounds, and prints a Markdown report with medians and targets.
+//!
+//! Usage: `levee-bench [--rounds 3] [--secs 5] [--cold 15]` (cold starts per
+//! round). `levee` and `hello-fn` are taken from this binary's directory.
+
+mod baseline;
+mod cold;
+mod levee;
+mod wrk;
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{bail, Context};
+use wrk::WrkResult;
+
+const TARGET_RPS: f64 = 10_000.0;
+const TARGET_ADDED_P50_US: f64 = 100.0;
+const TARGET_COLD_US: f64 = 5_000.0;
+
+#[derive(Debug)]
+struct Args {
+    rounds: usize,
+    secs: u64,
+    cold: usize,
+}
+
+fn args() -> anyhow::Result<Args> {
+    let mut a = Args {
+        rounds: 3,
+        secs: 5,
+        cold: 15,
+    };
+    let mut it = std::env::args().skip(1);
+    let usage = "usage: levee-bench [--rounds N] [--secs S] [--cold N]";
+    while let Some(flag) = it.next() {
+        let value: usize = it.next().context(usage)?.parse().context(usage)?;
+        match flag.as_str() {
+            "--rounds" => a.rounds = value.clamp(1, 20),
+            "--secs" => a.secs = value.clamp(1, 60) as u64,
+            "--cold" => a.cold = value.clamp(1, 50),
+            _ => bail!(usage),
+        }
+    }
+    Ok(a)
+}
+
+/// Nearest-rank percentile of unsorted samples.
+fn pct(samples: &[f64], p: f64) -> f64 {
+    let mut v = samples.to_vec();
+    v.sort_by(f64::total_cmp);
+    let rank = ((p / 100.0) * v.len() as f64).ceil() as usize;
+    v[rank.clamp(1, v.len()) - 1]
+}
+
+fn median(samples: impl IntoIterator<Item = f64>) -> f64 {
+    pct(&samples.into_iter().collect::<Vec<_>>(), 50.0)
+}
+
+fn verdict(ok: bool) -> &'static str {
+    if ok {
+        "**PASS**"
+    } else {
+        "**FAIL**"
+    }
+}
+
+/// One round's paired Levee and baseline figures.
+#[derive(Debug)]
+struct Round {
+    levee_c4: WrkResult,
+    base_c4: WrkResult,
+    levee_c1: WrkResult,
+    base_c1: WrkResult,
+}
+
+/// Runs wrk on both targets, in alternating order per round.
+async fn pair(
+    levee: &str,
+    base: &str,
+    swap: bool,
+    t: u32,
+    c: u32,
+    secs: u64,
+) -> anyhow::Result<(WrkResult, WrkResult)> {
+    if swap {
+        let b = wrk::run(base, t, c, secs).await?;
+        Ok((wrk::run(levee, t, c, secs).await?, b))
+    } else {
+        let l = wrk::run(levee, t, c, secs).await?;
+        Ok((l, wrk::run(base, t, c, secs).await?))
+    }
+}
+
+fn machine() -> String {
+    let cpu = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+    let model = cpu
+        .lines()
+        .find_map(|l| l.strip_prefix("model name"))
+        .and_then(|l| l.split_once(':'))
+        .map_or("unknown", |(_, m)| m.trim());
+    let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
+    let nproc = std::thread::available_parallelism().map_or(0, |n| n.get());
+    let date = std::process::Command::new("date")
+        .arg("-u")
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+        .unwrap_or_default();
+    format!(
+        "- Machine: nproc {nproc}, CPU `{model}`, kernel `{}`\n- Date: {date}\n",
+        kernel.trim()
+    )
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let a = args()?;
+    let bin_dir = std::env::current_exe()?
+        .parent()
+        .context("exe dir")?
+        .to_path_buf();
+    let (levee_bin, hello_fn) = (bin_dir.join("levee"), bin_dir.join("hello-fn"));
+    let code = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../examples/hello/code")
+        .canonicalize()?;
+    let scratch: PathBuf = std::env::temp_dir().join(format!("levee-bench-{}", std::process::id()));
+    std::fs::create_dir_all(&scratch)?;
+
+    let mut body = format!("[account]\nconcurrency = {}\n\n", a.rounds * a.cold + 10);
+    body += &levee::hello_function("echo", "/echo", &hello_fn, &code);
+    for r in 0..a.rounds {
+        for i in 0..a.cold {
+            body += &levee::hello_function(
+                &format!("cold_{r}_{i}"),
+                &format!("/cold_{r}_{i}"),
+                &hello_fn,
+                &code,
+            );
+        }
+    }
+    let server = levee::Levee::start(&levee_bin, &scratch, &body).await?;
+    let result = measure(&a, &server, &hello_fn, &scratch).await;
+    server.stop().await?;
+    // LEVEE_LOG=warn: anything here is worth seeing next to the numbers.
+    let log = std::fs::read_to_string(scratch.join("levee.stderr")).unwrap_or_default();
+    for line in log.lines().take(20) {
+        eprintln!("levee-bench: levee logged: {line}");
+    }
+    let _ = std::fs::remove_dir_all(&scratch);
+    println!("{}", result?);
+    Ok(())
+}
+
+async fn measure(
+    a: &Args,
+    server: &levee::Levee,
+    hello_fn: &Path,
+    scratch: &Path,
+) -> anyhow::Result<String> {
+    let (echo, _) = cold::Client::connect(server.edge)
+        .await?
+        .get("/echo")
+        .await?;
+    let (base_addr, base_task) = baseline::start(echo.clone()).await?;
+    let (lurl, burl) = (
+        format!("http://{}/echo", server.edge),
+        format!("http://{base_addr}/"),
+    );
+    eprintln!("levee-bench: warming up (1 s each)");
+    pair(&lurl, &burl, false, 2, 4, 1).await?;
+
+    let (mut rounds, mut own, mut cold_us, mut warm_us, mut over) =
+        (vec![], vec![], vec![], vec![], vec![]);
+    for r in 0..a.rounds {
+        let swap = r % 2 == 1;
+        let (levee_c4, base_c4) = pair(&lurl, &burl, swap, 2, 4, a.secs).await?;
+        let (levee_c1, base_c1) = pair(&lurl, &burl, swap, 1, 1, a.secs).await?;
+        for i in 0..a.cold {
+            let o = cold::own_start(hello_fn, scratch).await?;
+            let mut client = cold::Client::connect(server.edge).await?;
+            let (_, c) = client.get(&format!("/cold_{r}_{i}")).await?;
+            let (_, w) = client.get(&format!("/cold_{r}_{i}")).await?;
+            own.push(o);
+            cold_us.push(c);
+            warm_us.push(w);
+            over.push(c - w - o);
+            // Isolated cold starts, as in real traffic (bursts are cheaper, see docs).
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        eprintln!(
+            "levee-bench: round {}: c4 levee {:.0} / base {:.0} req/s; c1 p50 levee {:.0} / base {:.0} us; cold p50 so far {:.0} us",
+            r + 1, levee_c4.rps, base_c4.rps, levee_c1.p50_us, base_c1.p50_us, pct(&cold_us, 50.0)
+        );
+        rounds.push(Round {
+            levee_c4,
+            base_c4,
+            levee_c1,
+            base_c1,
+        });
+    }
+    base_task.abort();
+
+    // Sanity: each cold function started exactly once, without init failures.
+    let (doc, _) = cold::Client::connect(server.admin)
+        .await?
+        .get("/admin/functions")
+        .await?;
+    let doc: serde_json::Value = serde_json::from_slice(&doc)?;
+    let (mut starts, mut failures) = (0, 0);
+    for f in doc["functions"].as_array().context("no functions")? {
+        if f["name"].as_str().is_some_and(|n| n.starts_with("cold_")) {
+            starts += f["instances"]["starts"].as_u64().unwrap_or(0);
+            failures += f["instances"]["init_failures"].as_u64().unwrap_or(0);
+        }
+    }
+    if starts != (a.rounds * a.cold) as u64 || failures != 0 {
+        bail!("admin reports {starts} cold starts and {failures} init failures: {doc}");
+    }
+    Ok(report(
+        a,
+        &rounds,
+        [&own, &cold_us, &warm_us, &over],
+        echo.len(),
+    ))
+}
+
+fn report(a: &Args, rounds: &[Round], cold: [&Vec<f64>; 4], body_len: usize) -> String {
+    let m = |f: &dyn Fn(&Round) -> f64| median(rounds.iter().map(f));
+    let (l_rps, b_rps) = (m(&|r| r.levee_c4.rps), m(&|r| r.base_c4.rps));
+    let (l50, b50) = (m(&|r| r.levee_c1.p50_us), m(&|r| r.base_c1.p50_us));
+    let (l99, b99) = (m(&|r| r.levee_c1.p99_us), m(&|r| r.base_c1.p99_us));
+    let add50 = m(&|r| r.levee_c1.p50_us - r.base_c1.p50_us);
+    let add99 = m(&|r| r.levee_c1.p99_us - r.base_c1.p99_us);
+    let [own, cold_us, warm, over] = cold;
+    let (o50, o99) = (pct(over, 50.0), pct(over, 99.0));
+    let n = own.len();
+    let mut s = machine();
+    s += &format!(
+        "- Rounds: {} × {} s per wrk run (Levee and baseline alternate first), {n} cold starts; JSON body {body_len} bytes\n\n",
+        a.rounds, a.secs
+    );
+    s +=
+        "| Metric | Levee | Plain hyper | Derived | Target | Result |\n|---|---|---|---|---|---|\n";
+    s += &format!(
+        "| Warm throughput, c=4 (median of rounds) | {l_rps:.0} req/s | {b_rps:.0} req/s | Levee/plain = {:.2} | Levee ≥ 10000 req/s | {} |\n",
+        l_rps / b_rps, verdict(l_rps >= TARGET_RPS)
+    );
+    s += &format!(
+        "| Latency p50, c=1 | {l50:.0} µs | {b50:.0} µs | added {add50:.0} µs | added ≤ {TARGET_ADDED_P50_US:.0} µs | {} |\n",
+        verdict(add50 <= TARGET_ADDED_P50_US)
+    );
+    s += &format!(
+        "| Latency p99, c=1 | {l99:.0} µs | {b99:.0} µs | added {add99:.0} µs | — | — |\n"
+    );
+    s += &format!(
+        "| Cold-start overhead p50 (n={n}) | | | {:.2} ms | ≤ 5 ms | {} |\n",
+        o50 / 1e3,
+        verdict(o50 <= TARGET_COLD_US)
+    );
+    s += &format!(
+        "| Cold-start overhead p99 (n={n}) | | | {:.2} ms | ≤ 5 ms | {} |\n\n",
+        o99 / 1e3,
+        verdict(o99 <= TARGET_COLD_US)
+    );
+    s += "| Cold-start component | p50 | p99 |\n|---|---|---|\n";
+    for (name, v) in [
+        ("own start: spawn `hello-fn` → first `next` (no Levee)", own),
+        ("first request through Levee (cold)", cold_us),
+        ("second request, same function (warm)", warm),
+        (
+            "overhead = cold − warm − own start (paired per sample)",
+            over,
+        ),
+    ] {
+        s += &format!(
+            "| {name} | {:.2} ms | {:.2} ms |\n",
+            pct(v, 50.0) / 1e3,
+            pct(v, 99.0) / 1e3
+        );
+    }
+    s += "\n| Round | Levee c4 req/s | plain c4 req/s | Levee c1 p50/p99 µs | plain c1 p50/p99 µs |\n|---|---|---|---|---|\n";
+    for (i, r) in rounds.iter().enumerate() {
+        s += &format!(
+            "| {} | {:.0} | {:.0} | {:.0} / {:.0} | {:.0} / {:.0} |\n",
+            i + 1,
+            r.levee_c4.rps,
+            r.base_c4.rps,
+            r.levee_c1.p50_us,
+            r.levee_c1.p99_us,
+            r.base_c1.p50_us,
+            r.base_c1.p99_us
+        );
+    }
+    s
+}
