@@ -15,7 +15,7 @@ use tokio::sync::{mpsc, oneshot, watch};
 use crate::error::InvokeError;
 use crate::logs;
 use crate::runtime_api::{Delivery, InitSignal, Outcome, RuntimeApi};
-use crate::sandbox::{Sandbox, SpawnSpec};
+use crate::sandbox::{self, Sandbox, SpawnSpec};
 
 /// Lambda's cap on initialisation.
 pub const INIT_TIMEOUT: Duration = Duration::from_secs(10);
@@ -49,14 +49,24 @@ pub(crate) struct Instance {
     pub last_used: Instant,
 }
 
+/// An instance whose sandbox is ready and whose process waits at the gate
+/// (see [`sandbox::open_gate`]): no function code has run yet. Dropping it
+/// kills the process.
+#[derive(Debug)]
+pub(crate) struct Starting {
+    instance: Instance,
+    init: oneshot::Receiver<InitSignal>,
+    gate: Option<tokio::process::ChildStdin>,
+}
+
 impl Instance {
-    /// Spawns an instance and waits for its runtime to call `next`, report an
-    /// init error, exit, or run out of [`INIT_TIMEOUT`].
-    pub(crate) async fn start(
+    /// Prepares an instance up to the gate: its own Runtime API listener,
+    /// directories, cgroups and a process waiting to `exec` the function.
+    pub(crate) async fn prepare(
         bp: &Blueprint,
         instance_name: String,
         init_type: &'static str,
-    ) -> Result<Instance, InvokeError> {
+    ) -> Result<Starting, InvokeError> {
         let (tx, rx) = mpsc::channel(1);
         let (init_tx, init_rx) = oneshot::channel();
         let log_id = Arc::new(Mutex::new(None));
@@ -79,10 +89,11 @@ impl Instance {
             runtime_api: api.addr(),
             init_type,
         };
-        let mut spawned = prepared.spawn(&spec).map_err(|e| InvokeError::Init {
+        let mut spawned = prepared.spawn(&spec).await.map_err(|e| InvokeError::Init {
             error_type: "Runtime.InvalidEntrypoint".into(),
             error_message: format!("cannot start {:?}: {e}", bp.function.command[0]),
         })?;
+        let gate = spawned.take_gate();
         if let Some(out) = spawned.child.stdout.take() {
             tokio::spawn(logs::pump(
                 out,
@@ -95,7 +106,7 @@ impl Instance {
             tokio::spawn(logs::pump(err, Arc::clone(&bp.name), "stderr", log_id));
         }
 
-        let (exit_tx, mut exited) = watch::channel(None);
+        let (exit_tx, exited) = watch::channel(None);
         let (kill_tx, kill_rx) = oneshot::channel::<()>();
         let supervisor = tokio::spawn(async move {
             let status = tokio::select! {
@@ -107,45 +118,18 @@ impl Instance {
             let _ = exit_tx.send(Some(Exit { status, oom }));
             spawned.teardown().await;
         });
-
-        let instance = Instance {
-            deliveries: tx,
-            exited: exited.clone(),
-            kill: kill_tx,
-            supervisor,
-            _api: api,
-            last_used: Instant::now(),
-        };
-        let init = tokio::time::timeout(INIT_TIMEOUT, async {
-            tokio::select! {
-                biased;
-                signal = init_rx => Some(signal),
-                _ = exited.wait_for(Option::is_some) => None,
-            }
+        Ok(Starting {
+            instance: Instance {
+                deliveries: tx,
+                exited,
+                kill: kill_tx,
+                supervisor,
+                _api: api,
+                last_used: Instant::now(),
+            },
+            init: init_rx,
+            gate,
         })
-        .await;
-        match init {
-            Ok(Some(Ok(InitSignal::Ready))) => Ok(instance),
-            Ok(Some(Ok(InitSignal::Failed(e)))) => Err(InvokeError::Init {
-                error_type: e.error_type,
-                error_message: e.error_message,
-            }),
-            Ok(_) => {
-                let exit = exited.borrow().clone();
-                let status = exit.map(|e| e.status).unwrap_or_default();
-                Err(InvokeError::Init {
-                    error_type: "Runtime.ExitError".into(),
-                    error_message: format!("runtime exited before init completed: {status}"),
-                })
-            }
-            Err(_) => Err(InvokeError::Init {
-                error_type: "Runtime.InitTimeout".into(),
-                error_message: format!(
-                    "init did not complete within {} seconds",
-                    INIT_TIMEOUT.as_secs()
-                ),
-            }),
-        }
     }
 
     /// Kills the process and waits until its directories and cgroups are gone.
@@ -220,6 +204,59 @@ impl Instance {
                     None => Err(InvokeError::Crashed("instance vanished".into())),
                 }
             }
+        }
+    }
+}
+
+impl Starting {
+    /// Kills the waiting process and waits for its cleanup.
+    pub(crate) async fn stop(self) {
+        self.instance.stop().await;
+    }
+
+    /// Whether the process is still waiting at the gate.
+    pub(crate) fn is_alive(&self) -> bool {
+        self.instance.is_alive()
+    }
+
+    /// Opens the gate and waits for the runtime to call `next`, report an
+    /// init error, exit, or run out of [`INIT_TIMEOUT`].
+    pub(crate) async fn go(mut self) -> Result<Instance, InvokeError> {
+        if let Some(gate) = self.gate.take() {
+            // A failed write means the process is gone; the exit watch below
+            // reports how.
+            let _ = sandbox::open_gate(gate).await;
+        }
+        let mut exited = self.instance.exited.clone();
+        let init = tokio::time::timeout(INIT_TIMEOUT, async {
+            tokio::select! {
+                biased;
+                signal = self.init => Some(signal),
+                _ = exited.wait_for(Option::is_some) => None,
+            }
+        })
+        .await;
+        match init {
+            Ok(Some(Ok(InitSignal::Ready))) => Ok(self.instance),
+            Ok(Some(Ok(InitSignal::Failed(e)))) => Err(InvokeError::Init {
+                error_type: e.error_type,
+                error_message: e.error_message,
+            }),
+            Ok(_) => {
+                let exit = exited.borrow().clone();
+                let status = exit.map(|e| e.status).unwrap_or_default();
+                Err(InvokeError::Init {
+                    error_type: "Runtime.ExitError".into(),
+                    error_message: format!("runtime exited before init completed: {status}"),
+                })
+            }
+            Err(_) => Err(InvokeError::Init {
+                error_type: "Runtime.InitTimeout".into(),
+                error_message: format!(
+                    "init did not complete within {} seconds",
+                    INIT_TIMEOUT.as_secs()
+                ),
+            }),
         }
     }
 }

@@ -70,6 +70,57 @@ pub const REGION: &str = "us-east-1";
 pub struct Sandbox {
     cgroups: Option<CgroupRoots>,
     instances_dir: PathBuf,
+    spawner: Spawner,
+}
+
+/// The shell script that holds a prepared process at the gate: it waits for
+/// one line on stdin (the go signal) and then becomes the function's
+/// command; EOF instead means the standby is discarded. `$0` is the
+/// function's program and `$@` its arguments.
+const GATE: &str = "read -r _ || exit 0; exec \"$0\" \"$@\"";
+/// The shell that runs [`GATE`].
+const SHELL: &str = "/bin/sh";
+
+type SpawnJob = (
+    tokio::process::Command,
+    tokio::sync::oneshot::Sender<io::Result<tokio::process::Child>>,
+);
+
+/// Forks on one dedicated, long-lived thread. Two reasons: `fork` returns
+/// only once the child has joined its cgroups, which on cgroup v1 can wait
+/// tens of milliseconds for an RCU grace period, and that must not stall an
+/// async worker; and `PR_SET_PDEATHSIG` fires when the *thread* that forked
+/// exits, so that thread must live as long as the server.
+#[derive(Debug, Clone)]
+struct Spawner {
+    jobs: std::sync::mpsc::Sender<SpawnJob>,
+}
+
+impl Spawner {
+    fn new() -> io::Result<Self> {
+        let runtime = tokio::runtime::Handle::try_current().map_err(io::Error::other)?;
+        let (jobs, queue) = std::sync::mpsc::channel::<SpawnJob>();
+        std::thread::Builder::new()
+            .name("levee-spawner".into())
+            .spawn(move || {
+                // Children are reaped by the runtime's process driver.
+                let _runtime = runtime.enter();
+                for (mut cmd, reply) in queue {
+                    let _ = reply.send(cmd.spawn());
+                }
+            })?;
+        Ok(Self { jobs })
+    }
+
+    async fn spawn(&self, cmd: tokio::process::Command) -> io::Result<tokio::process::Child> {
+        let (reply, result) = tokio::sync::oneshot::channel();
+        self.jobs
+            .send((cmd, reply))
+            .map_err(|_| io::Error::other("spawner thread is gone"))?;
+        result
+            .await
+            .map_err(|_| io::Error::other("spawner thread is gone"))?
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -103,6 +154,7 @@ impl Sandbox {
         Ok(Self {
             cgroups,
             instances_dir,
+            spawner: Spawner::new()?,
         })
     }
 
@@ -144,6 +196,7 @@ impl Sandbox {
                 task,
                 tmp,
                 cgroup,
+                spawner: self.spawner.clone(),
             }),
             Err(e) => {
                 let _ = remove_tree(&dir);
@@ -160,18 +213,29 @@ pub struct Prepared {
     task: PathBuf,
     tmp: PathBuf,
     cgroup: Option<InstanceCgroup>,
+    spawner: Spawner,
 }
 
 impl Prepared {
-    /// Starts the process. Call it on a long-lived runtime thread: the child
-    /// is killed when the thread that forked it exits (PR_SET_PDEATHSIG).
-    pub fn spawn(self, spec: &SpawnSpec<'_>) -> io::Result<Spawned> {
-        let mut cmd = tokio::process::Command::new(&spec.function.command[0]);
-        cmd.args(&spec.function.command[1..])
+    /// Starts the process *at the gate*: inside its cgroups, with its
+    /// environment and directories, but running a shell that waits for one
+    /// line on stdin before it `exec`s the function's command (see
+    /// [`open_gate`]). Everything slow about a cold start happens
+    /// here, so a standby can be prepared ahead of demand.
+    pub async fn spawn(self, spec: &SpawnSpec<'_>) -> io::Result<Spawned> {
+        let program = &spec.function.command[0];
+        if let Err(e) = check_executable(Path::new(program)) {
+            self.discard();
+            return Err(e);
+        }
+        let mut cmd = tokio::process::Command::new(SHELL);
+        cmd.arg("-c")
+            .arg(GATE)
+            .args(&spec.function.command)
             .current_dir(&self.task)
             .env_clear()
             .envs(instance_env(spec, &self.task, &self.tmp))
-            .stdin(Stdio::null())
+            .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .process_group(0)
@@ -183,22 +247,40 @@ impl Prepared {
             .map(|c| c.join_files.iter().map(|f| f.as_raw_fd()).collect())
             .unwrap_or_default();
         pre_exec_limits(&mut cmd, join_fds, memory_bytes);
-        match cmd.spawn() {
-            Ok(child) => Ok(Spawned {
+        match self.spawner.spawn(cmd).await {
+            Ok(mut child) => Ok(Spawned {
                 pgid: child.id().map(|p| p as i32).unwrap_or(0),
+                gate: child.stdin.take(),
                 child,
                 cgroup: self.cgroup.map(InstanceCgroup::close_join_files),
                 dir: self.dir,
             }),
             Err(e) => {
-                let dir = self.dir;
-                if let Some(cg) = self.cgroup {
-                    cg.remove();
-                }
-                let _ = remove_tree(&dir);
+                self.discard();
                 Err(e)
             }
         }
+    }
+
+    fn discard(self) {
+        if let Some(cg) = self.cgroup {
+            cg.remove();
+        }
+        let _ = remove_tree(&self.dir);
+    }
+}
+
+/// Refuses a program that cannot be executed, before anything is started:
+/// behind the gate, a bad path would only show as the shell exiting 127.
+fn check_executable(program: &Path) -> io::Result<()> {
+    let meta = fs::metadata(program)?;
+    if meta.is_file() && meta.permissions().mode() & 0o111 != 0 {
+        Ok(())
+    } else {
+        Err(io::Error::new(
+            io::ErrorKind::PermissionDenied,
+            "not an executable file",
+        ))
     }
 }
 
@@ -334,12 +416,19 @@ fn pre_exec_limits(cmd: &mut tokio::process::Command, join_fds: Vec<i32>, memory
 pub struct Spawned {
     /// The process (leader of its own process group).
     pub child: tokio::process::Child,
+    /// The gate's stdin; see [`open_gate`].
+    gate: Option<tokio::process::ChildStdin>,
     pgid: i32,
     cgroup: Option<InstanceCgroup>,
     dir: PathBuf,
 }
 
 impl Spawned {
+    /// Takes the gate, to be opened later with [`open_gate`].
+    pub fn take_gate(&mut self) -> Option<tokio::process::ChildStdin> {
+        self.gate.take()
+    }
+
     /// Kills the whole process group (and, with cgroups, every process in the
     /// group's cgroup, which catches processes that left the process group).
     #[allow(unsafe_code)]
@@ -456,6 +545,14 @@ impl InstanceCgroup {
 
 fn self_exists(r: &io::Result<()>) -> bool {
     !matches!(r, Err(e) if e.kind() == io::ErrorKind::NotFound)
+}
+
+/// Lets a process waiting at the gate `exec` the function. The function
+/// then sees EOF on stdin, as Lambda functions do.
+pub async fn open_gate(mut gate: tokio::process::ChildStdin) -> io::Result<()> {
+    use tokio::io::AsyncWriteExt;
+    gate.write_all(b"go\n").await?;
+    gate.flush().await
 }
 
 /// Resolves a bare program name (`python3`) against the platform's own PATH,

@@ -20,7 +20,7 @@ use bytes::Bytes;
 use levee_config::{Config, Function};
 
 use crate::error::{InvokeError, RuntimeError};
-use crate::instance::{Blueprint, Instance};
+use crate::instance::{Blueprint, Instance, Starting};
 use crate::limits::{AccountPool, FunctionSlots};
 use crate::sandbox::{self, CopyBudget, Sandbox};
 
@@ -119,6 +119,9 @@ impl Scheduler {
             });
             functions.insert(name.clone(), FunctionHandle { pool });
         }
+        for h in functions.values() {
+            h.pool.refill_standby();
+        }
         let provisioning: Vec<_> = functions
             .values()
             .map(|h| Arc::clone(&h.pool).top_up())
@@ -134,6 +137,7 @@ impl Scheduler {
                 tick.tick().await;
                 for pool in &pools {
                     pool.reap();
+                    pool.refill_standby();
                     Arc::clone(pool).top_up().await;
                 }
             }
@@ -165,9 +169,15 @@ impl Scheduler {
     pub async fn shutdown(&self) {
         self.reaper.abort();
         for handle in self.functions.values() {
-            let idle = std::mem::take(&mut handle.pool.lock().idle);
+            let (idle, standby) = {
+                let mut state = handle.pool.lock();
+                (std::mem::take(&mut state.idle), state.standby.take())
+            };
             for instance in idle {
                 instance.stop().await;
+            }
+            if let Some(standby) = standby {
+                standby.stop().await;
             }
         }
         self.sandbox.close();
@@ -227,7 +237,7 @@ impl FunctionHandle {
             .map_err(InvokeError::Throttled)?;
         let pool = Arc::clone(&self.pool);
         tokio::spawn(async move {
-            let out = pool.run(req).await;
+            let out = Arc::clone(&pool).run(req).await;
             drop(permit);
             out
         })
@@ -266,6 +276,12 @@ struct PoolState {
     /// function's concurrency ceiling (plus provisioned, which is ≤ it).
     live: u32,
     backoff: Backoff,
+    /// One instance prepared up to the gate, so the next on-demand cold
+    /// start only `exec`s the function (see `Instance::prepare`). Not counted
+    /// in `live`: no function code runs in it.
+    standby: Option<Starting>,
+    /// A standby is being prepared.
+    refilling: bool,
 }
 
 /// Consecutive init failures and when the next attempt may start.
@@ -313,7 +329,7 @@ impl Pool {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    async fn run(&self, req: InvokeRequest) -> Result<InvokeOutput, InvokeError> {
+    async fn run(self: Arc<Self>, req: InvokeRequest) -> Result<InvokeOutput, InvokeError> {
         let f = &self.bp.function;
         let (mut instance, init_duration) = match self.take_idle() {
             Some(i) => (i, None),
@@ -390,29 +406,77 @@ impl Pool {
         drop(instance);
     }
 
-    async fn start_instance(&self, init_type: &'static str) -> Result<Instance, InvokeError> {
-        {
+    fn instance_name(&self) -> String {
+        let n = self.next_instance.fetch_add(1, Ordering::Relaxed);
+        format!("{}-{n}", self.bp.name)
+    }
+
+    /// Starts an instance: through the standby for on-demand starts when one
+    /// is ready, else from scratch.
+    async fn start_instance(
+        self: &Arc<Self>,
+        init_type: &'static str,
+    ) -> Result<Instance, InvokeError> {
+        let standby = {
             let mut state = self.lock();
             if let Some(err) = state.backoff.blocked(Instant::now()) {
                 return Err(err);
             }
             state.live += 1;
-        }
-        let n = self.next_instance.fetch_add(1, Ordering::Relaxed);
-        let name = format!("{}-{n}", self.bp.name);
+            match init_type {
+                "on-demand" => state.standby.take().filter(Starting::is_alive),
+                _ => None,
+            }
+        };
         self.starts.fetch_add(1, Ordering::Relaxed);
-        let result = Instance::start(&self.bp, name, init_type).await;
-        let mut state = self.lock();
-        match &result {
-            Ok(_) => state.backoff = Backoff::default(),
-            Err(e) => {
-                state.live -= 1;
-                state.backoff.failed(Instant::now(), e);
-                self.init_failures.fetch_add(1, Ordering::Relaxed);
-                tracing::warn!(function = %self.bp.name, error = %e, "instance init failed");
+        let result = match standby {
+            Some(ready) => ready.go().await,
+            None => match Instance::prepare(&self.bp, self.instance_name(), init_type).await {
+                Ok(ready) => ready.go().await,
+                Err(e) => Err(e),
+            },
+        };
+        {
+            let mut state = self.lock();
+            match &result {
+                Ok(_) => state.backoff = Backoff::default(),
+                Err(e) => {
+                    state.live -= 1;
+                    state.backoff.failed(Instant::now(), e);
+                    self.init_failures.fetch_add(1, Ordering::Relaxed);
+                    tracing::warn!(function = %self.bp.name, error = %e, "instance init failed");
+                }
             }
         }
+        self.refill_standby();
         result
+    }
+
+    /// Prepares a standby in the background if there is none (and the
+    /// function is not backing off after init failures).
+    fn refill_standby(self: &Arc<Self>) {
+        {
+            let mut state = self.lock();
+            if state.standby.is_some()
+                || state.refilling
+                || state.backoff.blocked(Instant::now()).is_some()
+            {
+                return;
+            }
+            state.refilling = true;
+        }
+        let pool = Arc::clone(self);
+        tokio::spawn(async move {
+            let prepared = Instance::prepare(&pool.bp, pool.instance_name(), "on-demand").await;
+            let mut state = pool.lock();
+            state.refilling = false;
+            match prepared {
+                Ok(ready) => state.standby = Some(ready),
+                Err(e) => {
+                    tracing::debug!(function = %pool.bp.name, error = %e, "standby not prepared")
+                }
+            }
+        });
     }
 
     /// Kills instances idle longer than `idle_timeout`, keeping `provisioned`.
