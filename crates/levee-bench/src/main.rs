@@ -10,6 +10,7 @@
 mod baseline;
 mod cold;
 mod levee;
+mod shield;
 mod wrk;
 
 use std::path::{Path, PathBuf};
@@ -21,6 +22,8 @@ use wrk::WrkResult;
 const TARGET_RPS: f64 = 10_000.0;
 const TARGET_ADDED_P50_US: f64 = 100.0;
 const TARGET_COLD_US: f64 = 5_000.0;
+/// Shield-on throughput as a share of shield-off (DESIGN.md: ≥ 70 %).
+const TARGET_SHIELD_RATIO: f64 = 0.70;
 
 #[derive(Debug)]
 struct Args {
@@ -76,6 +79,8 @@ struct Round {
     base_c4: WrkResult,
     levee_c1: WrkResult,
     base_c1: WrkResult,
+    shield_c4: WrkResult,
+    open_c4: WrkResult,
 }
 
 /// Runs wrk on both targets, in alternating order per round.
@@ -143,8 +148,14 @@ async fn main() -> anyhow::Result<()> {
         }
     }
     let server = levee::Levee::start(&levee_bin, &scratch, &body).await?;
-    let result = measure(&a, &server, &hello_fn, &scratch).await;
+    let shielded_dir = scratch.join("shielded");
+    std::fs::create_dir_all(&shielded_dir)?;
+    let shielded_body =
+        shield::full_stack() + &levee::hello_function("echo", "/echo", &hello_fn, &code);
+    let shielded = levee::Levee::start(&levee_bin, &shielded_dir, &shielded_body).await?;
+    let result = measure(&a, &server, &shielded, &hello_fn, &scratch).await;
     server.stop().await?;
+    shielded.stop().await?;
     // LEVEE_LOG=warn: anything here is worth seeing next to the numbers.
     let log = std::fs::read_to_string(scratch.join("levee.stderr")).unwrap_or_default();
     for line in log.lines().take(20) {
@@ -158,6 +169,7 @@ async fn main() -> anyhow::Result<()> {
 async fn measure(
     a: &Args,
     server: &levee::Levee,
+    shielded: &levee::Levee,
     hello_fn: &Path,
     scratch: &Path,
 ) -> anyhow::Result<String> {
@@ -170,8 +182,10 @@ async fn measure(
         format!("http://{}/echo", server.edge),
         format!("http://{base_addr}/"),
     );
+    let surl = format!("http://{}/echo", shielded.edge);
     eprintln!("levee-bench: warming up (1 s each)");
     pair(&lurl, &burl, false, 2, 4, 1).await?;
+    pair(&surl, &lurl, false, 2, 4, 1).await?;
 
     let (mut rounds, mut own, mut cold_us, mut warm_us, mut over) =
         (vec![], vec![], vec![], vec![], vec![]);
@@ -179,6 +193,7 @@ async fn measure(
         let swap = r % 2 == 1;
         let (levee_c4, base_c4) = pair(&lurl, &burl, swap, 2, 4, a.secs).await?;
         let (levee_c1, base_c1) = pair(&lurl, &burl, swap, 1, 1, a.secs).await?;
+        let (shield_c4, open_c4) = pair(&surl, &lurl, swap, 2, 4, a.secs).await?;
         for i in 0..a.cold {
             let o = cold::own_start(hello_fn, scratch).await?;
             let mut client = cold::Client::connect(server.edge).await?;
@@ -200,6 +215,8 @@ async fn measure(
             base_c4,
             levee_c1,
             base_c1,
+            shield_c4,
+            open_c4,
         });
     }
     base_task.abort();
@@ -235,6 +252,8 @@ fn report(a: &Args, rounds: &[Round], cold: [&Vec<f64>; 4], body_len: usize) -> 
     let (l99, b99) = (m(&|r| r.levee_c1.p99_us), m(&|r| r.base_c1.p99_us));
     let add50 = m(&|r| r.levee_c1.p50_us - r.base_c1.p50_us);
     let add99 = m(&|r| r.levee_c1.p99_us - r.base_c1.p99_us);
+    let shield_ratio = m(&|r| r.shield_c4.rps / r.open_c4.rps);
+    let (s_rps, o_rps) = (m(&|r| r.shield_c4.rps), m(&|r| r.open_c4.rps));
     let [own, cold_us, warm, over] = cold;
     let (o50, o99) = (pct(over, 50.0), pct(over, 99.0));
     let n = own.len();
@@ -255,6 +274,10 @@ fn report(a: &Args, rounds: &[Round], cold: [&Vec<f64>; 4], body_len: usize) -> 
     );
     s += &format!(
         "| Latency p99, c=1 | {l99:.0} µs | {b99:.0} µs | added {add99:.0} µs | — | — |\n"
+    );
+    s += &format!(
+        "| Shield on (50 rules, rate rule, throttle, key check) vs off, c=4 | {s_rps:.0} req/s on | {o_rps:.0} req/s off | on/off = {shield_ratio:.2} | ≥ {TARGET_SHIELD_RATIO:.2} | {} |\n",
+        verdict(shield_ratio >= TARGET_SHIELD_RATIO)
     );
     s += &format!(
         "| Cold-start overhead p50 (n={n}) | | | {:.2} ms | ≤ 5 ms | {} |\n",

@@ -11,12 +11,14 @@
 //! file is an ordinary error.
 
 mod error;
+mod guard;
 mod load;
 mod model;
 mod route;
 mod units;
 
 pub use error::{ConfigError, Problem};
+pub use guard::{ClientIp, Limits, Throttle};
 pub use model::{Account, Config, Function, RuntimeKind, Server};
 pub use route::{Route, RouteMethod};
 pub use units::{parse_duration, parse_size};

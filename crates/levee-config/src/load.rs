@@ -17,11 +17,23 @@ use serde::Deserialize;
 use toml_edit::{ImDocument, Item, Table, TableLike, Value};
 
 use crate::error::{ConfigError, Problem};
+use levee_shield::firewall::{Firewall, FirewallConfig};
+
+use crate::guard::{self, Throttle};
 use crate::model::{Account, Config, Function, RuntimeKind, Server};
 use crate::route::{self, Candidate, Route, RouteKey};
 use crate::units::{parse_duration, parse_size};
 
-const SECTIONS: [&str; 4] = ["server", "account", "functions", "routes"];
+const SECTIONS: [&str; 8] = [
+    "server",
+    "account",
+    "functions",
+    "routes",
+    "limits",
+    "client_ip",
+    "throttle",
+    "firewall",
+];
 const DEFAULT_LISTEN: SocketAddr = SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 8080);
 const DEFAULT_ADMIN_LISTEN: SocketAddr = SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 8081);
 const DEFAULT_DATA_DIR: &str = ".levee";
@@ -107,11 +119,14 @@ struct RawRoute {
     route: String,
     function: String,
     max_body: Option<RawSize>,
+    /// Validated separately, so its problems get their own key paths.
+    #[serde(default, rename = "throttle")]
+    _throttle: Option<serde::de::IgnoredAny>,
 }
 
 /// `max_body` as written: `"6MB"` or a plain integer of bytes.
 #[derive(Debug)]
-enum RawSize {
+pub(crate) enum RawSize {
     Text(String),
     Bytes(i64),
 }
@@ -151,6 +166,24 @@ enum Segment {
 struct KeyPath(Vec<Segment>);
 
 impl KeyPath {
+    /// Parses a dotted path with indices, as other crates report them:
+    /// `firewall.rules[2].statement.regex`.
+    fn parse(text: &str) -> KeyPath {
+        let mut path = KeyPath::default();
+        for part in text.split('.').filter(|p| !p.is_empty()) {
+            let mut pieces = part.split('[');
+            if let Some(name) = pieces.next().filter(|n| !n.is_empty()) {
+                path.0.push(Segment::Key(name.to_owned()));
+            }
+            for index in pieces {
+                if let Ok(i) = index.trim_end_matches(']').parse() {
+                    path.0.push(Segment::Index(i));
+                }
+            }
+        }
+        path
+    }
+
     fn key(&self, name: &str) -> KeyPath {
         let mut path = self.clone();
         path.0.push(Segment::Key(name.to_owned()));
@@ -381,7 +414,8 @@ impl<'a> Loader<'a> {
                 self.report(
                     &KeyPath::default().key(name),
                     format!(
-                        "unknown field `{name}`, expected one of `server`, `account`, `functions`, `routes`"
+                        "unknown field `{name}`, expected one of {}",
+                        SECTIONS.map(|s| format!("`{s}`")).join(", ")
                     ),
                 );
             }
@@ -397,11 +431,19 @@ impl<'a> Loader<'a> {
             self.total_reserved(&functions, limit);
         }
         let routes = self.routes(&declared);
+        let limits = self.guarded("limits", guard::limits);
+        let client_ip = self.guarded("client_ip", guard::client_ip);
+        let throttle = self.throttle(&KeyPath::default().key("throttle"));
+        let firewall = self.firewall();
         Config {
             server,
             account,
             functions,
             routes,
+            limits,
+            client_ip,
+            throttle,
+            firewall,
         }
     }
 
@@ -497,6 +539,68 @@ impl<'a> Loader<'a> {
                 None
             }
         }
+    }
+
+    /// An optional section validated by `check`, whose problems name keys
+    /// inside the section.
+    fn guarded<R: DeserializeOwned + Default, T>(
+        &mut self,
+        name: &str,
+        check: fn(R) -> (T, Vec<guard::Found>),
+    ) -> T {
+        let raw: R = self.section(name);
+        let (value, found) = check(raw);
+        let path = KeyPath::default().key(name);
+        for (key, message) in found {
+            let at = match key.split_once('[') {
+                Some((k, rest)) => {
+                    let index = rest.trim_end_matches(']').parse().unwrap_or(0);
+                    path.key(k).index(index)
+                }
+                None => path.key(&key),
+            };
+            self.report(&at, message);
+        }
+        value
+    }
+
+    /// `[firewall]`, checked by compiling it: every problem the compiler
+    /// finds is placed on its line here.
+    fn firewall(&mut self) -> Option<FirewallConfig> {
+        let path = KeyPath::default().key("firewall");
+        let node = self.node_at(&path)?;
+        let config: FirewallConfig = self.deserialize(node, &path)?;
+        if let Err(e) = Firewall::compile(&config) {
+            for (key, message) in &e.problems {
+                let mut at = KeyPath::parse(key);
+                if !matches!(at.0.first(), Some(Segment::Key(k)) if k == "firewall") {
+                    at.0.insert(0, Segment::Key("firewall".into()));
+                }
+                self.report(&at, message.clone());
+            }
+        }
+        Some(config)
+    }
+
+    /// `[throttle]` at the top level, or `throttle = {…}` in a route.
+    fn throttle(&mut self, path: &KeyPath) -> Option<Throttle> {
+        let node = self.node_at(path)?;
+        let raw: guard::RawThrottle = self.deserialize(node, path)?;
+        match guard::throttle(raw) {
+            Ok(t) => Some(t),
+            Err((key, message)) => {
+                self.report(&path.key(&key), message);
+                None
+            }
+        }
+    }
+
+    fn node_at(&self, path: &KeyPath) -> Option<Node<'a>> {
+        let mut node = Node::Item(self.doc.as_item());
+        for segment in &path.0 {
+            node = node.child(segment)?.0;
+        }
+        Some(node)
     }
 
     fn server(&mut self) -> Server {
@@ -856,6 +960,7 @@ impl<'a> Loader<'a> {
             );
         }
         let max_body_bytes = self.size(raw.max_body, &path.key("max_body"));
+        let throttle = self.throttle(&path.key("throttle"));
         match RouteKey::parse(&raw.route) {
             Ok(key) => Some(Route {
                 route_key: key.route_key(),
@@ -864,6 +969,7 @@ impl<'a> Loader<'a> {
                 matchit_path: key.matchit_path,
                 function: raw.function,
                 max_body_bytes,
+                throttle,
             }),
             Err(e) => {
                 self.report(&path.key("route"), e);

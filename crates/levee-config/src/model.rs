@@ -4,16 +4,26 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use crate::error::{ConfigError, Problem};
+use crate::guard::{ClientIp, Limits, Throttle};
 use crate::load;
 use crate::route::Route;
 
 /// A validated `levee.toml`. Every path in it is absolute.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Config {
     pub server: Server,
     pub account: Account,
     pub functions: BTreeMap<String, Function>,
     pub routes: Vec<Route>,
+    /// `[limits]`: the connection guard.
+    pub limits: Limits,
+    /// `[client_ip]`: trusted proxies.
+    pub client_ip: ClientIp,
+    /// `[throttle]`: the account-wide token bucket, if any.
+    pub throttle: Option<Throttle>,
+    /// `[firewall]`: rules, IP sets, rate-based rules and bans (validated by
+    /// compiling them; the edge compiles its own copy).
+    pub firewall: Option<levee_shield::firewall::FirewallConfig>,
 }
 
 impl Config {

@@ -69,6 +69,8 @@ pub struct Route {
     pub function: String,
     /// Per-route body limit from `max_body`; overrides the function's.
     pub max_body_bytes: Option<u64>,
+    /// Per-route token bucket (`throttle = { rate = 10, burst = 20 }`).
+    pub throttle: Option<crate::guard::Throttle>,
 }
 
 /// The parts of a validated `route` string.

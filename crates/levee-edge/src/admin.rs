@@ -22,6 +22,8 @@ use levee_runtime::{function_arn, FunctionHandle, InvokeError, InvokeRequest, Sc
 use serde_json::json;
 use tokio::sync::Semaphore;
 
+use crate::shield::ShieldHandle;
+
 /// Largest synchronous payload (Lambda: 6 MB).
 pub const MAX_SYNC_PAYLOAD: usize = 6 * 1024 * 1024;
 /// Largest `Event` payload (Lambda: 1 MB).
@@ -35,21 +37,41 @@ const EVENT_THROTTLE_ATTEMPTS: u32 = 6;
 /// Extra attempts for an event invocation whose function fails (Lambda: 2).
 const EVENT_ERROR_RETRIES: u32 = 2;
 
-#[derive(Debug, Clone)]
+/// Re-reads the config and swaps the shield; `Ok` says what changed, `Err`
+/// why nothing did.
+pub type Reload = Arc<dyn Fn() -> Result<String, String> + Send + Sync>;
+
+#[derive(Clone)]
 struct AdminState {
     scheduler: Arc<Scheduler>,
+    shield: Arc<ShieldHandle>,
+    reload: Reload,
     events: Arc<Semaphore>,
 }
 
+impl std::fmt::Debug for AdminState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AdminState").finish_non_exhaustive()
+    }
+}
+
 /// The admin API as an axum router.
-pub fn router(scheduler: Arc<Scheduler>) -> axum::Router {
+pub fn router(
+    scheduler: Arc<Scheduler>,
+    shield: Arc<ShieldHandle>,
+    reload: Reload,
+) -> axum::Router {
     let state = AdminState {
         scheduler,
+        shield,
+        reload,
         events: Arc::new(Semaphore::new(MAX_PENDING_EVENTS)),
     };
     axum::Router::new()
         .route("/2015-03-31/functions/{name}/invocations", post(invoke))
         .route("/admin/functions", get(functions))
+        .route("/admin/firewall", get(firewall))
+        .route("/admin/reload", post(reload_rules))
         .route("/healthz", get(|| async { "ok" }))
         .with_state(state)
 }
@@ -62,6 +84,31 @@ async fn functions(State(state): State<AdminState>) -> Response {
         .map(|(name, stats)| json!({ "name": name, "instances": stats }))
         .collect();
     axum::Json(json!({ "functions": list })).into_response()
+}
+
+/// Per-rule counters of the firewall in force.
+async fn firewall(State(state): State<AdminState>) -> Response {
+    let shield = state.shield.load();
+    let rules = shield
+        .firewall
+        .as_ref()
+        .map(|f| f.counters())
+        .unwrap_or_default();
+    axum::Json(json!({ "rules": rules })).into_response()
+}
+
+async fn reload_rules(State(state): State<AdminState>) -> Response {
+    // Reading and compiling rules is blocking work (files, 100k-entry IP sets).
+    let reload = Arc::clone(&state.reload);
+    match tokio::task::spawn_blocking(move || reload()).await {
+        Ok(Ok(done)) => axum::Json(json!({ "reloaded": true, "message": done })).into_response(),
+        Ok(Err(why)) => (
+            StatusCode::BAD_REQUEST,
+            axum::Json(json!({ "reloaded": false, "message": why })),
+        )
+            .into_response(),
+        Err(_) => StatusCode::INTERNAL_SERVER_ERROR.into_response(),
+    }
 }
 
 #[derive(Debug, serde::Deserialize)]

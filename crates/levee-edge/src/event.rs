@@ -455,46 +455,12 @@ fn parse_query(raw: &str) -> Vec<(Cow<'_, str>, Cow<'_, str>)> {
     pairs
 }
 
-fn hex(b: u8) -> Option<u8> {
-    match b {
-        b'0'..=b'9' => Some(b - b'0'),
-        b'a'..=b'f' => Some(b - b'a' + 10),
-        b'A'..=b'F' => Some(b - b'A' + 10),
-        _ => None,
-    }
-}
-
 /// Decodes `%XX` (and `+` as a space when `plus` is set). Malformed escapes
 /// are kept literally; a result that is not UTF-8 falls back to the input.
 fn percent_decode(s: &str, plus: bool) -> Cow<'_, str> {
-    let bytes = s.as_bytes();
-    if !bytes.iter().any(|&b| b == b'%' || (plus && b == b'+')) {
-        return Cow::Borrowed(s);
-    }
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        let b = bytes[i];
-        if b == b'%' {
-            if let (Some(h), Some(l)) = (
-                bytes.get(i + 1).copied().and_then(hex),
-                bytes.get(i + 2).copied().and_then(hex),
-            ) {
-                out.push(h << 4 | l);
-                i += 3;
-                continue;
-            }
-            out.push(b'%');
-        } else if plus && b == b'+' {
-            out.push(b' ');
-        } else {
-            out.push(b);
-        }
-        i += 1;
-    }
-    match String::from_utf8(out) {
-        Ok(decoded) => Cow::Owned(decoded),
-        Err(_) => Cow::Borrowed(s),
+    match levee_shield::firewall::percent_decode(s.as_bytes(), plus) {
+        None => Cow::Borrowed(s),
+        Some(decoded) => String::from_utf8(decoded).map_or(Cow::Borrowed(s), Cow::Owned),
     }
 }
 

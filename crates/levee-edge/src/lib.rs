@@ -7,12 +7,15 @@
 //! listener. Instances and scheduling live in `levee-runtime`.
 
 pub mod admin;
+pub mod client_ip;
 pub mod event;
+pub mod guard;
 pub mod listener;
 pub mod pipeline;
 pub mod respond;
 pub mod response;
 pub mod router;
+pub mod shield;
 
-pub use pipeline::Edge;
+pub use pipeline::{BodyPolicy, Edge};
 pub use router::Router;

@@ -1,9 +1,8 @@
 //! Accepting connections and speaking HTTP/1.1 and HTTP/2 on them.
 //!
-//! Owns sockets and connection lifetimes (including graceful shutdown); knows
-//! nothing about what a request means. The connection guard of the shield
-//! (per-IP caps, slow-client timeouts) belongs here as it lands; for now the
-//! listener bounds the time to read request headers.
+//! Owns sockets and connection lifetimes: the connection guard's caps and
+//! timeouts (see [`crate::guard`]), hyper's limits on request heads, and
+//! graceful shutdown. Knows nothing about what a request means.
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -13,24 +12,39 @@ use std::time::Duration;
 use http_body_util::Full;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
+use levee_config::Limits;
 use tokio::net::TcpListener;
 
+use crate::guard::{ConnectionGuard, InFlight, TimedStream};
 use crate::pipeline::Edge;
 
-/// Time a client gets to send a complete request head (slowloris bound).
-pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long shutdown waits for in-flight requests before closing.
 pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Serves `edge` on `listener` until `shutdown` resolves, then drains.
-pub async fn serve(listener: TcpListener, edge: Arc<Edge>, shutdown: impl Future<Output = ()>) {
+pub async fn serve(
+    listener: TcpListener,
+    edge: Arc<Edge>,
+    limits: &Limits,
+    shutdown: impl Future<Output = ()>,
+) {
     let mut builder = auto::Builder::new(TokioExecutor::new());
+    // hyper enforces the head timeout only when given a timer.
     builder
         .http1()
         .timer(TokioTimer::new())
-        .header_read_timeout(HEADER_READ_TIMEOUT)
+        .header_read_timeout(limits.header_timeout)
+        .max_buf_size(limits.max_header_bytes.max(8192) as usize)
+        .max_headers(limits.max_headers as usize)
         .keep_alive(true);
-    builder.http2().timer(TokioTimer::new());
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .max_concurrent_streams(limits.h2_max_streams)
+        .max_header_list_size(limits.max_header_bytes as u32)
+        .max_pending_accept_reset_streams(Some(limits.h2_max_streams as usize));
+    let guard = ConnectionGuard::new(limits.max_connections, limits.max_connections_per_ip);
+    let (idle, send) = (limits.idle_timeout, limits.send_timeout);
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
     tokio::pin!(shutdown);
     loop {
@@ -46,16 +60,33 @@ pub async fn serve(listener: TcpListener, edge: Arc<Edge>, shutdown: impl Future
             },
             () = &mut shutdown => break,
         };
+        // Refused connections are closed before a byte is read: the cheapest
+        // answer there is.
+        let admitted = match guard.admit(peer.ip()) {
+            Ok(a) => a,
+            Err(why) => {
+                tracing::debug!(peer = %peer, ?why, "connection refused");
+                continue;
+            }
+        };
         let _ = stream.set_nodelay(true);
+        let in_flight = InFlight::default();
+        let io = TimedStream::new(stream, in_flight.clone(), idle, send);
         let edge = Arc::clone(&edge);
         let svc = hyper::service::service_fn(move |req| {
             let edge = Arc::clone(&edge);
-            async move { Ok::<_, std::convert::Infallible>(respond_with(edge, req, peer).await) }
+            let token = in_flight.start();
+            async move {
+                let resp = respond_with(edge, req, peer).await;
+                drop(token);
+                Ok::<_, std::convert::Infallible>(resp)
+            }
         });
-        let conn = builder.serve_connection_with_upgrades(TokioIo::new(stream), svc);
+        let conn = builder.serve_connection(TokioIo::new(io), svc);
         let conn = graceful.watch(conn.into_owned());
         tokio::spawn(async move {
             let _ = conn.await;
+            drop(admitted);
         });
     }
     drop(listener);

@@ -1,36 +1,64 @@
 //! The request pipeline of the public edge, in the order of DESIGN.md's flow:
-//! route (404 before any work) → body with the route's limit (413 before
-//! buffering past it) → payload 2.0 event → invoke → response mapping.
+//! client identity → firewall (bans, rules, rate-based rules; everything that
+//! needs no body) → route (404) → throttles (account, then route) → body with
+//! the route's size limit and a minimum rate (413/408, before buffering past
+//! the limit) → firewall rules that inspect the body → payload 2.0 event →
+//! invoke → response mapping.
 //!
-//! Each stage is cheaper than the next so that a bad request dies early. The
-//! shield stages (firewall, keys, throttles, cache) slot in between route and
-//! body as they land. This module never talks to an instance directly; it only
-//! calls the scheduler's [`FunctionHandle`](levee_runtime::FunctionHandle).
+//! Each stage is cheaper than the next so that a bad request dies early. This
+//! module never talks to an instance directly; it only calls the scheduler's
+//! [`FunctionHandle`](levee_runtime::FunctionHandle), and never decides a rule
+//! itself; `levee-shield` does.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::SystemTime;
+use std::time::{Duration, Instant, SystemTime};
 
-use bytes::Bytes;
-use http::{header, HeaderValue, Request, Response};
-use http_body_util::{BodyExt, Limited};
+use bytes::{Bytes, BytesMut};
+use http::{header, HeaderMap, HeaderValue, Request, Response, StatusCode};
+use http_body_util::BodyExt;
 use levee_runtime::InvokeRequest;
+use levee_shield::firewall::{RequestView, Verdict};
 
+use crate::client_ip::{first_forwarded, ClientIdentity};
 use crate::event::{build_event, EventInput};
 use crate::respond;
 use crate::response::map_response;
 use crate::router::Router;
+use crate::shield::{throttled_response, ShieldHandle};
+
+/// How slowly a request body may arrive (slow POST defence).
+#[derive(Debug, Clone, Copy)]
+pub struct BodyPolicy {
+    /// Bytes per second a body must average once `grace` has passed.
+    pub min_rate: u64,
+    /// Time allowed before the rate applies.
+    pub grace: Duration,
+}
 
 /// The edge's request handler; one per server, shared by all connections.
 #[derive(Debug)]
 pub struct Edge {
     router: Router,
+    identity: ClientIdentity,
+    shield: Arc<ShieldHandle>,
+    body: BodyPolicy,
 }
 
 impl Edge {
-    /// An edge serving `router`.
-    pub fn new(router: Router) -> Self {
-        Self { router }
+    /// An edge serving `router` behind `shield`.
+    pub fn new(
+        router: Router,
+        identity: ClientIdentity,
+        shield: Arc<ShieldHandle>,
+        body: BodyPolicy,
+    ) -> Self {
+        Self {
+            router,
+            identity,
+            shield,
+            body,
+        }
     }
 
     /// Handles one request from `peer`. Never fails: every problem becomes a
@@ -40,9 +68,26 @@ impl Edge {
         B: hyper::body::Body<Data = Bytes>,
         B::Error: std::error::Error + Send + Sync + 'static,
     {
+        let now = Instant::now();
+        let client_ip = self.identity.resolve(peer.ip(), req.headers());
+        let shield = self.shield.load();
+        let mut pending = None;
+        if let Some(fw) = &shield.firewall {
+            let v = request_view(client_ip, req.method(), req.uri(), req.headers(), None);
+            match fw.evaluate(&v, now) {
+                Verdict::Allow { .. } => {}
+                Verdict::NeedBody(cont) => pending = Some(cont),
+                blocked => return block_response(blocked),
+            }
+        }
+
         let Some((target, params)) = self.router.lookup(req.method(), req.uri().path()) else {
             return respond::not_found();
         };
+        if let Err(t) = shield.throttle(&target.route_key, now) {
+            return throttled_response(t, &target.route_key);
+        }
+
         let limit = target.max_body_bytes;
         let declared = req
             .headers()
@@ -53,16 +98,23 @@ impl Edge {
             return respond::too_large(limit);
         }
         let (parts, body) = req.into_parts();
-        let body = match Limited::new(body, usize::try_from(limit).unwrap_or(usize::MAX))
-            .collect()
-            .await
-        {
-            Ok(b) => b.to_bytes(),
-            Err(e) if e.is::<http_body_util::LengthLimitError>() => {
-                return respond::too_large(limit)
-            }
-            Err(_) => return respond::bad_request("could not read the request body"),
+        let body = match read_body(body, limit, self.body).await {
+            Ok(b) => b,
+            Err(resp) => return resp,
         };
+        if let (Some(cont), Some(fw)) = (pending, &shield.firewall) {
+            let inspect = &body[..body.len().min(fw.body_inspection_bytes().unwrap_or(0))];
+            let v = request_view(
+                client_ip,
+                &parts.method,
+                &parts.uri,
+                &parts.headers,
+                Some(inspect),
+            );
+            if let blocked @ Verdict::Block { .. } = fw.resume(cont, &v, now) {
+                return block_response(blocked);
+            }
+        }
 
         let request_id: Arc<str> = Arc::from(uuid::Uuid::new_v4().to_string());
         let event = build_event(&EventInput {
@@ -71,7 +123,7 @@ impl Edge {
             version: parts.version,
             headers: &parts.headers,
             body: &body,
-            source_ip: peer.ip(),
+            source_ip: client_ip,
             route_key: &target.route_key,
             path_params: &params,
             request_id: &request_id,
@@ -106,4 +158,90 @@ impl Edge {
         }
         resp
     }
+}
+
+/// What the firewall may look at.
+fn request_view<'a>(
+    client_ip: std::net::IpAddr,
+    method: &'a http::Method,
+    uri: &'a http::Uri,
+    headers: &'a HeaderMap,
+    body: Option<&'a [u8]>,
+) -> RequestView<'a> {
+    RequestView {
+        client_ip,
+        forwarded_ip: first_forwarded(headers),
+        method: method.as_str(),
+        path: uri.path(),
+        query: uri.query().unwrap_or(""),
+        headers,
+        body,
+        api_key: headers.get("x-api-key").and_then(|v| v.to_str().ok()),
+    }
+}
+
+/// Reads a body of at most `limit` bytes (413 past it, without buffering
+/// more), arriving no slower than the policy allows (408 otherwise: the
+/// allowance is `grace` plus one second per `min_rate` bytes received).
+async fn read_body<B>(body: B, limit: u64, policy: BodyPolicy) -> Result<Bytes, Response<Bytes>>
+where
+    B: hyper::body::Body<Data = Bytes>,
+    B::Error: std::error::Error + Send + Sync + 'static,
+{
+    let started = tokio::time::Instant::now();
+    let mut body = std::pin::pin!(body);
+    let mut buf = BytesMut::new();
+    loop {
+        let allowance =
+            policy.grace + Duration::from_secs_f64(buf.len() as f64 / policy.min_rate as f64);
+        let frame = match tokio::time::timeout_at(started + allowance, body.frame()).await {
+            Err(_) => {
+                return Err(respond::message(
+                    StatusCode::REQUEST_TIMEOUT,
+                    "Request Timeout: the body arrived too slowly",
+                ))
+            }
+            Ok(None) => return Ok(buf.freeze()),
+            Ok(Some(Err(_))) => {
+                return Err(respond::bad_request("could not read the request body"))
+            }
+            Ok(Some(Ok(frame))) => frame,
+        };
+        if let Ok(data) = frame.into_data() {
+            if (buf.len() + data.len()) as u64 > limit {
+                return Err(respond::too_large(limit));
+            }
+            buf.extend_from_slice(&data);
+        }
+    }
+}
+
+/// The firewall's block, as the client sees it.
+fn block_response(verdict: Verdict) -> Response<Bytes> {
+    let Verdict::Block {
+        rule,
+        status,
+        body,
+        content_type,
+        headers,
+        retry_after,
+    } = verdict
+    else {
+        return respond::message(StatusCode::FORBIDDEN, "Forbidden");
+    };
+    tracing::debug!(rule = %rule, status, "firewall blocked a request");
+    let mut resp = Response::new(body);
+    *resp.status_mut() = StatusCode::from_u16(status).unwrap_or(StatusCode::FORBIDDEN);
+    for (name, value) in headers.iter() {
+        resp.headers_mut().append(name.clone(), value.clone());
+    }
+    if let Ok(v) = HeaderValue::from_str(&content_type) {
+        resp.headers_mut().insert(header::CONTENT_TYPE, v);
+    }
+    if let Some(wait) = retry_after {
+        let secs = wait.as_secs_f64().ceil().max(1.0) as u64;
+        resp.headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from(secs));
+    }
+    resp
 }

@@ -65,6 +65,8 @@ pub struct PoolStats {
     pub starts: u64,
     /// Init failures since boot.
     pub init_failures: u64,
+    /// Invocations dispatched to an instance since boot.
+    pub invocations: u64,
 }
 
 /// All functions' pools.
@@ -116,6 +118,7 @@ impl Scheduler {
                 next_instance: AtomicU64::new(1),
                 starts: AtomicU64::new(0),
                 init_failures: AtomicU64::new(0),
+                invocations: AtomicU64::new(0),
             });
             functions.insert(name.clone(), FunctionHandle { pool });
         }
@@ -253,6 +256,7 @@ impl FunctionHandle {
             idle: state.idle.len() as u32,
             starts: self.pool.starts.load(Ordering::Relaxed),
             init_failures: self.pool.init_failures.load(Ordering::Relaxed),
+            invocations: self.pool.invocations.load(Ordering::Relaxed),
         }
     }
 }
@@ -265,6 +269,7 @@ struct Pool {
     next_instance: AtomicU64,
     starts: AtomicU64,
     init_failures: AtomicU64,
+    invocations: AtomicU64,
 }
 
 #[derive(Debug, Default)]
@@ -339,6 +344,7 @@ impl Pool {
                 (i, Some(started.elapsed()))
             }
         };
+        self.invocations.fetch_add(1, Ordering::Relaxed);
         let started = Instant::now();
         let result = instance
             .invoke(

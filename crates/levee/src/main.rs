@@ -11,7 +11,9 @@ use std::sync::Arc;
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use levee_config::Config;
-use levee_edge::{admin, listener, Edge, Router};
+use levee_edge::client_ip::ClientIdentity;
+use levee_edge::shield::{Shield, ShieldHandle};
+use levee_edge::{admin, listener, BodyPolicy, Edge, Router};
 use levee_runtime::Scheduler;
 use tokio::net::TcpListener;
 
@@ -52,6 +54,22 @@ enum Command {
         #[arg(short, long, default_value = "levee.toml")]
         config: PathBuf,
     },
+    /// Firewall tools.
+    Firewall {
+        #[command(subcommand)]
+        command: FirewallCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum FirewallCommand {
+    /// Convert an AWS WAF v2 web ACL (JSON from `aws wafv2 get-web-acl` or
+    /// the console) into a `[firewall]` section: TOML on stdout, what could
+    /// not be converted on stderr.
+    Import {
+        /// The web ACL JSON file.
+        file: PathBuf,
+    },
 }
 
 fn main() -> ExitCode {
@@ -65,6 +83,9 @@ fn main() -> ExitCode {
         )
         .init();
     let (path, overrides) = match cli.command {
+        Command::Firewall {
+            command: FirewallCommand::Import { file },
+        } => return import_waf(&file),
         Command::Check { config } => (config, None),
         Command::Serve {
             config,
@@ -108,7 +129,7 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(serve(config)) {
+    match runtime.block_on(serve(config, path)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("levee: {e:#}");
@@ -117,7 +138,32 @@ fn main() -> ExitCode {
     }
 }
 
-async fn serve(config: Config) -> anyhow::Result<()> {
+/// `levee firewall import`: exit 0 with the TOML, 2 if the file is not a
+/// web ACL, 1 if it cannot be read.
+fn import_waf(file: &std::path::Path) -> ExitCode {
+    let json = match std::fs::read_to_string(file) {
+        Ok(j) => j,
+        Err(e) => {
+            eprintln!("levee: cannot read {}: {e}", file.display());
+            return ExitCode::FAILURE;
+        }
+    };
+    match levee_shield::firewall::import_waf_json(&json) {
+        Ok(import) => {
+            print!("{}", import.toml);
+            for note in &import.notes {
+                eprintln!("levee: not converted: {note}");
+            }
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("levee: {}: {e}", file.display());
+            ExitCode::from(EXIT_CONFIG)
+        }
+    }
+}
+
+async fn serve(config: Config, path: PathBuf) -> anyhow::Result<()> {
     std::fs::create_dir_all(&config.server.data_dir)
         .with_context(|| format!("creating data_dir {}", config.server.data_dir.display()))?;
     let edge_listener = TcpListener::bind(config.server.listen)
@@ -129,7 +175,20 @@ async fn serve(config: Config) -> anyhow::Result<()> {
 
     let scheduler = Arc::new(Scheduler::start(&config).await?);
     let router = Router::build(&config.routes, &scheduler)?;
-    let edge = Arc::new(Edge::new(router));
+    let shield = ShieldHandle::new(Shield::build(&config)?);
+    let edge = Arc::new(Edge::new(
+        router,
+        ClientIdentity::new(config.client_ip.trusted_proxies.clone()),
+        Arc::clone(&shield),
+        BodyPolicy {
+            min_rate: config.limits.body_min_rate,
+            grace: config.limits.body_grace,
+        },
+    ));
+    let reload: admin::Reload = {
+        let shield = Arc::clone(&shield);
+        Arc::new(move || reload_shield(&path, &shield))
+    };
 
     println!(
         "levee: edge listening on http://{}",
@@ -144,18 +203,23 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     let stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
         let _ = rx.wait_for(|s| *s).await;
     };
-    let edge_task = tokio::spawn(listener::serve(
-        edge_listener,
-        edge,
-        stopped(stop_rx.clone()),
-    ));
+    let limits = config.limits.clone();
+    let edge_shutdown = stopped(stop_rx.clone());
+    let edge_task = tokio::spawn(async move {
+        listener::serve(edge_listener, edge, &limits, edge_shutdown).await;
+    });
+    let admin_app = admin::router(
+        Arc::clone(&scheduler),
+        Arc::clone(&shield),
+        Arc::clone(&reload),
+    );
     let admin_task = tokio::spawn(
-        axum::serve(admin_listener, admin::router(Arc::clone(&scheduler)))
+        axum::serve(admin_listener, admin_app)
             .with_graceful_shutdown(stopped(stop_rx))
             .into_future(),
     );
 
-    wait_for_signal().await?;
+    wait_for_signal(&reload).await?;
     tracing::info!("shutting down: draining connections");
     let _ = stop_tx.send(true);
     let _ = edge_task.await;
@@ -164,12 +228,32 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn wait_for_signal() -> anyhow::Result<()> {
+/// Re-reads the config file and swaps in its firewall, IP sets and
+/// throttles. A file that does not validate changes nothing.
+fn reload_shield(path: &std::path::Path, shield: &ShieldHandle) -> Result<String, String> {
+    let config = Config::load(path).map_err(|e| e.to_string())?;
+    let next = Shield::build(&config).map_err(|e| e.to_string())?;
+    let rules = next.firewall.as_ref().map_or(0, |f| f.counters().len());
+    shield.replace(next);
+    Ok(format!(
+        "reloaded {}: {rules} firewall rules",
+        path.display()
+    ))
+}
+
+/// Waits for SIGINT or SIGTERM; reloads the shield on each SIGHUP meanwhile.
+async fn wait_for_signal(reload: &admin::Reload) -> anyhow::Result<()> {
     use tokio::signal::unix::{signal, SignalKind};
     let mut term = signal(SignalKind::terminate()).context("installing SIGTERM handler")?;
-    tokio::select! {
-        r = tokio::signal::ctrl_c() => r.context("waiting for SIGINT")?,
-        _ = term.recv() => {}
+    let mut hup = signal(SignalKind::hangup()).context("installing SIGHUP handler")?;
+    loop {
+        tokio::select! {
+            r = tokio::signal::ctrl_c() => return r.context("waiting for SIGINT"),
+            _ = term.recv() => return Ok(()),
+            _ = hup.recv() => match reload() {
+                Ok(done) => tracing::info!("{done}"),
+                Err(e) => tracing::error!("reload refused, keeping the current rules:\n{e}"),
+            },
+        }
     }
-    Ok(())
 }

@@ -86,3 +86,28 @@ fn missing_config_file_is_a_clear_error() {
     assert_eq!(code, 2);
     assert!(stderr.contains("/nonexistent/levee.toml"), "{stderr}");
 }
+
+#[test]
+fn aws_waf_web_acls_import_into_a_config_that_checks() {
+    let acl = workspace().join("crates/levee-shield/src/firewall/testdata/web-acl.json");
+    let (code, toml, notes) = levee(&["firewall", "import", acl.to_str().unwrap()]);
+    assert_eq!(code, 0, "{notes}");
+    assert!(toml.contains("[[firewall.rules]]"), "{toml}");
+    assert!(
+        notes.contains("GeoMatchStatement"),
+        "unconvertible parts are listed: {notes}"
+    );
+    let dir = scratch("wafimport");
+    let config = dir.join("levee.toml");
+    std::fs::write(
+        &config,
+        format!("{}\n{toml}", support::hello_function("f", "")),
+    )
+    .unwrap();
+    let (code, stdout, stderr) = levee(&["check", "--config", config.to_str().unwrap()]);
+    assert_eq!(code, 0, "imported rules must validate: {stdout}{stderr}");
+
+    std::fs::write(dir.join("bad.json"), "{\"not\": \"an acl\"}").unwrap();
+    let (code, _, stderr) = levee(&["firewall", "import", dir.join("bad.json").to_str().unwrap()]);
+    assert_eq!(code, 2, "{stderr}");
+}

@@ -1,0 +1,387 @@
+//! The edge-defence sections: `[limits]` (connection guard), `[client_ip]`
+//! (whose forwarded address to believe) and `[throttle]` (token buckets, also
+//! per route). Raw shapes and their validation; the edge enforces them.
+
+use std::ops::RangeInclusive;
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use crate::load::RawSize;
+use crate::units::{parse_duration, parse_size};
+
+/// `[limits]`: what one client and all clients together may hold.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Limits {
+    /// Open connections in total; beyond it new connections are closed at
+    /// once. Default 10000; at most 19000 (these machines cap open files at
+    /// 20000, and the server needs some for itself).
+    pub max_connections: u32,
+    /// Open connections per client address; default 100.
+    pub max_connections_per_ip: u32,
+    /// Time to receive a whole request head (slowloris); default 10 s.
+    pub header_timeout: Duration,
+    /// A connection with no bytes moving either way is closed; default 60 s.
+    pub idle_timeout: Duration,
+    /// A response write that makes no progress for this long ends the
+    /// connection (slow read); default 30 s.
+    pub send_timeout: Duration,
+    /// Slowest acceptable request body, bytes per second, after
+    /// `body_grace` (slow POST); default 1024.
+    pub body_min_rate: u64,
+    /// Time a body may take before `body_min_rate` applies; default 5 s.
+    pub body_grace: Duration,
+    /// Largest request head in bytes (431 beyond); default 16 KiB, 8 KiB..1 MiB.
+    pub max_header_bytes: u64,
+    /// Most request headers (431 beyond); default 100.
+    pub max_headers: u32,
+    /// Concurrent streams per HTTP/2 connection; default 100.
+    pub h2_max_streams: u32,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            max_connections: 10_000,
+            max_connections_per_ip: 100,
+            header_timeout: Duration::from_secs(10),
+            idle_timeout: Duration::from_secs(60),
+            send_timeout: Duration::from_secs(30),
+            body_min_rate: 1024,
+            body_grace: Duration::from_secs(5),
+            max_header_bytes: 16 * 1024,
+            max_headers: 100,
+            h2_max_streams: 100,
+        }
+    }
+}
+
+/// `[client_ip]`: the socket address is the client unless the connection
+/// comes from a trusted proxy, whose `X-Forwarded-For` / `Forwarded` is then
+/// read from the right, skipping trusted hops.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct ClientIp {
+    /// Proxies whose forwarding headers are believed.
+    pub trusted_proxies: Vec<ipnet::IpNet>,
+}
+
+/// A token bucket: `rate` requests per second refill, `burst` bucket size
+/// (API Gateway's throttle semantics).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Throttle {
+    /// Requests per second, > 0 (fractions allowed).
+    pub rate: f64,
+    /// Bucket size, ≥ 1.
+    pub burst: u32,
+}
+
+// Throttle holds an f64 but never NaN (validated), so equality is total.
+impl Eq for Throttle {}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawLimits {
+    max_connections: Option<u32>,
+    max_connections_per_ip: Option<u32>,
+    header_timeout: Option<String>,
+    idle_timeout: Option<String>,
+    send_timeout: Option<String>,
+    body_min_rate: Option<u64>,
+    body_grace: Option<String>,
+    max_header_bytes: Option<RawSize>,
+    max_headers: Option<u32>,
+    h2_max_streams: Option<u32>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawClientIp {
+    #[serde(default)]
+    trusted_proxies: Vec<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawThrottle {
+    rate: f64,
+    burst: u32,
+}
+
+/// A problem found here: the key under the section, and what is wrong.
+pub(crate) type Found = (String, String);
+
+fn bounded<T: PartialOrd + Copy + std::fmt::Display>(
+    key: &str,
+    value: Option<T>,
+    default: T,
+    range: RangeInclusive<T>,
+    found: &mut Vec<Found>,
+) -> T {
+    let v = value.unwrap_or(default);
+    if !range.contains(&v) {
+        found.push((
+            key.into(),
+            format!(
+                "must be between {} and {}, not {v}",
+                range.start(),
+                range.end()
+            ),
+        ));
+        return default;
+    }
+    v
+}
+
+fn duration(
+    key: &str,
+    text: Option<&str>,
+    default: Duration,
+    range: RangeInclusive<Duration>,
+    found: &mut Vec<Found>,
+) -> Duration {
+    let Some(text) = text else { return default };
+    match parse_duration(text) {
+        Ok(d) if range.contains(&d) => d,
+        Ok(_) => {
+            found.push((
+                key.into(),
+                format!(
+                    "must be between {:?} and {:?}, not `{text}`",
+                    range.start(),
+                    range.end()
+                ),
+            ));
+            default
+        }
+        Err(e) => {
+            found.push((key.into(), format!("invalid duration: {e}")));
+            default
+        }
+    }
+}
+
+pub(crate) fn limits(raw: RawLimits) -> (Limits, Vec<Found>) {
+    let d = Limits::default();
+    let mut found = Vec::new();
+    let f = &mut found;
+    let max_connections = bounded(
+        "max_connections",
+        raw.max_connections,
+        d.max_connections,
+        1..=19_000,
+        f,
+    );
+    let max_connections_per_ip = bounded(
+        "max_connections_per_ip",
+        raw.max_connections_per_ip,
+        d.max_connections_per_ip,
+        1..=max_connections,
+        f,
+    );
+    let secs = Duration::from_secs;
+    let max_header_bytes = match raw.max_header_bytes {
+        None => d.max_header_bytes,
+        Some(v) => {
+            let parsed = match v {
+                RawSize::Bytes(n) => u64::try_from(n).map_err(|_| "must be positive".to_string()),
+                RawSize::Text(s) => parse_size(&s),
+            };
+            match parsed {
+                Ok(n) if (8 * 1024..=1024 * 1024).contains(&n) => n,
+                Ok(n) => {
+                    f.push((
+                        "max_header_bytes".into(),
+                        format!("must be between 8KiB and 1MiB, not {n} bytes"),
+                    ));
+                    d.max_header_bytes
+                }
+                Err(e) => {
+                    f.push(("max_header_bytes".into(), format!("invalid size: {e}")));
+                    d.max_header_bytes
+                }
+            }
+        }
+    };
+    let limits = Limits {
+        max_connections,
+        max_connections_per_ip,
+        header_timeout: duration(
+            "header_timeout",
+            raw.header_timeout.as_deref(),
+            d.header_timeout,
+            secs(1)..=secs(300),
+            f,
+        ),
+        idle_timeout: duration(
+            "idle_timeout",
+            raw.idle_timeout.as_deref(),
+            d.idle_timeout,
+            secs(1)..=secs(3600),
+            f,
+        ),
+        send_timeout: duration(
+            "send_timeout",
+            raw.send_timeout.as_deref(),
+            d.send_timeout,
+            secs(1)..=secs(3600),
+            f,
+        ),
+        body_min_rate: bounded(
+            "body_min_rate",
+            raw.body_min_rate,
+            d.body_min_rate,
+            1..=1 << 30,
+            f,
+        ),
+        body_grace: duration(
+            "body_grace",
+            raw.body_grace.as_deref(),
+            d.body_grace,
+            Duration::ZERO..=secs(300),
+            f,
+        ),
+        max_header_bytes,
+        max_headers: bounded("max_headers", raw.max_headers, d.max_headers, 1..=1000, f),
+        h2_max_streams: bounded(
+            "h2_max_streams",
+            raw.h2_max_streams,
+            d.h2_max_streams,
+            1..=1000,
+            f,
+        ),
+    };
+    (limits, found)
+}
+
+/// Most trusted proxy entries; a list longer than this is a mistake.
+const MAX_TRUSTED_PROXIES: usize = 1024;
+
+pub(crate) fn client_ip(raw: RawClientIp) -> (ClientIp, Vec<Found>) {
+    let mut found = Vec::new();
+    if raw.trusted_proxies.len() > MAX_TRUSTED_PROXIES {
+        found.push((
+            "trusted_proxies".into(),
+            format!("at most {MAX_TRUSTED_PROXIES} entries"),
+        ));
+        return (ClientIp::default(), found);
+    }
+    let mut trusted = Vec::new();
+    for (i, text) in raw.trusted_proxies.iter().enumerate() {
+        let parsed = text
+            .parse::<ipnet::IpNet>()
+            .or_else(|_| text.parse::<std::net::IpAddr>().map(ipnet::IpNet::from));
+        match parsed {
+            Ok(net) => trusted.push(net.trunc()),
+            Err(_) => found.push((
+                format!("trusted_proxies[{i}]"),
+                format!("`{text}` is not an IP address or CIDR (e.g. 10.0.0.0/8)"),
+            )),
+        }
+    }
+    (
+        ClientIp {
+            trusted_proxies: trusted,
+        },
+        found,
+    )
+}
+
+pub(crate) fn throttle(raw: RawThrottle) -> Result<Throttle, Found> {
+    if !(raw.rate.is_finite() && raw.rate > 0.0 && raw.rate <= 1e9) {
+        return Err((
+            "rate".into(),
+            format!(
+                "must be a number of requests per second above 0, not {}",
+                raw.rate
+            ),
+        ));
+    }
+    if raw.burst == 0 {
+        return Err(("burst".into(), "must be at least 1".into()));
+    }
+    Ok(Throttle {
+        rate: raw.rate,
+        burst: raw.burst,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_hold_and_bad_values_name_their_key() {
+        let (l, found) = limits(RawLimits::default());
+        assert_eq!(l, Limits::default());
+        assert!(found.is_empty());
+        let raw = RawLimits {
+            max_connections: Some(50_000),
+            header_timeout: Some("forever".into()),
+            max_header_bytes: Some(RawSize::Text("1KiB".into())),
+            ..RawLimits::default()
+        };
+        let (_, found) = limits(raw);
+        let keys: Vec<_> = found.iter().map(|f| f.0.as_str()).collect();
+        assert_eq!(
+            keys,
+            ["max_connections", "max_header_bytes", "header_timeout"]
+        );
+    }
+
+    #[test]
+    fn trusted_proxies_parse_cidrs_and_addresses() {
+        let (c, found) = client_ip(RawClientIp {
+            trusted_proxies: vec![
+                "10.0.0.0/8".into(),
+                "::1".into(),
+                "192.168.1.7/24".into(),
+                "nope".into(),
+            ],
+        });
+        assert_eq!(c.trusted_proxies.len(), 3);
+        assert_eq!(c.trusted_proxies[2].to_string(), "192.168.1.0/24");
+        assert_eq!(
+            found,
+            vec![(
+                "trusted_proxies[3]".to_string(),
+                "`nope` is not an IP address or CIDR (e.g. 10.0.0.0/8)".to_string()
+            )]
+        );
+    }
+
+    #[test]
+    fn throttles_need_a_positive_rate_and_burst() {
+        assert!(throttle(RawThrottle {
+            rate: 0.5,
+            burst: 1
+        })
+        .is_ok());
+        assert_eq!(
+            throttle(RawThrottle {
+                rate: 0.0,
+                burst: 1
+            })
+            .unwrap_err()
+            .0,
+            "rate"
+        );
+        assert_eq!(
+            throttle(RawThrottle {
+                rate: f64::NAN,
+                burst: 1
+            })
+            .unwrap_err()
+            .0,
+            "rate"
+        );
+        assert_eq!(
+            throttle(RawThrottle {
+                rate: 1.0,
+                burst: 0
+            })
+            .unwrap_err()
+            .0,
+            "burst"
+        );
+    }
+}

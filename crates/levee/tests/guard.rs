@@ -1,0 +1,277 @@
+//! The connection guard under hostile clients: slowloris, slow POST, slow
+//! read, connection caps, oversized heads, idle keep-alive, and HTTP/2. Slow
+//! clients come from many distinct loopback addresses (127.0.x.y), as real
+//! distinct attackers would; every loop is bounded in count and time.
+
+mod support;
+
+use std::net::{Ipv4Addr, SocketAddr};
+use std::time::{Duration, Instant};
+
+use support::{get, hello_function, request, Server};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpSocket, TcpStream};
+
+fn guarded(name: &str, limits: &str) -> Server {
+    Server::start(
+        name,
+        &format!(
+            "[limits]\n{limits}\n\n{}\n[[routes]]\nroute = \"ANY /f\"\nfunction = \"f\"\n",
+            hello_function("f", "reserved_concurrency = 50\ntimeout = \"10s\"")
+        ),
+    )
+}
+
+/// A connection from 127.0.`hi`.`lo`.
+async fn connect_from(hi: u8, lo: u8, to: SocketAddr) -> TcpStream {
+    let socket = TcpSocket::new_v4().unwrap();
+    socket
+        .bind(SocketAddr::from((Ipv4Addr::new(127, 0, hi, lo), 0)))
+        .unwrap();
+    socket.connect(to).await.unwrap()
+}
+
+/// Reads until EOF, error or `within`; true if the server closed the
+/// connection in time.
+async fn closed_within(s: &mut TcpStream, within: Duration) -> bool {
+    let mut buf = [0u8; 4096];
+    let deadline = tokio::time::Instant::now() + within;
+    loop {
+        match tokio::time::timeout_at(deadline, s.read(&mut buf)).await {
+            Err(_) => return false,
+            Ok(Ok(0)) | Ok(Err(_)) => return true,
+            Ok(Ok(_)) => {}
+        }
+    }
+}
+
+/// Sends `count` legitimate requests from 127.0.0.1, one every 50 ms, on a
+/// blocking thread; returns how many got 200 (and panics, listing the other
+/// statuses, if any did not).
+fn legit_traffic(edge: SocketAddr, count: usize) -> std::thread::JoinHandle<usize> {
+    std::thread::spawn(move || {
+        let statuses: Vec<u16> = (0..count)
+            .map(|_| {
+                std::thread::sleep(Duration::from_millis(50));
+                get(edge, "/f?action=pid").status
+            })
+            .collect();
+        let ok = statuses.iter().filter(|&&s| s == 200).count();
+        assert_eq!(ok, count, "legitimate requests failed: {statuses:?}");
+        ok
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slowloris_from_hundreds_of_connections_does_not_take_the_service_down() {
+    let s = guarded(
+        "slowloris",
+        "header_timeout = \"2s\"\nmax_connections_per_ip = 10",
+    );
+    let edge = s.edge;
+    assert_eq!(get(edge, "/f").status, 200, "warm up");
+    // 300 connections from 30 addresses, each trickling a header line per
+    // 500 ms and never finishing the head.
+    let mut slow = Vec::new();
+    for i in 0..300u16 {
+        let mut c = connect_from(1, (i / 10) as u8 + 1, edge).await;
+        c.write_all(b"GET /f HTTP/1.1\r\nhost: x\r\n")
+            .await
+            .unwrap();
+        slow.push(c);
+    }
+    let legit = legit_traffic(edge, 60);
+    let started = Instant::now();
+    while started.elapsed() < Duration::from_millis(1500) {
+        for c in &mut slow {
+            let _ = c.write_all(b"x-slow: 1\r\n").await;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    // The head timeout (2 s) closes every slow connection.
+    let mut closed = 0;
+    for c in &mut slow {
+        if closed_within(c, Duration::from_secs(5)).await {
+            closed += 1;
+        }
+    }
+    let ok = tokio::task::spawn_blocking(move || legit.join().unwrap())
+        .await
+        .unwrap();
+    assert_eq!(
+        ok, 60,
+        "every legitimate request succeeded during the attack"
+    );
+    assert_eq!(
+        closed, 300,
+        "slow connections must be cut by the head timeout"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slow_post_bodies_get_408_and_do_not_block_others() {
+    let s = guarded("slowpost", "body_min_rate = 1000\nbody_grace = \"1s\"");
+    let edge = s.edge;
+    let mut slow = Vec::new();
+    for i in 0..50u8 {
+        let mut c = connect_from(2, i + 1, edge).await;
+        c.write_all(b"POST /f HTTP/1.1\r\nhost: x\r\ncontent-length: 100000\r\n\r\nab")
+            .await
+            .unwrap();
+        slow.push(c);
+    }
+    let legit = legit_traffic(edge, 30);
+    let mut timed_out = 0;
+    for c in &mut slow {
+        let mut buf = vec![0u8; 512];
+        let n = tokio::time::timeout(Duration::from_secs(8), c.read(&mut buf)).await;
+        if let Ok(Ok(n)) = n {
+            if String::from_utf8_lossy(&buf[..n]).starts_with("HTTP/1.1 408") {
+                timed_out += 1;
+            }
+        }
+    }
+    let ok = tokio::task::spawn_blocking(move || legit.join().unwrap())
+        .await
+        .unwrap();
+    assert_eq!(timed_out, 50, "slow bodies answered 408");
+    assert_eq!(ok, 30);
+    assert!(
+        s.instances("f")["starts"].as_u64().unwrap() <= 2,
+        "slow bodies never invoked"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn clients_that_do_not_read_are_cut_off_by_the_send_timeout() {
+    let s = guarded("slowread", "send_timeout = \"2s\"");
+    let edge = s.edge;
+    let mut readers = Vec::new();
+    for i in 0..10u8 {
+        let socket = TcpSocket::new_v4().unwrap();
+        socket.set_recv_buffer_size(4096).unwrap();
+        socket
+            .bind(SocketAddr::from((Ipv4Addr::new(127, 0, 3, i + 1), 0)))
+            .unwrap();
+        let mut c = socket.connect(edge).await.unwrap();
+        c.write_all(b"GET /f?action=big&bytes=5000000 HTTP/1.1\r\nhost: x\r\n\r\n")
+            .await
+            .unwrap();
+        readers.push(c);
+    }
+    let legit = legit_traffic(edge, 30);
+    // Never read for 7 s (the responses start within a few seconds; the send
+    // timeout is 2 s), then drain: the server must have given up, so each
+    // connection ends well short of the 5 MB body.
+    tokio::time::sleep(Duration::from_secs(7)).await;
+    let mut cut = 0;
+    for c in &mut readers {
+        let mut total = 0usize;
+        let mut buf = vec![0u8; 65536];
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+        while let Ok(Ok(n)) = tokio::time::timeout_at(deadline, c.read(&mut buf)).await {
+            if n == 0 {
+                break;
+            }
+            total += n;
+        }
+        if total < 5_000_000 {
+            cut += 1;
+        }
+    }
+    let ok = tokio::task::spawn_blocking(move || legit.join().unwrap())
+        .await
+        .unwrap();
+    assert_eq!(ok, 30);
+    assert_eq!(cut, 10, "every non-reading client was cut off");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connection_caps_per_address_and_in_total() {
+    let s = guarded(
+        "conncap",
+        "max_connections = 12\nmax_connections_per_ip = 5",
+    );
+    let edge = s.edge;
+    let mut held = Vec::new();
+    for _ in 0..5 {
+        held.push(connect_from(4, 1, edge).await);
+    }
+    let mut sixth = connect_from(4, 1, edge).await;
+    assert!(
+        closed_within(&mut sixth, Duration::from_secs(2)).await,
+        "6th from one address refused"
+    );
+    for i in 0..7u8 {
+        held.push(connect_from(4, 10 + i, edge).await);
+    }
+    let mut over = connect_from(4, 50, edge).await;
+    assert!(
+        closed_within(&mut over, Duration::from_secs(2)).await,
+        "13th connection refused"
+    );
+    drop(held);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let r = tokio::task::spawn_blocking(move || get(edge, "/f"))
+        .await
+        .unwrap();
+    assert_eq!(r.status, 200, "slots come back when connections close");
+}
+
+#[test]
+fn oversized_heads_get_431() {
+    let s = guarded("431", "max_header_bytes = \"16KiB\"\nmax_headers = 50");
+    let big = "a".repeat(20 * 1024);
+    let r = request(s.edge, "GET", "/f", &[("x-big", &big)], b"");
+    assert_eq!(r.status, 431);
+    let names: Vec<String> = (0..60).map(|i| format!("x-h{i}")).collect();
+    let many: Vec<(&str, &str)> = names.iter().map(|n| (n.as_str(), "v")).collect();
+    let r = request(s.edge, "GET", "/f", &many, b"");
+    assert_eq!(r.status, 431);
+    assert_eq!(get(s.edge, "/f").status, 200);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idle_keep_alive_connections_are_closed_but_slow_functions_are_not_idle() {
+    let s = guarded("idle", "idle_timeout = \"1s\"");
+    let mut c = connect_from(5, 1, s.edge).await;
+    // A 2.5 s invocation on a connection with a 1 s idle timeout completes.
+    c.write_all(b"GET /f?action=sleep&ms=2500 HTTP/1.1\r\nhost: x\r\n\r\n")
+        .await
+        .unwrap();
+    let mut buf = vec![0u8; 4096];
+    let n = tokio::time::timeout(Duration::from_secs(8), c.read(&mut buf))
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(String::from_utf8_lossy(&buf[..n]).starts_with("HTTP/1.1 200"));
+    // Then, idle, it is closed.
+    assert!(
+        closed_within(&mut c, Duration::from_secs(4)).await,
+        "idle keep-alive closed"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http2_prior_knowledge_works_under_the_guard() {
+    use http_body_util::{BodyExt, Empty};
+    let s = guarded("h2", "h2_max_streams = 10");
+    let stream = TcpStream::connect(s.edge).await.unwrap();
+    let (mut send, conn) = hyper::client::conn::http2::handshake(
+        hyper_util::rt::TokioExecutor::new(),
+        hyper_util::rt::TokioIo::new(stream),
+    )
+    .await
+    .unwrap();
+    tokio::spawn(conn);
+    for _ in 0..5 {
+        let req = http::Request::get(format!("http://{}/f?action=pid", s.edge))
+            .body(Empty::<bytes::Bytes>::new())
+            .unwrap();
+        let resp = send.send_request(req).await.unwrap();
+        assert_eq!(resp.status(), 200);
+        let body = resp.into_body().collect().await.unwrap().to_bytes();
+        let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        assert!(v["pid"].as_u64().is_some());
+    }
+}
