@@ -173,6 +173,16 @@ async fn serve(config: Config, path: PathBuf) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("binding server.admin_listen {}", config.server.admin_listen))?;
 
+    let (token, source) = admin::auth::load_or_create(
+        &config.server.data_dir,
+        std::env::var("LEVEE_ADMIN_TOKEN").ok(),
+    )?;
+    if let admin::auth::TokenSource::Created(path) = &source {
+        println!(
+            "levee: admin token written to {} (mode 0600)",
+            path.display()
+        );
+    }
     let scheduler = Arc::new(Scheduler::start(&config).await?);
     let router = Router::build(&config.routes, &scheduler)?;
     let shield = ShieldHandle::new(Shield::build(&config)?);
@@ -208,11 +218,12 @@ async fn serve(config: Config, path: PathBuf) -> anyhow::Result<()> {
     let edge_task = tokio::spawn(async move {
         listener::serve(edge_listener, edge, &limits, edge_shutdown).await;
     });
-    let admin_app = admin::router(
-        Arc::clone(&scheduler),
-        Arc::clone(&shield),
-        Arc::clone(&reload),
-    );
+    let admin_app = admin::router(admin::Admin {
+        scheduler: Arc::clone(&scheduler),
+        shield: Arc::clone(&shield),
+        reload: Arc::clone(&reload),
+        token,
+    });
     let admin_task = tokio::spawn(
         axum::serve(admin_listener, admin_app)
             .with_graceful_shutdown(stopped(stop_rx))

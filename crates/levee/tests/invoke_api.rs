@@ -25,6 +25,7 @@ fn boto3_lambda_client_works_unmodified() {
     let out = Command::new(python())
         .arg(&script)
         .arg(format!("http://{}", s.admin))
+        .arg(support::ADMIN_TOKEN)
         .output()
         .expect("running python3");
     let stdout = String::from_utf8_lossy(&out.stdout);

@@ -46,7 +46,7 @@ async fn status_from(src: Ipv4Addr, to: SocketAddr, head: &str) -> u16 {
 }
 
 fn counters(s: &Server) -> serde_json::Value {
-    support::get(s.admin, "/admin/firewall").json()["rules"].clone()
+    s.admin("GET", "/admin/firewall", b"").json()["rules"].clone()
 }
 
 fn counter(s: &Server, rule: &str, field: &str) -> u64 {
@@ -351,15 +351,12 @@ fn rules_reload_on_sighup_and_a_bad_file_keeps_the_old_rules() {
     );
 
     std::fs::write(&config, format!("{original}\n[firewall]\nbogus = 1\n")).unwrap();
-    let r = request(s.admin, "POST", "/admin/reload", &[], b"");
+    let r = s.admin("POST", "/admin/reload", b"");
     assert_eq!(r.status, 400);
     assert!(r.text().contains("bogus"), "{}", r.text());
     assert_eq!(get(s.edge, "/f").status, 403, "old rules kept");
     std::fs::write(&config, &original).unwrap();
-    assert_eq!(
-        request(s.admin, "POST", "/admin/reload", &[], b"").status,
-        200
-    );
+    assert_eq!(s.admin("POST", "/admin/reload", b"").status, 200);
     assert_eq!(get(s.edge, "/f").status, 200);
 }
 
@@ -382,23 +379,22 @@ statement = { rate = { limit = 1, window = "60s" } }
     let edge = s.edge;
     // Legitimate clients: 20 addresses, 5 requests each, spread over the attack.
     let legit = tokio::spawn(async move {
-        let mut ok = 0;
-        let mut total = 0;
+        let mut statuses = Vec::new();
         for round in 0..5u8 {
             for i in 0..20u8 {
-                total += 1;
                 let head = "GET /f HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n";
                 // Each legitimate client sends one request per window: within its limit.
-                if status_from(Ipv4Addr::new(127, 2, round, i + 1), edge, head).await == 200 {
-                    ok += 1;
-                }
+                statuses.push(status_from(Ipv4Addr::new(127, 2, round, i + 1), edge, head).await);
             }
             tokio::time::sleep(Duration::from_millis(300)).await;
         }
-        (ok, total)
+        statuses
     });
-    // The attack: 2000 addresses × 4 requests, 64 in flight at a time.
-    let limit = Arc::new(tokio::sync::Semaphore::new(64));
+    // The attack: 2000 addresses × 4 requests, 32 in flight at a time — fewer
+    // than the function's reservation (40), so what this measures is the
+    // shield, not the concurrency limit (which would rightly answer 429 to
+    // legitimate clients once allowed attack requests fill it).
+    let limit = Arc::new(tokio::sync::Semaphore::new(32));
     let mut attack = Vec::new();
     for n in 0..2000u32 {
         for _ in 0..4 {
@@ -418,10 +414,12 @@ statement = { rate = { limit = 1, window = "60s" } }
             attack_ok += 1;
         }
     }
-    let (ok, total) = legit.await.unwrap();
+    let statuses = legit.await.unwrap();
+    let total = statuses.len();
+    let ok = statuses.iter().filter(|&&c| c == 200).count();
     assert_eq!(
         ok, total,
-        "every legitimate request succeeded ({ok}/{total})"
+        "every legitimate request succeeded ({ok}/{total}): {statuses:?}"
     );
     let invocations = s.instances("f")["invocations"].as_u64().unwrap();
     assert!(

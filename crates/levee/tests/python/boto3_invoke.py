@@ -1,6 +1,6 @@
 """Drives Levee's Invoke API with an unmodified boto3 Lambda client.
 
-Usage: boto3_invoke.py ADMIN_URL. Exits non-zero with a message on the first
+Usage: boto3_invoke.py ADMIN_URL ADMIN_TOKEN. Exits non-zero with a message on the first
 behaviour that differs from Lambda's; prints the Event invocation's request id
 on success so the caller can find its log lines.
 """
@@ -12,13 +12,14 @@ import sys
 import boto3
 from botocore.config import Config
 
-url = sys.argv[1]
+url, token = sys.argv[1], sys.argv[2]
 client = boto3.client(
     "lambda",
     endpoint_url=url,
     region_name="us-east-1",
-    aws_access_key_id="test",
-    aws_secret_access_key="test",
+    # Levee's admin listener takes its admin token as the access key id.
+    aws_access_key_id=token,
+    aws_secret_access_key="unused",
     # Lambda clients retry 429s silently by default; we want to see them.
     config=Config(retries={"max_attempts": 1, "mode": "standard"}, read_timeout=60),
 )
@@ -90,6 +91,20 @@ expect_error("InvalidRequestContentException", FunctionName="hello", Payload=b"n
 expect_error("RequestTooLargeException", FunctionName="hello", Payload=b'"' + b"x" * 7_000_000 + b'"')
 expect_error("RequestTooLargeException", FunctionName="hello", InvocationType="Event", Payload=b'"' + b"x" * 2_000_000 + b'"')
 check(client.exceptions.TooManyRequestsException is not None, "modelled exceptions", None)
+
+stranger = boto3.client(
+    "lambda",
+    endpoint_url=url,
+    region_name="us-east-1",
+    aws_access_key_id="not-the-token",
+    aws_secret_access_key="x",
+    config=Config(retries={"max_attempts": 1, "mode": "standard"}),
+)
+try:
+    stranger.invoke(FunctionName="hello")
+    sys.exit("FAIL a client without the admin token could invoke")
+except stranger.exceptions.ClientError as e:
+    check(e.response["ResponseMetadata"]["HTTPStatusCode"] == 401, "unauthenticated invoke refused", e.response)
 
 r = client.invoke(FunctionName="hello", InvocationType="Event", Payload=json.dumps({"action": "log"}))
 check(r["StatusCode"] == 202, "Event status", r)

@@ -63,6 +63,9 @@ pub fn scratch(name: &str) -> PathBuf {
     dir
 }
 
+/// The admin token every test server runs with.
+pub const ADMIN_TOKEN: &str = "levee-test-admin-token-0123456789";
+
 /// A running `levee serve`.
 pub struct Server {
     child: Child,
@@ -70,6 +73,8 @@ pub struct Server {
     pub admin: SocketAddr,
     pub dir: PathBuf,
     stderr_path: PathBuf,
+    /// What levee printed on stdout before it was ready.
+    pub printed: Vec<String>,
 }
 
 impl Server {
@@ -80,6 +85,16 @@ impl Server {
 
     /// Like [`Server::start`], with extra environment for the levee process.
     pub fn start_with_env(name: &str, body: &str, env: &[(&str, &str)]) -> Server {
+        Self::launch(name, body, env, true)
+    }
+
+    /// Like [`Server::start`], but without `LEVEE_ADMIN_TOKEN`, so levee
+    /// uses (or creates) its token file.
+    pub fn start_with_token_file(name: &str, body: &str) -> Server {
+        Self::launch(name, body, &[], false)
+    }
+
+    fn launch(name: &str, body: &str, env: &[(&str, &str)], env_token: bool) -> Server {
         let dir = scratch(name);
         let config = dir.join("levee.toml");
         std::fs::write(
@@ -90,7 +105,13 @@ impl Server {
         )
         .unwrap();
         let stderr_path = dir.join("levee.stderr");
-        let mut child = Command::new(env!("CARGO_BIN_EXE_levee"))
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_levee"));
+        if env_token {
+            cmd.env("LEVEE_ADMIN_TOKEN", ADMIN_TOKEN);
+        } else {
+            cmd.env_remove("LEVEE_ADMIN_TOKEN");
+        }
+        let mut child = cmd
             .args(["serve", "--config"])
             .arg(&config)
             .envs(env.iter().copied())
@@ -109,11 +130,13 @@ impl Server {
             }
         });
         let (mut edge, mut admin) = (None, None);
+        let mut printed = Vec::new();
         let deadline = Instant::now() + Duration::from_secs(60);
         while edge.is_none() || admin.is_none() {
             let left = deadline.saturating_duration_since(Instant::now());
             match rx.recv_timeout(left) {
                 Ok(line) => {
+                    printed.push(line.clone());
                     let addr = |prefix: &str| -> Option<SocketAddr> {
                         line.strip_prefix(prefix)?.trim().parse().ok()
                     };
@@ -136,6 +159,7 @@ impl Server {
             admin: admin.unwrap(),
             dir,
             stderr_path,
+            printed,
         }
     }
 
@@ -149,9 +173,15 @@ impl Server {
         self.child.id()
     }
 
+    /// A request to the admin listener, with the admin token.
+    pub fn admin(&self, method: &str, path: &str, body: &[u8]) -> Resp {
+        let auth = format!("Bearer {ADMIN_TOKEN}");
+        request(self.admin, method, path, &[("authorization", &auth)], body)
+    }
+
     /// `GET /admin/functions`, as `name → instances` JSON.
     pub fn instances(&self, function: &str) -> serde_json::Value {
-        let resp = request(self.admin, "GET", "/admin/functions", &[], b"");
+        let resp = self.admin("GET", "/admin/functions", b"");
         let doc = resp.json();
         doc["functions"]
             .as_array()

@@ -1,12 +1,9 @@
-//! The admin listener: the Lambda Invoke API and the platform's own status
-//! endpoints, kept off the public edge.
-//!
-//! `POST /2015-03-31/functions/{name}/invocations` behaves like Lambda's so
-//! that `boto3.client("lambda", endpoint_url=...)` works unmodified: function
-//! failures are 200 with `X-Amz-Function-Error`, service errors carry both the
-//! `x-amzn-ErrorType` header and a JSON body. Event invocations run in the
-//! background, bounded by [`MAX_PENDING_EVENTS`]. Not yet authenticated: it
-//! must only listen on loopback until admin tokens land.
+//! The Lambda Invoke API: `POST /2015-03-31/functions/{name}/invocations`
+//! behaves like Lambda's so that `boto3.client("lambda", endpoint_url=...)`
+//! works unmodified: function failures are 200 with `X-Amz-Function-Error`,
+//! service errors carry both the `x-amzn-ErrorType` header and a JSON body.
+//! Event invocations run in the background, bounded by
+//! [`MAX_PENDING_EVENTS`].
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -14,15 +11,13 @@ use std::time::Duration;
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
 use base64::Engine;
 use bytes::Bytes;
 use http_body_util::{BodyExt, Limited};
-use levee_runtime::{function_arn, FunctionHandle, InvokeError, InvokeRequest, Scheduler};
+use levee_runtime::{function_arn, FunctionHandle, InvokeError, InvokeRequest};
 use serde_json::json;
-use tokio::sync::Semaphore;
 
-use crate::shield::ShieldHandle;
+use super::AdminState;
 
 /// Largest synchronous payload (Lambda: 6 MB).
 pub const MAX_SYNC_PAYLOAD: usize = 6 * 1024 * 1024;
@@ -37,82 +32,8 @@ const EVENT_THROTTLE_ATTEMPTS: u32 = 6;
 /// Extra attempts for an event invocation whose function fails (Lambda: 2).
 const EVENT_ERROR_RETRIES: u32 = 2;
 
-/// Re-reads the config and swaps the shield; `Ok` says what changed, `Err`
-/// why nothing did.
-pub type Reload = Arc<dyn Fn() -> Result<String, String> + Send + Sync>;
-
-#[derive(Clone)]
-struct AdminState {
-    scheduler: Arc<Scheduler>,
-    shield: Arc<ShieldHandle>,
-    reload: Reload,
-    events: Arc<Semaphore>,
-}
-
-impl std::fmt::Debug for AdminState {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("AdminState").finish_non_exhaustive()
-    }
-}
-
-/// The admin API as an axum router.
-pub fn router(
-    scheduler: Arc<Scheduler>,
-    shield: Arc<ShieldHandle>,
-    reload: Reload,
-) -> axum::Router {
-    let state = AdminState {
-        scheduler,
-        shield,
-        reload,
-        events: Arc::new(Semaphore::new(MAX_PENDING_EVENTS)),
-    };
-    axum::Router::new()
-        .route("/2015-03-31/functions/{name}/invocations", post(invoke))
-        .route("/admin/functions", get(functions))
-        .route("/admin/firewall", get(firewall))
-        .route("/admin/reload", post(reload_rules))
-        .route("/healthz", get(|| async { "ok" }))
-        .with_state(state)
-}
-
-async fn functions(State(state): State<AdminState>) -> Response {
-    let list: Vec<_> = state
-        .scheduler
-        .stats()
-        .into_iter()
-        .map(|(name, stats)| json!({ "name": name, "instances": stats }))
-        .collect();
-    axum::Json(json!({ "functions": list })).into_response()
-}
-
-/// Per-rule counters of the firewall in force.
-async fn firewall(State(state): State<AdminState>) -> Response {
-    let shield = state.shield.load();
-    let rules = shield
-        .firewall
-        .as_ref()
-        .map(|f| f.counters())
-        .unwrap_or_default();
-    axum::Json(json!({ "rules": rules })).into_response()
-}
-
-async fn reload_rules(State(state): State<AdminState>) -> Response {
-    // Reading and compiling rules is blocking work (files, 100k-entry IP sets).
-    let reload = Arc::clone(&state.reload);
-    match tokio::task::spawn_blocking(move || reload()).await {
-        Ok(Ok(done)) => axum::Json(json!({ "reloaded": true, "message": done })).into_response(),
-        Ok(Err(why)) => (
-            StatusCode::BAD_REQUEST,
-            axum::Json(json!({ "reloaded": false, "message": why })),
-        )
-            .into_response(),
-        Err(_) => StatusCode::INTERNAL_SERVER_ERROR.into_response(),
-    }
-}
-
 #[derive(Debug, serde::Deserialize)]
-struct InvokeQuery {
+pub(super) struct InvokeQuery {
     #[serde(rename = "Qualifier")]
     qualifier: Option<String>,
 }
@@ -133,7 +54,7 @@ fn parse_function_name(raw: &str) -> Option<(&str, Option<&str>)> {
     (!name.is_empty() && name.len() <= 64).then_some((name, qualifier))
 }
 
-async fn invoke(
+pub(super) async fn invoke(
     State(state): State<AdminState>,
     Path(raw_name): Path<String>,
     Query(query): Query<InvokeQuery>,

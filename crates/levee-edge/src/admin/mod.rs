@@ -1,0 +1,170 @@
+//! The admin listener: the platform's control plane, kept off the public
+//! edge. [`auth`] decides who may use it; [`invoke`] is the Lambda Invoke
+//! API; the status endpoints (functions, firewall counters, reload) live
+//! here. Every handler answers JSON; none of them may block a runtime worker.
+
+pub mod auth;
+pub mod invoke;
+
+use std::sync::Arc;
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use levee_runtime::Scheduler;
+use serde_json::json;
+use tokio::sync::Semaphore;
+
+use crate::shield::ShieldHandle;
+
+/// Re-reads the config and swaps the shield; `Ok` says what changed, `Err`
+/// why nothing did.
+pub type Reload = Arc<dyn Fn() -> Result<String, String> + Send + Sync>;
+
+/// What the admin handlers share.
+#[derive(Clone)]
+pub(crate) struct AdminState {
+    pub(crate) scheduler: Arc<Scheduler>,
+    pub(crate) shield: Arc<ShieldHandle>,
+    pub(crate) reload: Reload,
+    pub(crate) events: Arc<Semaphore>,
+    token: Arc<str>,
+}
+
+/// Everything the admin listener serves from.
+pub struct Admin {
+    /// The function pools.
+    pub scheduler: Arc<Scheduler>,
+    /// The shield in force.
+    pub shield: Arc<ShieldHandle>,
+    /// How to reload the shield from the config file.
+    pub reload: Reload,
+    /// The admin token (see [`auth`]).
+    pub token: String,
+}
+
+impl std::fmt::Debug for Admin {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Admin").finish_non_exhaustive()
+    }
+}
+
+impl std::fmt::Debug for AdminState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AdminState").finish_non_exhaustive()
+    }
+}
+
+/// The admin API as an axum router. Everything but `/healthz` needs the
+/// admin token.
+pub fn router(admin: Admin) -> axum::Router {
+    let state = AdminState {
+        scheduler: admin.scheduler,
+        shield: admin.shield,
+        reload: admin.reload,
+        events: Arc::new(Semaphore::new(invoke::MAX_PENDING_EVENTS)),
+        token: Arc::from(admin.token),
+    };
+    axum::Router::new()
+        .route(
+            "/2015-03-31/functions/{name}/invocations",
+            post(invoke::invoke),
+        )
+        .route("/admin/functions", get(functions))
+        .route("/admin/firewall", get(firewall))
+        .route("/admin/reload", post(reload_rules))
+        .route(HEALTH, get(|| async { "ok" }))
+        // The layer does not cover the fallback, so the fallback checks the
+        // token itself: an unknown path must not answer 404 to a stranger
+        // and so reveal which paths exist.
+        .fallback(not_found)
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            require_token,
+        ))
+        .with_state(state)
+}
+
+/// The one path open without the token.
+const HEALTH: &str = "/healthz";
+
+fn presented_token_ok(headers: &axum::http::HeaderMap, token: &str) -> bool {
+    let header = headers
+        .get(axum::http::header::AUTHORIZATION)
+        .map(|v| v.as_bytes());
+    auth::authorized(header, token)
+}
+
+async fn not_found(State(state): State<AdminState>, headers: axum::http::HeaderMap) -> Response {
+    if presented_token_ok(&headers, &state.token) {
+        (
+            StatusCode::NOT_FOUND,
+            axum::Json(json!({ "message": "Not Found" })),
+        )
+            .into_response()
+    } else {
+        unauthorized()
+    }
+}
+
+/// 401 with nothing else for a missing or wrong token.
+async fn require_token(
+    State(state): State<AdminState>,
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    if req.uri().path() == HEALTH || presented_token_ok(req.headers(), &state.token) {
+        next.run(req).await
+    } else {
+        unauthorized()
+    }
+}
+
+fn unauthorized() -> Response {
+    let mut r = (
+        StatusCode::UNAUTHORIZED,
+        axum::Json(json!({ "message": "Unauthorized" })),
+    )
+        .into_response();
+    r.headers_mut().insert(
+        axum::http::header::WWW_AUTHENTICATE,
+        axum::http::HeaderValue::from_static("Bearer"),
+    );
+    r
+}
+
+async fn functions(State(state): State<AdminState>) -> Response {
+    let list: Vec<_> = state
+        .scheduler
+        .stats()
+        .into_iter()
+        .map(|(name, stats)| json!({ "name": name, "instances": stats }))
+        .collect();
+    axum::Json(json!({ "functions": list })).into_response()
+}
+
+/// Per-rule counters of the firewall in force.
+async fn firewall(State(state): State<AdminState>) -> Response {
+    let shield = state.shield.load();
+    let rules = shield
+        .firewall
+        .as_ref()
+        .map(|f| f.counters())
+        .unwrap_or_default();
+    axum::Json(json!({ "rules": rules })).into_response()
+}
+
+async fn reload_rules(State(state): State<AdminState>) -> Response {
+    // Reading and compiling rules is blocking work (files, 100k-entry IP sets).
+    let reload = Arc::clone(&state.reload);
+    match tokio::task::spawn_blocking(move || reload()).await {
+        Ok(Ok(done)) => axum::Json(json!({ "reloaded": true, "message": done })).into_response(),
+        Ok(Err(why)) => (
+            StatusCode::BAD_REQUEST,
+            axum::Json(json!({ "reloaded": false, "message": why })),
+        )
+            .into_response(),
+        Err(_) => StatusCode::INTERNAL_SERVER_ERROR.into_response(),
+    }
+}
