@@ -86,6 +86,10 @@ impl Client {
     pub async fn get(&mut self, path: &str) -> anyhow::Result<(Bytes, f64)> {
         let req = hyper::Request::get(path)
             .header("host", &self.host)
+            .header(
+                "authorization",
+                format!("Bearer {}", crate::levee::ADMIN_TOKEN),
+            )
             .body(Empty::new())?;
         let t0 = Instant::now();
         let exchange = async {

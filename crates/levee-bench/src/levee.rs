@@ -11,6 +11,9 @@ use anyhow::{bail, Context};
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
 
+/// The admin token the bench's levee runs with (loopback only, bench only).
+pub const ADMIN_TOKEN: &str = "levee-bench-admin-token-000000";
+
 /// A running `levee serve` started by the bench.
 #[derive(Debug)]
 pub struct Levee {
@@ -42,6 +45,7 @@ impl Levee {
             .args(["serve", "--config"])
             .arg(&config)
             .env("LEVEE_LOG", "warn")
+            .env("LEVEE_ADMIN_TOKEN", ADMIN_TOKEN)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(std::fs::File::create(&stderr)?)

@@ -24,6 +24,8 @@ const TARGET_ADDED_P50_US: f64 = 100.0;
 const TARGET_COLD_US: f64 = 5_000.0;
 /// Shield-on throughput as a share of shield-off (DESIGN.md: ≥ 70 %).
 const TARGET_SHIELD_RATIO: f64 = 0.70;
+/// Key-protected route throughput as a share of an open one (issue 4: ≥ 80 %).
+const TARGET_KEYED_RATIO: f64 = 0.80;
 
 #[derive(Debug)]
 struct Args {
@@ -81,6 +83,8 @@ struct Round {
     base_c1: WrkResult,
     shield_c4: WrkResult,
     open_c4: WrkResult,
+    keyed_c4: WrkResult,
+    unkeyed_c4: WrkResult,
 }
 
 /// Runs wrk on both targets, in alternating order per round.
@@ -137,6 +141,9 @@ async fn main() -> anyhow::Result<()> {
 
     let mut body = format!("[account]\nconcurrency = {}\n\n", a.rounds * a.cold + 10);
     body += &levee::hello_function("echo", "/echo", &hello_fn, &code);
+    // The same function behind an API key, on a plan whose limits never bite.
+    body += "[[routes]]\nroute = \"GET /keyed\"\nfunction = \"echo\"\napi_key_required = true\n\n";
+    body += "[plans.bench]\nthrottle = { rate = 1000000000, burst = 1000000000 }\nquota = { limit = 1000000000000, period = \"DAY\" }\n\n";
     for r in 0..a.rounds {
         for i in 0..a.cold {
             body += &levee::hello_function(
@@ -183,6 +190,8 @@ async fn measure(
         format!("http://{base_addr}/"),
     );
     let surl = format!("http://{}/echo", shielded.edge);
+    let kurl = format!("http://{}/keyed", server.edge);
+    let key_header = vec![format!("x-api-key: {}", create_key(server).await?)];
     eprintln!("levee-bench: warming up (1 s each)");
     pair(&lurl, &burl, false, 2, 4, 1).await?;
     pair(&surl, &lurl, false, 2, 4, 1).await?;
@@ -194,6 +203,13 @@ async fn measure(
         let (levee_c4, base_c4) = pair(&lurl, &burl, swap, 2, 4, a.secs).await?;
         let (levee_c1, base_c1) = pair(&lurl, &burl, swap, 1, 1, a.secs).await?;
         let (shield_c4, open_c4) = pair(&surl, &lurl, swap, 2, 4, a.secs).await?;
+        let (keyed_c4, unkeyed_c4) = if swap {
+            let u = wrk::run(&lurl, 2, 4, a.secs).await?;
+            (wrk::run_with(&kurl, 2, 4, a.secs, &key_header).await?, u)
+        } else {
+            let k = wrk::run_with(&kurl, 2, 4, a.secs, &key_header).await?;
+            (k, wrk::run(&lurl, 2, 4, a.secs).await?)
+        };
         for i in 0..a.cold {
             let o = cold::own_start(hello_fn, scratch).await?;
             let mut client = cold::Client::connect(server.edge).await?;
@@ -217,6 +233,8 @@ async fn measure(
             base_c1,
             shield_c4,
             open_c4,
+            keyed_c4,
+            unkeyed_c4,
         });
     }
     base_task.abort();
@@ -245,6 +263,29 @@ async fn measure(
     ))
 }
 
+/// Creates a key on the `bench` plan through the admin API; returns its secret.
+async fn create_key(server: &levee::Levee) -> anyhow::Result<String> {
+    let out = tokio::process::Command::new("curl")
+        .args([
+            "-sf",
+            "-X",
+            "POST",
+            "-H",
+            &format!("authorization: Bearer {}", levee::ADMIN_TOKEN),
+        ])
+        .args(["-d", r#"{"name":"bench","plan":"bench"}"#])
+        .arg(format!("http://{}/admin/keys", server.admin))
+        .output()
+        .await
+        .context("running curl")?;
+    let doc: serde_json::Value = serde_json::from_slice(&out.stdout)
+        .with_context(|| format!("creating a key: {}", String::from_utf8_lossy(&out.stderr)))?;
+    doc["secret"]
+        .as_str()
+        .map(str::to_owned)
+        .context("no secret in the admin API's answer")
+}
+
 fn report(a: &Args, rounds: &[Round], cold: [&Vec<f64>; 4], body_len: usize) -> String {
     let m = |f: &dyn Fn(&Round) -> f64| median(rounds.iter().map(f));
     let (l_rps, b_rps) = (m(&|r| r.levee_c4.rps), m(&|r| r.base_c4.rps));
@@ -253,6 +294,8 @@ fn report(a: &Args, rounds: &[Round], cold: [&Vec<f64>; 4], body_len: usize) -> 
     let add50 = m(&|r| r.levee_c1.p50_us - r.base_c1.p50_us);
     let add99 = m(&|r| r.levee_c1.p99_us - r.base_c1.p99_us);
     let shield_ratio = m(&|r| r.shield_c4.rps / r.open_c4.rps);
+    let keyed_ratio = m(&|r| r.keyed_c4.rps / r.unkeyed_c4.rps);
+    let (k_rps, u_rps) = (m(&|r| r.keyed_c4.rps), m(&|r| r.unkeyed_c4.rps));
     let (s_rps, o_rps) = (m(&|r| r.shield_c4.rps), m(&|r| r.open_c4.rps));
     let [own, cold_us, warm, over] = cold;
     let (o50, o99) = (pct(over, 50.0), pct(over, 99.0));
@@ -278,6 +321,10 @@ fn report(a: &Args, rounds: &[Round], cold: [&Vec<f64>; 4], body_len: usize) -> 
     s += &format!(
         "| Shield on (50 rules, rate rule, throttle, key check) vs off, c=4 | {s_rps:.0} req/s on | {o_rps:.0} req/s off | on/off = {shield_ratio:.2} | ≥ {TARGET_SHIELD_RATIO:.2} | {} |\n",
         verdict(shield_ratio >= TARGET_SHIELD_RATIO)
+    );
+    s += &format!(
+        "| API-key route (key check, plan throttle, quota) vs open route, c=4 | {k_rps:.0} req/s keyed | {u_rps:.0} req/s open | keyed/open = {keyed_ratio:.2} | ≥ {TARGET_KEYED_RATIO:.2} | {} |\n",
+        verdict(keyed_ratio >= TARGET_KEYED_RATIO)
     );
     s += &format!(
         "| Cold-start overhead p50 (n={n}) | | | {:.2} ms | ≤ 5 ms | {} |\n",

@@ -17,7 +17,22 @@ pub struct WrkResult {
 
 /// `wrk -t<threads> -c<conns> -d<secs>s --latency <url>`, bounded to secs + 30 s.
 pub async fn run(url: &str, threads: u32, conns: u32, secs: u64) -> anyhow::Result<WrkResult> {
-    let out = Command::new("wrk")
+    run_with(url, threads, conns, secs, &[]).await
+}
+
+/// [`run`] with extra request headers (`"name: value"`).
+pub async fn run_with(
+    url: &str,
+    threads: u32,
+    conns: u32,
+    secs: u64,
+    headers: &[String],
+) -> anyhow::Result<WrkResult> {
+    let mut cmd = Command::new("wrk");
+    for h in headers {
+        cmd.arg("-H").arg(h);
+    }
+    let out = cmd
         .args([
             format!("-t{threads}"),
             format!("-c{conns}"),

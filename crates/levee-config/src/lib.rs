@@ -10,16 +10,20 @@
 //! `code` directories it names exist), and never panic: a mangled or hostile
 //! file is an ordinary error.
 
+mod cache;
 mod error;
 mod guard;
 mod load;
 mod model;
+mod plans;
 mod route;
 mod units;
 
+pub use cache::{CachePolicy, CacheSettings};
 pub use error::{ConfigError, Problem};
 pub use guard::{ClientIp, Limits, Throttle};
 pub use model::{Account, Config, Function, RuntimeKind, Server};
+pub use plans::{Plan, PlanLimits, Quota, QuotaPeriod};
 pub use route::{Route, RouteMethod};
 pub use units::{parse_duration, parse_size};
 

@@ -19,12 +19,14 @@ use toml_edit::{ImDocument, Item, Table, TableLike, Value};
 use crate::error::{ConfigError, Problem};
 use levee_shield::firewall::{Firewall, FirewallConfig};
 
+use crate::cache;
 use crate::guard::{self, Throttle};
 use crate::model::{Account, Config, Function, RuntimeKind, Server};
+use crate::plans;
 use crate::route::{self, Candidate, Route, RouteKey};
 use crate::units::{parse_duration, parse_size};
 
-const SECTIONS: [&str; 8] = [
+const SECTIONS: [&str; 10] = [
     "server",
     "account",
     "functions",
@@ -33,6 +35,8 @@ const SECTIONS: [&str; 8] = [
     "client_ip",
     "throttle",
     "firewall",
+    "plans",
+    "cache",
 ];
 const DEFAULT_LISTEN: SocketAddr = SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 8080);
 const DEFAULT_ADMIN_LISTEN: SocketAddr = SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 8081);
@@ -118,10 +122,15 @@ struct RawFunction {
 struct RawRoute {
     route: String,
     function: String,
+    #[serde(default)]
+    api_key_required: bool,
     max_body: Option<RawSize>,
     /// Validated separately, so its problems get their own key paths.
     #[serde(default, rename = "throttle")]
     _throttle: Option<serde::de::IgnoredAny>,
+    /// Validated separately, like `throttle`.
+    #[serde(default, rename = "cache")]
+    _cache: Option<serde::de::IgnoredAny>,
 }
 
 /// `max_body` as written: `"6MB"` or a plain integer of bytes.
@@ -435,6 +444,9 @@ impl<'a> Loader<'a> {
         let client_ip = self.guarded("client_ip", guard::client_ip);
         let throttle = self.throttle(&KeyPath::default().key("throttle"));
         let firewall = self.firewall();
+        let route_keys: Vec<String> = routes.iter().map(|r| r.route_key.clone()).collect();
+        let plans = self.plans(&route_keys);
+        let cache = self.guarded("cache", cache::cache_settings);
         Config {
             server,
             account,
@@ -444,6 +456,8 @@ impl<'a> Loader<'a> {
             client_ip,
             throttle,
             firewall,
+            plans,
+            cache,
         }
     }
 
@@ -550,18 +564,68 @@ impl<'a> Loader<'a> {
     ) -> T {
         let raw: R = self.section(name);
         let (value, found) = check(raw);
-        let path = KeyPath::default().key(name);
+        self.report_found(&KeyPath::default().key(name), found);
+        value
+    }
+
+    /// Reports problems whose keys (`name` or `name[3]`) are relative to `base`.
+    fn report_found(&mut self, base: &KeyPath, found: Vec<guard::Found>) {
         for (key, message) in found {
             let at = match key.split_once('[') {
                 Some((k, rest)) => {
                     let index = rest.trim_end_matches(']').parse().unwrap_or(0);
-                    path.key(k).index(index)
+                    base.key(k).index(index)
                 }
-                None => path.key(&key),
+                None => base.key(&key),
             };
             self.report(&at, message);
         }
-        value
+    }
+
+    /// A route's `cache = {…}`: `None` when absent or `enabled = false`.
+    fn route_cache(&mut self, path: &KeyPath) -> Option<cache::CachePolicy> {
+        let node = self.node_at(path)?;
+        let raw: cache::RawCachePolicy = self.deserialize(node, path)?;
+        let (policy, found) = cache::cache_policy(raw);
+        self.report_found(path, found);
+        policy
+    }
+
+    /// `[plans.NAME]`: usage plans.
+    fn plans(&mut self, route_keys: &[String]) -> BTreeMap<String, plans::Plan> {
+        let mut out = BTreeMap::new();
+        let path = KeyPath::default().key("plans");
+        let Some(node) = self.node_at(&path) else {
+            return out;
+        };
+        let Some(table) = node.table_like() else {
+            self.report(&path, "expected a table of plans, e.g. [plans.basic]");
+            return out;
+        };
+        if let Some(message) = plans::too_many(table.len()) {
+            self.report(&path, message);
+            return out;
+        }
+        let names: Vec<String> = table.iter().map(|(k, _)| k.to_string()).collect();
+        for name in names {
+            let at = path.key(&name);
+            let Some(plan_node) = self.node_at(&at) else {
+                continue;
+            };
+            let Some(raw) = self.deserialize::<plans::RawPlan>(plan_node, &at) else {
+                continue;
+            };
+            let (plan, found) = plans::plan(&name, raw, route_keys);
+            for (keys, message) in found {
+                let mut where_ = at.clone();
+                for k in &keys {
+                    where_ = where_.key(k);
+                }
+                self.report(&where_, message);
+            }
+            out.insert(name, plan);
+        }
+        out
     }
 
     /// `[firewall]`, checked by compiling it: every problem the compiler
@@ -961,6 +1025,7 @@ impl<'a> Loader<'a> {
         }
         let max_body_bytes = self.size(raw.max_body, &path.key("max_body"));
         let throttle = self.throttle(&path.key("throttle"));
+        let cache = self.route_cache(&path.key("cache"));
         match RouteKey::parse(&raw.route) {
             Ok(key) => Some(Route {
                 route_key: key.route_key(),
@@ -970,6 +1035,8 @@ impl<'a> Loader<'a> {
                 function: raw.function,
                 max_body_bytes,
                 throttle,
+                api_key_required: raw.api_key_required,
+                cache,
             }),
             Err(e) => {
                 self.report(&path.key("route"), e);

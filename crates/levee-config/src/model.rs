@@ -24,6 +24,10 @@ pub struct Config {
     /// `[firewall]`: rules, IP sets, rate-based rules and bans (validated by
     /// compiling them; the edge compiles its own copy).
     pub firewall: Option<levee_shield::firewall::FirewallConfig>,
+    /// `[plans.NAME]`: usage plans for API keys.
+    pub plans: BTreeMap<String, crate::plans::Plan>,
+    /// `[cache]`: the edge cache's size and compression threshold.
+    pub cache: crate::cache::CacheSettings,
 }
 
 impl Config {

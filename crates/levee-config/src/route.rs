@@ -71,6 +71,10 @@ pub struct Route {
     pub max_body_bytes: Option<u64>,
     /// Per-route token bucket (`throttle = { rate = 10, burst = 20 }`).
     pub throttle: Option<crate::guard::Throttle>,
+    /// Clients must send a valid `x-api-key` (403 otherwise).
+    pub api_key_required: bool,
+    /// Edge caching for this route, if on.
+    pub cache: Option<crate::cache::CachePolicy>,
 }
 
 /// The parts of a validated `route` string.

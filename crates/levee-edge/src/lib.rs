@@ -7,7 +7,10 @@
 //! listener. Instances and scheduling live in `levee-runtime`.
 
 pub mod admin;
+pub mod apikeys;
+pub mod cache;
 pub mod client_ip;
+pub mod clock;
 pub mod event;
 pub mod guard;
 pub mod listener;
@@ -17,5 +20,5 @@ pub mod response;
 pub mod router;
 pub mod shield;
 
-pub use pipeline::{BodyPolicy, Edge};
+pub use pipeline::{BodyPolicy, Edge, Stages};
 pub use router::Router;

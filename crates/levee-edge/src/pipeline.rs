@@ -1,6 +1,7 @@
 //! The request pipeline of the public edge, in the order of DESIGN.md's flow:
 //! client identity → firewall (bans, rules, rate-based rules; everything that
-//! needs no body) → route (404) → throttles (account, then route) → body with
+//! needs no body) → route (404) → throttles (account, then route) → API key
+//! (403), the key's throttle and quota (429) → body with
 //! the route's size limit and a minimum rate (413/408, before buffering past
 //! the limit) → firewall rules that inspect the body → payload 2.0 event →
 //! invoke → response mapping.
@@ -20,6 +21,7 @@ use http_body_util::BodyExt;
 use levee_runtime::InvokeRequest;
 use levee_shield::firewall::{RequestView, Verdict};
 
+use crate::apikeys::{ApiKeys, KeyCheck};
 use crate::client_ip::{first_forwarded, ClientIdentity};
 use crate::event::{build_event, EventInput};
 use crate::respond;
@@ -36,28 +38,40 @@ pub struct BodyPolicy {
     pub grace: Duration,
 }
 
+/// The stages an edge runs, in the order it runs them.
+#[derive(Debug)]
+pub struct Stages {
+    /// Who the client is.
+    pub identity: ClientIdentity,
+    /// Firewall and throttles (swappable).
+    pub shield: Arc<ShieldHandle>,
+    /// Routes to functions.
+    pub router: Router,
+    /// API keys, plans and quotas, for routes that require a key.
+    pub api_keys: Arc<ApiKeys>,
+    /// How slowly a body may arrive.
+    pub body: BodyPolicy,
+}
+
 /// The edge's request handler; one per server, shared by all connections.
 #[derive(Debug)]
 pub struct Edge {
     router: Router,
     identity: ClientIdentity,
     shield: Arc<ShieldHandle>,
+    api_keys: Arc<ApiKeys>,
     body: BodyPolicy,
 }
 
 impl Edge {
-    /// An edge serving `router` behind `shield`.
-    pub fn new(
-        router: Router,
-        identity: ClientIdentity,
-        shield: Arc<ShieldHandle>,
-        body: BodyPolicy,
-    ) -> Self {
+    /// An edge running `stages`.
+    pub fn new(stages: Stages) -> Self {
         Self {
-            router,
-            identity,
-            shield,
-            body,
+            router: stages.router,
+            identity: stages.identity,
+            shield: stages.shield,
+            api_keys: stages.api_keys,
+            body: stages.body,
         }
     }
 
@@ -86,6 +100,13 @@ impl Edge {
         };
         if let Err(t) = shield.throttle(&target.route_key, now) {
             return throttled_response(t, &target.route_key);
+        }
+        let mut key_headers = Vec::new();
+        if target.api_key_required {
+            match self.api_keys.check(&target.route_key, req.headers(), now) {
+                KeyCheck::Admitted(headers) => key_headers = headers,
+                KeyCheck::Refused(resp) => return resp,
+            }
         }
 
         let limit = target.max_body_bytes;
@@ -155,6 +176,9 @@ impl Edge {
         };
         if let Ok(v) = HeaderValue::from_str(&request_id) {
             resp.headers_mut().insert("apigw-requestid", v);
+        }
+        for (name, value) in key_headers {
+            resp.headers_mut().insert(name, value);
         }
         resp
     }

@@ -19,6 +19,8 @@ pub struct RouteTarget {
     pub function: FunctionHandle,
     /// Largest request body accepted on this route.
     pub max_body_bytes: u64,
+    /// Clients must present a valid API key.
+    pub api_key_required: bool,
 }
 
 /// A matched route and its raw path parameters, in path order.
@@ -73,6 +75,7 @@ impl Router {
                 route_key: r.route_key.clone(),
                 function: function.clone(),
                 max_body_bytes: r.max_body_bytes.unwrap_or(function.config().max_body_bytes),
+                api_key_required: r.api_key_required,
             });
             let trees: Vec<&mut matchit::Router<_>> = match method_of(r.method) {
                 Some(m) => router

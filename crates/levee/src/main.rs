@@ -11,10 +11,15 @@ use std::sync::Arc;
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use levee_config::Config;
+use levee_edge::apikeys::ApiKeys;
 use levee_edge::client_ip::ClientIdentity;
+use levee_edge::clock::Clock;
 use levee_edge::shield::{Shield, ShieldHandle};
-use levee_edge::{admin, listener, BodyPolicy, Edge, Router};
+use levee_edge::{admin, listener, BodyPolicy, Edge, Router, Stages};
 use levee_runtime::Scheduler;
+
+mod client;
+mod plans;
 use tokio::net::TcpListener;
 
 /// Exit status for a config that does not validate.
@@ -54,10 +59,76 @@ enum Command {
         #[arg(short, long, default_value = "levee.toml")]
         config: PathBuf,
     },
+    /// Manage API keys on a running server.
+    Keys {
+        #[command(subcommand)]
+        command: KeysCommand,
+        #[command(flatten)]
+        admin: client::AdminArgs,
+    },
+    /// List usage plans on a running server.
+    Plans {
+        #[command(flatten)]
+        admin: client::AdminArgs,
+    },
+    /// Requests per key per day: admitted, throttled, over quota.
+    Usage {
+        /// Only this key.
+        #[arg(long)]
+        key: Option<String>,
+        /// First day (YYYY-MM-DD, UTC); default 30 days ago.
+        #[arg(long)]
+        from: Option<String>,
+        /// Last day (YYYY-MM-DD, UTC); default today.
+        #[arg(long)]
+        to: Option<String>,
+        #[command(flatten)]
+        admin: client::AdminArgs,
+    },
     /// Firewall tools.
     Firewall {
         #[command(subcommand)]
         command: FirewallCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum KeysCommand {
+    /// Create a key on a plan; its secret is shown once.
+    Create {
+        /// The usage plan.
+        #[arg(long)]
+        plan: String,
+        /// A name for the key.
+        #[arg(long, default_value = "key")]
+        name: String,
+    },
+    /// List keys (never their secrets).
+    List,
+    /// Show one key.
+    Get {
+        /// The key id (key_…).
+        id: String,
+    },
+    /// Stop a key working, keeping it.
+    Disable {
+        /// The key id.
+        id: String,
+    },
+    /// Make a disabled key work again.
+    Enable {
+        /// The key id.
+        id: String,
+    },
+    /// Replace a key's secret; the old one stops working at once.
+    Rotate {
+        /// The key id.
+        id: String,
+    },
+    /// Delete a key.
+    Delete {
+        /// The key id.
+        id: String,
     },
 }
 
@@ -86,6 +157,14 @@ fn main() -> ExitCode {
         Command::Firewall {
             command: FirewallCommand::Import { file },
         } => return import_waf(&file),
+        Command::Keys { command, admin } => return run_client(keys(command, admin)),
+        Command::Plans { admin } => return run_client(plans(admin)),
+        Command::Usage {
+            key,
+            from,
+            to,
+            admin,
+        } => return run_client(usage(admin, key, from, to)),
         Command::Check { config } => (config, None),
         Command::Serve {
             config,
@@ -138,6 +217,117 @@ fn main() -> ExitCode {
     }
 }
 
+/// Runs one admin API command; exit 1 with the error on failure.
+fn run_client(work: impl std::future::Future<Output = anyhow::Result<()>>) -> ExitCode {
+    let rt = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("levee: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match rt.block_on(work) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("levee: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn print_key(k: &serde_json::Value) {
+    println!(
+        "{}\t{}\tplan={}\t{}\tprefix={}",
+        k["id"].as_str().unwrap_or("?"),
+        k["name"].as_str().unwrap_or(""),
+        k["plan"].as_str().unwrap_or(""),
+        if k["enabled"].as_bool().unwrap_or(false) {
+            "enabled"
+        } else {
+            "disabled"
+        },
+        k["prefix"].as_str().unwrap_or("")
+    );
+}
+
+async fn keys(command: KeysCommand, admin: client::AdminArgs) -> anyhow::Result<()> {
+    use http::Method;
+    let one = |id: &str, action: &str| format!("/admin/keys/{id}/{action}");
+    let doc = match &command {
+        KeysCommand::Create { plan, name } => {
+            let body = serde_json::json!({ "name": name, "plan": plan });
+            admin.call(Method::POST, "/admin/keys", Some(body)).await?
+        }
+        KeysCommand::List => admin.call(Method::GET, "/admin/keys", None).await?,
+        KeysCommand::Get { id } => {
+            admin
+                .call(Method::GET, &format!("/admin/keys/{id}"), None)
+                .await?
+        }
+        KeysCommand::Disable { id } => admin.call(Method::POST, &one(id, "disable"), None).await?,
+        KeysCommand::Enable { id } => admin.call(Method::POST, &one(id, "enable"), None).await?,
+        KeysCommand::Rotate { id } => admin.call(Method::POST, &one(id, "rotate"), None).await?,
+        KeysCommand::Delete { id } => {
+            admin
+                .call(Method::DELETE, &format!("/admin/keys/{id}"), None)
+                .await?;
+            println!("deleted {id}");
+            return Ok(());
+        }
+    };
+    if let Some(list) = doc["keys"].as_array() {
+        for k in list {
+            print_key(k);
+        }
+        return Ok(());
+    }
+    print_key(&doc["key"]);
+    if let Some(secret) = doc["secret"].as_str() {
+        println!("secret: {secret}");
+        println!("(shown once: store it now; send it as the x-api-key header)");
+    }
+    Ok(())
+}
+
+async fn plans(admin: client::AdminArgs) -> anyhow::Result<()> {
+    let doc = admin.call(http::Method::GET, "/admin/plans", None).await?;
+    for p in doc["plans"].as_array().into_iter().flatten() {
+        println!("{}", serde_json::to_string(p)?);
+    }
+    Ok(())
+}
+
+async fn usage(
+    admin: client::AdminArgs,
+    key: Option<String>,
+    from: Option<String>,
+    to: Option<String>,
+) -> anyhow::Result<()> {
+    let mut query = Vec::new();
+    for (k, v) in [("key", key), ("from", from), ("to", to)] {
+        if let Some(v) = v {
+            query.push(format!("{k}={v}"));
+        }
+    }
+    let path = format!("/admin/usage?{}", query.join("&"));
+    let doc = admin.call(http::Method::GET, &path, None).await?;
+    println!("key\tday\tadmitted\tthrottled\tover_quota");
+    for row in doc["usage"].as_array().into_iter().flatten() {
+        println!(
+            "{}\t{}\t{}\t{}\t{}",
+            row["key_id"].as_str().unwrap_or("?"),
+            row["day"].as_str().unwrap_or("?"),
+            row["admitted"],
+            row["throttled"],
+            row["over_quota"]
+        );
+    }
+    Ok(())
+}
+
 /// `levee firewall import`: exit 0 with the TOML, 2 if the file is not a
 /// web ACL, 1 if it cannot be read.
 fn import_waf(file: &std::path::Path) -> ExitCode {
@@ -186,15 +376,25 @@ async fn serve(config: Config, path: PathBuf) -> anyhow::Result<()> {
     let scheduler = Arc::new(Scheduler::start(&config).await?);
     let router = Router::build(&config.routes, &scheduler)?;
     let shield = ShieldHandle::new(Shield::build(&config)?);
-    let edge = Arc::new(Edge::new(
+    let store = Arc::new(
+        levee_store::Store::open(&config.server.data_dir).with_context(|| {
+            format!("opening the store in {}", config.server.data_dir.display())
+        })?,
+    );
+    store
+        .sync_config_plans(&plans::specs(&config))
+        .context("applying [plans] from the config")?;
+    let clock = test_clock()?;
+    let edge = Arc::new(Edge::new(Stages {
+        identity: ClientIdentity::new(config.client_ip.trusted_proxies.clone()),
+        shield: Arc::clone(&shield),
         router,
-        ClientIdentity::new(config.client_ip.trusted_proxies.clone()),
-        Arc::clone(&shield),
-        BodyPolicy {
+        api_keys: Arc::new(ApiKeys::new(Arc::clone(&store), clock)),
+        body: BodyPolicy {
             min_rate: config.limits.body_min_rate,
             grace: config.limits.body_grace,
         },
-    ));
+    }));
     let reload: admin::Reload = {
         let shield = Arc::clone(&shield);
         Arc::new(move || reload_shield(&path, &shield))
@@ -223,6 +423,8 @@ async fn serve(config: Config, path: PathBuf) -> anyhow::Result<()> {
         shield: Arc::clone(&shield),
         reload: Arc::clone(&reload),
         token,
+        store: Arc::clone(&store),
+        clock,
     });
     let admin_task = tokio::spawn(
         axum::serve(admin_listener, admin_app)
@@ -236,7 +438,26 @@ async fn serve(config: Config, path: PathBuf) -> anyhow::Result<()> {
     let _ = edge_task.await;
     let _ = tokio::time::timeout(listener::DRAIN_TIMEOUT, admin_task).await;
     scheduler.shutdown().await;
+    store.flush().context("flushing quota counts and usage")?;
     Ok(())
+}
+
+/// The clock quotas use: real time, shifted by `LEVEE_CLOCK_OFFSET_SECS`
+/// when set (tests use it to reach a quota period's end without waiting).
+fn test_clock() -> anyhow::Result<Clock> {
+    match std::env::var("LEVEE_CLOCK_OFFSET_SECS") {
+        Err(_) => Ok(Clock::default()),
+        Ok(v) => {
+            let secs: i64 = v.parse().with_context(|| {
+                format!("LEVEE_CLOCK_OFFSET_SECS must be a whole number of seconds, not `{v}`")
+            })?;
+            tracing::warn!(
+                offset_secs = secs,
+                "clock shifted by LEVEE_CLOCK_OFFSET_SECS (tests only)"
+            );
+            Ok(Clock::with_offset(secs))
+        }
+    }
 }
 
 /// Re-reads the config file and swaps in its firewall, IP sets and

@@ -5,6 +5,7 @@
 
 pub mod auth;
 pub mod invoke;
+mod keys;
 
 use std::sync::Arc;
 
@@ -16,6 +17,7 @@ use levee_runtime::Scheduler;
 use serde_json::json;
 use tokio::sync::Semaphore;
 
+use crate::clock::Clock;
 use crate::shield::ShieldHandle;
 
 /// Re-reads the config and swaps the shield; `Ok` says what changed, `Err`
@@ -29,6 +31,8 @@ pub(crate) struct AdminState {
     pub(crate) shield: Arc<ShieldHandle>,
     pub(crate) reload: Reload,
     pub(crate) events: Arc<Semaphore>,
+    pub(crate) store: Arc<levee_store::Store>,
+    pub(crate) clock: Clock,
     token: Arc<str>,
 }
 
@@ -42,6 +46,10 @@ pub struct Admin {
     pub reload: Reload,
     /// The admin token (see [`auth`]).
     pub token: String,
+    /// Keys, plans and usage.
+    pub store: Arc<levee_store::Store>,
+    /// The clock quotas and usage days are read with.
+    pub clock: Clock,
 }
 
 impl std::fmt::Debug for Admin {
@@ -64,6 +72,8 @@ pub fn router(admin: Admin) -> axum::Router {
         shield: admin.shield,
         reload: admin.reload,
         events: Arc::new(Semaphore::new(invoke::MAX_PENDING_EVENTS)),
+        store: admin.store,
+        clock: admin.clock,
         token: Arc::from(admin.token),
     };
     axum::Router::new()
@@ -75,6 +85,8 @@ pub fn router(admin: Admin) -> axum::Router {
         .route("/admin/firewall", get(firewall))
         .route("/admin/reload", post(reload_rules))
         .route(HEALTH, get(|| async { "ok" }))
+        .route("/openapi.json", get(openapi))
+        .merge(keys::routes())
         // The layer does not cover the fallback, so the fallback checks the
         // token itself: an unknown path must not answer 404 to a stranger
         // and so reveal which paths exist.
@@ -84,6 +96,18 @@ pub fn router(admin: Admin) -> axum::Router {
             require_token,
         ))
         .with_state(state)
+}
+
+/// The description of this API, kept true by the API contract check
+/// (schemathesis, in `scripts/test`).
+const OPENAPI: &str = include_str!("openapi.json");
+
+async fn openapi() -> Response {
+    (
+        [(axum::http::header::CONTENT_TYPE, "application/json")],
+        OPENAPI,
+    )
+        .into_response()
 }
 
 /// The one path open without the token.

@@ -94,8 +94,17 @@ impl Server {
         Self::launch(name, body, &[], false)
     }
 
+    /// Starts levee in an existing directory (its config and data), e.g. to
+    /// restart after [`Server::kill9`].
+    pub fn start_in(dir: PathBuf, body: &str, env: &[(&str, &str)]) -> Server {
+        Self::launch_in(dir, body, env, true)
+    }
+
     fn launch(name: &str, body: &str, env: &[(&str, &str)], env_token: bool) -> Server {
-        let dir = scratch(name);
+        Self::launch_in(scratch(name), body, env, env_token)
+    }
+
+    fn launch_in(dir: PathBuf, body: &str, env: &[(&str, &str)], env_token: bool) -> Server {
         let config = dir.join("levee.toml");
         std::fs::write(
             &config,
@@ -163,6 +172,14 @@ impl Server {
         }
     }
 
+    /// Kills the server with SIGKILL (no chance to flush) and returns its
+    /// directory for a restart.
+    pub fn kill9(mut self) -> PathBuf {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        std::mem::take(&mut self.dir)
+    }
+
     /// What the server logged so far.
     pub fn stderr(&self) -> String {
         std::fs::read_to_string(&self.stderr_path).unwrap_or_default()
@@ -207,6 +224,9 @@ impl Server {
 
 impl Drop for Server {
     fn drop(&mut self) {
+        if let Ok(Some(_)) = self.child.try_wait() {
+            return;
+        }
         // SIGTERM for a clean shutdown (instances and cgroups removed); SIGKILL
         // if it takes too long. Only this test's own child is signalled.
         let _ = Command::new("kill")

@@ -1,0 +1,97 @@
+//! The CLI's side of the admin API: one request per command, with errors a
+//! person can act on (where the server is expected, where the token lives).
+
+use std::path::PathBuf;
+
+use anyhow::{bail, Context};
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::TokioExecutor;
+
+/// Where the admin API is and how to authenticate to it.
+#[derive(Debug, clap::Args)]
+pub struct AdminArgs {
+    /// The admin listener's URL.
+    #[arg(
+        long,
+        global = true,
+        env = "LEVEE_ADMIN_URL",
+        default_value = "http://127.0.0.1:8081"
+    )]
+    pub admin: String,
+    /// The admin token; defaults to the contents of DATA_DIR/admin.token.
+    #[arg(long, global = true, env = "LEVEE_ADMIN_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
+    /// Where `levee serve` keeps its data (to find admin.token).
+    #[arg(long, global = true, default_value = ".levee")]
+    pub data_dir: PathBuf,
+}
+
+impl AdminArgs {
+    fn token(&self) -> anyhow::Result<String> {
+        if let Some(t) = &self.token {
+            return Ok(t.clone());
+        }
+        let path = self.data_dir.join("admin.token");
+        std::fs::read_to_string(&path)
+            .map(|t| t.trim().to_string())
+            .with_context(|| {
+                format!(
+                    "no admin token: pass --token, set LEVEE_ADMIN_TOKEN, or point --data-dir at the server's data_dir (could not read {})",
+                    path.display()
+                )
+            })
+    }
+
+    /// Sends `method path` with an optional JSON body; returns the JSON
+    /// answer of a 2xx, or an error that says what to do.
+    pub async fn call(
+        &self,
+        method: http::Method,
+        path: &str,
+        body: Option<serde_json::Value>,
+    ) -> anyhow::Result<serde_json::Value> {
+        let token = self.token()?;
+        let url = format!("{}{path}", self.admin.trim_end_matches('/'));
+        let mut req = http::Request::builder()
+            .method(method)
+            .uri(&url)
+            .header(http::header::AUTHORIZATION, format!("Bearer {token}"));
+        let payload = match body {
+            Some(b) => {
+                req = req.header(http::header::CONTENT_TYPE, "application/json");
+                Bytes::from(b.to_string())
+            }
+            None => Bytes::new(),
+        };
+        let req = req
+            .body(Full::new(payload))
+            .with_context(|| format!("bad admin URL `{url}`"))?;
+        let client = Client::builder(TokioExecutor::new()).build_http::<Full<Bytes>>();
+        let resp = tokio::time::timeout(std::time::Duration::from_secs(30), client.request(req))
+            .await
+            .with_context(|| format!("the admin API at {} did not answer within 30 s", self.admin))?
+            .with_context(|| {
+                format!(
+                    "cannot reach the admin API at {}: is `levee serve` running? (set --admin or LEVEE_ADMIN_URL)",
+                    self.admin
+                )
+            })?;
+        let status = resp.status();
+        let bytes = resp.into_body().collect().await?.to_bytes();
+        let doc: serde_json::Value =
+            serde_json::from_slice(&bytes).unwrap_or(serde_json::Value::Null);
+        if status == http::StatusCode::UNAUTHORIZED {
+            bail!("the admin token was refused: pass --token or set LEVEE_ADMIN_TOKEN (the server's token is in its data_dir/admin.token)");
+        }
+        if !status.is_success() {
+            let message = doc["message"]
+                .as_str()
+                .map(str::to_owned)
+                .unwrap_or_else(|| String::from_utf8_lossy(&bytes).into_owned());
+            bail!("{status}: {message}");
+        }
+        Ok(doc)
+    }
+}
