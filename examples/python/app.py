@@ -8,6 +8,17 @@ def handler(event, context):
     action = (event.get("queryStringParameters") or {}).get("action") or event.get("action")
     if action == "error":
         raise ValueError("bad input on purpose")
+    if action == "flaky" and os.path.exists(os.environ.get("FLAKY_FILE", "/nonexistent")):
+        raise RuntimeError("failing because FLAKY_FILE exists")
+    if action == "notfound":
+        return {"statusCode": 404, "headers": {"content-type": "text/plain"}, "body": "no such thing"}
+    if action == "vary":
+        language = (event.get("headers") or {}).get("accept-language", "none")
+        return {
+            "statusCode": 200,
+            "headers": {"content-type": "text/plain", "vary": "accept-language"},
+            "body": f"language={language}",
+        }
     if action == "context":
         return {
             "request_id": context.aws_request_id,

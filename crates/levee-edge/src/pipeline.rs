@@ -1,7 +1,8 @@
 //! The request pipeline of the public edge, in the order of DESIGN.md's flow:
 //! client identity → firewall (bans, rules, rate-based rules; everything that
 //! needs no body) → route (404) → throttles (account, then route) → API key
-//! (403), the key's throttle and quota (429) → body with
+//! (403), the key's throttle and quota (429) → cache (a hit, or one
+//! invocation per key however many clients miss) → body with
 //! the route's size limit and a minimum rate (413/408, before buffering past
 //! the limit) → firewall rules that inspect the body → payload 2.0 event →
 //! invoke → response mapping.
@@ -22,11 +23,12 @@ use levee_runtime::InvokeRequest;
 use levee_shield::firewall::{RequestView, Verdict};
 
 use crate::apikeys::{ApiKeys, KeyCheck};
+use crate::cache::{EdgeCache, Fetch, Fetched};
 use crate::client_ip::{first_forwarded, ClientIdentity};
 use crate::event::{build_event, EventInput};
 use crate::respond;
 use crate::response::map_response;
-use crate::router::Router;
+use crate::router::{RouteTarget, Router};
 use crate::shield::{throttled_response, ShieldHandle};
 
 /// How slowly a request body may arrive (slow POST defence).
@@ -41,6 +43,8 @@ pub struct BodyPolicy {
 /// The stages an edge runs, in the order it runs them.
 #[derive(Debug)]
 pub struct Stages {
+    /// Cached answers for routes with a cache policy.
+    pub cache: Arc<EdgeCache>,
     /// Who the client is.
     pub identity: ClientIdentity,
     /// Firewall and throttles (swappable).
@@ -60,6 +64,7 @@ pub struct Edge {
     identity: ClientIdentity,
     shield: Arc<ShieldHandle>,
     api_keys: Arc<ApiKeys>,
+    cache: Arc<EdgeCache>,
     body: BodyPolicy,
 }
 
@@ -71,6 +76,7 @@ impl Edge {
             identity: stages.identity,
             shield: stages.shield,
             api_keys: stages.api_keys,
+            cache: stages.cache,
             body: stages.body,
         }
     }
@@ -108,6 +114,27 @@ impl Edge {
                 KeyCheck::Refused(resp) => return resp,
             }
         }
+        if let Some(policy) = target.cache.clone() {
+            if self.cache.applies(&policy, req.method(), req.headers()) {
+                let (parts, _) = req.into_parts();
+                // GET and HEAD bodies are not read; body rules see none.
+                if let (Some(cont), Some(fw)) = (pending, &shield.firewall) {
+                    let v = request_view(
+                        client_ip,
+                        &parts.method,
+                        &parts.uri,
+                        &parts.headers,
+                        Some(&[]),
+                    );
+                    if let blocked @ Verdict::Block { .. } = fw.resume(cont, &v, now) {
+                        return block_response(blocked);
+                    }
+                }
+                return self
+                    .cached(target, &policy, parts, params, client_ip, key_headers)
+                    .await;
+            }
+        }
 
         let limit = target.max_body_bytes;
         let declared = req
@@ -138,49 +165,161 @@ impl Edge {
         }
 
         let request_id: Arc<str> = Arc::from(uuid::Uuid::new_v4().to_string());
-        let event = build_event(&EventInput {
-            method: &parts.method,
-            uri: &parts.uri,
+        let call = Call {
+            target,
+            method: parts.method,
+            uri: parts.uri,
             version: parts.version,
-            headers: &parts.headers,
-            body: &body,
-            source_ip: client_ip,
-            route_key: &target.route_key,
-            path_params: &params,
-            request_id: &request_id,
-            now: SystemTime::now(),
-        });
-        let event = match event {
-            Ok(e) => Bytes::from(e),
-            Err(_) => return respond::bad_request("could not build the event for this request"),
+            headers: parts.headers,
+            body,
+            params,
+            client_ip,
+            request_id: Arc::clone(&request_id),
         };
+        let resp = call.run().await.unwrap_or_else(|failed| failed);
+        finish(resp, &request_id, key_headers)
+    }
 
-        let name = &target.function.config().name;
-        let invoked = target
-            .function
+    /// A cacheable request: answered by the cache, which runs the invocation
+    /// only on a miss (once per key, however many clients ask).
+    async fn cached(
+        &self,
+        target: Arc<RouteTarget>,
+        policy: &levee_config::CachePolicy,
+        parts: http::request::Parts,
+        params: Vec<(String, String)>,
+        client_ip: std::net::IpAddr,
+        key_headers: Vec<(http::HeaderName, HeaderValue)>,
+    ) -> Response<Bytes> {
+        let request_id: Arc<str> = Arc::from(uuid::Uuid::new_v4().to_string());
+        let route_key = target.route_key.clone();
+        let (uri, headers) = keyed_request(policy, &parts.uri, &parts.headers);
+        let call = Call {
+            target,
+            method: parts.method.clone(),
+            uri,
+            version: parts.version,
+            headers,
+            body: Bytes::new(),
+            params,
+            client_ip,
+            request_id: Arc::clone(&request_id),
+        };
+        let fetch: Fetch = Box::new(move || Box::pin(call.run()));
+        let resp = self.cache.serve(&route_key, policy, &parts, fetch).await;
+        finish(resp, &request_id, key_headers)
+    }
+}
+
+/// What the function sees of a cached request: only the query parameters and
+/// cookies that are in the cache key (as CloudFront forwards them), so an
+/// answer shared with other clients cannot depend on what they never sent.
+fn keyed_request(
+    policy: &levee_config::CachePolicy,
+    uri: &http::Uri,
+    headers: &HeaderMap,
+) -> (http::Uri, HeaderMap) {
+    let query: Vec<&str> = uri
+        .query()
+        .unwrap_or("")
+        .split('&')
+        .filter(|pair| {
+            let name = pair.split_once('=').map_or(*pair, |(n, _)| n);
+            !pair.is_empty() && policy.query.iter().any(|q| q == name)
+        })
+        .collect();
+    let path_and_query = if query.is_empty() {
+        uri.path().to_string()
+    } else {
+        format!("{}?{}", uri.path(), query.join("&"))
+    };
+    let uri = http::Uri::builder()
+        .path_and_query(path_and_query)
+        .build()
+        .unwrap_or_else(|_| uri.clone());
+    let mut headers = headers.clone();
+    let cookies: Vec<String> = headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .map(str::trim)
+        .filter(|c| {
+            let name = c.split_once('=').map_or(*c, |(n, _)| n);
+            policy.cookies.iter().any(|k| k == name)
+        })
+        .map(str::to_owned)
+        .collect();
+    headers.remove(header::COOKIE);
+    if let Ok(v) = HeaderValue::from_str(&cookies.join("; ")) {
+        if !cookies.is_empty() {
+            headers.insert(header::COOKIE, v);
+        }
+    }
+    (uri, headers)
+}
+
+/// Adds the request id and the key stage's headers to an answer.
+fn finish(
+    mut resp: Response<Bytes>,
+    request_id: &str,
+    key_headers: Vec<(http::HeaderName, HeaderValue)>,
+) -> Response<Bytes> {
+    if let Ok(v) = HeaderValue::from_str(request_id) {
+        resp.headers_mut().insert("apigw-requestid", v);
+    }
+    for (name, value) in key_headers {
+        resp.headers_mut().insert(name, value);
+    }
+    resp
+}
+
+/// One invocation of a route's function, owned, so the cache can run it
+/// later (a background refresh) without the request that caused it.
+struct Call {
+    target: Arc<RouteTarget>,
+    method: http::Method,
+    uri: http::Uri,
+    version: http::Version,
+    headers: HeaderMap,
+    body: Bytes,
+    params: Vec<(String, String)>,
+    client_ip: std::net::IpAddr,
+    request_id: Arc<str>,
+}
+
+impl Call {
+    /// `Ok` with the function's answer mapped by the payload 2.0 rules
+    /// (whatever its status), `Err` with the platform's answer when there
+    /// was none (throttled, timed out, crashed, malformed).
+    async fn run(self) -> Fetched {
+        let event = build_event(&EventInput {
+            method: &self.method,
+            uri: &self.uri,
+            version: self.version,
+            headers: &self.headers,
+            body: &self.body,
+            source_ip: self.client_ip,
+            route_key: &self.target.route_key,
+            path_params: &self.params,
+            request_id: &self.request_id,
+            now: SystemTime::now(),
+        })
+        .map_err(|_| respond::bad_request("could not build the event for this request"))?;
+        let function = &self.target.function;
+        let name = &function.config().name;
+        let out = function
             .invoke(InvokeRequest {
-                request_id: Arc::clone(&request_id),
-                payload: event,
+                request_id: Arc::clone(&self.request_id),
+                payload: Bytes::from(event),
                 client_context: None,
             })
-            .await;
-        let mut resp = match invoked {
-            Ok(out) => match map_response(&out.payload) {
-                Ok(resp) => resp,
-                Err(e) => respond::bad_function_response(&e.to_string()),
-            },
-            Err(e) => {
-                tracing::debug!(function = %name, request_id = %request_id, error = %e, "invocation failed");
+            .await
+            .map_err(|e| {
+                tracing::debug!(function = %name, request_id = %self.request_id, error = %e, "invocation failed");
                 respond::invoke_error(name, &e)
-            }
-        };
-        if let Ok(v) = HeaderValue::from_str(&request_id) {
-            resp.headers_mut().insert("apigw-requestid", v);
-        }
-        for (name, value) in key_headers {
-            resp.headers_mut().insert(name, value);
-        }
-        resp
+            })?;
+        map_response(&out.payload).map_err(|e| respond::bad_function_response(&e.to_string()))
     }
 }
 

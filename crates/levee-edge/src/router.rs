@@ -21,6 +21,8 @@ pub struct RouteTarget {
     pub max_body_bytes: u64,
     /// Clients must present a valid API key.
     pub api_key_required: bool,
+    /// The route's cache policy, if caching is on.
+    pub cache: Option<levee_config::CachePolicy>,
 }
 
 /// A matched route and its raw path parameters, in path order.
@@ -76,6 +78,7 @@ impl Router {
                 function: function.clone(),
                 max_body_bytes: r.max_body_bytes.unwrap_or(function.config().max_body_bytes),
                 api_key_required: r.api_key_required,
+                cache: r.cache.clone(),
             });
             let trees: Vec<&mut matchit::Router<_>> = match method_of(r.method) {
                 Some(m) => router

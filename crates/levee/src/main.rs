@@ -12,6 +12,7 @@ use anyhow::Context;
 use clap::{Parser, Subcommand};
 use levee_config::Config;
 use levee_edge::apikeys::ApiKeys;
+use levee_edge::cache::EdgeCache;
 use levee_edge::client_ip::ClientIdentity;
 use levee_edge::clock::Clock;
 use levee_edge::shield::{Shield, ShieldHandle};
@@ -385,7 +386,9 @@ async fn serve(config: Config, path: PathBuf) -> anyhow::Result<()> {
         .sync_config_plans(&plans::specs(&config))
         .context("applying [plans] from the config")?;
     let clock = test_clock()?;
+    let cache = EdgeCache::new(&config.cache);
     let edge = Arc::new(Edge::new(Stages {
+        cache: Arc::clone(&cache),
         identity: ClientIdentity::new(config.client_ip.trusted_proxies.clone()),
         shield: Arc::clone(&shield),
         router,
@@ -425,6 +428,7 @@ async fn serve(config: Config, path: PathBuf) -> anyhow::Result<()> {
         token,
         store: Arc::clone(&store),
         clock,
+        cache,
     });
     let admin_task = tokio::spawn(
         axum::serve(admin_listener, admin_app)

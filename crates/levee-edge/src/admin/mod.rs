@@ -17,6 +17,7 @@ use levee_runtime::Scheduler;
 use serde_json::json;
 use tokio::sync::Semaphore;
 
+use crate::cache::{EdgeCache, Purge};
 use crate::clock::Clock;
 use crate::shield::ShieldHandle;
 
@@ -33,6 +34,7 @@ pub(crate) struct AdminState {
     pub(crate) events: Arc<Semaphore>,
     pub(crate) store: Arc<levee_store::Store>,
     pub(crate) clock: Clock,
+    pub(crate) cache: Arc<EdgeCache>,
     token: Arc<str>,
 }
 
@@ -50,6 +52,8 @@ pub struct Admin {
     pub store: Arc<levee_store::Store>,
     /// The clock quotas and usage days are read with.
     pub clock: Clock,
+    /// The edge cache, for stats and purges.
+    pub cache: Arc<EdgeCache>,
 }
 
 impl std::fmt::Debug for Admin {
@@ -74,6 +78,7 @@ pub fn router(admin: Admin) -> axum::Router {
         events: Arc::new(Semaphore::new(invoke::MAX_PENDING_EVENTS)),
         store: admin.store,
         clock: admin.clock,
+        cache: admin.cache,
         token: Arc::from(admin.token),
     };
     axum::Router::new()
@@ -84,6 +89,8 @@ pub fn router(admin: Admin) -> axum::Router {
         .route("/admin/functions", get(functions))
         .route("/admin/firewall", get(firewall))
         .route("/admin/reload", post(reload_rules))
+        .route("/admin/cache", get(cache_stats))
+        .route("/admin/cache/purge", post(cache_purge))
         .route(HEALTH, get(|| async { "ok" }))
         .route("/openapi.json", get(openapi))
         .merge(keys::routes())
@@ -177,6 +184,34 @@ async fn firewall(State(state): State<AdminState>) -> Response {
         .map(|f| f.counters())
         .unwrap_or_default();
     axum::Json(json!({ "rules": rules })).into_response()
+}
+
+async fn cache_stats(State(state): State<AdminState>) -> Response {
+    axum::Json(json!({ "cache": state.cache.stats() })).into_response()
+}
+
+/// `{"all": true}`, `{"route": "GET /x"}` or `{"prefix": "<key prefix>"}`.
+#[derive(Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PurgeRequest {
+    all: Option<bool>,
+    route: Option<String>,
+    prefix: Option<String>,
+}
+
+async fn cache_purge(State(state): State<AdminState>, body: bytes::Bytes) -> Response {
+    let bad =
+        |m: &str| (StatusCode::BAD_REQUEST, axum::Json(json!({ "message": m }))).into_response();
+    let Ok(req) = serde_json::from_slice::<PurgeRequest>(&body) else {
+        return bad("expected {\"all\": true}, {\"route\": \"GET /x\"} or {\"prefix\": \"…\"}");
+    };
+    let purge = match (req.all, req.route, req.prefix) {
+        (Some(true), None, None) => Purge::All,
+        (None, Some(route), None) => Purge::Route(route),
+        (None, None, Some(prefix)) => Purge::KeyPrefix(prefix),
+        _ => return bad("give exactly one of all (true), route or prefix"),
+    };
+    axum::Json(json!({ "purged": state.cache.purge(purge) })).into_response()
 }
 
 async fn reload_rules(State(state): State<AdminState>) -> Response {

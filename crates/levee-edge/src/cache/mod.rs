@@ -199,14 +199,10 @@ impl EdgeCache {
         let head = parts.method == Method::HEAD;
         let build = |class| key::build(route_key, class, &parts.uri, &parts.headers, policy);
         let get_key = build(MethodClass::Get);
-        let fill_key = if head {
-            build(MethodClass::Head)
-        } else {
-            get_key.clone()
-        };
+        let head_key = head.then(|| build(MethodClass::Head));
         // GET-filled entries serve both methods; HEAD-filled ones only HEAD
         // (and they live under their own key, which GET never reads).
-        let found: Vec<Arc<Entry>> = [Some(&get_key), head.then_some(&fill_key)]
+        let found: Vec<Arc<Entry>> = [Some(&get_key), head_key.as_ref()]
             .into_iter()
             .flatten()
             .filter_map(|k| self.store.get(k))
@@ -215,6 +211,8 @@ impl EdgeCache {
             bump(&self.counters.hits);
             return e.render(&parts.method, &parts.headers, now, XCache::Hit);
         }
+        // A request fills the entry of its own class.
+        let fill_key = head_key.unwrap_or(get_key);
         if let Some(e) = found.iter().find(|e| e.within_revalidate(now)) {
             self.refresh(fill_key, policy, head, Arc::clone(e), fetch);
             bump(&self.counters.stale);
