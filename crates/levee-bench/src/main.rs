@@ -26,6 +26,8 @@ const TARGET_COLD_US: f64 = 5_000.0;
 const TARGET_SHIELD_RATIO: f64 = 0.70;
 /// Key-protected route throughput as a share of an open one (issue 4: ≥ 80 %).
 const TARGET_KEYED_RATIO: f64 = 0.80;
+/// Throughput with metering on as a share of metering off (issue 7: ≥ 90 %).
+const TARGET_METERED_RATIO: f64 = 0.90;
 
 #[derive(Debug)]
 struct Args {
@@ -85,6 +87,8 @@ struct Round {
     open_c4: WrkResult,
     keyed_c4: WrkResult,
     unkeyed_c4: WrkResult,
+    metered_c4: WrkResult,
+    unmetered_c4: WrkResult,
 }
 
 /// Runs wrk on both targets, in alternating order per round.
@@ -160,9 +164,15 @@ async fn main() -> anyhow::Result<()> {
     let shielded_body =
         shield::full_stack() + &levee::hello_function("echo", "/echo", &hello_fn, &code);
     let shielded = levee::Levee::start(&levee_bin, &shielded_dir, &shielded_body).await?;
-    let result = measure(&a, &server, &shielded, &hello_fn, &scratch).await;
+    let unmetered_dir = scratch.join("unmetered");
+    std::fs::create_dir_all(&unmetered_dir)?;
+    let unmetered_body = String::from("[metering]\nenabled = false\n\n")
+        + &levee::hello_function("echo", "/echo", &hello_fn, &code);
+    let unmetered = levee::Levee::start(&levee_bin, &unmetered_dir, &unmetered_body).await?;
+    let result = measure(&a, &server, &shielded, &unmetered, &hello_fn, &scratch).await;
     server.stop().await?;
     shielded.stop().await?;
+    unmetered.stop().await?;
     // LEVEE_LOG=warn: anything here is worth seeing next to the numbers.
     let log = std::fs::read_to_string(scratch.join("levee.stderr")).unwrap_or_default();
     for line in log.lines().take(20) {
@@ -177,6 +187,7 @@ async fn measure(
     a: &Args,
     server: &levee::Levee,
     shielded: &levee::Levee,
+    unmetered: &levee::Levee,
     hello_fn: &Path,
     scratch: &Path,
 ) -> anyhow::Result<String> {
@@ -191,6 +202,7 @@ async fn measure(
     );
     let surl = format!("http://{}/echo", shielded.edge);
     let kurl = format!("http://{}/keyed", server.edge);
+    let uurl = format!("http://{}/echo", unmetered.edge);
     let key_header = vec![format!("x-api-key: {}", create_key(server).await?)];
     eprintln!("levee-bench: warming up (1 s each)");
     pair(&lurl, &burl, false, 2, 4, 1).await?;
@@ -226,6 +238,7 @@ async fn measure(
             "levee-bench: round {}: c4 levee {:.0} / base {:.0} req/s; c1 p50 levee {:.0} / base {:.0} us; cold p50 so far {:.0} us",
             r + 1, levee_c4.rps, base_c4.rps, levee_c1.p50_us, base_c1.p50_us, pct(&cold_us, 50.0)
         );
+        let (metered_c4, unmetered_c4) = pair(&lurl, &uurl, swap, 2, 4, a.secs).await?;
         rounds.push(Round {
             levee_c4,
             base_c4,
@@ -235,6 +248,8 @@ async fn measure(
             open_c4,
             keyed_c4,
             unkeyed_c4,
+            metered_c4,
+            unmetered_c4,
         });
     }
     base_task.abort();
@@ -295,6 +310,8 @@ fn report(a: &Args, rounds: &[Round], cold: [&Vec<f64>; 4], body_len: usize) -> 
     let add99 = m(&|r| r.levee_c1.p99_us - r.base_c1.p99_us);
     let shield_ratio = m(&|r| r.shield_c4.rps / r.open_c4.rps);
     let keyed_ratio = m(&|r| r.keyed_c4.rps / r.unkeyed_c4.rps);
+    let metered_ratio = m(&|r| r.metered_c4.rps / r.unmetered_c4.rps);
+    let (me_rps, un_rps) = (m(&|r| r.metered_c4.rps), m(&|r| r.unmetered_c4.rps));
     let (k_rps, u_rps) = (m(&|r| r.keyed_c4.rps), m(&|r| r.unkeyed_c4.rps));
     let (s_rps, o_rps) = (m(&|r| r.shield_c4.rps), m(&|r| r.open_c4.rps));
     let [own, cold_us, warm, over] = cold;
@@ -325,6 +342,10 @@ fn report(a: &Args, rounds: &[Round], cold: [&Vec<f64>; 4], body_len: usize) -> 
     s += &format!(
         "| API-key route (key check, plan throttle, quota) vs open route, c=4 | {k_rps:.0} req/s keyed | {u_rps:.0} req/s open | keyed/open = {keyed_ratio:.2} | ≥ {TARGET_KEYED_RATIO:.2} | {} |\n",
         verdict(keyed_ratio >= TARGET_KEYED_RATIO)
+    );
+    s += &format!(
+        "| Metering on (meters, budgets, Prometheus, access log off) vs off, c=4 | {me_rps:.0} req/s on | {un_rps:.0} req/s off | on/off = {metered_ratio:.2} | ≥ {TARGET_METERED_RATIO:.2} | {} |\n",
+        verdict(metered_ratio >= TARGET_METERED_RATIO)
     );
     s += &format!(
         "| Cold-start overhead p50 (n={n}) | | | {:.2} ms | ≤ 5 ms | {} |\n",

@@ -10,6 +10,7 @@
 //! `code` directories it names exist), and never panic: a mangled or hostile
 //! file is an ordinary error.
 
+mod budgets;
 mod cache;
 mod error;
 mod guard;
@@ -19,10 +20,11 @@ mod plans;
 mod route;
 mod units;
 
+pub use budgets::{check_webhook, Budget, BudgetAction, BudgetPeriod, BudgetScope, Prices};
 pub use cache::{CachePolicy, CacheSettings};
 pub use error::{ConfigError, Problem};
 pub use guard::{ClientIp, Limits, Throttle};
-pub use model::{Account, Config, Function, RuntimeKind, Server};
+pub use model::{AccessLog, Account, Config, Function, RuntimeKind, Server};
 pub use plans::{Plan, PlanLimits, Quota, QuotaPeriod};
 pub use route::{Route, RouteMethod};
 pub use units::{parse_duration, parse_size};

@@ -19,14 +19,15 @@ use toml_edit::{ImDocument, Item, Table, TableLike, Value};
 use crate::error::{ConfigError, Problem};
 use levee_shield::firewall::{Firewall, FirewallConfig};
 
+use crate::budgets;
 use crate::cache;
 use crate::guard::{self, Throttle};
-use crate::model::{Account, Config, Function, RuntimeKind, Server};
+use crate::model::{AccessLog, Account, Config, Function, RuntimeKind, Server};
 use crate::plans;
 use crate::route::{self, Candidate, Route, RouteKey};
 use crate::units::{parse_duration, parse_size};
 
-const SECTIONS: [&str; 10] = [
+const SECTIONS: [&str; 13] = [
     "server",
     "account",
     "functions",
@@ -37,6 +38,9 @@ const SECTIONS: [&str; 10] = [
     "firewall",
     "plans",
     "cache",
+    "prices",
+    "budgets",
+    "metering",
 ];
 const DEFAULT_LISTEN: SocketAddr = SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 8080);
 const DEFAULT_ADMIN_LISTEN: SocketAddr = SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 8081);
@@ -75,12 +79,20 @@ const MAX_LOCATE_DEPTH: usize = 8;
 /// Keeps messages readable when a file declares thousands of functions.
 const MAX_LISTED: usize = 20;
 
+/// `[metering]`: `enabled = false` turns meters (and so budgets) off.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawMetering {
+    enabled: Option<bool>,
+}
+
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawServer {
     listen: Option<SocketAddr>,
     admin_listen: Option<SocketAddr>,
     data_dir: Option<String>,
+    access_log: Option<AccessLog>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -447,6 +459,13 @@ impl<'a> Loader<'a> {
         let route_keys: Vec<String> = routes.iter().map(|r| r.route_key.clone()).collect();
         let plans = self.plans(&route_keys);
         let cache = self.guarded("cache", cache::cache_settings);
+        let prices = self.guarded("prices", budgets::prices);
+        let function_names: Vec<String> = functions.keys().cloned().collect();
+        let budgets = self.budgets(&function_names);
+        let metering = self
+            .section::<RawMetering>("metering")
+            .enabled
+            .unwrap_or(true);
         Config {
             server,
             account,
@@ -458,6 +477,9 @@ impl<'a> Loader<'a> {
             firewall,
             plans,
             cache,
+            prices,
+            budgets,
+            metering,
         }
     }
 
@@ -591,6 +613,37 @@ impl<'a> Loader<'a> {
         policy
     }
 
+    /// `[budgets.NAME]`: spend budgets.
+    fn budgets(&mut self, function_names: &[String]) -> BTreeMap<String, budgets::Budget> {
+        let mut out = BTreeMap::new();
+        let path = KeyPath::default().key("budgets");
+        let Some(node) = self.node_at(&path) else {
+            return out;
+        };
+        let Some(table) = node.table_like() else {
+            self.report(&path, "expected a table of budgets, e.g. [budgets.daily]");
+            return out;
+        };
+        if let Some(message) = budgets::too_many(table.len()) {
+            self.report(&path, message);
+            return out;
+        }
+        let names: Vec<String> = table.iter().map(|(k, _)| k.to_string()).collect();
+        for name in names {
+            let at = path.key(&name);
+            let Some(budget_node) = self.node_at(&at) else {
+                continue;
+            };
+            let Some(raw) = self.deserialize::<budgets::RawBudget>(budget_node, &at) else {
+                continue;
+            };
+            let (budget, found) = budgets::budget(&name, raw, function_names);
+            self.report_found(&at, found);
+            out.insert(name, budget);
+        }
+        out
+    }
+
     /// `[plans.NAME]`: usage plans.
     fn plans(&mut self, route_keys: &[String]) -> BTreeMap<String, plans::Plan> {
         let mut out = BTreeMap::new();
@@ -686,6 +739,7 @@ impl<'a> Loader<'a> {
             listen,
             admin_listen,
             data_dir,
+            access_log: raw.access_log.unwrap_or_default(),
         }
     }
 

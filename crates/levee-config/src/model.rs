@@ -28,6 +28,12 @@ pub struct Config {
     pub plans: BTreeMap<String, crate::plans::Plan>,
     /// `[cache]`: the edge cache's size and compression threshold.
     pub cache: crate::cache::CacheSettings,
+    /// `[prices]`: what invocations cost (default: Lambda's x86 list prices).
+    pub prices: crate::budgets::Prices,
+    /// `[budgets.NAME]`: spend budgets and their actions.
+    pub budgets: BTreeMap<String, crate::budgets::Budget>,
+    /// `[metering] enabled` (default true).
+    pub metering: bool,
 }
 
 impl Config {
@@ -69,6 +75,21 @@ pub struct Server {
     pub admin_listen: SocketAddr,
     /// Default `.levee` next to the config file.
     pub data_dir: PathBuf,
+    /// One line per request under the `levee::access` log target.
+    pub access_log: AccessLog,
+}
+
+/// `[server] access_log`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AccessLog {
+    /// No access log.
+    Off,
+    /// `key=value` text (the default).
+    #[default]
+    Text,
+    /// One JSON object per line.
+    Json,
 }
 
 /// `[account]`: limits shared by all functions, like a Lambda account's.

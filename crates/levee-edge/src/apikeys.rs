@@ -15,6 +15,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use http::{header, HeaderMap, HeaderName, HeaderValue, Response, StatusCode};
+use levee_meter::metrics::Decision;
 use levee_shield::bucket::KeyedBuckets;
 use levee_store::{period, quota, QuotaDecision, Store, UsageOutcome};
 use serde_json::json;
@@ -43,10 +44,15 @@ pub struct ApiKeys {
 /// What the stage decided.
 #[derive(Debug)]
 pub enum KeyCheck {
-    /// Go on; add these headers to the answer.
-    Admitted(Vec<(HeaderName, HeaderValue)>),
-    /// Answer with this.
-    Refused(Response<Bytes>),
+    /// Go on as this key; add these headers to the answer.
+    Admitted {
+        /// The key's id, for metering.
+        key_id: String,
+        /// `X-Quota-*`.
+        headers: Vec<(HeaderName, HeaderValue)>,
+    },
+    /// Answer with this, for this reason.
+    Refused(Response<Bytes>, Decision),
 }
 
 fn forbidden() -> Response<Bytes> {
@@ -86,14 +92,14 @@ impl ApiKeys {
     /// Checks one request to `route_key`.
     pub fn check(&self, route_key: &str, headers: &HeaderMap, now: Instant) -> KeyCheck {
         let Some(secret) = headers.get("x-api-key").and_then(|v| v.to_str().ok()) else {
-            return KeyCheck::Refused(forbidden());
+            return KeyCheck::Refused(forbidden(), Decision::Forbidden);
         };
         let Some(auth) = self
             .store
             .authenticate_with_plan(secret)
             .filter(|a| a.key.enabled)
         else {
-            return KeyCheck::Refused(forbidden());
+            return KeyCheck::Refused(forbidden(), Decision::Forbidden);
         };
         let (key, plan) = (&auth.key, &auth.plan);
         let unix = self.clock.now();
@@ -108,7 +114,7 @@ impl ApiKeys {
             if let Err(wait) = buckets.try_take(key.id.as_bytes(), now) {
                 self.store
                     .record_usage(&key.id, day, UsageOutcome::Throttled);
-                return KeyCheck::Refused(throttled(wait));
+                return KeyCheck::Refused(throttled(wait), Decision::Throttled);
             }
         }
         let mut extra = Vec::new();
@@ -122,7 +128,7 @@ impl ApiKeys {
                 QuotaDecision::Exhausted { .. } => {
                     self.store
                         .record_usage(&key.id, day, UsageOutcome::OverQuota);
-                    return KeyCheck::Refused(exhausted(q.limit, end, unix));
+                    return KeyCheck::Refused(exhausted(q.limit, end, unix), Decision::OverQuota);
                 }
                 QuotaDecision::Admitted { remaining, .. } => {
                     extra.push((
@@ -141,7 +147,10 @@ impl ApiKeys {
         }
         self.store
             .record_usage(&key.id, day, UsageOutcome::Admitted);
-        KeyCheck::Admitted(extra)
+        KeyCheck::Admitted {
+            key_id: key.id.clone(),
+            headers: extra,
+        }
     }
 }
 

@@ -8,6 +8,7 @@
 
 pub mod admin;
 pub mod apikeys;
+pub mod billing;
 pub mod cache;
 pub mod client_ip;
 pub mod clock;
@@ -20,5 +21,5 @@ pub mod response;
 pub mod router;
 pub mod shield;
 
-pub use pipeline::{BodyPolicy, Edge, Stages};
+pub use pipeline::{BodyPolicy, Edge, RequestInfo, Stages};
 pub use router::Router;

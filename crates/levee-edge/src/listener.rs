@@ -12,11 +12,13 @@ use std::time::Duration;
 use http_body_util::Full;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
-use levee_config::Limits;
+use levee_config::{AccessLog, Limits};
+use levee_meter::access::{access_line, AccessEntry, AccessFormat};
+use levee_meter::metrics;
 use tokio::net::TcpListener;
 
 use crate::guard::{ConnectionGuard, InFlight, TimedStream};
-use crate::pipeline::Edge;
+use crate::pipeline::{Edge, RequestInfo};
 
 /// How long shutdown waits for in-flight requests before closing.
 pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
@@ -26,6 +28,7 @@ pub async fn serve(
     listener: TcpListener,
     edge: Arc<Edge>,
     limits: &Limits,
+    access_log: AccessLog,
     shutdown: impl Future<Output = ()>,
 ) {
     let mut builder = auto::Builder::new(TokioExecutor::new());
@@ -77,7 +80,7 @@ pub async fn serve(
             let edge = Arc::clone(&edge);
             let token = in_flight.start();
             async move {
-                let resp = respond_with(edge, req, peer).await;
+                let resp = respond_with(edge, req, peer, access_log).await;
                 drop(token);
                 Ok::<_, std::convert::Infallible>(resp)
             }
@@ -102,6 +105,66 @@ async fn respond_with(
     edge: Arc<Edge>,
     req: http::Request<hyper::body::Incoming>,
     peer: SocketAddr,
+    access_log: AccessLog,
 ) -> http::Response<Full<bytes::Bytes>> {
-    edge.handle(req, peer).await.map(Full::new)
+    let started = std::time::Instant::now();
+    let (method, path) = (req.method().clone(), req.uri().path().to_owned());
+    let resp = edge.handle(req, peer).await;
+    if let Some(info) = resp.extensions().get::<RequestInfo>() {
+        let status = resp.status().as_u16();
+        metrics::request(info.route.as_deref(), status, info.decision);
+        log_access(
+            access_log,
+            info,
+            &method,
+            &path,
+            status,
+            started.elapsed(),
+            &resp,
+        );
+    }
+    resp.map(Full::new)
+}
+
+/// One access-log line, formatted only when the `levee::access` target is
+/// enabled (formatting costs more than the check).
+fn log_access(
+    format: AccessLog,
+    info: &RequestInfo,
+    method: &http::Method,
+    path: &str,
+    status: u16,
+    latency: Duration,
+    resp: &http::Response<bytes::Bytes>,
+) {
+    let format = match format {
+        AccessLog::Off => return,
+        AccessLog::Text => AccessFormat::Text,
+        AccessLog::Json => AccessFormat::Json,
+    };
+    if !tracing::enabled!(target: "levee::access", tracing::Level::INFO) {
+        return;
+    }
+    let request_id = resp
+        .headers()
+        .get("apigw-requestid")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("-");
+    let line = access_line(
+        &AccessEntry {
+            time: std::time::SystemTime::now(),
+            client_ip: info.client_ip,
+            method: method.as_str(),
+            path,
+            route: info.route.as_deref(),
+            status,
+            decision: info.decision,
+            latency,
+            request_id,
+            function: info.function.as_deref(),
+            key_id: info.key_id.as_deref(),
+        },
+        format,
+    );
+    tracing::info!(target: "levee::access", "{line}");
 }

@@ -19,10 +19,12 @@ use std::time::{Duration, Instant, SystemTime};
 use bytes::{Bytes, BytesMut};
 use http::{header, HeaderMap, HeaderValue, Request, Response, StatusCode};
 use http_body_util::BodyExt;
+use levee_meter::metrics::Decision;
 use levee_runtime::InvokeRequest;
 use levee_shield::firewall::{RequestView, Verdict};
 
 use crate::apikeys::{ApiKeys, KeyCheck};
+use crate::billing::Billing;
 use crate::cache::{EdgeCache, Fetch, Fetched};
 use crate::client_ip::{first_forwarded, ClientIdentity};
 use crate::event::{build_event, EventInput};
@@ -43,6 +45,8 @@ pub struct BodyPolicy {
 /// The stages an edge runs, in the order it runs them.
 #[derive(Debug)]
 pub struct Stages {
+    /// Budgets and meters, unless `[metering] enabled = false`.
+    pub billing: Option<Arc<Billing>>,
     /// Cached answers for routes with a cache policy.
     pub cache: Arc<EdgeCache>,
     /// Who the client is.
@@ -65,6 +69,7 @@ pub struct Edge {
     shield: Arc<ShieldHandle>,
     api_keys: Arc<ApiKeys>,
     cache: Arc<EdgeCache>,
+    billing: Option<Arc<Billing>>,
     body: BodyPolicy,
 }
 
@@ -77,6 +82,7 @@ impl Edge {
             shield: stages.shield,
             api_keys: stages.api_keys,
             cache: stages.cache,
+            billing: stages.billing,
             body: stages.body,
         }
     }
@@ -88,8 +94,42 @@ impl Edge {
         B: hyper::body::Body<Data = Bytes>,
         B::Error: std::error::Error + Send + Sync + 'static,
     {
+        let mut info = RequestInfo {
+            client_ip: peer.ip(),
+            route: None,
+            function: None,
+            key_id: None,
+            decision: Decision::Allowed,
+        };
+        let mut resp = self.stages(req, peer, &mut info).await;
+        if resp.extensions().get::<OverBudget>().is_some() {
+            info.decision = Decision::OverBudget;
+        } else if info.decision == Decision::Allowed
+            && resp
+                .headers()
+                .get("x-cache")
+                .is_some_and(|v| v.as_bytes() == b"Hit" || v.as_bytes() == b"Stale")
+        {
+            info.decision = Decision::Cached;
+        }
+        resp.extensions_mut().insert(info);
+        resp
+    }
+
+    /// The stages, in order; `info` records what they decided.
+    async fn stages<B>(
+        &self,
+        req: Request<B>,
+        peer: SocketAddr,
+        info: &mut RequestInfo,
+    ) -> Response<Bytes>
+    where
+        B: hyper::body::Body<Data = Bytes>,
+        B::Error: std::error::Error + Send + Sync + 'static,
+    {
         let now = Instant::now();
         let client_ip = self.identity.resolve(peer.ip(), req.headers());
+        info.client_ip = client_ip;
         let shield = self.shield.load();
         let mut pending = None;
         if let Some(fw) = &shield.firewall {
@@ -97,21 +137,34 @@ impl Edge {
             match fw.evaluate(&v, now) {
                 Verdict::Allow { .. } => {}
                 Verdict::NeedBody(cont) => pending = Some(cont),
-                blocked => return block_response(blocked),
+                blocked => {
+                    info.decision = Decision::FirewallBlocked;
+                    return block_response(blocked);
+                }
             }
         }
 
         let Some((target, params)) = self.router.lookup(req.method(), req.uri().path()) else {
+            info.decision = Decision::NotFound;
             return respond::not_found();
         };
+        info.route = Some(target.route_key.clone());
+        info.function = Some(target.function.config().name.clone());
         if let Err(t) = shield.throttle(&target.route_key, now) {
+            info.decision = Decision::Throttled;
             return throttled_response(t, &target.route_key);
         }
         let mut key_headers = Vec::new();
         if target.api_key_required {
             match self.api_keys.check(&target.route_key, req.headers(), now) {
-                KeyCheck::Admitted(headers) => key_headers = headers,
-                KeyCheck::Refused(resp) => return resp,
+                KeyCheck::Admitted { key_id, headers } => {
+                    info.key_id = Some(key_id);
+                    key_headers = headers;
+                }
+                KeyCheck::Refused(resp, decision) => {
+                    info.decision = decision;
+                    return resp;
+                }
             }
         }
         if let Some(policy) = target.cache.clone() {
@@ -127,12 +180,26 @@ impl Edge {
                         Some(&[]),
                     );
                     if let blocked @ Verdict::Block { .. } = fw.resume(cont, &v, now) {
+                        info.decision = Decision::FirewallBlocked;
                         return block_response(blocked);
                     }
                 }
-                return self
-                    .cached(target, &policy, parts, params, client_ip, key_headers)
-                    .await;
+                let request_id: Arc<str> = Arc::from(uuid::Uuid::new_v4().to_string());
+                let (uri, headers) = keyed_request(&policy, &parts.uri, &parts.headers);
+                let call = Call {
+                    target,
+                    method: parts.method.clone(),
+                    uri,
+                    version: parts.version,
+                    headers,
+                    body: Bytes::new(),
+                    params,
+                    client_ip,
+                    request_id,
+                    billing: self.billing.clone(),
+                    key_id: info.key_id.clone(),
+                };
+                return self.cached(call, &policy, &parts, key_headers).await;
             }
         }
 
@@ -143,12 +210,20 @@ impl Edge {
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.parse::<u64>().ok());
         if declared.is_some_and(|n| n > limit) {
+            info.decision = Decision::TooLarge;
             return respond::too_large(limit);
         }
         let (parts, body) = req.into_parts();
         let body = match read_body(body, limit, self.body).await {
             Ok(b) => b,
-            Err(resp) => return resp,
+            Err(resp) => {
+                info.decision = match resp.status() {
+                    StatusCode::PAYLOAD_TOO_LARGE => Decision::TooLarge,
+                    StatusCode::REQUEST_TIMEOUT => Decision::SlowClient,
+                    _ => Decision::Allowed,
+                };
+                return resp;
+            }
         };
         if let (Some(cont), Some(fw)) = (pending, &shield.firewall) {
             let inspect = &body[..body.len().min(fw.body_inspection_bytes().unwrap_or(0))];
@@ -160,6 +235,7 @@ impl Edge {
                 Some(inspect),
             );
             if let blocked @ Verdict::Block { .. } = fw.resume(cont, &v, now) {
+                info.decision = Decision::FirewallBlocked;
                 return block_response(blocked);
             }
         }
@@ -175,38 +251,26 @@ impl Edge {
             params,
             client_ip,
             request_id: Arc::clone(&request_id),
+            billing: self.billing.clone(),
+            key_id: info.key_id.clone(),
         };
         let resp = call.run().await.unwrap_or_else(|failed| failed);
         finish(resp, &request_id, key_headers)
     }
 
-    /// A cacheable request: answered by the cache, which runs the invocation
-    /// only on a miss (once per key, however many clients ask).
+    /// A cacheable request: answered by the cache, which runs `call` only
+    /// on a miss (once per key, however many clients ask).
     async fn cached(
         &self,
-        target: Arc<RouteTarget>,
+        call: Call,
         policy: &levee_config::CachePolicy,
-        parts: http::request::Parts,
-        params: Vec<(String, String)>,
-        client_ip: std::net::IpAddr,
+        parts: &http::request::Parts,
         key_headers: Vec<(http::HeaderName, HeaderValue)>,
     ) -> Response<Bytes> {
-        let request_id: Arc<str> = Arc::from(uuid::Uuid::new_v4().to_string());
-        let route_key = target.route_key.clone();
-        let (uri, headers) = keyed_request(policy, &parts.uri, &parts.headers);
-        let call = Call {
-            target,
-            method: parts.method.clone(),
-            uri,
-            version: parts.version,
-            headers,
-            body: Bytes::new(),
-            params,
-            client_ip,
-            request_id: Arc::clone(&request_id),
-        };
+        let request_id = Arc::clone(&call.request_id);
+        let route_key = call.target.route_key.clone();
         let fetch: Fetch = Box::new(move || Box::pin(call.run()));
-        let resp = self.cache.serve(&route_key, policy, &parts, fetch).await;
+        let resp = self.cache.serve(&route_key, policy, parts, fetch).await;
         finish(resp, &request_id, key_headers)
     }
 }
@@ -259,6 +323,27 @@ fn keyed_request(
     (uri, headers)
 }
 
+/// What the pipeline decided about one request, attached to its response for
+/// the listener's metrics and access log.
+#[derive(Debug, Clone)]
+pub struct RequestInfo {
+    /// The client, after trusted-proxy resolution.
+    pub client_ip: std::net::IpAddr,
+    /// The matched route key.
+    pub route: Option<String>,
+    /// The route's function.
+    pub function: Option<String>,
+    /// The API key id, when a key was required and valid.
+    pub key_id: Option<String>,
+    /// Which stage answered.
+    pub decision: Decision,
+}
+
+/// Marks a response as a budget refusal (set where the budget is checked,
+/// which may be inside the cache's fill).
+#[derive(Debug, Clone, Copy)]
+struct OverBudget;
+
 /// Adds the request id and the key stage's headers to an answer.
 fn finish(
     mut resp: Response<Bytes>,
@@ -286,6 +371,8 @@ struct Call {
     params: Vec<(String, String)>,
     client_ip: std::net::IpAddr,
     request_id: Arc<str>,
+    billing: Option<Arc<Billing>>,
+    key_id: Option<String>,
 }
 
 impl Call {
@@ -308,13 +395,30 @@ impl Call {
         .map_err(|_| respond::bad_request("could not build the event for this request"))?;
         let function = &self.target.function;
         let name = &function.config().name;
-        let out = function
+        let key = self.key_id.as_deref();
+        if let Some(billing) = &self.billing {
+            billing.admit(name, key).map_err(|refusal| {
+                let mut resp = refusal.into_response();
+                resp.extensions_mut().insert(OverBudget);
+                resp
+            })?;
+        }
+        let result = function
             .invoke(InvokeRequest {
                 request_id: Arc::clone(&self.request_id),
                 payload: Bytes::from(event),
                 client_context: None,
             })
-            .await
+            .await;
+        if let Some(billing) = &self.billing {
+            billing.record(
+                function.config(),
+                Some(&self.target.route_key),
+                key,
+                &result,
+            );
+        }
+        let out = result
             .map_err(|e| {
                 tracing::debug!(function = %name, request_id = %self.request_id, error = %e, "invocation failed");
                 respond::invoke_error(name, &e)

@@ -12,6 +12,7 @@ use anyhow::Context;
 use clap::{Parser, Subcommand};
 use levee_config::Config;
 use levee_edge::apikeys::ApiKeys;
+use levee_edge::billing::Billing;
 use levee_edge::cache::EdgeCache;
 use levee_edge::client_ip::ClientIdentity;
 use levee_edge::clock::Clock;
@@ -83,6 +84,22 @@ enum Command {
         /// Last day (YYYY-MM-DD, UTC); default today.
         #[arg(long)]
         to: Option<String>,
+        #[command(flatten)]
+        admin: client::AdminArgs,
+    },
+    /// Spend so far this day or month, by function, route or key.
+    Costs {
+        /// function, route or key.
+        #[arg(long, default_value = "function")]
+        by: String,
+        /// day or month.
+        #[arg(long, default_value = "day")]
+        period: String,
+        #[command(flatten)]
+        admin: client::AdminArgs,
+    },
+    /// Each budget's spend, forecast and state.
+    Budgets {
         #[command(flatten)]
         admin: client::AdminArgs,
     },
@@ -160,6 +177,8 @@ fn main() -> ExitCode {
         } => return import_waf(&file),
         Command::Keys { command, admin } => return run_client(keys(command, admin)),
         Command::Plans { admin } => return run_client(plans(admin)),
+        Command::Costs { by, period, admin } => return run_client(costs(admin, by, period)),
+        Command::Budgets { admin } => return run_client(budgets(admin)),
         Command::Usage {
             key,
             from,
@@ -301,6 +320,43 @@ async fn plans(admin: client::AdminArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+async fn costs(admin: client::AdminArgs, by: String, period: String) -> anyhow::Result<()> {
+    let path = format!("/admin/costs?by={by}&period={period}");
+    let doc = admin.call(http::Method::GET, &path, None).await?;
+    println!("{by}\trequests\tgb_seconds\tbytes_out\tusd");
+    for row in doc["costs"].as_array().into_iter().flatten() {
+        println!(
+            "{}\t{}\t{:.3}\t{}\t{:.6}",
+            row["name"].as_str().unwrap_or("?"),
+            row["requests"],
+            row["gb_seconds"].as_f64().unwrap_or(0.0),
+            row["bytes_out"],
+            row["usd"].as_f64().unwrap_or(0.0)
+        );
+    }
+    Ok(())
+}
+
+async fn budgets(admin: client::AdminArgs) -> anyhow::Result<()> {
+    let doc = admin
+        .call(http::Method::GET, "/admin/budgets", None)
+        .await?;
+    println!("budget\tperiod\tlimit\tspent\tforecast\tstate\tresets_at");
+    for b in doc["budgets"].as_array().into_iter().flatten() {
+        println!(
+            "{}\t{}\t{:.2}\t{:.4}\t{:.4}\t{}\t{}",
+            b["name"].as_str().unwrap_or("?"),
+            b["period"].as_str().unwrap_or("?"),
+            b["limit"].as_f64().unwrap_or(0.0),
+            b["spent"].as_f64().unwrap_or(0.0),
+            b["forecast"].as_f64().unwrap_or(0.0),
+            b["state"].as_str().unwrap_or("?"),
+            b["resets_at_utc"].as_str().unwrap_or("?")
+        );
+    }
+    Ok(())
+}
+
 async fn usage(
     admin: client::AdminArgs,
     key: Option<String>,
@@ -387,7 +443,9 @@ async fn serve(config: Config, path: PathBuf) -> anyhow::Result<()> {
         .context("applying [plans] from the config")?;
     let clock = test_clock()?;
     let cache = EdgeCache::new(&config.cache);
+    let billing = billing(&config, clock)?;
     let edge = Arc::new(Edge::new(Stages {
+        billing: billing.clone(),
         cache: Arc::clone(&cache),
         identity: ClientIdentity::new(config.client_ip.trusted_proxies.clone()),
         shield: Arc::clone(&shield),
@@ -417,9 +475,10 @@ async fn serve(config: Config, path: PathBuf) -> anyhow::Result<()> {
         let _ = rx.wait_for(|s| *s).await;
     };
     let limits = config.limits.clone();
+    let access_log = config.server.access_log;
     let edge_shutdown = stopped(stop_rx.clone());
     let edge_task = tokio::spawn(async move {
-        listener::serve(edge_listener, edge, &limits, edge_shutdown).await;
+        listener::serve(edge_listener, edge, &limits, access_log, edge_shutdown).await;
     });
     let admin_app = admin::router(admin::Admin {
         scheduler: Arc::clone(&scheduler),
@@ -429,6 +488,7 @@ async fn serve(config: Config, path: PathBuf) -> anyhow::Result<()> {
         store: Arc::clone(&store),
         clock,
         cache,
+        billing: billing.clone(),
     });
     let admin_task = tokio::spawn(
         axum::serve(admin_listener, admin_app)
@@ -443,7 +503,27 @@ async fn serve(config: Config, path: PathBuf) -> anyhow::Result<()> {
     let _ = tokio::time::timeout(listener::DRAIN_TIMEOUT, admin_task).await;
     scheduler.shutdown().await;
     store.flush().context("flushing quota counts and usage")?;
+    if let Some(b) = &billing {
+        b.meters().flush().context("flushing meters")?;
+    }
     Ok(())
+}
+
+/// Meters, budgets and the Prometheus recorder, unless `[metering]` is off.
+fn billing(config: &Config, clock: Clock) -> anyhow::Result<Option<Arc<Billing>>> {
+    if !config.metering {
+        return Ok(None);
+    }
+    levee_meter::metrics::install().context("installing the metrics recorder")?;
+    let meters = levee_meter::Meters::open(&config.server.data_dir, config.prices)
+        .with_context(|| format!("opening the meters in {}", config.server.data_dir.display()))?;
+    let alerts = levee_meter::AlertSink::spawn(&tokio::runtime::Handle::current());
+    let budgets = levee_meter::Budgets::new(
+        config.budgets.values().cloned().collect(),
+        Arc::clone(&meters),
+        alerts,
+    );
+    Ok(Some(Arc::new(Billing::new(meters, budgets, clock))))
 }
 
 /// The clock quotas use: real time, shifted by `LEVEE_CLOCK_OFFSET_SECS`

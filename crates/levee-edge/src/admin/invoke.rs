@@ -14,7 +14,9 @@ use axum::response::{IntoResponse, Response};
 use base64::Engine;
 use bytes::Bytes;
 use http_body_util::{BodyExt, Limited};
-use levee_runtime::{function_arn, FunctionHandle, InvokeError, InvokeRequest};
+use levee_runtime::{function_arn, FunctionHandle, InvokeError, InvokeOutput, InvokeRequest};
+
+use crate::billing::Billing;
 use serde_json::json;
 
 use super::AdminState;
@@ -142,21 +144,23 @@ pub(super) async fn invoke(
             let Ok(permit) = Arc::clone(&state.events).try_acquire_owned() else {
                 return throttled("ConcurrentInvocationLimitExceeded");
             };
+            let billing = state.billing.clone();
             tokio::spawn(async move {
-                run_event(&function, req).await;
+                run_event(billing, &function, req).await;
                 drop(permit);
             });
             StatusCode::ACCEPTED.into_response()
         }
-        _ => match function.invoke(req).await {
-            Ok(out) => payload_response(StatusCode::OK, out.payload),
-            Err(InvokeError::Throttled(limit)) => throttled(limit.reason()),
-            Err(InvokeError::Unavailable(_)) => service_error(
+        _ => match invoke_billed(state.billing.as_deref(), &function, req).await {
+            None => throttled("BudgetExceeded"),
+            Some(Ok(out)) => payload_response(StatusCode::OK, out.payload),
+            Some(Err(InvokeError::Throttled(limit))) => throttled(limit.reason()),
+            Some(Err(InvokeError::Unavailable(_))) => service_error(
                 StatusCode::INTERNAL_SERVER_ERROR,
                 "ServiceException",
                 "the function could not be started",
             ),
-            Err(e) => {
+            Some(Err(e)) => {
                 let mut r = payload_response(StatusCode::OK, e.to_error_document());
                 r.headers_mut().insert(
                     "x-amz-function-error",
@@ -181,11 +185,35 @@ pub(super) async fn invoke(
 /// throttles retry with backoff from 1 s (Lambda keeps trying for hours;
 /// here [`EVENT_THROTTLE_ATTEMPTS`] attempts), function errors are retried
 /// [`EVENT_ERROR_RETRIES`] times after 1 s and 2 s (Lambda: 1 and 2 minutes).
-async fn run_event(function: &FunctionHandle, req: InvokeRequest) {
+/// Invokes through billing: the budget check first (`None`: refused), the
+/// meter after.
+async fn invoke_billed(
+    billing: Option<&Billing>,
+    function: &FunctionHandle,
+    req: InvokeRequest,
+) -> Option<Result<InvokeOutput, InvokeError>> {
+    let name = &function.config().name;
+    if billing.is_some_and(|b| b.admit(name, None).is_err()) {
+        return None;
+    }
+    let result = function.invoke(req).await;
+    if let Some(b) = billing {
+        b.record(function.config(), None, None, &result);
+    }
+    Some(result)
+}
+
+async fn run_event(billing: Option<Arc<Billing>>, function: &FunctionHandle, req: InvokeRequest) {
     let name = &function.config().name;
     let (mut throttles, mut errors) = (0u32, 0u32);
     loop {
-        match function.invoke(req.clone()).await {
+        // A budget refusal waits like a throttle: queued work waits.
+        let result = invoke_billed(billing.as_deref(), function, req.clone())
+            .await
+            .unwrap_or(Err(InvokeError::Throttled(levee_runtime::Limit::Account {
+                limit: 0,
+            })));
+        match result {
             Ok(_) => return,
             Err(InvokeError::Throttled(_)) if throttles + 1 < EVENT_THROTTLE_ATTEMPTS => {
                 throttles += 1;

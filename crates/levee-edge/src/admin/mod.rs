@@ -17,9 +17,12 @@ use levee_runtime::Scheduler;
 use serde_json::json;
 use tokio::sync::Semaphore;
 
+use crate::billing::Billing;
 use crate::cache::{EdgeCache, Purge};
 use crate::clock::Clock;
 use crate::shield::ShieldHandle;
+use axum::extract::RawQuery;
+use levee_meter::{CostBy, CostPeriod};
 
 /// Re-reads the config and swaps the shield; `Ok` says what changed, `Err`
 /// why nothing did.
@@ -35,6 +38,7 @@ pub(crate) struct AdminState {
     pub(crate) store: Arc<levee_store::Store>,
     pub(crate) clock: Clock,
     pub(crate) cache: Arc<EdgeCache>,
+    pub(crate) billing: Option<Arc<Billing>>,
     token: Arc<str>,
 }
 
@@ -54,6 +58,8 @@ pub struct Admin {
     pub clock: Clock,
     /// The edge cache, for stats and purges.
     pub cache: Arc<EdgeCache>,
+    /// Meters and budgets, unless metering is off.
+    pub billing: Option<Arc<Billing>>,
 }
 
 impl std::fmt::Debug for Admin {
@@ -79,6 +85,7 @@ pub fn router(admin: Admin) -> axum::Router {
         store: admin.store,
         clock: admin.clock,
         cache: admin.cache,
+        billing: admin.billing,
         token: Arc::from(admin.token),
     };
     axum::Router::new()
@@ -90,6 +97,9 @@ pub fn router(admin: Admin) -> axum::Router {
         .route("/admin/firewall", get(firewall))
         .route("/admin/reload", post(reload_rules))
         .route("/admin/cache", get(cache_stats))
+        .route("/metrics", get(metrics))
+        .route("/admin/costs", get(costs))
+        .route("/admin/budgets", get(budgets))
         .route("/admin/cache/purge", post(cache_purge))
         .route(HEALTH, get(|| async { "ok" }))
         .route("/openapi.json", get(openapi))
@@ -184,6 +194,73 @@ async fn firewall(State(state): State<AdminState>) -> Response {
         .map(|f| f.counters())
         .unwrap_or_default();
     axum::Json(json!({ "rules": rules })).into_response()
+}
+
+/// Prometheus text exposition.
+async fn metrics() -> Response {
+    (
+        [(
+            axum::http::header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        levee_meter::metrics::render(),
+    )
+        .into_response()
+}
+
+#[derive(Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CostQuery {
+    by: Option<String>,
+    period: Option<String>,
+}
+
+fn metering_off() -> Response {
+    (
+        StatusCode::NOT_FOUND,
+        axum::Json(json!({ "message": "metering is off ([metering] enabled = false)" })),
+    )
+        .into_response()
+}
+
+/// Spend by function, route or key, this day or month.
+async fn costs(State(state): State<AdminState>, RawQuery(raw): RawQuery) -> Response {
+    let Some(billing) = state.billing.clone() else {
+        return metering_off();
+    };
+    let bad =
+        |m: String| (StatusCode::BAD_REQUEST, axum::Json(json!({ "message": m }))).into_response();
+    let q: CostQuery = match serde_urlencoded::from_str(raw.as_deref().unwrap_or("")) {
+        Ok(q) => q,
+        Err(e) => return bad(format!("invalid query: {e}")),
+    };
+    let by = match q.by.as_deref().unwrap_or("function") {
+        "function" => CostBy::Function,
+        "route" => CostBy::Route,
+        "key" => CostBy::Key,
+        other => return bad(format!("`by` is function, route or key, not `{other}`")),
+    };
+    let period = match q.period.as_deref().unwrap_or("day") {
+        "day" => CostPeriod::Day,
+        "month" => CostPeriod::Month,
+        other => return bad(format!("`period` is day or month, not `{other}`")),
+    };
+    // costs() flushes and reads SQLite: off the async workers.
+    let rows =
+        tokio::task::spawn_blocking(move || billing.meters().costs(by, period, billing.now()))
+            .await;
+    match rows {
+        Ok(rows) => axum::Json(json!({ "costs": rows })).into_response(),
+        Err(_) => StatusCode::INTERNAL_SERVER_ERROR.into_response(),
+    }
+}
+
+/// Every budget's spend, forecast and state.
+async fn budgets(State(state): State<AdminState>) -> Response {
+    let Some(billing) = state.billing.clone() else {
+        return metering_off();
+    };
+    axum::Json(json!({ "budgets": billing.budgets().status(billing.now()) })).into_response()
 }
 
 async fn cache_stats(State(state): State<AdminState>) -> Response {

@@ -1,0 +1,313 @@
+//! Prometheus metrics: the recorder, `render()` for `/metrics`, and one
+//! function per event so the edge never names a metric or label itself.
+//!
+//! Owns: every metric name and label below and the rule that labels have
+//! bounded cardinality — a route is its route key (from config), a function
+//! its configured name, a status its numeric code (100..=599, else
+//! "other"), a decision one of [`Decision`], an outcome one of [`OUTCOMES`]
+//! (else "other"), a budget its config name. Must never take a label from
+//! request text (no client IPs, no raw paths): a label longer than
+//! [`MAX_LABEL_LEN`] becomes "other".
+//!
+//! | metric | type | labels |
+//! |---|---|---|
+//! | `levee_requests_total` | counter | route, status, decision |
+//! | `levee_invocations_total` | counter | function, outcome |
+//! | `levee_cold_starts_total` | counter | function |
+//! | `levee_invocation_duration_seconds` | histogram | function |
+//! | `levee_spend_usd_total` | gauge (only grows) | function |
+//! | `levee_budget_consumed_ratio` | gauge | budget |
+//! | `levee_budget_alerts_total` | counter | budget, kind, threshold |
+//!
+//! `levee_spend_usd_total` is cumulative USD since the process started; it
+//! is exported as a gauge because the `metrics` crate's counters are
+//! integers and spend is fractional cents. `rate()` over it works as for a
+//! counter except across restarts.
+//!
+//! Recording before [`install`] is a no-op (the `metrics` crate's default).
+
+use std::sync::{Mutex, OnceLock};
+use std::time::Duration;
+
+use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+
+use crate::error::MeterError;
+use crate::sync::lock;
+
+/// Longest label value; longer ones are replaced by "other".
+pub const MAX_LABEL_LEN: usize = 256;
+/// Invocation outcomes with their own label value.
+pub const OUTCOMES: &[&str] = &["success", "error", "timeout", "crashed", "throttled"];
+/// Histogram buckets for invocation duration, seconds: 1 ms … 900 s
+/// (Lambda's longest timeout).
+const DURATION_BUCKETS: &[f64] = &[
+    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0,
+    300.0, 900.0,
+];
+
+static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
+static INSTALL: Mutex<()> = Mutex::new(());
+
+/// What the edge decided about one request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Decision {
+    Allowed,
+    FirewallBlocked,
+    Throttled,
+    OverQuota,
+    Cached,
+    OverBudget,
+    NotFound,
+    TooLarge,
+    /// No, unknown or disabled API key.
+    Forbidden,
+    /// A request body slower than the minimum rate.
+    SlowClient,
+}
+
+impl Decision {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Decision::Allowed => "allowed",
+            Decision::FirewallBlocked => "firewall_blocked",
+            Decision::Throttled => "throttled",
+            Decision::OverQuota => "over_quota",
+            Decision::Cached => "cached",
+            Decision::OverBudget => "over_budget",
+            Decision::NotFound => "not_found",
+            Decision::Forbidden => "forbidden",
+            Decision::SlowClient => "slow_client",
+            Decision::TooLarge => "too_large",
+        }
+    }
+}
+
+/// Installs the Prometheus recorder as the process's global recorder.
+/// Idempotent: a second call returns `Ok` and changes nothing. Fails only if
+/// some other recorder was installed first.
+pub fn install() -> Result<(), MeterError> {
+    let _guard = lock(&INSTALL);
+    if HANDLE.get().is_some() {
+        return Ok(());
+    }
+    let recorder = PrometheusBuilder::new()
+        .set_buckets_for_metric(
+            metrics_exporter_prometheus::Matcher::Full("levee_invocation_duration_seconds".into()),
+            DURATION_BUCKETS,
+        )
+        .map_err(|e| MeterError::Metrics(e.to_string()))?
+        .build_recorder();
+    let handle = recorder.handle();
+    metrics::set_global_recorder(recorder).map_err(|e| MeterError::Metrics(e.to_string()))?;
+    // Under the install lock nobody else can have set it.
+    let _ = HANDLE.set(handle);
+    describe();
+    Ok(())
+}
+
+fn describe() {
+    metrics::describe_counter!(
+        "levee_requests_total",
+        "Requests by route, status and edge decision"
+    );
+    metrics::describe_counter!("levee_invocations_total", "Function invocations by outcome");
+    metrics::describe_counter!(
+        "levee_cold_starts_total",
+        "Invocations that started a new instance"
+    );
+    metrics::describe_histogram!(
+        "levee_invocation_duration_seconds",
+        metrics::Unit::Seconds,
+        "Function run time"
+    );
+    metrics::describe_gauge!("levee_spend_usd_total", "Metered spend in USD since start");
+    metrics::describe_gauge!(
+        "levee_budget_consumed_ratio",
+        "Budget spend / limit in the current period"
+    );
+    metrics::describe_counter!("levee_budget_alerts_total", "Budget alerts raised");
+}
+
+/// The Prometheus text exposition; empty before [`install`].
+pub fn render() -> String {
+    HANDLE
+        .get()
+        .map(PrometheusHandle::render)
+        .unwrap_or_default()
+}
+
+fn label(s: &str) -> String {
+    if s.len() > MAX_LABEL_LEN {
+        "other".to_owned()
+    } else {
+        s.to_owned()
+    }
+}
+
+fn status_label(status: u16) -> String {
+    if (100..=599).contains(&status) {
+        status.to_string()
+    } else {
+        "other".to_owned()
+    }
+}
+
+/// One request answered by the edge. `route` is the matched route key, or
+/// `None` (labelled "none") when nothing matched.
+pub fn request(route: Option<&str>, status: u16, decision: Decision) {
+    metrics::counter!(
+        "levee_requests_total",
+        "route" => label(route.unwrap_or("none")),
+        "status" => status_label(status),
+        "decision" => decision.as_str(),
+    )
+    .increment(1);
+}
+
+/// One finished invocation ([`crate::Meters::record`] calls this).
+pub fn invocation(function: &str, outcome: &str, duration: Duration, cold: bool) {
+    let function = label(function);
+    let outcome = OUTCOMES
+        .iter()
+        .find(|o| **o == outcome)
+        .copied()
+        .unwrap_or("other");
+    metrics::counter!(
+        "levee_invocations_total",
+        "function" => function.clone(),
+        "outcome" => outcome,
+    )
+    .increment(1);
+    if cold {
+        metrics::counter!("levee_cold_starts_total", "function" => function.clone()).increment(1);
+    }
+    metrics::histogram!("levee_invocation_duration_seconds", "function" => function)
+        .record(duration.as_secs_f64());
+}
+
+/// Adds an invocation's cost to the function's spend.
+pub fn spend(function: &str, usd: f64) {
+    if usd.is_finite() && usd > 0.0 {
+        metrics::gauge!("levee_spend_usd_total", "function" => label(function)).increment(usd);
+    }
+}
+
+/// A budget's spend / limit in its current period.
+pub fn budget_ratio(budget: &str, ratio: f64) {
+    if ratio.is_finite() {
+        metrics::gauge!("levee_budget_consumed_ratio", "budget" => label(budget)).set(ratio);
+    }
+}
+
+/// A budget alert raised; `kind` is "actual" or "forecast", `threshold` the
+/// fraction of the limit (at most 10 per kind per budget: bounded).
+pub fn budget_alert(budget: &str, kind: &'static str, threshold: f64) {
+    metrics::counter!(
+        "levee_budget_alerts_total",
+        "budget" => label(budget),
+        "kind" => kind,
+        "threshold" => threshold.to_string(),
+    )
+    .increment(1);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The value on the first exposition line starting with `prefix`.
+    fn value(text: &str, prefix: &str) -> Option<f64> {
+        text.lines()
+            .find(|l| l.starts_with(prefix))
+            .and_then(|l| l.rsplit(' ').next())
+            .and_then(|v| v.parse().ok())
+    }
+
+    #[test]
+    fn render_shows_every_metric_after_recording() {
+        install().unwrap();
+        install().unwrap(); // idempotent
+        request(Some("GET /m/{id}"), 200, Decision::Allowed);
+        request(Some("GET /m/{id}"), 200, Decision::Allowed);
+        request(None, 404, Decision::NotFound);
+        request(Some("GET /m/{id}"), 1000, Decision::Throttled);
+        invocation("metric-fn", "success", Duration::from_millis(3), true);
+        invocation(
+            "metric-fn",
+            "weird-outcome",
+            Duration::from_millis(3),
+            false,
+        );
+        spend("metric-fn", 0.25);
+        budget_ratio("metric-budget", 0.5);
+        budget_alert("metric-budget", "actual", 0.5);
+        let text = render();
+        assert_eq!(
+            value(
+                &text,
+                r#"levee_requests_total{route="GET /m/{id}",status="200",decision="allowed"}"#
+            ),
+            Some(2.0),
+            "{text}"
+        );
+        assert_eq!(
+            value(
+                &text,
+                r#"levee_requests_total{route="none",status="404",decision="not_found"}"#
+            ),
+            Some(1.0)
+        );
+        assert!(text.contains(r#"status="other",decision="throttled""#));
+        assert_eq!(
+            value(
+                &text,
+                r#"levee_invocations_total{function="metric-fn",outcome="success"}"#
+            ),
+            Some(1.0)
+        );
+        assert_eq!(
+            value(
+                &text,
+                r#"levee_invocations_total{function="metric-fn",outcome="other"}"#
+            ),
+            Some(1.0)
+        );
+        assert_eq!(
+            value(&text, r#"levee_cold_starts_total{function="metric-fn"}"#),
+            Some(1.0)
+        );
+        assert_eq!(
+            value(
+                &text,
+                r#"levee_invocation_duration_seconds_bucket{function="metric-fn",le="0.005"}"#
+            ),
+            Some(2.0)
+        );
+        assert_eq!(
+            value(&text, r#"levee_spend_usd_total{function="metric-fn"}"#),
+            Some(0.25)
+        );
+        assert_eq!(
+            value(
+                &text,
+                r#"levee_budget_consumed_ratio{budget="metric-budget"}"#
+            ),
+            Some(0.5)
+        );
+        assert_eq!(
+            value(
+                &text,
+                r#"levee_budget_alerts_total{budget="metric-budget",kind="actual",threshold="0.5"}"#
+            ),
+            Some(1.0)
+        );
+    }
+
+    #[test]
+    fn labels_are_bounded() {
+        assert_eq!(label(&"x".repeat(MAX_LABEL_LEN + 1)), "other");
+        assert_eq!(status_label(99), "other");
+        assert_eq!(status_label(503), "503");
+    }
+}

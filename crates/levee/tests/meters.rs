@@ -1,0 +1,289 @@
+//! Meters, budgets and observability end to end: metering arithmetic against
+//! hand-computed expectations, each budget action (stop with the spend cap
+//! held under a flood, throttle, alert webhooks), persistence across
+//! `kill -9`, the Prometheus exposition read by a real parser, and the
+//! access log.
+
+mod support;
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpListener;
+use std::process::Command;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use support::{get, hello_function, python, Server};
+
+fn server(name: &str, extra: &str) -> Server {
+    Server::start(
+        name,
+        &format!(
+            "{}\n[[routes]]\nroute = \"GET /f\"\nfunction = \"f\"\n\n{extra}",
+            hello_function(
+                "f",
+                "memory_mb = 1024\nreserved_concurrency = 4\ntimeout = \"10s\""
+            )
+        ),
+    )
+}
+
+fn costs(s: &Server) -> serde_json::Value {
+    let r = s.admin("GET", "/admin/costs?by=function&period=day", b"");
+    assert_eq!(r.status, 200, "{}", r.text());
+    r.json()["costs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["name"] == "f")
+        .cloned()
+        .unwrap_or_default()
+}
+
+#[test]
+fn invocations_are_metered_and_priced_like_lambda() {
+    let s = server("metering", "");
+    for _ in 0..10 {
+        assert_eq!(get(s.edge, "/f?action=sleep&ms=100").status, 200);
+    }
+    let c = costs(&s);
+    assert_eq!(c["requests"], 10, "{c}");
+    // 10 × ≥100 ms billed at 1 GB: at least 1.0 GB-s, and not much more.
+    let gb_s = c["gb_seconds"].as_f64().unwrap();
+    assert!((1.0..1.5).contains(&gb_s), "{c}");
+    let usd = c["usd"].as_f64().unwrap();
+    let expected = 10.0 * 0.20 / 1e6 + gb_s * 0.0000166667;
+    assert!(
+        (usd - expected).abs() < 1e-12,
+        "priced at Lambda's list prices: {usd} vs {expected}"
+    );
+}
+
+#[test]
+fn a_stop_budget_holds_the_spend_cap_under_a_flood() {
+    // $1 per request, $5 per day: the sixth invocation would pass the cap.
+    let s = server(
+        "stop",
+        "[prices]\nper_million_requests = 1000000\nper_gb_second = 0\n\n[budgets.cap]\nscope = { function = \"f\" }\nperiod = \"day\"\nlimit = 5\naction = \"stop\"\n\n[limits]\nmax_connections_per_ip = 400\n",
+    );
+    // 25 waves of 4 concurrent requests (the function's concurrency), so
+    // what stops them is the budget, not the concurrency limit.
+    let mut statuses: Vec<(u16, String)> = Vec::new();
+    for _ in 0..25 {
+        statuses.extend(std::thread::scope(|scope| {
+            let handles: Vec<_> = (0..4)
+                .map(|_| {
+                    scope.spawn(|| {
+                        let r = get(s.edge, "/f?action=sleep&ms=50");
+                        (r.status, r.text())
+                    })
+                })
+                .collect();
+            handles
+                .into_iter()
+                .map(|h| h.join().unwrap())
+                .collect::<Vec<_>>()
+        }));
+    }
+    let invoked = s.instances("f")["invocations"].as_u64().unwrap();
+    // At most the cap's 5, plus what was in flight when it was reached
+    // (the function's concurrency, 4).
+    assert!(invoked <= 5 + 4, "invocations past the cap: {invoked}");
+    let stopped: Vec<_> = statuses.iter().filter(|(c, _)| *c == 503).collect();
+    assert!(!stopped.is_empty());
+    assert!(
+        stopped[0].1.contains("cap"),
+        "the body names the budget: {}",
+        stopped[0].1
+    );
+    let spent = costs(&s)["usd"].as_f64().unwrap();
+    assert!(spent <= 5.0 + 4.0 + 1e-9, "spend {spent}");
+    let status = s.admin("GET", "/admin/budgets", b"").json();
+    assert_eq!(status["budgets"][0]["state"], "stopped", "{status}");
+    let cli = Command::new(env!("CARGO_BIN_EXE_levee"))
+        .args([
+            "budgets",
+            "--admin",
+            &format!("http://{}", s.admin),
+            "--token",
+            support::ADMIN_TOKEN,
+        ])
+        .output()
+        .unwrap();
+    let out = String::from_utf8_lossy(&cli.stdout);
+    assert!(
+        out.lines()
+            .any(|l| l.starts_with("cap\tday\t5.00") && l.contains("stopped")),
+        "{out}"
+    );
+    let cli = Command::new(env!("CARGO_BIN_EXE_levee"))
+        .args([
+            "costs",
+            "--by",
+            "function",
+            "--admin",
+            &format!("http://{}", s.admin),
+            "--token",
+            support::ADMIN_TOKEN,
+        ])
+        .output()
+        .unwrap();
+    assert!(String::from_utf8_lossy(&cli.stdout)
+        .lines()
+        .any(|l| l.starts_with("f\t")));
+    assert_eq!(get(s.edge, "/f").status, 503, "still stopped");
+}
+
+#[test]
+fn a_throttle_budget_caps_the_rate_once_spent() {
+    let s = server(
+        "throttlebudget",
+        "[prices]\nper_million_requests = 1000000\nper_gb_second = 0\n\n[budgets.slow]\nperiod = \"day\"\nlimit = 2\naction = { throttle = 0.5 }\n",
+    );
+    let statuses: Vec<u16> = (0..6).map(|_| get(s.edge, "/f").status).collect();
+    assert_eq!(&statuses[..2], &[200, 200], "{statuses:?}");
+    assert!(
+        statuses[2..].contains(&429),
+        "over budget: capped to 0.5/s: {statuses:?}"
+    );
+    let r = get(s.edge, "/f");
+    if r.status == 429 {
+        assert!(r.header("retry-after").is_some());
+    }
+}
+
+#[test]
+fn alert_thresholds_post_to_the_webhook() {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let received = Arc::new(Mutex::new(Vec::new()));
+    let sink = Arc::clone(&received);
+    std::thread::spawn(move || {
+        for stream in listener.incoming().take(10).flatten() {
+            let mut reader = BufReader::new(stream.try_clone().unwrap());
+            let mut len = 0usize;
+            loop {
+                let mut line = String::new();
+                if reader.read_line(&mut line).unwrap_or(0) == 0 || line == "\r\n" {
+                    break;
+                }
+                if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
+                    len = v.trim().parse().unwrap_or(0);
+                }
+            }
+            let mut body = vec![0u8; len.min(1 << 20)];
+            let _ = reader.read_exact(&mut body);
+            sink.lock()
+                .unwrap()
+                .push(String::from_utf8_lossy(&body).into_owned());
+            let _ = (&stream)
+                .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\nconnection: close\r\n\r\n");
+        }
+    });
+    let s = server(
+        "alerts",
+        &format!("[prices]\nper_million_requests = 1000000\nper_gb_second = 0\n\n[budgets.watch]\nperiod = \"month\"\nlimit = 10\nalerts = [0.5]\naction = \"alert\"\nwebhook = \"http://{addr}/hook\"\n"),
+    );
+    for _ in 0..6 {
+        assert_eq!(
+            get(s.edge, "/f").status,
+            200,
+            "alert-only budgets never refuse"
+        );
+    }
+    assert!(
+        s.wait_until(Duration::from_secs(10), || !received
+            .lock()
+            .unwrap()
+            .is_empty()),
+        "no webhook arrived"
+    );
+    let first: serde_json::Value = serde_json::from_str(&received.lock().unwrap()[0]).unwrap();
+    assert_eq!(first["budget"], "watch", "{first}");
+}
+
+#[test]
+fn meters_survive_kill_9() {
+    let s = server("meterkill", "");
+    for _ in 0..3 {
+        assert_eq!(get(s.edge, "/f").status, 200);
+    }
+    std::thread::sleep(Duration::from_millis(1500));
+    let dir = s.kill9();
+    let s = Server::start_in(
+        dir,
+        &format!(
+            "{}\n[[routes]]\nroute = \"GET /f\"\nfunction = \"f\"\n",
+            hello_function(
+                "f",
+                "memory_mb = 1024\nreserved_concurrency = 4\ntimeout = \"10s\""
+            )
+        ),
+        &[],
+    );
+    assert_eq!(costs(&s)["requests"], 3, "metered before the crash");
+}
+
+#[test]
+fn prometheus_exposition_parses_and_the_access_log_has_a_line_per_request() {
+    let s = server("metrics", "");
+    assert_eq!(get(s.edge, "/f").status, 200);
+    assert_eq!(get(s.edge, "/nope").status, 404);
+    let text = s.admin("GET", "/metrics", b"").text();
+    let parser = r#"
+import sys
+from prometheus_client.parser import text_string_to_metric_families
+samples = {}
+for family in text_string_to_metric_families(sys.stdin.read()):
+    for s in family.samples:
+        key = s.name + "{" + ",".join(f"{k}={v}" for k, v in sorted(s.labels.items())) + "}"
+        samples[key] = s.value
+for k, v in sorted(samples.items()):
+    print(k, int(v) if float(v).is_integer() else v)
+"#;
+    let mut child = Command::new(python())
+        .args(["-c", parser])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(text.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "the exposition does not parse:\n{text}"
+    );
+    let parsed = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        parsed.contains("levee_requests_total{decision=allowed,route=GET /f,status=200} 1"),
+        "{parsed}"
+    );
+    assert!(
+        parsed.contains("levee_requests_total{decision=not_found,route=none,status=404} 1"),
+        "{parsed}"
+    );
+    assert!(
+        parsed.contains("levee_invocations_total{function=f,outcome=success} 1"),
+        "{parsed}"
+    );
+    assert!(
+        parsed.contains("levee_cold_starts_total{function=f}"),
+        "{parsed}"
+    );
+    assert!(
+        s.wait_until(Duration::from_secs(5), || {
+            let log = s.stderr();
+            log.lines()
+                .any(|l| l.contains("levee::access") && l.contains("GET /f") && l.contains("200"))
+                && log.lines().any(|l| {
+                    l.contains("levee::access") && l.contains("404") && l.contains("not_found")
+                })
+        }),
+        "access log lines missing:\n{}",
+        s.stderr()
+    );
+}
