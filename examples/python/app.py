@@ -5,6 +5,8 @@ import os
 
 
 def handler(event, context):
+    if "Records" in event:
+        return sqs_batch(event)
     action = (event.get("queryStringParameters") or {}).get("action") or event.get("action")
     if action == "error":
         raise ValueError("bad input on purpose")
@@ -38,3 +40,18 @@ def handler(event, context):
             "body": json.dumps({"message": f"{os.environ.get('GREETING', 'Hello')}, {name}!", "method": event["requestContext"]["http"]["method"]}),
         }
     return {"echo": event}
+
+
+def sqs_batch(event):
+    """An SQS batch: records whose body contains "fail" are reported as
+    failed (partial batch response); the rest succeed. Each processed body is
+    appended to $PROCESSED_FILE, if set, so tests can count deliveries."""
+    failures = []
+    processed = os.environ.get("PROCESSED_FILE")
+    for record in event["Records"]:
+        if "fail" in record["body"]:
+            failures.append({"itemIdentifier": record["messageId"]})
+        elif processed:
+            with open(processed, "a") as out:
+                out.write(record["body"] + "\n")
+    return {"batchItemFailures": failures}
