@@ -26,7 +26,6 @@ pub mod metrics;
 pub mod model;
 pub mod period;
 pub mod pricing;
-mod sync;
 
 pub use access::{access_line, AccessEntry, AccessFormat};
 pub use alert::{Alert, AlertSink, RetryPolicy};

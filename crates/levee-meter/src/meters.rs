@@ -47,9 +47,7 @@ use std::collections::HashMap;
 use std::hash::BuildHasher;
 use std::path::Path;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
-use std::sync::mpsc::{self, RecvTimeoutError};
 use std::sync::{Arc, Mutex};
-use std::thread::JoinHandle;
 use std::time::Duration;
 
 use rusqlite::Connection;
@@ -60,7 +58,7 @@ use crate::error::MeterError;
 use crate::model::{BudgetPeriod, BudgetScope, Prices};
 use crate::period::{bounds, hour_start, DAY};
 use crate::pricing::{cost, invocation_usage, Usage};
-use crate::sync::lock;
+use levee_store::writebehind::{lock, Flusher};
 
 /// How often the flusher writes. Half the 1 s window, so a flush that itself
 /// takes up to 500 ms still lands in time.
@@ -473,48 +471,6 @@ impl Inner {
     }
 }
 
-#[derive(Debug)]
-struct Flusher {
-    /// Dropping it wakes the thread for its last flush.
-    stop: Option<mpsc::Sender<()>>,
-    handle: Option<JoinHandle<()>>,
-}
-
-impl Flusher {
-    fn start(inner: Arc<Inner>) -> Result<Flusher, MeterError> {
-        let (stop, stopped) = mpsc::channel::<()>();
-        let handle = std::thread::Builder::new()
-            .name("levee-meter-flush".into())
-            .spawn(move || loop {
-                match stopped.recv_timeout(FLUSH_INTERVAL) {
-                    // A failed tick is counted and logged; its data stays in
-                    // memory for the next one.
-                    Err(RecvTimeoutError::Timeout) => {
-                        let _ = inner.flush();
-                    }
-                    Ok(()) | Err(RecvTimeoutError::Disconnected) => {
-                        let _ = inner.flush();
-                        return;
-                    }
-                }
-            })?;
-        Ok(Flusher {
-            stop: Some(stop),
-            handle: Some(handle),
-        })
-    }
-}
-
-impl Drop for Flusher {
-    fn drop(&mut self) {
-        self.stop.take();
-        if let Some(h) = self.handle.take() {
-            // A panicked flusher has nothing left to report at drop time.
-            let _ = h.join();
-        }
-    }
-}
-
 /// Billing meters of one data directory. `Send + Sync`; share with `Arc`.
 #[derive(Debug)]
 pub struct Meters {
@@ -590,7 +546,12 @@ impl Meters {
             }
         }
         let inner = Arc::new(inner);
-        let flusher = Flusher::start(Arc::clone(&inner))?;
+        let flushed = Arc::clone(&inner);
+        // A failed tick is counted and logged; its data stays in memory for
+        // the next one.
+        let flusher = Flusher::start("levee-meter-flush", FLUSH_INTERVAL, move || {
+            let _ = flushed.flush();
+        })?;
         Ok(Arc::new(Meters {
             inner,
             _flusher: flusher,

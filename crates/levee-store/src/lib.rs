@@ -24,8 +24,8 @@ pub mod plan;
 pub mod quota;
 pub mod schema;
 mod store;
-mod sync;
 pub mod usage;
+pub mod writebehind;
 
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use error::StoreError;

@@ -12,9 +12,7 @@
 use std::fs::{File, TryLockError};
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::mpsc::{self, RecvTimeoutError};
 use std::sync::{Arc, Mutex, RwLock};
-use std::thread::JoinHandle;
 use std::time::Duration;
 
 use rusqlite::{params, Connection, Transaction};
@@ -29,8 +27,8 @@ use crate::key::{
 use crate::plan::{Plan, PlanSource, PlanSpec, MAX_PLANS};
 use crate::quota::{EmbeddedQuotas, QuotaCounters};
 use crate::schema::{migrate, open_connection, Durability};
-use crate::sync::{lock, read, write};
 use crate::usage::{UsageBuffer, UsageOutcome, UsageRow};
+use crate::writebehind::{lock, read, write, Flusher};
 
 /// How often the flusher writes counters and usage. Half the 1 s durability
 /// window, so a flush that itself takes up to 500 ms still lands in time.
@@ -64,48 +62,6 @@ impl Counters {
             self.flush_failures.fetch_add(1, Ordering::Relaxed);
         }
         result
-    }
-}
-
-#[derive(Debug)]
-struct Flusher {
-    /// Dropping it wakes the thread for its last flush.
-    stop: Option<mpsc::Sender<()>>,
-    handle: Option<JoinHandle<()>>,
-}
-
-impl Flusher {
-    fn start(counters: Arc<Counters>) -> Result<Self, StoreError> {
-        let (stop, stopped) = mpsc::channel::<()>();
-        let handle = std::thread::Builder::new()
-            .name("levee-store-flush".into())
-            .spawn(move || loop {
-                match stopped.recv_timeout(FLUSH_INTERVAL) {
-                    // A failed tick is counted in `flush_failures` and its
-                    // data stays in memory for the next one.
-                    Err(RecvTimeoutError::Timeout) => {
-                        let _ = counters.flush();
-                    }
-                    Ok(()) | Err(RecvTimeoutError::Disconnected) => {
-                        let _ = counters.flush();
-                        return;
-                    }
-                }
-            })?;
-        Ok(Flusher {
-            stop: Some(stop),
-            handle: Some(handle),
-        })
-    }
-}
-
-impl Drop for Flusher {
-    fn drop(&mut self) {
-        self.stop.take();
-        if let Some(h) = self.handle.take() {
-            // A panicked flusher has nothing left to report at drop time.
-            let _ = h.join();
-        }
     }
 }
 
@@ -163,7 +119,12 @@ impl Store {
             usage: UsageBuffer::new(open_connection(&db, Durability::Normal)?),
             flush_failures: AtomicU64::new(0),
         });
-        let flusher = Flusher::start(Arc::clone(&counters))?;
+        let flushed = Arc::clone(&counters);
+        // A failed tick is counted in `flush_failures`; its data stays in
+        // memory for the next one.
+        let flusher = Flusher::start("levee-store-flush", FLUSH_INTERVAL, move || {
+            let _ = flushed.flush();
+        })?;
         Ok(Store {
             admin: Mutex::new(admin),
             index: RwLock::new(index),

@@ -218,31 +218,23 @@ fn main() -> ExitCode {
     if let Some(d) = data_dir {
         config.server.data_dir = std::path::absolute(d).unwrap_or_default();
     }
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("levee: cannot start the async runtime: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
-    match runtime.block_on(serve(config, path)) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("levee: {e:#}");
-            ExitCode::FAILURE
-        }
-    }
+    run(
+        tokio::runtime::Builder::new_multi_thread(),
+        serve(config, path),
+    )
 }
 
 /// Runs one admin API command; exit 1 with the error on failure.
 fn run_client(work: impl std::future::Future<Output = anyhow::Result<()>>) -> ExitCode {
-    let rt = match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    {
+    run(tokio::runtime::Builder::new_current_thread(), work)
+}
+
+/// Runs `work` on a runtime from `builder`; exit 1 with the error on failure.
+fn run(
+    mut builder: tokio::runtime::Builder,
+    work: impl std::future::Future<Output = anyhow::Result<()>>,
+) -> ExitCode {
+    let rt = match builder.enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("levee: cannot start the async runtime: {e}");
