@@ -17,6 +17,7 @@ mod guard;
 mod load;
 mod model;
 mod plans;
+mod queues;
 mod route;
 mod units;
 
@@ -26,6 +27,7 @@ pub use error::{ConfigError, Problem};
 pub use guard::{ClientIp, Limits, Throttle};
 pub use model::{AccessLog, Account, Config, Function, RuntimeKind, Server};
 pub use plans::{Plan, PlanLimits, Quota, QuotaPeriod};
+pub use queues::{DeadLetter, EventSourceConfig, QueueConfig};
 pub use route::{Route, RouteMethod};
 pub use units::{parse_duration, parse_size};
 

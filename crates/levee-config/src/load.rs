@@ -24,10 +24,11 @@ use crate::cache;
 use crate::guard::{self, Throttle};
 use crate::model::{AccessLog, Account, Config, Function, RuntimeKind, Server};
 use crate::plans;
+use crate::queues;
 use crate::route::{self, Candidate, Route, RouteKey};
 use crate::units::{parse_duration, parse_size};
 
-const SECTIONS: [&str; 13] = [
+const SECTIONS: [&str; 15] = [
     "server",
     "account",
     "functions",
@@ -41,6 +42,8 @@ const SECTIONS: [&str; 13] = [
     "prices",
     "budgets",
     "metering",
+    "queues",
+    "event_sources",
 ];
 const DEFAULT_LISTEN: SocketAddr = SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 8080);
 const DEFAULT_ADMIN_LISTEN: SocketAddr = SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 8081);
@@ -136,6 +139,9 @@ struct RawRoute {
     function: String,
     #[serde(default)]
     api_key_required: bool,
+    #[serde(default, rename = "async")]
+    is_async: bool,
+    queue: Option<String>,
     max_body: Option<RawSize>,
     /// Validated separately, so its problems get their own key paths.
     #[serde(default, rename = "throttle")]
@@ -466,6 +472,13 @@ impl<'a> Loader<'a> {
             .section::<RawMetering>("metering")
             .enabled
             .unwrap_or(true);
+        let queues = self.queues();
+        let timeouts: BTreeMap<String, Duration> = functions
+            .iter()
+            .map(|(n, f)| (n.clone(), f.timeout))
+            .collect();
+        let event_sources = self.event_sources(&queues, &timeouts);
+        self.async_routes(&routes, &queues);
         Config {
             server,
             account,
@@ -480,6 +493,8 @@ impl<'a> Loader<'a> {
             prices,
             budgets,
             metering,
+            queues,
+            event_sources,
         }
     }
 
@@ -613,6 +628,100 @@ impl<'a> Loader<'a> {
         policy
     }
 
+    /// `[queues.NAME]`: durable queues.
+    fn queues(&mut self) -> BTreeMap<String, queues::QueueConfig> {
+        let mut out = BTreeMap::new();
+        let path = KeyPath::default().key("queues");
+        let Some(node) = self.node_at(&path) else {
+            return out;
+        };
+        let Some(table) = node.table_like() else {
+            self.report(&path, "expected a table of queues, e.g. [queues.orders]");
+            return out;
+        };
+        if let Some(message) = queues::too_many_queues(table.len()) {
+            self.report(&path, message);
+            return out;
+        }
+        let names: Vec<String> = table.iter().map(|(k, _)| k.to_string()).collect();
+        for name in &names {
+            let at = path.key(name);
+            let Some(queue_node) = self.node_at(&at) else {
+                continue;
+            };
+            let Some(raw) = self.deserialize::<queues::RawQueue>(queue_node, &at) else {
+                continue;
+            };
+            let (queue, found) = queues::queue(name, raw, &names);
+            self.report_segments(&at, found);
+            out.insert(name.clone(), queue);
+        }
+        out
+    }
+
+    /// `[[event_sources]]`: queue → function mappings.
+    fn event_sources(
+        &mut self,
+        queues: &BTreeMap<String, queues::QueueConfig>,
+        timeouts: &BTreeMap<String, Duration>,
+    ) -> Vec<queues::EventSourceConfig> {
+        let mut out = Vec::new();
+        let path = KeyPath::default().key("event_sources");
+        let Some(list) = self.node_at(&path) else {
+            return out;
+        };
+        let count = (0..).map_while(|i| list.element(i)).count();
+        if let Some(message) = queues::too_many_event_sources(count) {
+            self.report(&path, message);
+            return out;
+        }
+        for i in 0..count {
+            let at = path.index(i);
+            let Some(node) = list.element(i) else {
+                continue;
+            };
+            let Some(raw) = self.deserialize::<queues::RawEventSource>(node, &at) else {
+                continue;
+            };
+            let (source, found) = queues::event_source(raw, queues, timeouts);
+            self.report_segments(&at, found);
+            out.extend(source);
+        }
+        out
+    }
+
+    /// Routes with `async = true` must name a declared queue.
+    fn async_routes(&mut self, routes: &[Route], queues: &BTreeMap<String, queues::QueueConfig>) {
+        for (i, r) in routes.iter().enumerate() {
+            let at = KeyPath::default().key("routes").index(i);
+            match (&r.queue, r.is_async) {
+                (None, true) => self.report(
+                    &at.key("queue"),
+                    "an async route names the queue it fills: queue = \"NAME\"",
+                ),
+                (Some(q), _) if !queues.contains_key(q) => {
+                    self.report(&at.key("queue"), format!("no queue `{q}` in [queues]"))
+                }
+                (Some(_), false) => self.report(
+                    &at.key("async"),
+                    "`queue` is only for `async = true` routes",
+                ),
+                _ => {}
+            }
+        }
+    }
+
+    /// Reports problems whose keys are segments relative to `base`.
+    fn report_segments(&mut self, base: &KeyPath, found: Vec<(Vec<String>, String)>) {
+        for (keys, message) in found {
+            let mut at = base.clone();
+            for k in &keys {
+                at = at.key(k);
+            }
+            self.report(&at, message);
+        }
+    }
+
     /// `[budgets.NAME]`: spend budgets.
     fn budgets(&mut self, function_names: &[String]) -> BTreeMap<String, budgets::Budget> {
         let mut out = BTreeMap::new();
@@ -669,13 +778,7 @@ impl<'a> Loader<'a> {
                 continue;
             };
             let (plan, found) = plans::plan(&name, raw, route_keys);
-            for (keys, message) in found {
-                let mut where_ = at.clone();
-                for k in &keys {
-                    where_ = where_.key(k);
-                }
-                self.report(&where_, message);
-            }
+            self.report_segments(&at, found);
             out.insert(name, plan);
         }
         out
@@ -1091,6 +1194,8 @@ impl<'a> Loader<'a> {
                 throttle,
                 api_key_required: raw.api_key_required,
                 cache,
+                is_async: raw.is_async,
+                queue: raw.queue,
             }),
             Err(e) => {
                 self.report(&path.key("route"), e);

@@ -34,6 +34,10 @@ pub struct Config {
     pub budgets: BTreeMap<String, crate::budgets::Budget>,
     /// `[metering] enabled` (default true).
     pub metering: bool,
+    /// `[queues.NAME]`: durable queues.
+    pub queues: BTreeMap<String, crate::queues::QueueConfig>,
+    /// `[[event_sources]]`: queue → function mappings.
+    pub event_sources: Vec<crate::queues::EventSourceConfig>,
 }
 
 impl Config {

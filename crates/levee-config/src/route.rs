@@ -75,6 +75,11 @@ pub struct Route {
     pub api_key_required: bool,
     /// Edge caching for this route, if on.
     pub cache: Option<crate::cache::CachePolicy>,
+    /// `async = true`: the request is queued (202) and a function drains
+    /// the queue in batches.
+    pub is_async: bool,
+    /// The queue an async route fills.
+    pub queue: Option<String>,
 }
 
 /// The parts of a validated `route` string.

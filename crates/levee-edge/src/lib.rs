@@ -16,6 +16,7 @@ pub mod event;
 pub mod guard;
 pub mod listener;
 pub mod pipeline;
+pub mod queueing;
 pub mod respond;
 pub mod response;
 pub mod router;

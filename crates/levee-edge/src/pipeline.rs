@@ -5,7 +5,7 @@
 //! invocation per key however many clients miss) → body with
 //! the route's size limit and a minimum rate (413/408, before buffering past
 //! the limit) → firewall rules that inspect the body → payload 2.0 event →
-//! invoke → response mapping.
+//! invoke (or, on `async` routes, enqueue and answer 202) → response mapping.
 //!
 //! Each stage is cheaper than the next so that a bad request dies early. This
 //! module never talks to an instance directly; it only calls the scheduler's
@@ -20,6 +20,7 @@ use bytes::{Bytes, BytesMut};
 use http::{header, HeaderMap, HeaderValue, Request, Response, StatusCode};
 use http_body_util::BodyExt;
 use levee_meter::metrics::Decision;
+use levee_queue::Queues;
 use levee_runtime::InvokeRequest;
 use levee_shield::firewall::{RequestView, Verdict};
 
@@ -45,6 +46,8 @@ pub struct BodyPolicy {
 /// The stages an edge runs, in the order it runs them.
 #[derive(Debug)]
 pub struct Stages {
+    /// Durable queues, for `async = true` routes.
+    pub queues: Arc<Queues>,
     /// Budgets and meters, unless `[metering] enabled = false`.
     pub billing: Option<Arc<Billing>>,
     /// Cached answers for routes with a cache policy.
@@ -70,6 +73,7 @@ pub struct Edge {
     api_keys: Arc<ApiKeys>,
     cache: Arc<EdgeCache>,
     billing: Option<Arc<Billing>>,
+    queues: Arc<Queues>,
     body: BodyPolicy,
 }
 
@@ -83,6 +87,7 @@ impl Edge {
             api_keys: stages.api_keys,
             cache: stages.cache,
             billing: stages.billing,
+            queues: stages.queues,
             body: stages.body,
         }
     }
@@ -241,6 +246,20 @@ impl Edge {
         }
 
         let request_id: Arc<str> = Arc::from(uuid::Uuid::new_v4().to_string());
+        if let Some(queue) = target.queue.clone() {
+            let resp = self
+                .enqueue(
+                    &queue,
+                    &target,
+                    &parts,
+                    &body,
+                    &params,
+                    client_ip,
+                    &request_id,
+                )
+                .await;
+            return finish(resp, &request_id, key_headers);
+        }
         let call = Call {
             target,
             method: parts.method,
@@ -256,6 +275,67 @@ impl Edge {
         };
         let resp = call.run().await.unwrap_or_else(|failed| failed);
         finish(resp, &request_id, key_headers)
+    }
+
+    /// An async route: the payload 2.0 event goes to the route's queue, to
+    /// be drained in batches by the queue's event source; the client gets
+    /// 202 with the message id at once, or 503 when the queue is full.
+    #[allow(clippy::too_many_arguments)]
+    async fn enqueue(
+        &self,
+        queue: &str,
+        target: &RouteTarget,
+        parts: &http::request::Parts,
+        body: &Bytes,
+        params: &[(String, String)],
+        client_ip: std::net::IpAddr,
+        request_id: &str,
+    ) -> Response<Bytes> {
+        let event = build_event(&EventInput {
+            method: &parts.method,
+            uri: &parts.uri,
+            version: parts.version,
+            headers: &parts.headers,
+            body,
+            source_ip: client_ip,
+            route_key: &target.route_key,
+            path_params: params,
+            request_id,
+            now: SystemTime::now(),
+        });
+        let Ok(event) = event else {
+            return respond::bad_request("could not build the event for this request");
+        };
+        match self
+            .queues
+            .send(queue, Bytes::from(event), Default::default())
+            .await
+        {
+            Ok(sent) => respond::json(
+                StatusCode::ACCEPTED,
+                &serde_json::json!({ "messageId": sent.message_id, "md5OfBody": sent.md5_of_body }),
+            ),
+            Err(e) if e.aws_code().status == 503 => {
+                let mut r = respond::message(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "Service Unavailable: the route's queue is full",
+                );
+                r.headers_mut().insert(
+                    header::RETRY_AFTER,
+                    HeaderValue::from(respond::RETRY_AFTER_SECS),
+                );
+                r
+            }
+            Err(e) if matches!(e.aws_code().status, 400 | 413) => respond::too_large(
+                self.queues
+                    .settings(queue)
+                    .map_or(0, |s| u64::from(s.max_message_size)),
+            ),
+            Err(e) => {
+                tracing::error!(queue, error = %e, "async route could not enqueue");
+                respond::message(StatusCode::INTERNAL_SERVER_ERROR, "Internal Server Error")
+            }
+        }
     }
 
     /// A cacheable request: answered by the cache, which runs `call` only

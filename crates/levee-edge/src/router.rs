@@ -23,6 +23,8 @@ pub struct RouteTarget {
     pub api_key_required: bool,
     /// The route's cache policy, if caching is on.
     pub cache: Option<levee_config::CachePolicy>,
+    /// For `async = true` routes: the queue the request goes to.
+    pub queue: Option<String>,
 }
 
 /// A matched route and its raw path parameters, in path order.
@@ -79,6 +81,7 @@ impl Router {
                 max_body_bytes: r.max_body_bytes.unwrap_or(function.config().max_body_bytes),
                 api_key_required: r.api_key_required,
                 cache: r.cache.clone(),
+                queue: r.queue.clone().filter(|_| r.is_async),
             });
             let trees: Vec<&mut matchit::Router<_>> = match method_of(r.method) {
                 Some(m) => router

@@ -100,23 +100,9 @@ impl StoreError {
     }
 }
 
-/// Caller-supplied text made safe to embed in a message: control characters
-/// escaped, length capped (by chars, so a multi-byte character is never cut).
+/// Caller-supplied text made safe to embed in a message.
 pub(crate) fn quote(s: &str) -> String {
-    let mut out = String::new();
-    for c in s.chars().take(MAX_QUOTED_CHARS) {
-        // Only control characters are escaped: other text (quotes, accents)
-        // is shown as the client sent it.
-        if c.is_control() {
-            out.extend(c.escape_default());
-        } else {
-            out.push(c);
-        }
-    }
-    if s.chars().nth(MAX_QUOTED_CHARS).is_some() {
-        out.push('…');
-    }
-    out
+    crate::sqlite::quote(s, MAX_QUOTED_CHARS)
 }
 
 #[cfg(test)]

@@ -23,6 +23,7 @@ pub mod period;
 pub mod plan;
 pub mod quota;
 pub mod schema;
+pub mod sqlite;
 mod store;
 pub mod usage;
 pub mod writebehind;

@@ -23,9 +23,8 @@
 //!   keys can't be deleted, even if the store's own checks had a bug.
 
 use std::path::Path;
-use std::time::Duration;
 
-use rusqlite::{Connection, OpenFlags, TransactionBehavior};
+use rusqlite::{Connection, TransactionBehavior};
 
 use crate::error::StoreError;
 
@@ -84,33 +83,20 @@ pub(crate) enum Durability {
     Normal,
 }
 
-const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
-
 pub(crate) fn open_connection(
     path: &Path,
     durability: Durability,
 ) -> Result<Connection, StoreError> {
-    let conn = Connection::open_with_flags(
-        path,
-        OpenFlags::SQLITE_OPEN_READ_WRITE
-            | OpenFlags::SQLITE_OPEN_CREATE
-            | OpenFlags::SQLITE_OPEN_NO_MUTEX,
-    )?;
-    conn.busy_timeout(BUSY_TIMEOUT)?;
-    // journal_mode answers with the mode now in force; anything but "wal"
-    // (e.g. a file system without shared memory) is refused rather than
-    // silently running with other durability.
-    let mode: String = conn.query_row("PRAGMA journal_mode=WAL", [], |r| r.get(0))?;
-    if !mode.eq_ignore_ascii_case("wal") {
-        return Err(StoreError::Corrupt {
-            message: format!("could not switch the database to WAL (got '{mode}')"),
-        });
-    }
     let sync = match durability {
         Durability::Full => "FULL",
         Durability::Normal => "NORMAL",
     };
-    conn.pragma_update(None, "synchronous", sync)?;
+    let conn = crate::sqlite::open_wal(path, sync).map_err(|e| match e {
+        crate::sqlite::OpenError::Sqlite(e) => StoreError::from(e),
+        not_wal => StoreError::Corrupt {
+            message: not_wal.to_string(),
+        },
+    })?;
     conn.pragma_update(None, "foreign_keys", "ON")?;
     Ok(conn)
 }

@@ -9,7 +9,7 @@
 //! `create_key`/`rotate_key`, read the wall clock on the hot path, or let
 //! two processes share a data directory (a lock file refuses the second).
 
-use std::fs::{File, TryLockError};
+use std::fs::File;
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
@@ -96,20 +96,11 @@ impl Store {
     pub fn open_with_clock(data_dir: &Path, clock: Arc<dyn Clock>) -> Result<Store, StoreError> {
         std::fs::create_dir_all(data_dir)?;
         let lock_path = data_dir.join(LOCK_FILE);
-        let lock_file = File::options()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(&lock_path)?;
-        match lock_file.try_lock() {
-            Ok(()) => {}
-            Err(TryLockError::WouldBlock) => {
-                return Err(StoreError::Locked {
-                    path: lock_path.display().to_string(),
-                })
-            }
-            Err(TryLockError::Error(e)) => return Err(StoreError::Io(e)),
-        }
+        let Some(lock_file) = crate::sqlite::exclusive(&lock_path)? else {
+            return Err(StoreError::Locked {
+                path: lock_path.display().to_string(),
+            });
+        };
         let db = data_dir.join(DB_FILE);
         let mut admin = open_connection(&db, Durability::Full)?;
         migrate(&mut admin)?;

@@ -52,19 +52,36 @@ impl AdminArgs {
         path: &str,
         body: Option<serde_json::Value>,
     ) -> anyhow::Result<serde_json::Value> {
+        let payload = body.map(|b| b.to_string().into_bytes()).unwrap_or_default();
+        self.send(method, path, payload, "application/json").await
+    }
+
+    /// Like [`AdminArgs::call`], with a raw body.
+    pub async fn call_raw(
+        &self,
+        method: http::Method,
+        path: &str,
+        body: Vec<u8>,
+    ) -> anyhow::Result<serde_json::Value> {
+        self.send(method, path, body, "application/octet-stream")
+            .await
+    }
+
+    async fn send(
+        &self,
+        method: http::Method,
+        path: &str,
+        body: Vec<u8>,
+        content_type: &str,
+    ) -> anyhow::Result<serde_json::Value> {
         let token = self.token()?;
         let url = format!("{}{path}", self.admin.trim_end_matches('/'));
-        let mut req = http::Request::builder()
+        let req = http::Request::builder()
             .method(method)
             .uri(&url)
-            .header(http::header::AUTHORIZATION, format!("Bearer {token}"));
-        let payload = match body {
-            Some(b) => {
-                req = req.header(http::header::CONTENT_TYPE, "application/json");
-                Bytes::from(b.to_string())
-            }
-            None => Bytes::new(),
-        };
+            .header(http::header::AUTHORIZATION, format!("Bearer {token}"))
+            .header(http::header::CONTENT_TYPE, content_type);
+        let payload = Bytes::from(body);
         let req = req
             .body(Full::new(payload))
             .with_context(|| format!("bad admin URL `{url}`"))?;

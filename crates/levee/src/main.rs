@@ -16,6 +16,7 @@ use levee_edge::billing::Billing;
 use levee_edge::cache::EdgeCache;
 use levee_edge::client_ip::ClientIdentity;
 use levee_edge::clock::Clock;
+use levee_edge::queueing::{self, FunctionInvoker};
 use levee_edge::shield::{Shield, ShieldHandle};
 use levee_edge::{admin, listener, BodyPolicy, Edge, Router, Stages};
 use levee_runtime::Scheduler;
@@ -103,6 +104,13 @@ enum Command {
         #[command(flatten)]
         admin: client::AdminArgs,
     },
+    /// Durable queues on a running server.
+    Queues {
+        #[command(subcommand)]
+        command: QueuesCommand,
+        #[command(flatten)]
+        admin: client::AdminArgs,
+    },
     /// Firewall tools.
     Firewall {
         #[command(subcommand)]
@@ -151,6 +159,27 @@ enum KeysCommand {
 }
 
 #[derive(Debug, Subcommand)]
+enum QueuesCommand {
+    /// Every queue with its approximate counts.
+    List,
+    /// Send one message.
+    Send {
+        /// The queue.
+        name: String,
+        /// The message body.
+        body: String,
+    },
+    /// Show the next messages without receiving them.
+    Peek {
+        /// The queue.
+        name: String,
+        /// How many (at most 1000).
+        #[arg(long, default_value_t = 10)]
+        max: usize,
+    },
+}
+
+#[derive(Debug, Subcommand)]
 enum FirewallCommand {
     /// Convert an AWS WAF v2 web ACL (JSON from `aws wafv2 get-web-acl` or
     /// the console) into a `[firewall]` section: TOML on stdout, what could
@@ -179,6 +208,7 @@ fn main() -> ExitCode {
         Command::Plans { admin } => return run_client(plans(admin)),
         Command::Costs { by, period, admin } => return run_client(costs(admin, by, period)),
         Command::Budgets { admin } => return run_client(budgets(admin)),
+        Command::Queues { command, admin } => return run_client(queues_cli(command, admin)),
         Command::Usage {
             key,
             from,
@@ -329,6 +359,44 @@ async fn costs(admin: client::AdminArgs, by: String, period: String) -> anyhow::
     Ok(())
 }
 
+async fn queues_cli(command: QueuesCommand, admin: client::AdminArgs) -> anyhow::Result<()> {
+    match command {
+        QueuesCommand::List => {
+            let doc = admin.call(http::Method::GET, "/admin/queues", None).await?;
+            println!("queue\tvisible\tin_flight\tdelayed\turl");
+            for q in doc["queues"].as_array().into_iter().flatten() {
+                println!(
+                    "{}\t{}\t{}\t{}\t{}",
+                    q["name"].as_str().unwrap_or("?"),
+                    q["approximate_messages"],
+                    q["in_flight"],
+                    q["delayed"],
+                    q["url"].as_str().unwrap_or("")
+                );
+            }
+        }
+        QueuesCommand::Send { name, body } => {
+            let path = format!("/admin/queues/{name}/messages");
+            let doc = admin
+                .call_raw(http::Method::POST, &path, body.into_bytes())
+                .await?;
+            println!("{}", doc["messageId"].as_str().unwrap_or("?"));
+        }
+        QueuesCommand::Peek { name, max } => {
+            let path = format!("/admin/queues/{name}/peek?max={max}");
+            let doc = admin.call(http::Method::GET, &path, None).await?;
+            for m in doc["messages"].as_array().into_iter().flatten() {
+                println!(
+                    "{}\t{}",
+                    m["message_id"].as_str().unwrap_or("?"),
+                    m["body"].as_str().unwrap_or("")
+                );
+            }
+        }
+    }
+    Ok(())
+}
+
 async fn budgets(admin: client::AdminArgs) -> anyhow::Result<()> {
     let doc = admin
         .call(http::Method::GET, "/admin/budgets", None)
@@ -436,7 +504,22 @@ async fn serve(config: Config, path: PathBuf) -> anyhow::Result<()> {
     let clock = test_clock()?;
     let cache = EdgeCache::new(&config.cache);
     let billing = billing(&config, clock)?;
+    let queues = Arc::new(
+        levee_queue::Queues::open(&config.server.data_dir).with_context(|| {
+            format!("opening the queues in {}", config.server.data_dir.display())
+        })?,
+    );
+    queues
+        .sync_config_queues(&queueing::config_queues(&config))
+        .await
+        .context("applying [queues] from the config")?;
+    let pollers = levee_queue::start_pollers(
+        Arc::clone(&queues),
+        queueing::event_sources(&config.event_sources),
+        FunctionInvoker::new(Arc::clone(&scheduler), billing.clone()),
+    );
     let edge = Arc::new(Edge::new(Stages {
+        queues: Arc::clone(&queues),
         billing: billing.clone(),
         cache: Arc::clone(&cache),
         identity: ClientIdentity::new(config.client_ip.trusted_proxies.clone()),
@@ -481,6 +564,8 @@ async fn serve(config: Config, path: PathBuf) -> anyhow::Result<()> {
         clock,
         cache,
         billing: billing.clone(),
+        queues,
+        base_url: format!("http://{}", admin_listener.local_addr()?),
     });
     let admin_task = tokio::spawn(
         axum::serve(admin_listener, admin_app)
@@ -493,6 +578,8 @@ async fn serve(config: Config, path: PathBuf) -> anyhow::Result<()> {
     let _ = stop_tx.send(true);
     let _ = edge_task.await;
     let _ = tokio::time::timeout(listener::DRAIN_TIMEOUT, admin_task).await;
+    // In-flight batches finish before their instances go.
+    let _ = tokio::time::timeout(listener::DRAIN_TIMEOUT, pollers.shutdown()).await;
     scheduler.shutdown().await;
     store.flush().context("flushing quota counts and usage")?;
     if let Some(b) = &billing {

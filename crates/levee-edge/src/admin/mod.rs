@@ -23,6 +23,7 @@ use crate::clock::Clock;
 use crate::shield::ShieldHandle;
 use axum::extract::RawQuery;
 use levee_meter::{CostBy, CostPeriod};
+use levee_queue::Queues;
 
 /// Re-reads the config and swaps the shield; `Ok` says what changed, `Err`
 /// why nothing did.
@@ -39,6 +40,8 @@ pub(crate) struct AdminState {
     pub(crate) clock: Clock,
     pub(crate) cache: Arc<EdgeCache>,
     pub(crate) billing: Option<Arc<Billing>>,
+    pub(crate) queues: Arc<Queues>,
+    pub(crate) base_url: Arc<str>,
     token: Arc<str>,
 }
 
@@ -60,6 +63,10 @@ pub struct Admin {
     pub cache: Arc<EdgeCache>,
     /// Meters and budgets, unless metering is off.
     pub billing: Option<Arc<Billing>>,
+    /// Durable queues, served with the SQS JSON protocol on `POST /`.
+    pub queues: Arc<Queues>,
+    /// This listener's own URL (`http://host:port`), for queue URLs.
+    pub base_url: String,
 }
 
 impl std::fmt::Debug for Admin {
@@ -86,6 +93,8 @@ pub fn router(admin: Admin) -> axum::Router {
         clock: admin.clock,
         cache: admin.cache,
         billing: admin.billing,
+        queues: Arc::clone(&admin.queues),
+        base_url: Arc::from(admin.base_url.as_str()),
         token: Arc::from(admin.token),
     };
     axum::Router::new()
@@ -100,6 +109,9 @@ pub fn router(admin: Admin) -> axum::Router {
         .route("/metrics", get(metrics))
         .route("/admin/costs", get(costs))
         .route("/admin/budgets", get(budgets))
+        .route("/admin/queues", get(queue_list))
+        .route("/admin/queues/{name}/peek", get(queue_peek))
+        .route("/admin/queues/{name}/messages", post(queue_send))
         .route("/admin/cache/purge", post(cache_purge))
         .route(HEALTH, get(|| async { "ok" }))
         .route("/openapi.json", get(openapi))
@@ -108,11 +120,10 @@ pub fn router(admin: Admin) -> axum::Router {
         // token itself: an unknown path must not answer 404 to a stranger
         // and so reveal which paths exist.
         .fallback(not_found)
-        .layer(axum::middleware::from_fn_with_state(
-            state.clone(),
-            require_token,
-        ))
-        .with_state(state)
+        .with_state(state.clone())
+        // The SQS JSON API (POST / with X-Amz-Target), behind the same token.
+        .merge(levee_queue::sqs_router(admin.queues, admin.base_url))
+        .layer(axum::middleware::from_fn_with_state(state, require_token))
 }
 
 /// The description of this API, kept true by the API contract check
@@ -261,6 +272,70 @@ async fn budgets(State(state): State<AdminState>) -> Response {
         return metering_off();
     };
     axum::Json(json!({ "budgets": billing.budgets().status(billing.now()) })).into_response()
+}
+
+/// Every queue with its approximate counts.
+async fn queue_list(State(state): State<AdminState>) -> Response {
+    let (queues, base) = (Arc::clone(&state.queues), Arc::clone(&state.base_url));
+    match tokio::task::spawn_blocking(move || queues.list(&base)).await {
+        Ok(Ok(list)) => axum::Json(json!({ "queues": list })).into_response(),
+        Ok(Err(e)) => queue_error(&e),
+        Err(_) => StatusCode::INTERNAL_SERVER_ERROR.into_response(),
+    }
+}
+
+#[derive(Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PeekQuery {
+    max: Option<usize>,
+}
+
+/// Most messages one peek returns.
+const MAX_PEEK: usize = 1000;
+
+/// A read-only look at a queue's next messages (visibility and receive
+/// counts untouched).
+async fn queue_peek(
+    State(state): State<AdminState>,
+    axum::extract::Path(name): axum::extract::Path<String>,
+    RawQuery(raw): RawQuery,
+) -> Response {
+    let Ok(q) = serde_urlencoded::from_str::<PeekQuery>(raw.as_deref().unwrap_or("")) else {
+        return (
+            StatusCode::BAD_REQUEST,
+            axum::Json(json!({ "message": "invalid query" })),
+        )
+            .into_response();
+    };
+    let max = q.max.unwrap_or(10).clamp(1, MAX_PEEK);
+    let queues = Arc::clone(&state.queues);
+    match tokio::task::spawn_blocking(move || queues.peek(&name, max)).await {
+        Ok(Ok(list)) => axum::Json(json!({ "messages": list })).into_response(),
+        Ok(Err(e)) => queue_error(&e),
+        Err(_) => StatusCode::INTERNAL_SERVER_ERROR.into_response(),
+    }
+}
+
+/// Sends the request body as one message.
+async fn queue_send(
+    State(state): State<AdminState>,
+    axum::extract::Path(name): axum::extract::Path<String>,
+    body: bytes::Bytes,
+) -> Response {
+    match state.queues.send(&name, body, Default::default()).await {
+        Ok(sent) => (
+            StatusCode::CREATED,
+            axum::Json(json!({ "messageId": sent.message_id, "md5OfBody": sent.md5_of_body })),
+        )
+            .into_response(),
+        Err(e) => queue_error(&e),
+    }
+}
+
+fn queue_error(e: &levee_queue::QueueError) -> Response {
+    let status =
+        StatusCode::from_u16(e.aws_code().status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    (status, axum::Json(json!({ "message": e.to_string() }))).into_response()
 }
 
 async fn cache_stats(State(state): State<AdminState>) -> Response {

@@ -196,6 +196,25 @@ impl Server {
         request(self.admin, method, path, &[("authorization", &auth)], body)
     }
 
+    /// One SQS JSON-protocol call on the admin listener; the JSON answer.
+    pub fn admin_sqs(&self, action: &str, payload: &serde_json::Value) -> serde_json::Value {
+        let auth = format!("Bearer {ADMIN_TOKEN}");
+        let target = format!("AmazonSQS.{action}");
+        let r = request(
+            self.admin,
+            "POST",
+            "/",
+            &[
+                ("authorization", &auth),
+                ("x-amz-target", &target),
+                ("content-type", "application/x-amz-json-1.0"),
+            ],
+            payload.to_string().as_bytes(),
+        );
+        assert_eq!(r.status, 200, "{action}: {}", r.text());
+        r.json()
+    }
+
     /// `GET /admin/functions`, as `name → instances` JSON.
     pub fn instances(&self, function: &str) -> serde_json::Value {
         let resp = self.admin("GET", "/admin/functions", b"");

@@ -1,0 +1,567 @@
+//! `[queues.NAME]` and `[[event_sources]]`: durable queues declared in
+//! levee.toml (more can be created at run time through the SQS API) and the
+//! mappings that feed their messages to functions. Raw shapes and their
+//! validation only; levee-queue owns queues at run time. Must never accept
+//! a value outside the bounds stated here: levee-queue trusts them.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use crate::load::RawSize;
+use crate::units::{parse_duration, parse_size};
+
+/// Longest queue name (SQS's).
+const MAX_QUEUE_NAME: usize = 80;
+/// Most queues in a config file (levee-queue's store limit).
+const MAX_QUEUES: usize = 1000;
+/// Most event-source mappings in a config file.
+const MAX_EVENT_SOURCES: usize = 1000;
+/// `visibility_timeout`: 0 to 12 h, default 30 s.
+const MAX_VISIBILITY: Duration = Duration::from_secs(43_200);
+/// `delay`: 0 to 15 min.
+const MAX_DELAY: Duration = Duration::from_secs(900);
+/// `retention`: 60 s to 14 days, default 4 days.
+const MIN_RETENTION: Duration = Duration::from_secs(60);
+const MAX_RETENTION: Duration = Duration::from_secs(14 * 86_400);
+/// `max_message_size`: 1 KiB to 256 KiB, default 256 KiB.
+const MIN_MESSAGE_SIZE: u64 = 1024;
+const MAX_MESSAGE_SIZE: u64 = 256 * 1024;
+/// `max_messages`: 1 to 10 M, default 100 000.
+const MAX_MAX_MESSAGES: u64 = 10_000_000;
+/// `max_receive_count`: 1 to 1000 (SQS's range).
+const MAX_RECEIVE_COUNT: u32 = 1000;
+/// `batch_size`: 1 to 10 000, default 10 (Lambda's standard-queue range).
+const MAX_BATCH_SIZE: u32 = 10_000;
+/// `max_batching_window`: 0 to 300 s.
+const MAX_BATCHING_WINDOW: Duration = Duration::from_secs(300);
+/// `max_concurrency`: 2 to 1000, default 2 (Lambda's ScalingConfig range).
+const MIN_CONCURRENCY: u32 = 2;
+const MAX_CONCURRENCY: u32 = 1000;
+const SECS_PER_DAY: u64 = 86_400;
+
+/// A queue's dead-letter rule.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeadLetter {
+    /// A queue declared in the same file, not this one.
+    pub queue: String,
+    /// Receives before a message moves there; 1..=1000.
+    pub max_receive_count: u32,
+}
+
+/// One `[queues.NAME]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QueueConfig {
+    /// The table key: 1 to 80 of `[A-Za-z0-9_-]`.
+    pub name: String,
+    /// How long a received message stays hidden; 0..=12h, default 30 s.
+    pub visibility_timeout: Duration,
+    /// How long a new message stays hidden; 0..=15m, default 0.
+    pub delay: Duration,
+    /// How long a message is kept; 60s..=14d, default 4d.
+    pub retention: Duration,
+    /// Bytes; 1 KiB..=256 KiB, default 256 KiB.
+    pub max_message_size: u64,
+    /// Depth bound; 1..=10 000 000, default 100 000.
+    pub max_messages: u64,
+    pub dead_letter: Option<DeadLetter>,
+}
+
+/// One `[[event_sources]]`: a queue feeding a function.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EventSourceConfig {
+    pub queue: String,
+    pub function: String,
+    /// Messages per invocation; 1..=10 000, default 10.
+    pub batch_size: u32,
+    /// How long to gather a batch; 0..=300 s, default 0; ≥ 1 s when
+    /// `batch_size` > 10 (Lambda's rule).
+    pub max_batching_window: Duration,
+    /// Concurrent pollers (each one invocation at a time); 2..=1000,
+    /// default 2.
+    pub max_concurrency: u32,
+    /// Read `batchItemFailures` from the function's answer.
+    pub report_batch_item_failures: bool,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawDeadLetter {
+    queue: String,
+    #[serde(default = "default_receive_count")]
+    max_receive_count: u32,
+}
+
+fn default_receive_count() -> u32 {
+    10
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawQueue {
+    visibility_timeout: Option<String>,
+    delay: Option<String>,
+    retention: Option<String>,
+    max_message_size: Option<RawSize>,
+    max_messages: Option<u64>,
+    dead_letter: Option<RawDeadLetter>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawEventSource {
+    queue: String,
+    function: String,
+    batch_size: Option<u32>,
+    max_batching_window: Option<String>,
+    max_concurrency: Option<u32>,
+    #[serde(default)]
+    report_batch_item_failures: bool,
+}
+
+/// A problem: the key segments under the queue or mapping, and what is
+/// wrong (as in plans.rs).
+pub(crate) type Found = (Vec<String>, String);
+
+fn at(keys: &[&str]) -> Vec<String> {
+    keys.iter().map(|k| k.to_string()).collect()
+}
+
+/// Like [`parse_duration`], plus a leading whole number of days (`"4d"`,
+/// `"1d12h"`), since retention is naturally written in days.
+fn parse_days(text: &str) -> Result<Duration, String> {
+    let t = text.trim();
+    let digits = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+    let (number, rest) = t.split_at(digits);
+    let Some(rest) = rest.strip_prefix('d').filter(|_| !number.is_empty()) else {
+        return parse_duration(t);
+    };
+    let days: u64 = number.parse().map_err(|_| format!("`{t}` is too large"))?;
+    let base = days
+        .checked_mul(SECS_PER_DAY)
+        .map(Duration::from_secs)
+        .ok_or_else(|| format!("`{t}` is too large"))?;
+    if rest.is_empty() {
+        return Ok(base);
+    }
+    base.checked_add(parse_duration(rest)?)
+        .ok_or_else(|| format!("`{t}` is too large"))
+}
+
+fn human(d: Duration) -> String {
+    let s = d.as_secs();
+    match s {
+        _ if s >= SECS_PER_DAY && s.is_multiple_of(SECS_PER_DAY) => {
+            format!("{}d", s / SECS_PER_DAY)
+        }
+        _ if s >= 3600 && s.is_multiple_of(3600) => format!("{}h", s / 3600),
+        _ if s >= 60 && s.is_multiple_of(60) => format!("{}m", s / 60),
+        _ => format!("{s}s"),
+    }
+}
+
+/// A duration key within `lo..=hi` (whole seconds: SQS counts in seconds).
+fn duration(
+    key: &str,
+    text: Option<&str>,
+    default: Duration,
+    lo: Duration,
+    hi: Duration,
+    found: &mut Vec<Found>,
+) -> Duration {
+    let Some(text) = text else { return default };
+    match parse_days(text) {
+        Ok(d) if d.subsec_nanos() != 0 => {
+            found.push((at(&[key]), format!("`{text}` must be whole seconds")));
+            default
+        }
+        Ok(d) if d >= lo && d <= hi => d,
+        Ok(_) => {
+            found.push((
+                at(&[key]),
+                format!(
+                    "must be between {} and {}, not `{text}`",
+                    human(lo),
+                    human(hi)
+                ),
+            ));
+            default
+        }
+        Err(e) => {
+            found.push((at(&[key]), format!("invalid duration: {e}")));
+            default
+        }
+    }
+}
+
+/// Whether `name` is a valid queue name.
+pub(crate) fn valid_queue_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= MAX_QUEUE_NAME
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+}
+
+/// Validates one queue; `declared` are all queue names in the file (a
+/// dead-letter queue must be one of them).
+pub(crate) fn queue(name: &str, raw: RawQueue, declared: &[String]) -> (QueueConfig, Vec<Found>) {
+    let mut found = Vec::new();
+    if !valid_queue_name(name) {
+        found.push((
+            Vec::new(),
+            format!(
+                "queue names are 1 to {MAX_QUEUE_NAME} characters of A-Z a-z 0-9 _ - \
+                 (FIFO queues are not supported)"
+            ),
+        ));
+    }
+    let f = &mut found;
+    let visibility_timeout = duration(
+        "visibility_timeout",
+        raw.visibility_timeout.as_deref(),
+        Duration::from_secs(30),
+        Duration::ZERO,
+        MAX_VISIBILITY,
+        f,
+    );
+    let delay = duration(
+        "delay",
+        raw.delay.as_deref(),
+        Duration::ZERO,
+        Duration::ZERO,
+        MAX_DELAY,
+        f,
+    );
+    let retention = duration(
+        "retention",
+        raw.retention.as_deref(),
+        Duration::from_secs(4 * SECS_PER_DAY),
+        MIN_RETENTION,
+        MAX_RETENTION,
+        f,
+    );
+    let max_message_size = match raw.max_message_size {
+        None => MAX_MESSAGE_SIZE,
+        Some(v) => {
+            let parsed = match v {
+                RawSize::Bytes(n) => u64::try_from(n).map_err(|_| "must be positive".to_string()),
+                RawSize::Text(s) => parse_size(&s),
+            };
+            match parsed {
+                Ok(n) if (MIN_MESSAGE_SIZE..=MAX_MESSAGE_SIZE).contains(&n) => n,
+                Ok(n) => {
+                    f.push((
+                        at(&["max_message_size"]),
+                        format!("must be between 1KiB and 256KiB, not {n} bytes"),
+                    ));
+                    MAX_MESSAGE_SIZE
+                }
+                Err(e) => {
+                    f.push((at(&["max_message_size"]), format!("invalid size: {e}")));
+                    MAX_MESSAGE_SIZE
+                }
+            }
+        }
+    };
+    let max_messages = match raw.max_messages {
+        None => 100_000,
+        Some(n) if (1..=MAX_MAX_MESSAGES).contains(&n) => n,
+        Some(n) => {
+            f.push((
+                at(&["max_messages"]),
+                format!("must be between 1 and {MAX_MAX_MESSAGES}, not {n}"),
+            ));
+            100_000
+        }
+    };
+    let dead_letter = raw.dead_letter.and_then(|d| {
+        let mut ok = true;
+        if d.queue == name {
+            f.push((
+                at(&["dead_letter", "queue"]),
+                "a queue can't be its own dead-letter queue".into(),
+            ));
+            ok = false;
+        } else if !declared.contains(&d.queue) {
+            f.push((
+                at(&["dead_letter", "queue"]),
+                format!("no queue `{}`; declare it as [queues.{}]", d.queue, d.queue),
+            ));
+            ok = false;
+        }
+        if !(1..=MAX_RECEIVE_COUNT).contains(&d.max_receive_count) {
+            f.push((
+                at(&["dead_letter", "max_receive_count"]),
+                format!(
+                    "must be between 1 and {MAX_RECEIVE_COUNT}, not {}",
+                    d.max_receive_count
+                ),
+            ));
+            ok = false;
+        }
+        ok.then_some(DeadLetter {
+            queue: d.queue,
+            max_receive_count: d.max_receive_count,
+        })
+    });
+    (
+        QueueConfig {
+            name: name.to_string(),
+            visibility_timeout,
+            delay,
+            retention,
+            max_message_size,
+            max_messages,
+            dead_letter,
+        },
+        found,
+    )
+}
+
+/// Validates one mapping. `queues` are the validated queues; `functions`
+/// maps each declared function to its timeout: a queue's visibility
+/// timeout shorter than the function's timeout would hand a batch to a
+/// second invocation while the first still runs, so it is refused (Lambda
+/// refuses it too, and recommends 6×).
+pub(crate) fn event_source(
+    raw: RawEventSource,
+    queues: &BTreeMap<String, QueueConfig>,
+    functions: &BTreeMap<String, Duration>,
+) -> (Option<EventSourceConfig>, Vec<Found>) {
+    let mut found = Vec::new();
+    let queue = queues.get(&raw.queue);
+    if queue.is_none() {
+        found.push((
+            at(&["queue"]),
+            format!(
+                "no queue `{}`; declare it as [queues.{}]",
+                raw.queue, raw.queue
+            ),
+        ));
+    }
+    let timeout = functions.get(&raw.function);
+    if timeout.is_none() {
+        found.push((
+            at(&["function"]),
+            format!("no function `{}` in [functions]", raw.function),
+        ));
+    }
+    if let (Some(q), Some(t)) = (queue, timeout) {
+        if q.visibility_timeout < *t {
+            found.push((
+                at(&["queue"]),
+                format!(
+                    "queue `{}` has visibility_timeout {:?}, less than function `{}`'s \
+                     timeout {:?}: a batch would be redelivered while still running; set \
+                     visibility_timeout to at least the timeout (6x is recommended)",
+                    q.name, q.visibility_timeout, raw.function, t
+                ),
+            ));
+        }
+    }
+    let batch_size = raw.batch_size.unwrap_or(10);
+    if !(1..=MAX_BATCH_SIZE).contains(&batch_size) {
+        found.push((
+            at(&["batch_size"]),
+            format!("must be between 1 and {MAX_BATCH_SIZE}, not {batch_size}"),
+        ));
+    }
+    let max_batching_window = duration(
+        "max_batching_window",
+        raw.max_batching_window.as_deref(),
+        Duration::ZERO,
+        Duration::ZERO,
+        MAX_BATCHING_WINDOW,
+        &mut found,
+    );
+    if batch_size > 10 && max_batching_window < Duration::from_secs(1) {
+        found.push((
+            at(&["max_batching_window"]),
+            "must be at least 1s when batch_size is above 10".into(),
+        ));
+    }
+    let max_concurrency = raw.max_concurrency.unwrap_or(MIN_CONCURRENCY);
+    if !(MIN_CONCURRENCY..=MAX_CONCURRENCY).contains(&max_concurrency) {
+        found.push((
+            at(&["max_concurrency"]),
+            format!(
+                "must be between {MIN_CONCURRENCY} and {MAX_CONCURRENCY}, not {max_concurrency}"
+            ),
+        ));
+    }
+    let ok = found.is_empty();
+    (
+        ok.then_some(EventSourceConfig {
+            queue: raw.queue,
+            function: raw.function,
+            batch_size,
+            max_batching_window,
+            max_concurrency,
+            report_batch_item_failures: raw.report_batch_item_failures,
+        }),
+        found,
+    )
+}
+
+/// Whether a config has too many queues.
+pub(crate) fn too_many_queues(count: usize) -> Option<String> {
+    (count > MAX_QUEUES).then(|| format!("at most {MAX_QUEUES} queues"))
+}
+
+/// Whether a config has too many event sources.
+pub(crate) fn too_many_event_sources(count: usize) -> Option<String> {
+    (count > MAX_EVENT_SOURCES).then(|| format!("at most {MAX_EVENT_SOURCES} event sources"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn raw_queue(text: &str) -> RawQueue {
+        toml_edit::de::from_str(text).expect("parses")
+    }
+
+    fn raw_source(text: &str) -> RawEventSource {
+        toml_edit::de::from_str(text).expect("parses")
+    }
+
+    fn keys(found: &[Found]) -> Vec<String> {
+        found.iter().map(|f| f.0.join(".")).collect()
+    }
+
+    #[test]
+    fn a_full_queue_section_parses_with_days() {
+        let declared = vec!["orders".to_string(), "orders-dlq".to_string()];
+        let (q, found) = queue(
+            "orders",
+            raw_queue(
+                r#"
+visibility_timeout = "30s"
+delay = "0s"
+retention = "4d"
+max_message_size = "256KiB"
+max_messages = 100000
+dead_letter = { queue = "orders-dlq", max_receive_count = 5 }
+"#,
+            ),
+            &declared,
+        );
+        assert!(found.is_empty(), "{found:?}");
+        assert_eq!(q.retention, Duration::from_secs(345_600));
+        assert_eq!(q.max_message_size, 262_144);
+        assert_eq!(
+            q.dead_letter,
+            Some(DeadLetter {
+                queue: "orders-dlq".into(),
+                max_receive_count: 5
+            })
+        );
+        let (empty, found) = queue("orders-dlq", RawQueue::default(), &declared);
+        assert!(found.is_empty());
+        assert_eq!(empty.visibility_timeout, Duration::from_secs(30));
+        assert_eq!(empty.max_messages, 100_000);
+        assert_eq!(parse_days("1d12h"), Ok(Duration::from_secs(129_600)));
+        assert_eq!(parse_days("90s"), Ok(Duration::from_secs(90)));
+    }
+
+    #[test]
+    fn every_bad_queue_value_names_its_key() {
+        let (_, found) = queue(
+            "bad.fifo",
+            raw_queue(
+                r#"
+visibility_timeout = "13h"
+delay = "16m"
+retention = "15d"
+max_message_size = "1MiB"
+max_messages = 0
+dead_letter = { queue = "bad.fifo", max_receive_count = 0 }
+"#,
+            ),
+            &[],
+        );
+        assert_eq!(
+            keys(&found),
+            [
+                "",
+                "visibility_timeout",
+                "delay",
+                "retention",
+                "max_message_size",
+                "max_messages",
+                "dead_letter.queue",
+                "dead_letter.max_receive_count"
+            ]
+        );
+        let (_, found) = queue(
+            "a",
+            raw_queue(r#"dead_letter = { queue = "missing" }"#),
+            &["a".to_string()],
+        );
+        assert_eq!(keys(&found), ["dead_letter.queue"]);
+    }
+
+    #[test]
+    fn event_sources_need_a_queue_a_function_and_enough_visibility() {
+        let (q, _) = queue("orders", RawQueue::default(), &[]);
+        let queues: BTreeMap<String, QueueConfig> = [("orders".to_string(), q)].into();
+        let functions: BTreeMap<String, Duration> = [
+            ("worker".to_string(), Duration::from_secs(3)),
+            ("slow".to_string(), Duration::from_secs(60)),
+        ]
+        .into();
+        let (es, found) = event_source(
+            raw_source(
+                r#"
+queue = "orders"
+function = "worker"
+batch_size = 10
+max_batching_window = "0s"
+max_concurrency = 2
+report_batch_item_failures = true
+"#,
+            ),
+            &queues,
+            &functions,
+        );
+        assert!(found.is_empty(), "{found:?}");
+        let es = es.expect("valid");
+        assert_eq!((es.batch_size, es.max_concurrency), (10, 2));
+        assert!(es.report_batch_item_failures);
+        let (es, found) = event_source(
+            raw_source(
+                r#"queue = "orders"
+function = "slow""#,
+            ),
+            &queues,
+            &functions,
+        );
+        assert!(es.is_none());
+        assert_eq!(keys(&found), ["queue"]);
+        assert!(found[0].1.contains("less than function `slow`'s timeout"));
+        let (_, found) = event_source(
+            raw_source(
+                r#"
+queue = "nope"
+function = "ghost"
+batch_size = 20000
+max_concurrency = 1
+"#,
+            ),
+            &queues,
+            &functions,
+        );
+        assert_eq!(
+            keys(&found),
+            [
+                "queue",
+                "function",
+                "batch_size",
+                "max_batching_window",
+                "max_concurrency"
+            ]
+        );
+    }
+}

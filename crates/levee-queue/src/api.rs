@@ -1,0 +1,900 @@
+//! The SQS JSON API (`POST /`, `X-Amz-Target: AmazonSQS.<Action>`,
+//! `application/x-amz-json-1.0`), so `boto3.client("sqs")` works.
+//!
+//! Owns: request parsing and bounds (bodies ≤ [`MAX_REQUEST_BYTES`], batch
+//! rules), the mapping of [`QueueError`] to AWS-shaped errors (status,
+//! `x-amzn-query-error`, `__type`), and response shapes per the reference
+//! §5. Must never: authenticate (the admin router in front of it does),
+//! echo request text unbounded in an error, or answer before the store has
+//! committed.
+
+use std::collections::{BTreeMap, HashSet};
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::body::Body;
+use axum::extract::State;
+use axum::http::{HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::post;
+use axum::Router;
+use base64::engine::general_purpose::STANDARD;
+use base64::Engine as _;
+use serde::de::DeserializeOwned;
+use serde::Deserialize;
+use serde_json::{json, Map, Value};
+
+use crate::digest::md5_of_attributes;
+use crate::error::{quote, AwsCode, QueueError, INVALID_PARAMETER};
+use crate::model::{
+    queue_arn, validate_queue_name, AttributeValue, MessageAttribute, MessageAttributes,
+    NewMessage, QueueSettings, ReceiveOptions, ReceivedMessage, ACCOUNT_ID, MAX_MESSAGE_SIZE,
+    MAX_VISIBILITY_SECS, MAX_WAIT_SECS,
+};
+use crate::queues::{queue_url, Queues};
+
+/// Largest request body: ten 256 KiB messages, base64 attributes and JSON
+/// escaping fit; more is refused before parsing.
+pub const MAX_REQUEST_BYTES: usize = 2 * 1024 * 1024;
+/// SQS's limit on entries per batch request.
+pub const MAX_API_BATCH: usize = 10;
+/// SQS's limit on messages per ReceiveMessage.
+pub const MAX_API_RECEIVE: i64 = 10;
+/// Longest batch entry id (SQS's).
+const MAX_ENTRY_ID: usize = 80;
+/// Most queue URLs one ListQueues returns.
+const MAX_LIST_RESULTS: usize = 1000;
+/// The system attributes a receive can ask for.
+const SYSTEM_ATTRIBUTES: [&str; 4] = [
+    "ApproximateReceiveCount",
+    "ApproximateFirstReceiveTimestamp",
+    "SenderId",
+    "SentTimestamp",
+];
+
+#[derive(Debug)]
+struct Api {
+    queues: Arc<Queues>,
+    base_url: String,
+}
+
+/// The SQS API on `POST /`. `base_url` (e.g. `http://127.0.0.1:8081`)
+/// prefixes queue URLs. Merge it into an authenticated router; it does no
+/// authentication of its own.
+pub fn sqs_router(queues: Arc<Queues>, base_url: String) -> Router {
+    Router::new()
+        .route("/", post(handle))
+        .with_state(Arc::new(Api { queues, base_url }))
+}
+
+/// An AWS-shaped error answer.
+#[derive(Debug)]
+struct ApiError {
+    code: AwsCode,
+    message: String,
+}
+
+impl From<QueueError> for ApiError {
+    fn from(e: QueueError) -> Self {
+        ApiError {
+            code: e.aws_code(),
+            message: e.to_string(),
+        }
+    }
+}
+
+impl ApiError {
+    fn new(code: AwsCode, message: impl Into<String>) -> Self {
+        ApiError {
+            code,
+            message: message.into(),
+        }
+    }
+
+    fn invalid(message: impl Into<String>) -> Self {
+        Self::new(INVALID_PARAMETER, message)
+    }
+
+    fn batch(query_code: &'static str, shape: &'static str, message: &str) -> Self {
+        Self::new(AwsCode::sender(query_code, shape), message)
+    }
+}
+
+fn request_id() -> String {
+    uuid::Uuid::new_v4().to_string()
+}
+
+fn answer(status: StatusCode, body: Value, extra: Option<HeaderValue>) -> Response {
+    let mut res = (status, body.to_string()).into_response();
+    let h = res.headers_mut();
+    h.insert(
+        http::header::CONTENT_TYPE,
+        HeaderValue::from_static("application/x-amz-json-1.0"),
+    );
+    if let Ok(v) = HeaderValue::from_str(&request_id()) {
+        h.insert("x-amzn-requestid", v);
+    }
+    if let Some(q) = extra {
+        h.insert("x-amzn-query-error", q);
+    }
+    res
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let fault = if self.code.sender_fault {
+            "Sender"
+        } else {
+            "Receiver"
+        };
+        let query = HeaderValue::from_str(&format!("{};{fault}", self.code.query_code)).ok();
+        let status =
+            StatusCode::from_u16(self.code.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        let body = json!({
+            "__type": format!("com.amazonaws.sqs#{}", self.code.shape),
+            "message": self.message,
+        });
+        answer(status, body, query)
+    }
+}
+
+async fn handle(State(api): State<Arc<Api>>, headers: HeaderMap, body: Body) -> Response {
+    match dispatch(&api, &headers, body).await {
+        Ok(v) => answer(StatusCode::OK, v, None),
+        Err(e) => e.into_response(),
+    }
+}
+
+async fn dispatch(api: &Api, headers: &HeaderMap, body: Body) -> Result<Value, ApiError> {
+    let target = headers
+        .get("x-amz-target")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default();
+    let Some(action) = target.strip_prefix("AmazonSQS.") else {
+        return Err(ApiError::new(
+            AwsCode::sender("InvalidAction", "InvalidAction"),
+            "expected an X-Amz-Target header naming an AmazonSQS action",
+        ));
+    };
+    let bytes = axum::body::to_bytes(body, MAX_REQUEST_BYTES)
+        .await
+        .map_err(|_| {
+            ApiError::batch(
+                "AWS.SimpleQueueService.BatchRequestTooLong",
+                "BatchRequestTooLong",
+                &format!("request bodies are limited to {MAX_REQUEST_BYTES} bytes"),
+            )
+        })?;
+    let b = &bytes[..];
+    match action {
+        "CreateQueue" => create_queue(api, parse(b)?).await,
+        "GetQueueUrl" => get_queue_url(api, parse(b)?),
+        "ListQueues" => list_queues(api, parse(b)?),
+        "DeleteQueue" => {
+            let r: UrlOnly = parse(b)?;
+            api.queues.delete_queue(&name_of(&r.queue_url)?).await?;
+            Ok(json!({}))
+        }
+        "PurgeQueue" => {
+            let r: UrlOnly = parse(b)?;
+            api.queues.purge(&name_of(&r.queue_url)?).await?;
+            Ok(json!({}))
+        }
+        "GetQueueAttributes" => get_attributes(api, parse(b)?),
+        "SetQueueAttributes" => set_attributes(api, parse(b)?).await,
+        "SendMessage" => send_message(api, parse(b)?).await,
+        "SendMessageBatch" => send_batch(api, parse(b)?).await,
+        "ReceiveMessage" => receive(api, parse(b)?).await,
+        "DeleteMessage" => {
+            let r: DeleteReq = parse(b)?;
+            api.queues
+                .delete_message(&name_of(&r.queue_url)?, &r.receipt_handle)
+                .await?;
+            Ok(json!({}))
+        }
+        "DeleteMessageBatch" => delete_batch(api, parse(b)?).await,
+        "ChangeMessageVisibility" => {
+            let r: VisibilityReq = parse(b)?;
+            let secs = visibility(r.visibility_timeout)?;
+            let mut out = api
+                .queues
+                .change_visibility(&name_of(&r.queue_url)?, vec![(r.receipt_handle, secs)])
+                .await?;
+            out.pop().unwrap_or(Ok(()))?;
+            Ok(json!({}))
+        }
+        "ChangeMessageVisibilityBatch" => visibility_batch(api, parse(b)?).await,
+        other => Err(ApiError::new(
+            AwsCode::sender(
+                "AWS.SimpleQueueService.UnsupportedOperation",
+                "UnsupportedOperation",
+            ),
+            format!("action '{}' is not supported", quote(other)),
+        )),
+    }
+}
+
+fn parse<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+    // An empty body is an empty object (botocore sends `{}`, curl may not).
+    let bytes = if bytes.iter().all(u8::is_ascii_whitespace) {
+        b"{}".as_slice()
+    } else {
+        bytes
+    };
+    serde_json::from_slice(bytes).map_err(|e| {
+        let text = e.to_string();
+        ApiError::invalid(format!("malformed request: {}", quote(&text)))
+    })
+}
+
+/// The queue name is the URL's last path segment; the host is not checked
+/// (clients reach the admin listener under many names).
+fn name_of(url: &str) -> Result<String, ApiError> {
+    let path = url.split(['?', '#']).next().unwrap_or_default();
+    let name = path
+        .trim_end_matches('/')
+        .rsplit('/')
+        .next()
+        .unwrap_or_default();
+    if validate_queue_name(name).is_err() {
+        return Err(QueueError::not_found(name).into());
+    }
+    Ok(name.to_string())
+}
+
+fn visibility(v: i64) -> Result<u32, ApiError> {
+    u32::try_from(v)
+        .ok()
+        .filter(|s| *s <= MAX_VISIBILITY_SECS)
+        .ok_or_else(|| {
+            ApiError::invalid(format!(
+                "VisibilityTimeout must be between 0 and {MAX_VISIBILITY_SECS}, not {v}"
+            ))
+        })
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct UrlOnly {
+    queue_url: String,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct CreateReq {
+    queue_name: String,
+    #[serde(default)]
+    attributes: BTreeMap<String, String>,
+}
+
+async fn create_queue(api: &Api, r: CreateReq) -> Result<Value, ApiError> {
+    validate_queue_name(&r.queue_name)?;
+    let url = queue_url(&api.base_url, &r.queue_name);
+    // Same name and the given attributes already hold: SQS answers with the
+    // existing URL (attributes not named are not compared).
+    if let Some(current) = api.queues.settings(&r.queue_name) {
+        let mut wanted = current.clone();
+        wanted.apply_attributes(&r.attributes)?;
+        if wanted == current {
+            return Ok(json!({ "QueueUrl": url }));
+        }
+        return Err(QueueError::Exists { name: r.queue_name }.into());
+    }
+    let mut settings = QueueSettings::default();
+    settings.apply_attributes(&r.attributes)?;
+    api.queues.create_queue(&r.queue_name, settings).await?;
+    Ok(json!({ "QueueUrl": url }))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct GetUrlReq {
+    queue_name: String,
+}
+
+fn get_queue_url(api: &Api, r: GetUrlReq) -> Result<Value, ApiError> {
+    if api.queues.settings(&r.queue_name).is_none() {
+        return Err(QueueError::not_found(&r.queue_name).into());
+    }
+    Ok(json!({ "QueueUrl": queue_url(&api.base_url, &r.queue_name) }))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct ListReq {
+    queue_name_prefix: Option<String>,
+    max_results: Option<i64>,
+    next_token: Option<String>,
+}
+
+fn list_queues(api: &Api, r: ListReq) -> Result<Value, ApiError> {
+    let max = match r.max_results {
+        None => MAX_LIST_RESULTS,
+        Some(n) => usize::try_from(n)
+            .ok()
+            .filter(|n| (1..=MAX_LIST_RESULTS).contains(n))
+            .ok_or_else(|| {
+                ApiError::invalid(format!(
+                    "MaxResults must be between 1 and {MAX_LIST_RESULTS}"
+                ))
+            })?,
+    };
+    let prefix = r.queue_name_prefix.unwrap_or_default();
+    let after = r.next_token.unwrap_or_default();
+    let names: Vec<String> = api
+        .queues
+        .names()
+        .into_iter()
+        .filter(|n| n.starts_with(&prefix) && n.as_str() > after.as_str())
+        .collect();
+    let mut out = Map::new();
+    if !names.is_empty() {
+        let page: Vec<Value> = names
+            .iter()
+            .take(max)
+            .map(|n| Value::String(queue_url(&api.base_url, n)))
+            .collect();
+        out.insert("QueueUrls".into(), Value::Array(page));
+    }
+    if r.max_results.is_some() && names.len() > max {
+        if let Some(last) = names.get(max - 1) {
+            out.insert("NextToken".into(), Value::String(last.clone()));
+        }
+    }
+    Ok(Value::Object(out))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct GetAttrsReq {
+    queue_url: String,
+    #[serde(default)]
+    attribute_names: Vec<String>,
+}
+
+const QUEUE_ATTRIBUTES: [&str; 13] = [
+    "ApproximateNumberOfMessages",
+    "ApproximateNumberOfMessagesNotVisible",
+    "ApproximateNumberOfMessagesDelayed",
+    "CreatedTimestamp",
+    "LastModifiedTimestamp",
+    "QueueArn",
+    "VisibilityTimeout",
+    "DelaySeconds",
+    "MessageRetentionPeriod",
+    "MaximumMessageSize",
+    "ReceiveMessageWaitTimeSeconds",
+    "RedrivePolicy",
+    "MaxMessages",
+];
+
+fn get_attributes(api: &Api, r: GetAttrsReq) -> Result<Value, ApiError> {
+    let name = name_of(&r.queue_url)?;
+    let info = api.queues.info(&name, &api.base_url)?;
+    let s = &info.settings;
+    let all = r.attribute_names.iter().any(|n| n == "All");
+    let mut out = Map::new();
+    let wanted: Vec<&str> = if all {
+        QUEUE_ATTRIBUTES.to_vec()
+    } else {
+        r.attribute_names.iter().map(String::as_str).collect()
+    };
+    for n in wanted {
+        let v = match n {
+            "ApproximateNumberOfMessages" => info.approximate_messages.to_string(),
+            "ApproximateNumberOfMessagesNotVisible" => info.in_flight.to_string(),
+            "ApproximateNumberOfMessagesDelayed" => info.delayed.to_string(),
+            "CreatedTimestamp" => (info.created_ms / 1000).to_string(),
+            "LastModifiedTimestamp" => (info.modified_ms / 1000).to_string(),
+            "QueueArn" => queue_arn(&name),
+            "VisibilityTimeout" => s.visibility_timeout.to_string(),
+            "DelaySeconds" => s.delay.to_string(),
+            "MessageRetentionPeriod" => s.retention.to_string(),
+            "MaximumMessageSize" => s.max_message_size.to_string(),
+            "ReceiveMessageWaitTimeSeconds" => s.receive_wait.to_string(),
+            "MaxMessages" => s.max_messages.to_string(),
+            "RedrivePolicy" => match &s.redrive {
+                Some(rd) => json!({
+                    "deadLetterTargetArn": queue_arn(&rd.dead_letter),
+                    "maxReceiveCount": rd.max_receive_count,
+                })
+                .to_string(),
+                // SQS leaves out attributes a queue doesn't have.
+                None => continue,
+            },
+            other => {
+                return Err(QueueError::InvalidAttributeName { name: quote(other) }.into());
+            }
+        };
+        out.insert(n.to_string(), Value::String(v));
+    }
+    Ok(json!({ "Attributes": out }))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct SetAttrsReq {
+    queue_url: String,
+    #[serde(default)]
+    attributes: BTreeMap<String, String>,
+}
+
+async fn set_attributes(api: &Api, r: SetAttrsReq) -> Result<Value, ApiError> {
+    let name = name_of(&r.queue_url)?;
+    let mut settings = api
+        .queues
+        .settings(&name)
+        .ok_or_else(|| QueueError::not_found(&name))?;
+    settings.apply_attributes(&r.attributes)?;
+    api.queues.set_settings(&name, settings).await?;
+    Ok(json!({}))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct ReqAttribute {
+    data_type: String,
+    string_value: Option<String>,
+    binary_value: Option<String>,
+}
+
+fn attributes_in(raw: BTreeMap<String, ReqAttribute>) -> Result<MessageAttributes, QueueError> {
+    let mut out = MessageAttributes::new();
+    for (name, a) in raw {
+        let value = match (a.string_value, a.binary_value) {
+            (Some(s), None) => AttributeValue::String(s),
+            (None, Some(b)) => AttributeValue::Binary(STANDARD.decode(b.trim()).map_err(|_| {
+                QueueError::invalid(format!(
+                    "message attribute '{}' has a BinaryValue that is not base64",
+                    quote(&name)
+                ))
+            })?),
+            _ => {
+                return Err(QueueError::invalid(format!(
+                    "message attribute '{}' needs exactly one of StringValue and BinaryValue",
+                    quote(&name)
+                )))
+            }
+        };
+        out.insert(
+            name,
+            MessageAttribute {
+                data_type: a.data_type,
+                value,
+            },
+        );
+    }
+    Ok(out)
+}
+
+fn attributes_out(attrs: &MessageAttributes) -> Value {
+    let mut out = Map::new();
+    for (name, a) in attrs {
+        let v = match &a.value {
+            AttributeValue::String(s) => json!({ "DataType": a.data_type, "StringValue": s }),
+            AttributeValue::Binary(b) => {
+                json!({ "DataType": a.data_type, "BinaryValue": STANDARD.encode(b) })
+            }
+        };
+        out.insert(name.clone(), v);
+    }
+    Value::Object(out)
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct SendReq {
+    queue_url: String,
+    message_body: String,
+    delay_seconds: Option<i64>,
+    #[serde(default)]
+    message_attributes: BTreeMap<String, ReqAttribute>,
+}
+
+fn new_message(
+    body: String,
+    delay: Option<i64>,
+    attrs: BTreeMap<String, ReqAttribute>,
+) -> Result<NewMessage, QueueError> {
+    let delay = delay
+        .map(|d| {
+            u32::try_from(d).map_err(|_| QueueError::invalid(format!("DelaySeconds can't be {d}")))
+        })
+        .transpose()?;
+    Ok(NewMessage {
+        body,
+        attributes: attributes_in(attrs)?,
+        delay,
+    })
+}
+
+async fn send_message(api: &Api, r: SendReq) -> Result<Value, ApiError> {
+    let name = name_of(&r.queue_url)?;
+    let msg = new_message(r.message_body, r.delay_seconds, r.message_attributes)?;
+    let mut out = api.queues.send_batch(&name, vec![msg]).await?;
+    let sent = out
+        .pop()
+        .unwrap_or_else(|| Err(QueueError::corrupt("no answer for the message")))?;
+    let mut v = json!({ "MessageId": sent.message_id, "MD5OfMessageBody": sent.md5_of_body });
+    if let (Some(md5), Value::Object(m)) = (sent.md5_of_attributes, &mut v) {
+        m.insert("MD5OfMessageAttributes".into(), Value::String(md5));
+    }
+    Ok(v)
+}
+
+/// SQS's batch rules: 1..=10 entries, ids 1..=80 of `[A-Za-z0-9_-]`, all
+/// distinct.
+fn check_batch<'a>(ids: impl ExactSizeIterator<Item = &'a str>) -> Result<(), ApiError> {
+    let n = ids.len();
+    if n == 0 {
+        return Err(ApiError::batch(
+            "AWS.SimpleQueueService.EmptyBatchRequest",
+            "EmptyBatchRequest",
+            "the batch request doesn't contain any entries",
+        ));
+    }
+    if n > MAX_API_BATCH {
+        return Err(ApiError::batch(
+            "AWS.SimpleQueueService.TooManyEntriesInBatchRequest",
+            "TooManyEntriesInBatchRequest",
+            &format!("at most {MAX_API_BATCH} entries per batch, not {n}"),
+        ));
+    }
+    let mut seen = HashSet::new();
+    for id in ids {
+        let ok = !id.is_empty()
+            && id.len() <= MAX_ENTRY_ID
+            && id
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+        if !ok {
+            return Err(ApiError::batch(
+                "AWS.SimpleQueueService.InvalidBatchEntryId",
+                "InvalidBatchEntryId",
+                &format!(
+                    "batch entry id '{}' must be 1 to {MAX_ENTRY_ID} characters of A-Z a-z 0-9 - _",
+                    quote(id)
+                ),
+            ));
+        }
+        if !seen.insert(id) {
+            return Err(ApiError::batch(
+                "AWS.SimpleQueueService.BatchEntryIdsNotDistinct",
+                "BatchEntryIdsNotDistinct",
+                &format!("batch entry id '{}' appears more than once", quote(id)),
+            ));
+        }
+    }
+    Ok(())
+}
+
+fn failed_entry(id: &str, e: &QueueError) -> Value {
+    let code = e.aws_code();
+    json!({
+        "Id": id,
+        "SenderFault": code.sender_fault,
+        "Code": code.query_code,
+        "Message": e.to_string(),
+    })
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct SendEntry {
+    id: String,
+    message_body: String,
+    delay_seconds: Option<i64>,
+    #[serde(default)]
+    message_attributes: BTreeMap<String, ReqAttribute>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct SendBatchReq {
+    queue_url: String,
+    #[serde(default)]
+    entries: Vec<SendEntry>,
+}
+
+async fn send_batch(api: &Api, r: SendBatchReq) -> Result<Value, ApiError> {
+    let name = name_of(&r.queue_url)?;
+    check_batch(r.entries.iter().map(|e| e.id.as_str()))?;
+    let total: usize = r
+        .entries
+        .iter()
+        .map(|e| e.message_body.len())
+        .fold(0, usize::saturating_add);
+    if total > MAX_MESSAGE_SIZE {
+        return Err(ApiError::batch(
+            "AWS.SimpleQueueService.BatchRequestTooLong",
+            "BatchRequestTooLong",
+            &format!("the batch's bodies total {total} bytes; at most {MAX_MESSAGE_SIZE}"),
+        ));
+    }
+    let mut ids = Vec::with_capacity(r.entries.len());
+    let mut messages = Vec::new();
+    let mut failed = Vec::new();
+    for e in r.entries {
+        match new_message(e.message_body, e.delay_seconds, e.message_attributes) {
+            Ok(m) => {
+                ids.push(e.id);
+                messages.push(m);
+            }
+            Err(err) => failed.push(failed_entry(&e.id, &err)),
+        }
+    }
+    let results = api.queues.send_batch(&name, messages).await?;
+    let mut successful = Vec::new();
+    for (id, res) in ids.iter().zip(results) {
+        match res {
+            Ok(sent) => {
+                let mut v = json!({
+                    "Id": id,
+                    "MessageId": sent.message_id,
+                    "MD5OfMessageBody": sent.md5_of_body,
+                });
+                if let (Some(md5), Value::Object(m)) = (sent.md5_of_attributes, &mut v) {
+                    m.insert("MD5OfMessageAttributes".into(), Value::String(md5));
+                }
+                successful.push(v);
+            }
+            Err(e) => failed.push(failed_entry(id, &e)),
+        }
+    }
+    Ok(json!({ "Successful": successful, "Failed": failed }))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct ReceiveReq {
+    queue_url: String,
+    max_number_of_messages: Option<i64>,
+    visibility_timeout: Option<i64>,
+    wait_time_seconds: Option<i64>,
+    #[serde(default)]
+    attribute_names: Vec<String>,
+    #[serde(default)]
+    message_system_attribute_names: Vec<String>,
+    #[serde(default)]
+    message_attribute_names: Vec<String>,
+}
+
+/// Which message attributes a receive returns: `All`, `.*`, `prefix.*` or
+/// exact names.
+fn wanted_attribute(patterns: &[String], name: &str) -> bool {
+    patterns.iter().any(|p| {
+        p == "All"
+            || p == ".*"
+            || p == name
+            || p.strip_suffix(".*")
+                .is_some_and(|prefix| name.starts_with(prefix) && name.len() > prefix.len())
+    })
+}
+
+fn message_out(m: ReceivedMessage, system: &[&str], patterns: &[String]) -> Value {
+    let mut v = Map::new();
+    v.insert("MessageId".into(), Value::String(m.message_id));
+    v.insert("ReceiptHandle".into(), Value::String(m.receipt_handle));
+    v.insert("MD5OfBody".into(), Value::String(m.md5_of_body));
+    v.insert("Body".into(), Value::String(m.body));
+    if !system.is_empty() {
+        let mut a = Map::new();
+        for n in system {
+            let value = match *n {
+                "ApproximateReceiveCount" => m.receive_count.to_string(),
+                "ApproximateFirstReceiveTimestamp" => m.first_receive_ms.to_string(),
+                "SenderId" => ACCOUNT_ID.to_string(),
+                _ => m.sent_ms.to_string(),
+            };
+            a.insert((*n).to_string(), Value::String(value));
+        }
+        v.insert("Attributes".into(), Value::Object(a));
+    }
+    let returned: MessageAttributes = m
+        .attributes
+        .into_iter()
+        .filter(|(n, _)| wanted_attribute(patterns, n))
+        .collect();
+    // The digest covers what is returned: SDKs verify it against that.
+    if let Some(md5) = md5_of_attributes(&returned) {
+        v.insert("MD5OfMessageAttributes".into(), Value::String(md5));
+        v.insert("MessageAttributes".into(), attributes_out(&returned));
+    }
+    Value::Object(v)
+}
+
+async fn receive(api: &Api, r: ReceiveReq) -> Result<Value, ApiError> {
+    let name = name_of(&r.queue_url)?;
+    let settings = api
+        .queues
+        .settings(&name)
+        .ok_or_else(|| QueueError::not_found(&name))?;
+    let max = r.max_number_of_messages.unwrap_or(1);
+    if !(1..=MAX_API_RECEIVE).contains(&max) {
+        return Err(ApiError::invalid(format!(
+            "MaxNumberOfMessages must be between 1 and {MAX_API_RECEIVE}, not {max}"
+        )));
+    }
+    let wait = r
+        .wait_time_seconds
+        .unwrap_or(i64::from(settings.receive_wait));
+    if !(0..=i64::from(MAX_WAIT_SECS)).contains(&wait) {
+        return Err(ApiError::invalid(format!(
+            "WaitTimeSeconds must be between 0 and {MAX_WAIT_SECS}, not {wait}"
+        )));
+    }
+    let visibility_timeout = r.visibility_timeout.map(visibility).transpose()?;
+    let asked: Vec<&String> = r
+        .attribute_names
+        .iter()
+        .chain(&r.message_system_attribute_names)
+        .collect();
+    let system: Vec<&str> = SYSTEM_ATTRIBUTES
+        .into_iter()
+        .filter(|s| {
+            asked
+                .iter()
+                .any(|a| a.as_str() == "All" || a.as_str() == *s)
+        })
+        .collect();
+    let messages = api
+        .queues
+        .receive(
+            &name,
+            ReceiveOptions {
+                max_messages: usize::try_from(max).unwrap_or(1),
+                max_bytes: usize::MAX,
+                visibility_timeout,
+                wait: Duration::from_secs(u64::try_from(wait).unwrap_or(0)),
+            },
+        )
+        .await?;
+    if messages.is_empty() {
+        // SQS leaves `Messages` out when there are none.
+        return Ok(json!({}));
+    }
+    let out: Vec<Value> = messages
+        .into_iter()
+        .map(|m| message_out(m, &system, &r.message_attribute_names))
+        .collect();
+    Ok(json!({ "Messages": out }))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct DeleteReq {
+    queue_url: String,
+    receipt_handle: String,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct DeleteEntry {
+    id: String,
+    receipt_handle: String,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct DeleteBatchReq {
+    queue_url: String,
+    #[serde(default)]
+    entries: Vec<DeleteEntry>,
+}
+
+/// Successful and Failed lists from per-entry results.
+fn batch_answer(ids: Vec<String>, results: Vec<Result<(), QueueError>>) -> Value {
+    let mut successful = Vec::new();
+    let mut failed = Vec::new();
+    for (id, r) in ids.into_iter().zip(results) {
+        match r {
+            Ok(()) => successful.push(json!({ "Id": id })),
+            Err(e) => failed.push(failed_entry(&id, &e)),
+        }
+    }
+    json!({ "Successful": successful, "Failed": failed })
+}
+
+async fn delete_batch(api: &Api, r: DeleteBatchReq) -> Result<Value, ApiError> {
+    let name = name_of(&r.queue_url)?;
+    check_batch(r.entries.iter().map(|e| e.id.as_str()))?;
+    let (ids, handles): (Vec<String>, Vec<String>) = r
+        .entries
+        .into_iter()
+        .map(|e| (e.id, e.receipt_handle))
+        .unzip();
+    let results = api.queues.delete_messages(&name, handles).await?;
+    Ok(batch_answer(ids, results))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct VisibilityReq {
+    queue_url: String,
+    receipt_handle: String,
+    visibility_timeout: i64,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct VisibilityEntry {
+    id: String,
+    receipt_handle: String,
+    visibility_timeout: i64,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct VisibilityBatchReq {
+    queue_url: String,
+    #[serde(default)]
+    entries: Vec<VisibilityEntry>,
+}
+
+async fn visibility_batch(api: &Api, r: VisibilityBatchReq) -> Result<Value, ApiError> {
+    let name = name_of(&r.queue_url)?;
+    check_batch(r.entries.iter().map(|e| e.id.as_str()))?;
+    let mut ids = Vec::new();
+    let mut entries = Vec::new();
+    let mut failed = Vec::new();
+    for e in r.entries {
+        match visibility(e.visibility_timeout) {
+            Ok(secs) => {
+                ids.push(e.id);
+                entries.push((e.receipt_handle, secs));
+            }
+            Err(err) => failed.push(json!({
+                "Id": e.id,
+                "SenderFault": true,
+                "Code": err.code.query_code,
+                "Message": err.message,
+            })),
+        }
+    }
+    let results = api.queues.change_visibility(&name, entries).await?;
+    let mut v = batch_answer(ids, results);
+    if let Some(Value::Array(f)) = v.get_mut("Failed") {
+        f.extend(failed);
+    }
+    Ok(v)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn queue_names_come_from_the_last_url_segment() {
+        assert_eq!(
+            name_of("http://127.0.0.1:8081/000000000000/orders").ok(),
+            Some("orders".into())
+        );
+        assert_eq!(
+            name_of("http://h/000000000000/q/?x=1").ok(),
+            Some("q".into())
+        );
+        assert!(name_of("").is_err());
+        assert!(name_of("http://h/000000000000/bad name").is_err());
+    }
+
+    #[test]
+    fn attribute_name_patterns_match_as_sqs_documents() {
+        let p = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        assert!(wanted_attribute(&p(&["All"]), "x"));
+        assert!(wanted_attribute(&p(&[".*"]), "x"));
+        assert!(wanted_attribute(&p(&["bar.*"]), "bar.baz"));
+        assert!(!wanted_attribute(&p(&["bar.*"]), "foo"));
+        assert!(wanted_attribute(&p(&["foo"]), "foo"));
+        assert!(!wanted_attribute(&p(&[]), "foo"));
+    }
+
+    #[test]
+    fn batch_rules_pick_the_sqs_error() {
+        let code = |ids: &[&str]| check_batch(ids.iter().copied()).err().map(|e| e.code.shape);
+        assert_eq!(code(&[]), Some("EmptyBatchRequest"));
+        assert_eq!(code(&["a"; 11]), Some("TooManyEntriesInBatchRequest"));
+        assert_eq!(code(&["a", "a"]), Some("BatchEntryIdsNotDistinct"));
+        assert_eq!(code(&["a b"]), Some("InvalidBatchEntryId"));
+        assert_eq!(code(&["a", "b"]), None);
+    }
+}

@@ -1,0 +1,188 @@
+//! The SQLite file `queues.db`: connection settings, versioned migrations,
+//! and the read-only queries (list, peek, counts).
+//!
+//! Owns: how connections are opened (WAL; `synchronous=NORMAL`, see the
+//! crate docs for what that promises), the [`MIGRATIONS`] list recorded in
+//! `PRAGMA user_version`, and the reader's queries. Must never: edit or
+//! reorder a released migration (append a new one), or write from the
+//! reader connection — only the writer thread writes.
+
+use std::path::Path;
+
+use rusqlite::{params, Connection, TransactionBehavior};
+
+use crate::error::QueueError;
+use crate::model::{MessageAttributes, PeekedMessage};
+
+/// Schema migrations; entry `i` moves a file from `user_version = i` to
+/// `i + 1`.
+pub(crate) const MIGRATIONS: &[&str] = &[
+    // v1: queues and messages. Queue ids are AUTOINCREMENT so a queue
+    // deleted and created again never sees its predecessor's receipts.
+    "CREATE TABLE queues (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        name TEXT NOT NULL UNIQUE,
+        settings TEXT NOT NULL,
+        created_ms INTEGER NOT NULL,
+        modified_ms INTEGER NOT NULL
+    );
+    CREATE TABLE messages (
+        seq INTEGER PRIMARY KEY,
+        queue_id INTEGER NOT NULL,
+        message_id TEXT NOT NULL,
+        body TEXT NOT NULL,
+        attributes TEXT,
+        md5_body TEXT NOT NULL,
+        md5_attributes TEXT,
+        sent_ms INTEGER NOT NULL,
+        visible_at INTEGER NOT NULL,
+        expires_at INTEGER NOT NULL,
+        receive_count INTEGER NOT NULL DEFAULT 0,
+        first_receive_ms INTEGER,
+        receipt INTEGER NOT NULL DEFAULT 0
+    );
+    CREATE INDEX messages_ready ON messages(queue_id, visible_at);
+    CREATE INDEX messages_expiry ON messages(expires_at);",
+];
+
+pub(crate) fn open_connection(path: &Path) -> Result<Connection, QueueError> {
+    levee_store::sqlite::open_wal(path, "NORMAL").map_err(|e| match e {
+        levee_store::sqlite::OpenError::Sqlite(e) => QueueError::from(e),
+        not_wal => QueueError::corrupt(not_wal.to_string()),
+    })
+}
+
+pub(crate) fn migrate(conn: &mut Connection) -> Result<(), QueueError> {
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    let found: i64 = tx.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+    let supported = i64::try_from(MIGRATIONS.len()).unwrap_or(i64::MAX);
+    if found > supported {
+        return Err(QueueError::TooNew { found, supported });
+    }
+    if found < 0 {
+        return Err(QueueError::corrupt(format!(
+            "negative schema version {found}"
+        )));
+    }
+    for (to, sql) in (1i64..).zip(MIGRATIONS.iter()) {
+        if to > found {
+            tx.execute_batch(sql)?;
+            tx.pragma_update(None, "user_version", to)?;
+        }
+    }
+    tx.commit()?;
+    Ok(())
+}
+
+/// Attributes as stored: `NULL` for none, else JSON of the map.
+pub(crate) fn encode_attributes(a: &MessageAttributes) -> Option<String> {
+    if a.is_empty() {
+        None
+    } else {
+        serde_json::to_string(a).ok()
+    }
+}
+
+pub(crate) fn decode_attributes(text: Option<String>) -> Result<MessageAttributes, QueueError> {
+    match text {
+        None => Ok(MessageAttributes::new()),
+        Some(t) => serde_json::from_str(&t)
+            .map_err(|e| QueueError::corrupt(format!("message attributes: {e}"))),
+    }
+}
+
+pub(crate) fn count_u32(n: i64) -> u32 {
+    u32::try_from(n.max(0)).unwrap_or(u32::MAX)
+}
+
+/// Visible, in-flight and delayed counts of one queue at `now`, expired
+/// messages excluded.
+pub(crate) fn counts(
+    conn: &Connection,
+    queue_id: i64,
+    now: i64,
+) -> Result<(u64, u64, u64), QueueError> {
+    let (visible, in_flight, delayed): (i64, i64, i64) = conn.query_row(
+        "SELECT
+            coalesce(sum(visible_at <= ?2), 0),
+            coalesce(sum(visible_at > ?2 AND receive_count > 0), 0),
+            coalesce(sum(visible_at > ?2 AND receive_count = 0), 0)
+         FROM messages WHERE queue_id = ?1 AND expires_at > ?2",
+        params![queue_id, now],
+        |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+    )?;
+    let u = |n: i64| u64::try_from(n).unwrap_or(0);
+    Ok((u(visible), u(in_flight), u(delayed)))
+}
+
+/// Up to `max` unexpired messages of a queue in delivery order, unchanged.
+pub(crate) fn peek(
+    conn: &Connection,
+    queue_id: i64,
+    now: i64,
+    max: usize,
+) -> Result<Vec<PeekedMessage>, QueueError> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT message_id, body, attributes, sent_ms, receive_count, visible_at, expires_at
+         FROM messages WHERE queue_id = ?1 AND expires_at > ?2
+         ORDER BY visible_at, seq LIMIT ?3",
+    )?;
+    let limit = i64::try_from(max).unwrap_or(i64::MAX);
+    let rows = stmt.query_map(params![queue_id, now, limit], |r| {
+        Ok((
+            r.get::<_, String>(0)?,
+            r.get::<_, String>(1)?,
+            r.get::<_, Option<String>>(2)?,
+            r.get::<_, i64>(3)?,
+            r.get::<_, i64>(4)?,
+            r.get::<_, i64>(5)?,
+            r.get::<_, i64>(6)?,
+        ))
+    })?;
+    let mut out = Vec::new();
+    for row in rows {
+        let (message_id, body, attrs, sent_ms, rc, visible_at_ms, expires_at_ms) = row?;
+        out.push(PeekedMessage {
+            message_id,
+            body,
+            attributes: decode_attributes(attrs)?,
+            sent_ms,
+            receive_count: count_u32(rc),
+            visible_at_ms,
+            expires_at_ms,
+        });
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_new_file_is_migrated_in_wal_with_normal_sync() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut conn = open_connection(&dir.path().join("q.db")).expect("opens");
+        migrate(&mut conn).expect("migrates");
+        migrate(&mut conn).expect("idempotent");
+        let v: i64 = conn
+            .query_row("PRAGMA user_version", [], |r| r.get(0))
+            .expect("reads");
+        assert_eq!(v, 1);
+        let sync: i64 = conn
+            .query_row("PRAGMA synchronous", [], |r| r.get(0))
+            .expect("reads");
+        assert_eq!(sync, 1, "NORMAL");
+    }
+
+    #[test]
+    fn a_newer_file_is_refused() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut conn = open_connection(&dir.path().join("q.db")).expect("opens");
+        conn.pragma_update(None, "user_version", 9).expect("sets");
+        assert!(matches!(
+            migrate(&mut conn),
+            Err(QueueError::TooNew { found: 9, .. })
+        ));
+    }
+}

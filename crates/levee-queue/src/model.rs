@@ -1,0 +1,578 @@
+//! Queue and message shapes, their bounds and their validation.
+//!
+//! Owns: every limit a queue or message is held to (the constants below),
+//! [`QueueSettings`] and its translation to and from SQS attribute maps,
+//! message attributes and body rules. Pure: no I/O, no clock. Must never:
+//! accept a value outside the bounds stated here — the store trusts what
+//! passes.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::{quote, QueueError};
+
+/// Longest queue name (SQS's limit).
+pub const MAX_QUEUE_NAME: usize = 80;
+/// Most queues in one store; each costs a row and a map entry.
+pub const MAX_QUEUES: usize = 1000;
+/// Largest message (body plus attribute names, types and values): 256 KiB.
+pub const MAX_MESSAGE_SIZE: usize = 256 * 1024;
+/// Smallest `MaximumMessageSize` a queue may set.
+pub const MIN_MESSAGE_SIZE: usize = 1024;
+/// Most attributes on one message (SQS's limit).
+pub const MAX_ATTRIBUTES: usize = 10;
+/// Longest attribute name and data type.
+pub const MAX_ATTRIBUTE_NAME: usize = 256;
+/// Longest visibility timeout: 12 hours.
+pub const MAX_VISIBILITY_SECS: u32 = 43_200;
+/// Longest delay: 15 minutes.
+pub const MAX_DELAY_SECS: u32 = 900;
+/// Retention bounds: 60 s to 14 days; default 4 days.
+pub const MIN_RETENTION_SECS: u32 = 60;
+pub const MAX_RETENTION_SECS: u32 = 1_209_600;
+/// Longest long poll (WaitTimeSeconds).
+pub const MAX_WAIT_SECS: u32 = 20;
+/// Queue depth bounds; default 100 000. The ceiling keeps one queue's file
+/// share bounded (10 M × 256 KiB is already more than most disks).
+pub const DEFAULT_MAX_MESSAGES: u64 = 100_000;
+pub const MAX_MAX_MESSAGES: u64 = 10_000_000;
+/// maxReceiveCount bounds (SQS's).
+pub const MAX_RECEIVE_COUNT: u32 = 1000;
+/// Most messages one receive may take: the event-source batch maximum. The
+/// SQS API itself allows 1..=10.
+pub const MAX_RECEIVE_MESSAGES: usize = 10_000;
+/// The account id in queue URLs and ARNs.
+pub const ACCOUNT_ID: &str = "000000000000";
+/// The region in ARNs and events.
+pub const REGION: &str = "us-east-1";
+
+/// The dead-letter rule: after `max_receive_count` receives a message moves
+/// to `dead_letter` instead of being delivered again.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Redrive {
+    pub dead_letter: String,
+    /// 1..=1000.
+    pub max_receive_count: u32,
+}
+
+/// A queue's attributes. Defaults are SQS's, except `max_message_size`
+/// (256 KiB, Levee's ceiling) and `max_messages` (Levee's depth bound).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct QueueSettings {
+    /// Seconds a received message stays hidden; 0..=43 200, default 30.
+    pub visibility_timeout: u32,
+    /// Seconds a new message stays hidden; 0..=900, default 0.
+    pub delay: u32,
+    /// Seconds a message is kept; 60..=1 209 600, default 345 600 (4 days).
+    pub retention: u32,
+    /// Bytes; 1024..=262 144, default 262 144.
+    pub max_message_size: u32,
+    /// Default long-poll wait; 0..=20, default 0.
+    pub receive_wait: u32,
+    /// Messages the queue may hold; beyond it sends fail with `Full`.
+    pub max_messages: u64,
+    pub redrive: Option<Redrive>,
+}
+
+impl Default for QueueSettings {
+    fn default() -> Self {
+        QueueSettings {
+            visibility_timeout: 30,
+            delay: 0,
+            retention: 345_600,
+            max_message_size: 262_144,
+            receive_wait: 0,
+            max_messages: DEFAULT_MAX_MESSAGES,
+            redrive: None,
+        }
+    }
+}
+
+fn in_range<T: PartialOrd + std::fmt::Display>(
+    attribute: &str,
+    v: T,
+    lo: T,
+    hi: T,
+) -> Result<(), QueueError> {
+    if v < lo || v > hi {
+        return Err(QueueError::bad_attribute(
+            attribute,
+            format!("must be between {lo} and {hi}, not {v}"),
+        ));
+    }
+    Ok(())
+}
+
+impl QueueSettings {
+    /// Checks every bound (not whether the dead-letter queue exists: that
+    /// is the store's, which knows the queues).
+    pub fn validate(&self) -> Result<(), QueueError> {
+        in_range(
+            "VisibilityTimeout",
+            self.visibility_timeout,
+            0,
+            MAX_VISIBILITY_SECS,
+        )?;
+        in_range("DelaySeconds", self.delay, 0, MAX_DELAY_SECS)?;
+        in_range(
+            "MessageRetentionPeriod",
+            self.retention,
+            MIN_RETENTION_SECS,
+            MAX_RETENTION_SECS,
+        )?;
+        in_range(
+            "MaximumMessageSize",
+            self.max_message_size as usize,
+            MIN_MESSAGE_SIZE,
+            MAX_MESSAGE_SIZE,
+        )?;
+        in_range(
+            "ReceiveMessageWaitTimeSeconds",
+            self.receive_wait,
+            0,
+            MAX_WAIT_SECS,
+        )?;
+        in_range("MaxMessages", self.max_messages, 1, MAX_MAX_MESSAGES)?;
+        if let Some(r) = &self.redrive {
+            validate_queue_name(&r.dead_letter)?;
+            in_range(
+                "RedrivePolicy.maxReceiveCount",
+                r.max_receive_count,
+                1,
+                MAX_RECEIVE_COUNT,
+            )?;
+        }
+        Ok(())
+    }
+
+    /// Applies SQS attribute strings (`CreateQueue`/`SetQueueAttributes`).
+    /// Unknown names are refused; FIFO-only names too (Levee has standard
+    /// queues only).
+    pub fn apply_attributes(
+        &mut self,
+        attributes: &BTreeMap<String, String>,
+    ) -> Result<(), QueueError> {
+        for (name, value) in attributes {
+            let num = |v: &str| -> Result<u64, QueueError> {
+                v.trim()
+                    .parse::<u64>()
+                    .map_err(|_| QueueError::bad_attribute(name, "must be a whole number"))
+            };
+            let secs = |v: &str| -> Result<u32, QueueError> {
+                u32::try_from(num(v)?).map_err(|_| QueueError::bad_attribute(name, "too large"))
+            };
+            match name.as_str() {
+                "VisibilityTimeout" => self.visibility_timeout = secs(value)?,
+                "DelaySeconds" => self.delay = secs(value)?,
+                "MessageRetentionPeriod" => self.retention = secs(value)?,
+                "MaximumMessageSize" => self.max_message_size = secs(value)?,
+                "ReceiveMessageWaitTimeSeconds" => self.receive_wait = secs(value)?,
+                // Levee's own attribute: the depth bound.
+                "MaxMessages" => self.max_messages = num(value)?,
+                "RedrivePolicy" => self.redrive = parse_redrive_policy(value)?,
+                // Accepted and ignored: encryption and policies have no
+                // meaning on a single self-hosted node.
+                "Policy"
+                | "SqsManagedSseEnabled"
+                | "KmsMasterKeyId"
+                | "KmsDataKeyReusePeriodSeconds" => {}
+                _ => {
+                    return Err(QueueError::InvalidAttributeName { name: quote(name) });
+                }
+            }
+        }
+        self.validate()
+    }
+}
+
+/// Reads `{"deadLetterTargetArn": "arn:…:NAME", "maxReceiveCount": 5}`
+/// (the count may be a string, as the console writes it). An empty string
+/// removes the policy.
+fn parse_redrive_policy(text: &str) -> Result<Option<Redrive>, QueueError> {
+    if text.trim().is_empty() {
+        return Ok(None);
+    }
+    let bad = |m: &str| QueueError::bad_attribute("RedrivePolicy", m.to_string());
+    let v: serde_json::Value =
+        serde_json::from_str(text).map_err(|_| bad("is not a JSON object"))?;
+    let arn = v
+        .get("deadLetterTargetArn")
+        .and_then(|a| a.as_str())
+        .ok_or_else(|| bad("needs deadLetterTargetArn"))?;
+    let count = match v.get("maxReceiveCount") {
+        Some(serde_json::Value::Number(n)) => n.as_u64(),
+        Some(serde_json::Value::String(s)) => s.trim().parse::<u64>().ok(),
+        None => Some(10),
+        Some(_) => None,
+    }
+    .and_then(|n| u32::try_from(n).ok())
+    .ok_or_else(|| bad("maxReceiveCount must be a whole number"))?;
+    let name = arn.rsplit(':').next().unwrap_or_default();
+    Ok(Some(Redrive {
+        dead_letter: name.to_string(),
+        max_receive_count: count,
+    }))
+}
+
+/// `arn:aws:sqs:us-east-1:000000000000:NAME`.
+pub fn queue_arn(name: &str) -> String {
+    format!("arn:aws:sqs:{REGION}:{ACCOUNT_ID}:{name}")
+}
+
+/// 1..=80 characters of `[A-Za-z0-9_-]`.
+pub fn validate_queue_name(name: &str) -> Result<(), QueueError> {
+    let ok = !name.is_empty()
+        && name.len() <= MAX_QUEUE_NAME
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
+    if ok {
+        Ok(())
+    } else {
+        Err(QueueError::InvalidName { name: quote(name) })
+    }
+}
+
+/// A message attribute value.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum AttributeValue {
+    String(String),
+    Binary(Vec<u8>),
+}
+
+/// One message attribute; `data_type` is `String`, `Number` or `Binary`,
+/// optionally with a `.custom` suffix.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MessageAttribute {
+    pub data_type: String,
+    pub value: AttributeValue,
+}
+
+/// Attributes by name, sorted (the order the MD5 needs).
+pub type MessageAttributes = BTreeMap<String, MessageAttribute>;
+
+fn validate_attribute_name(name: &str) -> Result<(), QueueError> {
+    let lower = name.to_ascii_lowercase();
+    let ok = !name.is_empty()
+        && name.len() <= MAX_ATTRIBUTE_NAME
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-' || b == b'.')
+        && !name.starts_with('.')
+        && !name.ends_with('.')
+        && !name.contains("..")
+        && !lower.starts_with("aws.")
+        && !lower.starts_with("amazon.");
+    if ok {
+        Ok(())
+    } else {
+        Err(QueueError::invalid(format!(
+            "message attribute name '{}' is invalid: 1 to {MAX_ATTRIBUTE_NAME} characters of \
+             A-Z a-z 0-9 _ - . (no leading, trailing or doubled '.', no AWS./Amazon. prefix)",
+            quote(name)
+        )))
+    }
+}
+
+/// Checks the attributes and returns the bytes they count toward the
+/// message size (names, data types and values).
+pub fn validate_attributes(attributes: &MessageAttributes) -> Result<usize, QueueError> {
+    if attributes.len() > MAX_ATTRIBUTES {
+        return Err(QueueError::invalid(format!(
+            "a message has at most {MAX_ATTRIBUTES} attributes, not {}",
+            attributes.len()
+        )));
+    }
+    let mut size = 0usize;
+    for (name, attr) in attributes {
+        validate_attribute_name(name)?;
+        let t = attr.data_type.as_str();
+        let base = t.split('.').next().unwrap_or_default();
+        let value_len = match (&attr.value, base) {
+            (AttributeValue::String(s), "String") => s.len(),
+            (AttributeValue::String(s), "Number") => {
+                if s.trim().parse::<f64>().is_err() {
+                    return Err(QueueError::invalid(format!(
+                        "message attribute '{}' is a Number but its value is not a number",
+                        quote(name)
+                    )));
+                }
+                s.len()
+            }
+            (AttributeValue::Binary(b), "Binary") => b.len(),
+            _ => {
+                return Err(QueueError::invalid(format!(
+                    "message attribute '{}' has data type '{}' that does not match its \
+                     value (String and Number carry StringValue, Binary BinaryValue)",
+                    quote(name),
+                    quote(t)
+                )))
+            }
+        };
+        if t.len() > MAX_ATTRIBUTE_NAME {
+            return Err(QueueError::invalid(format!(
+                "message attribute '{}' has a data type longer than {MAX_ATTRIBUTE_NAME}",
+                quote(name)
+            )));
+        }
+        if let AttributeValue::String(s) = &attr.value {
+            validate_text(s, "message attribute value")?;
+            if s.is_empty() {
+                return Err(QueueError::invalid(format!(
+                    "message attribute '{}' has an empty value",
+                    quote(name)
+                )));
+            }
+        }
+        size = size
+            .saturating_add(name.len())
+            .saturating_add(t.len())
+            .saturating_add(value_len);
+    }
+    Ok(size)
+}
+
+/// SQS accepts only XML 1.0 characters: #x9 #xA #xD #x20–#xD7FF
+/// #xE000–#xFFFD #x10000–#x10FFFF (Rust strings can't hold surrogates).
+fn validate_text(text: &str, what: &str) -> Result<(), QueueError> {
+    let bad = text.chars().find(|&c| {
+        let u = u32::from(c);
+        !(matches!(u, 0x9 | 0xA | 0xD) || (0x20..=0xFFFD).contains(&u) || u >= 0x10000)
+    });
+    match bad {
+        None => Ok(()),
+        Some(c) => Err(QueueError::InvalidMessageContents {
+            message: format!(
+                "{what} contains the character U+{:04X}, which SQS does not allow",
+                u32::from(c)
+            ),
+        }),
+    }
+}
+
+/// Checks a whole message against a queue's size limit; returns its size.
+pub fn validate_message(
+    queue: &str,
+    settings: &QueueSettings,
+    msg: &NewMessage,
+) -> Result<usize, QueueError> {
+    if msg.body.is_empty() {
+        return Err(QueueError::invalid("the message body must not be empty"));
+    }
+    validate_text(&msg.body, "the message body")?;
+    if let Some(d) = msg.delay {
+        if d > MAX_DELAY_SECS {
+            return Err(QueueError::invalid(format!(
+                "DelaySeconds must be between 0 and {MAX_DELAY_SECS}, not {d}"
+            )));
+        }
+    }
+    let size = msg
+        .body
+        .len()
+        .saturating_add(validate_attributes(&msg.attributes)?);
+    let max = settings.max_message_size as usize;
+    if size > max {
+        return Err(QueueError::MessageTooLong {
+            name: queue.to_string(),
+            size,
+            max,
+        });
+    }
+    Ok(size)
+}
+
+/// A message to send.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct NewMessage {
+    pub body: String,
+    pub attributes: MessageAttributes,
+    /// Seconds; `None` uses the queue's delay.
+    pub delay: Option<u32>,
+}
+
+/// What a sender gets back once the message is committed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SentMessage {
+    pub message_id: String,
+    pub md5_of_body: String,
+    pub md5_of_attributes: Option<String>,
+}
+
+/// How to receive.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReceiveOptions {
+    /// 1..=[`MAX_RECEIVE_MESSAGES`].
+    pub max_messages: usize,
+    /// Stop adding messages once their bodies reach this many bytes (at
+    /// least one message is always returned).
+    pub max_bytes: usize,
+    /// Seconds; `None` uses the queue's.
+    pub visibility_timeout: Option<u32>,
+    /// Long-poll wait, capped at 20 s.
+    pub wait: Duration,
+}
+
+impl Default for ReceiveOptions {
+    fn default() -> Self {
+        ReceiveOptions {
+            max_messages: 1,
+            max_bytes: usize::MAX,
+            visibility_timeout: None,
+            wait: Duration::ZERO,
+        }
+    }
+}
+
+/// A received message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReceivedMessage {
+    pub message_id: String,
+    pub receipt_handle: String,
+    pub body: String,
+    pub md5_of_body: String,
+    pub attributes: MessageAttributes,
+    pub md5_of_attributes: Option<String>,
+    /// Unix ms.
+    pub sent_ms: i64,
+    /// Including this receive.
+    pub receive_count: u32,
+    /// Unix ms.
+    pub first_receive_ms: i64,
+}
+
+/// A read-only view of a stored message (`levee queues peek`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct PeekedMessage {
+    pub message_id: String,
+    pub body: String,
+    pub attributes: MessageAttributes,
+    pub sent_ms: i64,
+    pub receive_count: u32,
+    /// Unix ms when it is (or became) visible.
+    pub visible_at_ms: i64,
+    pub expires_at_ms: i64,
+}
+
+/// One queue's summary (`levee queues list`, GetQueueAttributes).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct QueueInfo {
+    pub name: String,
+    pub url: String,
+    /// Visible now.
+    pub approximate_messages: u64,
+    /// Received and not yet visible again.
+    pub in_flight: u64,
+    /// Never received and not yet visible.
+    pub delayed: u64,
+    pub settings: QueueSettings,
+    pub created_ms: i64,
+    pub modified_ms: i64,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn queue_names_follow_sqs_rules() {
+        assert!(validate_queue_name("orders-dlq_1").is_ok());
+        assert!(validate_queue_name(&"a".repeat(80)).is_ok());
+        for bad in ["", "a.fifo", "sp ace", "é", &"a".repeat(81)] {
+            assert!(validate_queue_name(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn attribute_maps_set_settings_and_refuse_unknowns() {
+        let mut s = QueueSettings::default();
+        let attrs: BTreeMap<String, String> = [
+            ("VisibilityTimeout", "5"),
+            ("DelaySeconds", "2"),
+            (
+                "RedrivePolicy",
+                r#"{"deadLetterTargetArn":"arn:aws:sqs:us-east-1:000000000000:dlq","maxReceiveCount":"3"}"#,
+            ),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+        s.apply_attributes(&attrs).expect("valid");
+        assert_eq!((s.visibility_timeout, s.delay), (5, 2));
+        assert_eq!(
+            s.redrive,
+            Some(Redrive {
+                dead_letter: "dlq".into(),
+                max_receive_count: 3
+            })
+        );
+        let bad: BTreeMap<String, String> = [("FifoQueue".to_string(), "true".to_string())].into();
+        assert!(matches!(
+            s.apply_attributes(&bad),
+            Err(QueueError::InvalidAttributeName { .. })
+        ));
+        let out_of_range: BTreeMap<String, String> =
+            [("VisibilityTimeout".to_string(), "43201".to_string())].into();
+        assert!(matches!(
+            s.apply_attributes(&out_of_range),
+            Err(QueueError::InvalidAttributeValue { .. })
+        ));
+    }
+
+    #[test]
+    fn messages_count_attributes_toward_the_size_limit() {
+        let settings = QueueSettings {
+            max_message_size: 1024,
+            ..QueueSettings::default()
+        };
+        let mut msg = NewMessage {
+            body: "x".repeat(1000),
+            ..NewMessage::default()
+        };
+        assert_eq!(validate_message("q", &settings, &msg), Ok(1000));
+        msg.attributes.insert(
+            "k".into(),
+            MessageAttribute {
+                data_type: "String".into(),
+                value: AttributeValue::String("v".repeat(30)),
+            },
+        );
+        assert!(matches!(
+            validate_message("q", &settings, &msg),
+            Err(QueueError::MessageTooLong { size: 1037, .. })
+        ));
+    }
+
+    #[test]
+    fn bodies_and_attributes_are_checked() {
+        let s = QueueSettings::default();
+        let nul = NewMessage {
+            body: "a\u{0}b".into(),
+            ..NewMessage::default()
+        };
+        assert!(matches!(
+            validate_message("q", &s, &nul),
+            Err(QueueError::InvalidMessageContents { .. })
+        ));
+        let mut attrs = MessageAttributes::new();
+        attrs.insert(
+            "n".into(),
+            MessageAttribute {
+                data_type: "Number".into(),
+                value: AttributeValue::String("nope".into()),
+            },
+        );
+        assert!(validate_attributes(&attrs).is_err());
+        let mut reserved = MessageAttributes::new();
+        reserved.insert(
+            "AWS.x".into(),
+            MessageAttribute {
+                data_type: "String".into(),
+                value: AttributeValue::String("v".into()),
+            },
+        );
+        assert!(validate_attributes(&reserved).is_err());
+    }
+}

@@ -1,0 +1,865 @@
+//! The writer thread: the only code that changes `queues.db`.
+//!
+//! Owns: group commit — it takes the first pending job, drains up to
+//! [`MAX_JOBS_PER_COMMIT`] more that arrived meanwhile, applies them all in
+//! one transaction, commits, and only then answers each caller and wakes
+//! long-pollers. Also owns the per-queue depth counters (only this thread
+//! changes depths, so they need no lock), redrive to dead-letter queues,
+//! and the expiry sweep. Must never: answer a caller before the commit that
+//! carries its change, leave a failed transaction open, or panic on a
+//! malformed receipt handle (an ordinary `ReceiptHandleIsInvalid`).
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::AtomicUsize;
+use std::sync::{Arc, RwLock};
+use std::thread::JoinHandle;
+
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine as _;
+use rusqlite::{params, Connection};
+use tokio::sync::{mpsc, oneshot, Notify};
+
+use crate::clock::Clock;
+use crate::db::{count_u32, decode_attributes, encode_attributes};
+use crate::error::{quote, QueueError};
+use crate::model::{
+    validate_queue_name, NewMessage, QueueSettings, ReceivedMessage, SentMessage, MAX_QUEUES,
+};
+use levee_store::writebehind::{read, write};
+
+/// Most jobs folded into one transaction: bounds the time one commit holds
+/// its callers (each job is ≤ 10 messages or one admin step, so a commit
+/// is at most a few thousand rows) while amortising the commit over many
+/// concurrent senders.
+pub(crate) const MAX_JOBS_PER_COMMIT: usize = 512;
+/// How often expired messages are deleted.
+const SWEEP_INTERVAL_MS: i64 = 1000;
+/// Most expired rows one sweep deletes, so a sweep after a long pause does
+/// not stall the writer; the rest go on the next one.
+const SWEEP_LIMIT: i64 = 10_000;
+/// Query rounds one receive may take when messages are being moved to a
+/// dead-letter queue instead of delivered.
+const MAX_RECEIVE_ROUNDS: usize = 8;
+/// Longest receipt handle accepted (ours are under 80 characters).
+const MAX_RECEIPT_LEN: usize = 1024;
+
+/// A queue as the rest of the crate sees it. Replaced whole (never mutated)
+/// when its settings change; `notify` and `waiters` carry over.
+#[derive(Debug)]
+pub(crate) struct QueueEntry {
+    pub id: i64,
+    pub name: String,
+    pub settings: QueueSettings,
+    pub created_ms: i64,
+    pub modified_ms: i64,
+    /// Woken after a commit that made messages visible in this queue.
+    pub notify: Arc<Notify>,
+    /// Long polls waiting on this queue.
+    pub waiters: Arc<AtomicUsize>,
+}
+
+/// What the writer shares with readers.
+#[derive(Debug)]
+pub(crate) struct Shared {
+    pub queues: RwLock<BTreeMap<String, Arc<QueueEntry>>>,
+    pub clock: Arc<dyn Clock>,
+}
+
+impl Shared {
+    pub fn entry(&self, name: &str) -> Result<Arc<QueueEntry>, QueueError> {
+        read(&self.queues)
+            .get(name)
+            .cloned()
+            .ok_or_else(|| QueueError::not_found(name))
+    }
+}
+
+/// A message ready to insert: validated, id and digests computed by the
+/// caller (so that work runs on the callers' threads, not this one).
+#[derive(Debug)]
+pub(crate) struct Prepared {
+    pub message: NewMessage,
+    pub sent: SentMessage,
+}
+
+/// How `Create` treats an existing queue.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum CreateMode {
+    /// SQS CreateQueue: fine if identical, else `Exists`.
+    IfAbsent,
+    /// Config sync: create or update.
+    Upsert,
+}
+
+#[derive(Debug)]
+pub(crate) enum Op {
+    Send {
+        queue: String,
+        messages: Vec<Prepared>,
+    },
+    Receive {
+        queue: String,
+        max_messages: usize,
+        max_bytes: usize,
+        visibility: Option<u32>,
+    },
+    Delete {
+        queue: String,
+        handles: Vec<String>,
+    },
+    ChangeVisibility {
+        queue: String,
+        entries: Vec<(String, u32)>,
+    },
+    Create {
+        name: String,
+        settings: QueueSettings,
+        mode: CreateMode,
+    },
+    SetSettings {
+        name: String,
+        settings: QueueSettings,
+    },
+    DeleteQueue {
+        name: String,
+    },
+    Purge {
+        name: String,
+    },
+}
+
+impl Op {
+    /// Admin steps run in their own transaction: they change the queue map
+    /// that later jobs in the same drain read.
+    fn is_admin(&self) -> bool {
+        matches!(
+            self,
+            Op::Create { .. } | Op::SetSettings { .. } | Op::DeleteQueue { .. } | Op::Purge { .. }
+        )
+    }
+}
+
+#[derive(Debug)]
+pub(crate) enum Outcome {
+    Sent(Vec<Result<SentMessage, QueueError>>),
+    Received {
+        messages: Vec<ReceivedMessage>,
+        /// When the next hidden message becomes visible (unix ms), if any;
+        /// only computed when nothing was received.
+        next_visible_ms: Option<i64>,
+    },
+    PerEntry(Vec<Result<(), QueueError>>),
+    Done,
+}
+
+#[derive(Debug)]
+pub(crate) struct Job {
+    pub op: Op,
+    pub reply: oneshot::Sender<Result<Outcome, QueueError>>,
+}
+
+/// `queue_id.seq.token`, base64url: opaque to clients, checked on use.
+pub(crate) fn encode_receipt(queue_id: i64, seq: i64, token: i64) -> String {
+    URL_SAFE_NO_PAD.encode(format!("{queue_id}.{seq}.{token}"))
+}
+
+pub(crate) fn decode_receipt(handle: &str) -> Option<(i64, i64, i64)> {
+    if handle.is_empty() || handle.len() > MAX_RECEIPT_LEN {
+        return None;
+    }
+    let raw = URL_SAFE_NO_PAD.decode(handle.trim()).ok()?;
+    let text = std::str::from_utf8(&raw).ok()?;
+    let mut parts = text.split('.');
+    let q = parts.next()?.parse().ok()?;
+    let s = parts.next()?.parse().ok()?;
+    let t: i64 = parts.next()?.parse().ok()?;
+    (parts.next().is_none() && t > 0).then_some((q, s, t))
+}
+
+/// A fresh receipt token: random, positive, never 0 (0 = never received).
+fn fresh_token() -> i64 {
+    let (hi, _) = uuid::Uuid::new_v4().as_u64_pair();
+    i64::try_from(hi >> 1).unwrap_or(1) | 1
+}
+
+fn secs_ms(secs: u32) -> i64 {
+    i64::from(secs) * 1000
+}
+
+#[derive(Debug)]
+pub(crate) struct Writer {
+    conn: Connection,
+    shared: Arc<Shared>,
+    /// Rows per queue id, expired-but-unswept included.
+    depth: HashMap<i64, u64>,
+    last_sweep_ms: i64,
+}
+
+/// Answers waiting for the commit, and queues to wake after it.
+#[derive(Debug, Default)]
+struct Pending {
+    replies: Vec<(oneshot::Sender<Result<Outcome, QueueError>>, Outcome)>,
+    wake: Vec<Arc<Notify>>,
+    in_tx: bool,
+}
+
+impl Writer {
+    pub fn new(conn: Connection, shared: Arc<Shared>) -> Result<Self, QueueError> {
+        let mut w = Writer {
+            conn,
+            shared,
+            depth: HashMap::new(),
+            last_sweep_ms: i64::MIN,
+        };
+        w.load_queues()?;
+        w.reload_depths()?;
+        Ok(w)
+    }
+
+    pub fn spawn(self, jobs: mpsc::Receiver<Job>) -> std::io::Result<JoinHandle<()>> {
+        std::thread::Builder::new()
+            .name("levee-queue-writer".into())
+            .spawn(move || self.run(jobs))
+    }
+
+    fn load_queues(&mut self) -> Result<(), QueueError> {
+        let mut stmt = self
+            .conn
+            .prepare("SELECT id, name, settings, created_ms, modified_ms FROM queues")?;
+        let rows = stmt.query_map([], |r| {
+            Ok((
+                r.get::<_, i64>(0)?,
+                r.get::<_, String>(1)?,
+                r.get::<_, String>(2)?,
+                r.get::<_, i64>(3)?,
+                r.get::<_, i64>(4)?,
+            ))
+        })?;
+        let mut map = BTreeMap::new();
+        for row in rows {
+            let (id, name, settings, created_ms, modified_ms) = row?;
+            let settings: QueueSettings = serde_json::from_str(&settings)
+                .map_err(|e| QueueError::corrupt(format!("settings of queue {name}: {e}")))?;
+            map.insert(
+                name.clone(),
+                Arc::new(QueueEntry {
+                    id,
+                    name,
+                    settings,
+                    created_ms,
+                    modified_ms,
+                    notify: Arc::new(Notify::new()),
+                    waiters: Arc::new(AtomicUsize::new(0)),
+                }),
+            );
+        }
+        *write(&self.shared.queues) = map;
+        Ok(())
+    }
+
+    /// Recounts from disk: at start, and after a rolled-back transaction
+    /// whose in-memory changes must be forgotten.
+    fn reload_depths(&mut self) -> Result<(), QueueError> {
+        let mut stmt = self
+            .conn
+            .prepare("SELECT queue_id, count(*) FROM messages GROUP BY queue_id")?;
+        let rows = stmt.query_map([], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, i64>(1)?)))?;
+        let mut depth = HashMap::new();
+        for row in rows {
+            let (q, n) = row?;
+            depth.insert(q, u64::try_from(n).unwrap_or(0));
+        }
+        self.depth = depth;
+        Ok(())
+    }
+
+    fn depth_add(&mut self, queue_id: i64, delta: i64) {
+        let d = self.depth.entry(queue_id).or_insert(0);
+        *d = d.saturating_add_signed(delta);
+    }
+
+    fn run(mut self, mut jobs: mpsc::Receiver<Job>) {
+        let mut batch = Vec::with_capacity(MAX_JOBS_PER_COMMIT);
+        // Ends when every sender (the `Queues`) is gone.
+        while let Some(first) = jobs.blocking_recv() {
+            batch.push(first);
+            while batch.len() < MAX_JOBS_PER_COMMIT {
+                match jobs.try_recv() {
+                    Ok(job) => batch.push(job),
+                    Err(_) => break,
+                }
+            }
+            self.process(&mut batch);
+        }
+    }
+
+    fn process(&mut self, batch: &mut Vec<Job>) {
+        let now = self.shared.clock.now_ms();
+        if now.saturating_sub(self.last_sweep_ms) >= SWEEP_INTERVAL_MS {
+            self.last_sweep_ms = now;
+            // A failed sweep is retried on the next interval; expired rows
+            // are invisible to every query meanwhile.
+            if self.sweep(now, None).is_err() {
+                let _ = self.reload_depths();
+            }
+        }
+        let mut pending = Pending::default();
+        for job in batch.drain(..) {
+            if job.op.is_admin() {
+                self.commit(&mut pending);
+                let result = self.admin(job.op, now);
+                let _ = job.reply.send(result);
+                continue;
+            }
+            if !pending.in_tx {
+                if let Err(e) = self.conn.execute_batch("BEGIN IMMEDIATE") {
+                    let _ = job.reply.send(Err(e.into()));
+                    continue;
+                }
+                pending.in_tx = true;
+            }
+            match self.apply(job.op, now, &mut pending.wake) {
+                Ok(Ok(outcome)) => pending.replies.push((job.reply, outcome)),
+                Ok(Err(e)) => {
+                    // A refusal decided before any write: nothing to undo.
+                    let _ = job.reply.send(Err(e));
+                }
+                Err(e) => {
+                    let e = QueueError::from(e);
+                    let _ = job.reply.send(Err(e.clone()));
+                    self.abort(&mut pending, e);
+                }
+            }
+        }
+        self.commit(&mut pending);
+    }
+
+    /// Commits the open transaction, then answers and wakes.
+    fn commit(&mut self, pending: &mut Pending) {
+        if !pending.in_tx {
+            return;
+        }
+        match self.conn.execute_batch("COMMIT") {
+            Ok(()) => {
+                pending.in_tx = false;
+                for (reply, outcome) in pending.replies.drain(..) {
+                    let _ = reply.send(Ok(outcome));
+                }
+                for n in pending.wake.drain(..) {
+                    n.notify_waiters();
+                }
+            }
+            Err(e) => self.abort(pending, e.into()),
+        }
+    }
+
+    /// Rolls back and tells everyone in the transaction it failed.
+    fn abort(&mut self, pending: &mut Pending, e: QueueError) {
+        let _ = self.conn.execute_batch("ROLLBACK");
+        pending.in_tx = false;
+        pending.wake.clear();
+        for (reply, _) in pending.replies.drain(..) {
+            let _ = reply.send(Err(e.clone()));
+        }
+        let _ = self.reload_depths();
+    }
+
+    /// Deletes expired rows (of one queue, or all), at most [`SWEEP_LIMIT`].
+    fn sweep(&mut self, now: i64, queue_id: Option<i64>) -> Result<usize, rusqlite::Error> {
+        let mut stmt = self.conn.prepare_cached(
+            "DELETE FROM messages WHERE seq IN (
+                 SELECT seq FROM messages WHERE expires_at <= ?1
+                 AND (?2 IS NULL OR queue_id = ?2) LIMIT ?3)
+             RETURNING queue_id",
+        )?;
+        let gone: Vec<i64> = stmt
+            .query_map(params![now, queue_id, SWEEP_LIMIT], |r| r.get(0))?
+            .collect::<Result<_, _>>()?;
+        drop(stmt);
+        for q in &gone {
+            self.depth_add(*q, -1);
+        }
+        Ok(gone.len())
+    }
+
+    /// A data job inside the open transaction. The outer error is a storage
+    /// failure (the transaction is lost); the inner one a refusal.
+    fn apply(
+        &mut self,
+        op: Op,
+        now: i64,
+        wake: &mut Vec<Arc<Notify>>,
+    ) -> Result<Result<Outcome, QueueError>, rusqlite::Error> {
+        let queue_name = match &op {
+            Op::Send { queue, .. }
+            | Op::Receive { queue, .. }
+            | Op::Delete { queue, .. }
+            | Op::ChangeVisibility { queue, .. } => queue.clone(),
+            _ => return Ok(Err(QueueError::corrupt("admin step in a data batch"))),
+        };
+        let entry = match self.shared.entry(&queue_name) {
+            Ok(e) => e,
+            Err(e) => return Ok(Err(e)),
+        };
+        Ok(Ok(match op {
+            Op::Send { messages, .. } => self.send(&entry, messages, now, wake)?,
+            Op::Receive {
+                max_messages,
+                max_bytes,
+                visibility,
+                ..
+            } => self.receive(&entry, max_messages, max_bytes, visibility, now, wake)?,
+            Op::Delete { handles, .. } => self.delete(&entry, &handles)?,
+            Op::ChangeVisibility { entries, .. } => {
+                self.change_visibility(&entry, &entries, now, wake)?
+            }
+            _ => Outcome::Done,
+        }))
+    }
+
+    fn send(
+        &mut self,
+        entry: &QueueEntry,
+        messages: Vec<Prepared>,
+        now: i64,
+        wake: &mut Vec<Arc<Notify>>,
+    ) -> Result<Outcome, rusqlite::Error> {
+        let s = &entry.settings;
+        let mut swept = false;
+        let mut results = Vec::with_capacity(messages.len());
+        let mut visible_now = false;
+        for p in messages {
+            let mut depth = self.depth.get(&entry.id).copied().unwrap_or(0);
+            if depth >= s.max_messages && !swept {
+                // Expired rows still count until swept; sweep this queue
+                // before refusing.
+                swept = true;
+                self.sweep(now, Some(entry.id))?;
+                depth = self.depth.get(&entry.id).copied().unwrap_or(0);
+            }
+            if depth >= s.max_messages {
+                results.push(Err(QueueError::Full {
+                    name: entry.name.clone(),
+                    max: s.max_messages,
+                }));
+                continue;
+            }
+            let delay = p.message.delay.unwrap_or(s.delay);
+            visible_now |= delay == 0;
+            self.conn
+                .prepare_cached(
+                    "INSERT INTO messages (queue_id, message_id, body, attributes, md5_body,
+                     md5_attributes, sent_ms, visible_at, expires_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+                )?
+                .execute(params![
+                    entry.id,
+                    p.sent.message_id,
+                    p.message.body,
+                    encode_attributes(&p.message.attributes),
+                    p.sent.md5_of_body,
+                    p.sent.md5_of_attributes,
+                    now,
+                    now.saturating_add(secs_ms(delay)),
+                    now.saturating_add(secs_ms(s.retention)),
+                ])?;
+            self.depth_add(entry.id, 1);
+            results.push(Ok(p.sent));
+        }
+        if visible_now {
+            wake.push(Arc::clone(&entry.notify));
+        }
+        Ok(Outcome::Sent(results))
+    }
+
+    fn receive(
+        &mut self,
+        entry: &QueueEntry,
+        max_messages: usize,
+        max_bytes: usize,
+        visibility: Option<u32>,
+        now: i64,
+        wake: &mut Vec<Arc<Notify>>,
+    ) -> Result<Outcome, rusqlite::Error> {
+        let visibility_ms = secs_ms(visibility.unwrap_or(entry.settings.visibility_timeout));
+        let dead_letter = entry.settings.redrive.as_ref().and_then(|r| {
+            let dlq = read(&self.shared.queues).get(&r.dead_letter).cloned()?;
+            (dlq.id != entry.id).then_some((dlq, r.max_receive_count))
+        });
+        let mut out: Vec<ReceivedMessage> = Vec::new();
+        let mut bytes = 0usize;
+        'rounds: for _ in 0..MAX_RECEIVE_ROUNDS {
+            let want = max_messages.saturating_sub(out.len());
+            if want == 0 {
+                break;
+            }
+            let rows = {
+                let mut stmt = self.conn.prepare_cached(
+                    "SELECT seq, message_id, body, attributes, md5_body, md5_attributes,
+                         sent_ms, receive_count, first_receive_ms
+                     FROM messages
+                     WHERE queue_id = ?1 AND visible_at <= ?2 AND expires_at > ?2
+                     ORDER BY visible_at, seq LIMIT ?3",
+                )?;
+                let limit = i64::try_from(want).unwrap_or(i64::MAX);
+                let rows = stmt
+                    .query_map(params![entry.id, now, limit], |r| {
+                        Ok(Row {
+                            seq: r.get(0)?,
+                            message_id: r.get(1)?,
+                            body: r.get(2)?,
+                            attributes: r.get(3)?,
+                            md5_body: r.get(4)?,
+                            md5_attributes: r.get(5)?,
+                            sent_ms: r.get(6)?,
+                            receive_count: r.get(7)?,
+                            first_receive_ms: r.get(8)?,
+                        })
+                    })?
+                    .collect::<Result<Vec<Row>, _>>()?;
+                rows
+            };
+            let fetched = rows.len();
+            for row in rows {
+                if let Some((dlq, max_count)) = &dead_letter {
+                    if row.receive_count >= i64::from(*max_count) {
+                        self.redrive(entry, dlq, &row, now, visibility_ms, wake)?;
+                        continue;
+                    }
+                }
+                if !out.is_empty() && bytes.saturating_add(row.body.len()) > max_bytes {
+                    break 'rounds;
+                }
+                bytes = bytes.saturating_add(row.body.len());
+                let token = fresh_token();
+                let mut stmt = self.conn.prepare_cached(
+                    "UPDATE messages SET visible_at = ?2, receive_count = receive_count + 1,
+                         first_receive_ms = coalesce(first_receive_ms, ?3), receipt = ?4
+                     WHERE seq = ?1",
+                )?;
+                stmt.execute(params![
+                    row.seq,
+                    now.saturating_add(visibility_ms),
+                    now,
+                    token
+                ])?;
+                let attributes = match decode_attributes(row.attributes) {
+                    Ok(a) => a,
+                    // A row we wrote ourselves failed to parse: deliver the
+                    // body rather than wedge the queue, and say so.
+                    Err(e) => {
+                        tracing::warn!(queue = %entry.name, error = %e, "dropping unreadable message attributes");
+                        Default::default()
+                    }
+                };
+                out.push(ReceivedMessage {
+                    message_id: row.message_id,
+                    receipt_handle: encode_receipt(entry.id, row.seq, token),
+                    body: row.body,
+                    md5_of_body: row.md5_body,
+                    md5_of_attributes: if attributes.is_empty() {
+                        None
+                    } else {
+                        row.md5_attributes
+                    },
+                    attributes,
+                    sent_ms: row.sent_ms,
+                    receive_count: count_u32(row.receive_count.saturating_add(1)),
+                    first_receive_ms: row.first_receive_ms.unwrap_or(now),
+                });
+            }
+            if fetched < want {
+                break;
+            }
+        }
+        let next_visible_ms = if out.is_empty() {
+            self.conn
+                .prepare_cached(
+                    "SELECT min(visible_at) FROM messages WHERE queue_id = ?1 AND visible_at > ?2",
+                )?
+                .query_row(params![entry.id, now], |r| r.get(0))?
+        } else {
+            None
+        };
+        Ok(Outcome::Received {
+            messages: out,
+            next_visible_ms,
+        })
+    }
+
+    /// Moves a message that reached its receive limit to the dead-letter
+    /// queue. If that queue is full the message stays where it is, hidden
+    /// for one visibility timeout, and is tried again then (never dropped).
+    fn redrive(
+        &mut self,
+        from: &QueueEntry,
+        dlq: &QueueEntry,
+        row: &Row,
+        now: i64,
+        visibility_ms: i64,
+        wake: &mut Vec<Arc<Notify>>,
+    ) -> Result<(), rusqlite::Error> {
+        let depth = self.depth.get(&dlq.id).copied().unwrap_or(0);
+        if depth >= dlq.settings.max_messages {
+            tracing::warn!(queue = %from.name, dead_letter = %dlq.name, "dead-letter queue full; message kept");
+            self.conn
+                .prepare_cached("UPDATE messages SET visible_at = ?2 WHERE seq = ?1")?
+                .execute(params![row.seq, now.saturating_add(visibility_ms)])?;
+            return Ok(());
+        }
+        // As in SQS, expiry stays based on the original send time.
+        self.conn
+            .prepare_cached(
+                "UPDATE messages SET queue_id = ?2, visible_at = ?3, receive_count = 0,
+                     first_receive_ms = NULL, receipt = 0, expires_at = ?4
+                 WHERE seq = ?1",
+            )?
+            .execute(params![
+                row.seq,
+                dlq.id,
+                now,
+                row.sent_ms.saturating_add(secs_ms(dlq.settings.retention))
+            ])?;
+        self.depth_add(from.id, -1);
+        self.depth_add(dlq.id, 1);
+        wake.push(Arc::clone(&dlq.notify));
+        Ok(())
+    }
+
+    fn delete(
+        &mut self,
+        entry: &QueueEntry,
+        handles: &[String],
+    ) -> Result<Outcome, rusqlite::Error> {
+        let mut results = Vec::with_capacity(handles.len());
+        for h in handles {
+            let Some((q, seq, token)) = decode_receipt(h).filter(|(q, _, _)| *q == entry.id) else {
+                results.push(Err(QueueError::ReceiptHandleIsInvalid));
+                continue;
+            };
+            // A stale handle (the message was received again since) or an
+            // already deleted message succeeds without deleting, as in SQS.
+            let n = self
+                .conn
+                .prepare_cached(
+                    "DELETE FROM messages WHERE seq = ?1 AND queue_id = ?2 AND receipt = ?3",
+                )?
+                .execute(params![seq, q, token])?;
+            self.depth_add(entry.id, -i64::try_from(n).unwrap_or(0));
+            results.push(Ok(()));
+        }
+        Ok(Outcome::PerEntry(results))
+    }
+
+    fn change_visibility(
+        &mut self,
+        entry: &QueueEntry,
+        entries: &[(String, u32)],
+        now: i64,
+        wake: &mut Vec<Arc<Notify>>,
+    ) -> Result<Outcome, rusqlite::Error> {
+        let mut results = Vec::with_capacity(entries.len());
+        for (h, secs) in entries {
+            let Some((q, seq, token)) = decode_receipt(h).filter(|(q, _, _)| *q == entry.id) else {
+                results.push(Err(QueueError::ReceiptHandleIsInvalid));
+                continue;
+            };
+            let n = self
+                .conn
+                .prepare_cached(
+                    "UPDATE messages SET visible_at = ?4
+                     WHERE seq = ?1 AND queue_id = ?2 AND receipt = ?3 AND visible_at > ?5",
+                )?
+                .execute(params![
+                    seq,
+                    q,
+                    token,
+                    now.saturating_add(secs_ms(*secs)),
+                    now
+                ])?;
+            if n == 0 {
+                results.push(Err(QueueError::MessageNotInflight));
+            } else {
+                if *secs == 0 {
+                    wake.push(Arc::clone(&entry.notify));
+                }
+                results.push(Ok(()));
+            }
+        }
+        Ok(Outcome::PerEntry(results))
+    }
+
+    /// An admin step in its own transaction; the queue map changes only
+    /// after it commits.
+    fn admin(&mut self, op: Op, now: i64) -> Result<Outcome, QueueError> {
+        match op {
+            Op::Create {
+                name,
+                settings,
+                mode,
+            } => self.create(name, settings, mode, now),
+            Op::SetSettings { name, settings } => {
+                let entry = self.shared.entry(&name)?;
+                self.check_settings(&name, &settings)?;
+                self.conn.execute(
+                    "UPDATE queues SET settings = ?2, modified_ms = ?3 WHERE id = ?1",
+                    params![entry.id, settings_json(&settings)?, now],
+                )?;
+                self.replace(&entry, settings, now);
+                Ok(Outcome::Done)
+            }
+            Op::DeleteQueue { name } => {
+                let entry = self.shared.entry(&name)?;
+                let tx = self.conn.transaction()?;
+                tx.execute("DELETE FROM messages WHERE queue_id = ?1", [entry.id])?;
+                tx.execute("DELETE FROM queues WHERE id = ?1", [entry.id])?;
+                tx.commit()?;
+                write(&self.shared.queues).remove(&name);
+                self.depth.remove(&entry.id);
+                // Long polls on it re-check and find it gone.
+                entry.notify.notify_waiters();
+                Ok(Outcome::Done)
+            }
+            Op::Purge { name } => {
+                let entry = self.shared.entry(&name)?;
+                self.conn
+                    .execute("DELETE FROM messages WHERE queue_id = ?1", [entry.id])?;
+                self.depth.insert(entry.id, 0);
+                Ok(Outcome::Done)
+            }
+            _ => Err(QueueError::corrupt("data step run as admin")),
+        }
+    }
+
+    fn check_settings(&self, name: &str, settings: &QueueSettings) -> Result<(), QueueError> {
+        validate_queue_name(name)?;
+        settings.validate()?;
+        if let Some(r) = &settings.redrive {
+            if r.dead_letter == name {
+                return Err(QueueError::bad_attribute(
+                    "RedrivePolicy",
+                    "a queue can't be its own dead-letter queue",
+                ));
+            }
+            if !read(&self.shared.queues).contains_key(&r.dead_letter) {
+                return Err(QueueError::bad_attribute(
+                    "RedrivePolicy",
+                    format!(
+                        "dead-letter queue '{}' does not exist",
+                        quote(&r.dead_letter)
+                    ),
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    fn create(
+        &mut self,
+        name: String,
+        settings: QueueSettings,
+        mode: CreateMode,
+        now: i64,
+    ) -> Result<Outcome, QueueError> {
+        self.check_settings(&name, &settings)?;
+        let existing = read(&self.shared.queues).get(&name).cloned();
+        if let Some(entry) = existing {
+            if entry.settings == settings {
+                return Ok(Outcome::Done);
+            }
+            if mode == CreateMode::IfAbsent {
+                return Err(QueueError::Exists { name });
+            }
+            self.conn.execute(
+                "UPDATE queues SET settings = ?2, modified_ms = ?3 WHERE id = ?1",
+                params![entry.id, settings_json(&settings)?, now],
+            )?;
+            self.replace(&entry, settings, now);
+            return Ok(Outcome::Done);
+        }
+        if read(&self.shared.queues).len() >= MAX_QUEUES {
+            return Err(QueueError::TooManyQueues { max: MAX_QUEUES });
+        }
+        self.conn.execute(
+            "INSERT INTO queues (name, settings, created_ms, modified_ms) VALUES (?1, ?2, ?3, ?3)",
+            params![name, settings_json(&settings)?, now],
+        )?;
+        let id = self.conn.last_insert_rowid();
+        write(&self.shared.queues).insert(
+            name.clone(),
+            Arc::new(QueueEntry {
+                id,
+                name,
+                settings,
+                created_ms: now,
+                modified_ms: now,
+                notify: Arc::new(Notify::new()),
+                waiters: Arc::new(AtomicUsize::new(0)),
+            }),
+        );
+        Ok(Outcome::Done)
+    }
+
+    fn replace(&self, entry: &QueueEntry, settings: QueueSettings, now: i64) {
+        write(&self.shared.queues).insert(
+            entry.name.clone(),
+            Arc::new(QueueEntry {
+                id: entry.id,
+                name: entry.name.clone(),
+                settings,
+                created_ms: entry.created_ms,
+                modified_ms: now,
+                notify: Arc::clone(&entry.notify),
+                waiters: Arc::clone(&entry.waiters),
+            }),
+        );
+        // A shorter wait or delay may have made messages due.
+        entry.notify.notify_waiters();
+    }
+}
+
+fn settings_json(s: &QueueSettings) -> Result<String, QueueError> {
+    serde_json::to_string(s).map_err(|e| QueueError::corrupt(format!("settings: {e}")))
+}
+
+#[derive(Debug)]
+struct Row {
+    seq: i64,
+    message_id: String,
+    body: String,
+    attributes: Option<String>,
+    md5_body: String,
+    md5_attributes: Option<String>,
+    sent_ms: i64,
+    receive_count: i64,
+    first_receive_ms: Option<i64>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn receipts_round_trip_and_garbage_is_refused() {
+        let h = encode_receipt(3, 42, 99);
+        assert_eq!(decode_receipt(&h), Some((3, 42, 99)));
+        for bad in [
+            "",
+            "not base64 !!",
+            &URL_SAFE_NO_PAD.encode("1.2"),
+            &URL_SAFE_NO_PAD.encode("1.2.0"),
+            &URL_SAFE_NO_PAD.encode("1.2.3.4"),
+            &"A".repeat(5000),
+        ] {
+            assert_eq!(decode_receipt(bad), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn tokens_are_positive_and_vary() {
+        let a = fresh_token();
+        let b = fresh_token();
+        assert!(a > 0 && b > 0);
+        assert_ne!(a, b);
+    }
+}

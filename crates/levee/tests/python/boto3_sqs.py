@@ -1,0 +1,110 @@
+"""Drives Levee's SQS API with an unmodified boto3 SQS client.
+
+Usage: boto3_sqs.py ADMIN_URL ADMIN_TOKEN. Exits non-zero with a message on
+the first behaviour that differs from SQS's.
+"""
+
+import hashlib
+import struct
+import sys
+
+import boto3
+from botocore.config import Config
+
+url, token = sys.argv[1], sys.argv[2]
+sqs = boto3.client(
+    "sqs",
+    endpoint_url=url,
+    region_name="us-east-1",
+    aws_access_key_id=token,
+    aws_secret_access_key="unused",
+    config=Config(retries={"max_attempts": 1, "mode": "standard"}),
+)
+
+
+def check(cond, what, detail):
+    if not cond:
+        sys.exit(f"FAIL {what}: {detail!r}")
+
+
+def attributes_md5(attrs):
+    """MD5OfMessageAttributes as SQS computes it (names sorted; each name,
+    data type and value length-prefixed, with a 1 (string) or 2 (binary)
+    transport byte before the value)."""
+    out = b""
+    for name in sorted(attrs):
+        a = attrs[name]
+        for part in (name.encode(), a["DataType"].encode()):
+            out += struct.pack(">I", len(part)) + part
+        if "StringValue" in a:
+            v = a["StringValue"].encode()
+            out += b"\x01" + struct.pack(">I", len(v)) + v
+        else:
+            v = a["BinaryValue"]
+            out += b"\x02" + struct.pack(">I", len(v)) + v
+    return hashlib.md5(out).hexdigest()
+
+
+q = sqs.create_queue(QueueName="jobs", Attributes={"VisibilityTimeout": "30"})["QueueUrl"]
+check(q.endswith("/000000000000/jobs"), "queue url", q)
+check(sqs.get_queue_url(QueueName="jobs")["QueueUrl"] == q, "get_queue_url", None)
+check(q in sqs.list_queues().get("QueueUrls", []), "list_queues", sqs.list_queues())
+
+attrs = {"kind": {"DataType": "String", "StringValue": "order"}, "blob": {"DataType": "Binary", "BinaryValue": b"\x00\x01"}}
+sent = sqs.send_message(QueueUrl=q, MessageBody="hello", MessageAttributes=attrs)
+check(sent["MD5OfMessageBody"] == hashlib.md5(b"hello").hexdigest(), "MD5OfMessageBody", sent)
+check(sent["MD5OfMessageAttributes"] == attributes_md5(attrs), "MD5OfMessageAttributes", sent)
+
+batch = sqs.send_message_batch(QueueUrl=q, Entries=[{"Id": str(i), "MessageBody": f"m{i}"} for i in range(10)])
+check(len(batch.get("Successful", [])) == 10 and batch.get("Failed", []) == [], "send_message_batch", batch)
+
+got = []
+for _ in range(10):
+    r = sqs.receive_message(QueueUrl=q, MaxNumberOfMessages=10, WaitTimeSeconds=1, MessageAttributeNames=["All"], AttributeNames=["All"])
+    got += r.get("Messages", [])
+    if len(got) >= 11:
+        break
+check(len(got) == 11, "received every message once", len(got))
+hello = next(m for m in got if m["Body"] == "hello")
+check(hello["MD5OfBody"] == hashlib.md5(b"hello").hexdigest(), "MD5OfBody", hello)
+check(hello["MessageAttributes"]["kind"]["StringValue"] == "order", "attributes", hello)
+check(hello["Attributes"]["ApproximateReceiveCount"] == "1", "receive count", hello)
+check(sqs.receive_message(QueueUrl=q, WaitTimeSeconds=1).get("Messages", []) == [], "in flight: invisible", None)
+
+sqs.change_message_visibility(QueueUrl=q, ReceiptHandle=hello["ReceiptHandle"], VisibilityTimeout=0)
+again = sqs.receive_message(QueueUrl=q, WaitTimeSeconds=2, AttributeNames=["All"]).get("Messages", [])
+check(len(again) == 1 and again[0]["Body"] == "hello", "visible again after ChangeMessageVisibility 0", again)
+check(again[0]["Attributes"]["ApproximateReceiveCount"] == "2", "receive count grows", again)
+
+deleted = sqs.delete_message_batch(QueueUrl=q, Entries=[{"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]} for i, m in enumerate(got) if m["Body"] != "hello"])
+check(len(deleted.get("Successful", [])) == 10, "delete_message_batch", deleted)
+sqs.delete_message(QueueUrl=q, ReceiptHandle=again[0]["ReceiptHandle"])
+n = sqs.get_queue_attributes(QueueUrl=q, AttributeNames=["All"])["Attributes"]
+check(n["ApproximateNumberOfMessages"] == "0" and n["ApproximateNumberOfMessagesNotVisible"] == "0", "empty", n)
+
+
+def expect(code, call, **kwargs):
+    try:
+        call(**kwargs)
+    except sqs.exceptions.ClientError as e:
+        check(e.response["Error"]["Code"] == code or code in str(e.response), f"error {code}", e.response)
+        return
+    sys.exit(f"FAIL expected {code}")
+
+
+try:
+    sqs.get_queue_url(QueueName="nope")
+    sys.exit("FAIL missing queue found")
+except sqs.exceptions.QueueDoesNotExist:
+    pass
+expect("ReceiptHandleIsInvalid", sqs.delete_message, QueueUrl=q, ReceiptHandle="garbage")
+expect("EmptyBatchRequest", sqs.send_message_batch, QueueUrl=q, Entries=[])
+expect("BatchEntryIdsNotDistinct", sqs.send_message_batch, QueueUrl=q, Entries=[{"Id": "a", "MessageBody": "x"}, {"Id": "a", "MessageBody": "y"}])
+expect("TooManyEntriesInBatchRequest", sqs.send_message_batch, QueueUrl=q, Entries=[{"Id": str(i), "MessageBody": "x"} for i in range(11)])
+
+sqs.send_message(QueueUrl=q, MessageBody="to purge")
+sqs.purge_queue(QueueUrl=q)
+check(sqs.receive_message(QueueUrl=q, WaitTimeSeconds=1).get("Messages", []) == [], "purged", None)
+sqs.delete_queue(QueueUrl=q)
+check(q not in sqs.list_queues().get("QueueUrls", []), "deleted", None)
+print("ok")

@@ -1,0 +1,307 @@
+//! Durable queues end to end: the SQS API with an unmodified boto3 client;
+//! batches through a real runtime with partial failures and dead-letter
+//! redrive; an async route under a flood; every acknowledged message
+//! surviving `kill -9`; the CLI.
+
+mod support;
+
+use std::process::Command;
+use std::time::Duration;
+
+use support::{hello_function, python, request, workspace, Server, ADMIN_TOKEN};
+
+fn py_function(name: &str, processed: &std::path::Path, extra: &str) -> String {
+    format!(
+        "[functions.{name}]\ncommand = [\"{}\", \"-m\", \"awslambdaric\", \"app.handler\"]\ncode = \"{}\"\ntimeout = \"2s\"\nenv = {{ PROCESSED_FILE = \"{}\" }}\n{extra}\n",
+        python(),
+        workspace().join("examples/python").display(),
+        processed.display()
+    )
+}
+
+fn lines(path: &std::path::Path) -> Vec<String> {
+    std::fs::read_to_string(path)
+        .unwrap_or_default()
+        .lines()
+        .map(str::to_owned)
+        .collect()
+}
+
+fn queue_count(s: &Server, name: &str) -> u64 {
+    let doc = s.admin("GET", "/admin/queues", b"").json();
+    doc["queues"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|q| q["name"] == name)
+        .map(|q| {
+            q["approximate_messages"].as_u64().unwrap_or(0) + q["in_flight"].as_u64().unwrap_or(0)
+        })
+        .unwrap_or(0)
+}
+
+#[test]
+fn boto3_sqs_client_works_unmodified() {
+    let s = Server::start("boto3sqs", &hello_function("f", ""));
+    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/python/boto3_sqs.py");
+    let out = Command::new(python())
+        .arg(&script)
+        .arg(format!("http://{}", s.admin))
+        .arg(ADMIN_TOKEN)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}\n{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+        s.stderr()
+    );
+}
+
+#[test]
+fn batches_reach_the_function_with_partial_failures_and_redrive() {
+    let processed = support::scratch("batches").join("processed.txt");
+    let s = Server::start(
+        "batches",
+        &format!(
+            r#"{}
+[queues.jobs]
+visibility_timeout = "2s"
+dead_letter = {{ queue = "jobs-dlq", max_receive_count = 2 }}
+
+[queues.jobs-dlq]
+
+[[event_sources]]
+queue = "jobs"
+function = "worker"
+batch_size = 10
+max_batching_window = "1s"
+max_concurrency = 2
+report_batch_item_failures = true
+"#,
+            py_function("worker", &processed, "reserved_concurrency = 2")
+        ),
+    );
+    for i in 0..30 {
+        let r = s.admin(
+            "POST",
+            "/admin/queues/jobs/messages",
+            format!("m{i}").as_bytes(),
+        );
+        assert_eq!(r.status, 201, "{}", r.text());
+    }
+    for i in 0..2 {
+        s.admin(
+            "POST",
+            "/admin/queues/jobs/messages",
+            format!("fail-{i}").as_bytes(),
+        );
+    }
+    assert!(
+        s.wait_until(Duration::from_secs(30), || lines(&processed).len() >= 30),
+        "processed {} of 30:\n{}",
+        lines(&processed).len(),
+        s.stderr()
+    );
+    let mut got = lines(&processed);
+    got.sort();
+    got.dedup();
+    assert_eq!(got.len(), 30, "every good message processed");
+    assert!(
+        s.wait_until(Duration::from_secs(30), || queue_count(&s, "jobs-dlq") == 2),
+        "the two failing messages land in the dead-letter queue after 2 receives"
+    );
+    let invocations = s.instances("worker")["invocations"].as_u64().unwrap();
+    // 32 messages in batches of 10, plus the failing ones' second receive.
+    assert!(
+        (4..=12).contains(&invocations),
+        "invocations ≈ messages / batch_size: {invocations}"
+    );
+    assert_eq!(queue_count(&s, "jobs"), 0);
+}
+
+#[test]
+fn an_async_route_queues_under_a_flood_and_the_function_stays_within_its_limit() {
+    let processed = support::scratch("asyncflood").join("processed.txt");
+    let s = Server::start(
+        "asyncflood",
+        &format!(
+            r#"[limits]
+max_connections_per_ip = 400
+
+{}
+[queues.inbox]
+visibility_timeout = "5s"
+max_messages = 50
+
+[[event_sources]]
+queue = "inbox"
+function = "worker"
+batch_size = 10
+max_concurrency = 2
+
+[[routes]]
+route = "POST /submit"
+function = "worker"
+async = true
+queue = "inbox"
+"#,
+            py_function("worker", &processed, "reserved_concurrency = 2")
+        ),
+    );
+    let statuses: Vec<u16> = std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..300)
+            .map(|i| {
+                let s = &s;
+                scope.spawn(move || {
+                    request(
+                        s.edge,
+                        "POST",
+                        "/submit",
+                        &[],
+                        format!("order-{i}").as_bytes(),
+                    )
+                    .status
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    let accepted = statuses.iter().filter(|&&c| c == 202).count();
+    let refused = statuses.iter().filter(|&&c| c == 503).count();
+    assert_eq!(accepted + refused, 300, "only 202 or 503: {statuses:?}");
+    assert!(refused > 0, "a full queue refuses");
+    assert!(accepted >= 50, "the queue took at least its bound");
+    assert!(s.instances("worker")["live"].as_u64().unwrap() <= 2);
+    assert!(
+        s.wait_until(Duration::from_secs(60), || lines(&processed).len()
+            >= accepted),
+        "every accepted request reaches the function: {} of {accepted}",
+        lines(&processed).len()
+    );
+    assert!(
+        s.instances("worker")["live"].as_u64().unwrap() <= 2,
+        "never past its concurrency"
+    );
+}
+
+/// SendMessage over the SQS JSON protocol; the body if acknowledged.
+fn send(admin: std::net::SocketAddr, queue_url: &str, body: &str) -> Option<String> {
+    let payload = serde_json::json!({ "QueueUrl": queue_url, "MessageBody": body }).to_string();
+    let auth = format!("Bearer {ADMIN_TOKEN}");
+    let r = std::panic::catch_unwind(|| {
+        request(
+            admin,
+            "POST",
+            "/",
+            &[
+                ("authorization", auth.as_str()),
+                ("x-amz-target", "AmazonSQS.SendMessage"),
+                ("content-type", "application/x-amz-json-1.0"),
+            ],
+            payload.as_bytes(),
+        )
+    })
+    .ok()?;
+    (r.status == 200).then(|| body.to_owned())
+}
+
+#[test]
+fn every_acknowledged_message_survives_kill_9_and_deleted_ones_stay_deleted() {
+    let body = format!("{}\n[queues.durable]\n", hello_function("f", ""));
+    let s = Server::start("queuekill", &body);
+    let admin = s.admin;
+    let url = format!("http://{admin}/000000000000/durable");
+    // Five messages received and deleted before the crash must not return.
+    for i in 0..5 {
+        assert!(send(admin, &url, &format!("gone-{i}")).is_some());
+    }
+    let sqs = |target: &str, payload: serde_json::Value| s.admin_sqs(target, &payload);
+    let received = sqs(
+        "ReceiveMessage",
+        serde_json::json!({ "QueueUrl": url, "MaxNumberOfMessages": 10 }),
+    );
+    for m in received["Messages"].as_array().unwrap() {
+        sqs(
+            "DeleteMessage",
+            serde_json::json!({ "QueueUrl": url, "ReceiptHandle": m["ReceiptHandle"] }),
+        );
+    }
+    // Send under load from a thread; kill -9 the server in the middle.
+    let sender = std::thread::spawn(move || {
+        let mut acked = Vec::new();
+        for i in 0..100_000 {
+            match send(admin, &url, &format!("keep-{i}")) {
+                Some(b) => acked.push(b),
+                None => break,
+            }
+        }
+        acked
+    });
+    std::thread::sleep(Duration::from_millis(700));
+    let dir = s.kill9();
+    let acked = sender.join().unwrap();
+    assert!(acked.len() > 10, "the load ran: {}", acked.len());
+    let s = Server::start_in(dir, &body, &[]);
+    let url = format!("http://{}/000000000000/durable", s.admin);
+    // Drain it all (received messages stay hidden for the rest of the test).
+    let mut bodies: Vec<String> = Vec::new();
+    for _ in 0..20_000 {
+        let got = s.admin_sqs(
+            "ReceiveMessage",
+            &serde_json::json!({ "QueueUrl": url, "MaxNumberOfMessages": 10, "VisibilityTimeout": 600 }),
+        );
+        let Some(messages) = got["Messages"].as_array() else {
+            break;
+        };
+        bodies.extend(
+            messages
+                .iter()
+                .map(|m| m["Body"].as_str().unwrap().to_owned()),
+        );
+    }
+    bodies.sort();
+    for b in &acked {
+        assert!(
+            bodies.binary_search(b).is_ok(),
+            "acknowledged `{b}` lost ({} acked)",
+            acked.len()
+        );
+    }
+    assert!(
+        !bodies.iter().any(|b| b.starts_with("gone-")),
+        "deleted messages came back"
+    );
+}
+
+#[test]
+fn the_cli_lists_sends_and_peeks() {
+    let s = Server::start(
+        "queuecli",
+        &format!("{}\n[queues.q1]\n", hello_function("f", "")),
+    );
+    let admin = format!("http://{}", s.admin);
+    let levee = |args: &[&str]| {
+        let out = Command::new(env!("CARGO_BIN_EXE_levee"))
+            .args(args)
+            .args(["--admin", &admin, "--token", ADMIN_TOKEN])
+            .output()
+            .unwrap();
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+        )
+    };
+    let (code, id) = levee(&["queues", "send", "q1", "hello from the cli"]);
+    assert_eq!(code, Some(0));
+    let (_, list) = levee(&["queues", "list"]);
+    assert!(list.lines().any(|l| l.starts_with("q1\t1\t")), "{list}");
+    let (_, peek) = levee(&["queues", "peek", "q1"]);
+    assert!(
+        peek.contains(id.trim()) && peek.contains("hello from the cli"),
+        "{peek}"
+    );
+    let (code, _) = levee(&["queues", "send", "nope", "x"]);
+    assert_eq!(code, Some(1));
+}
