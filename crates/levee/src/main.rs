@@ -111,6 +111,14 @@ enum Command {
         #[command(flatten)]
         admin: client::AdminArgs,
     },
+    /// Attack a target on loopback and report what legitimate users saw
+    /// (see docs/DRILL.md; `levee drill --help`).
+    #[command(disable_help_flag = true)]
+    Drill {
+        /// Arguments for the drill, e.g. --target URL --scenario mixed.
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
     /// Firewall tools.
     Firewall {
         #[command(subcommand)]
@@ -209,6 +217,7 @@ fn main() -> ExitCode {
         Command::Costs { by, period, admin } => return run_client(costs(admin, by, period)),
         Command::Budgets { admin } => return run_client(budgets(admin)),
         Command::Queues { command, admin } => return run_client(queues_cli(command, admin)),
+        Command::Drill { args } => return levee_drill::main(args),
         Command::Usage {
             key,
             from,

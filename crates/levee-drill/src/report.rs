@@ -1,0 +1,271 @@
+//! The report: a stable, versioned JSON schema (`schema_version`) and the
+//! plain-text summary. It owns the shape that other tools read; it must never
+//! change a field's meaning without bumping [`SCHEMA_VERSION`].
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+
+use serde::{Deserialize, Serialize};
+
+/// Bumped on any incompatible change to [`DrillReport`].
+pub const SCHEMA_VERSION: u32 = 1;
+
+/// Latency summary, milliseconds.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct LatencyMs {
+    /// Median.
+    pub p50: f64,
+    /// 90th percentile.
+    pub p90: f64,
+    /// 99th percentile.
+    pub p99: f64,
+    /// Largest.
+    pub max: f64,
+    /// Mean.
+    pub mean: f64,
+}
+
+/// One second of one class.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SecondReport {
+    /// Seconds since the start (by when the request started).
+    pub second: u64,
+    /// Requests started in that second.
+    pub requests: u64,
+    /// Of which 2xx.
+    pub success: u64,
+    /// Median latency, ms.
+    pub p50_ms: f64,
+    /// p99 latency, ms.
+    pub p99_ms: f64,
+}
+
+/// What one class of traffic saw.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ClassReport {
+    /// Distinct source addresses used.
+    pub sources: u32,
+    /// Requests (slow scenarios: connections) made and finished.
+    pub requests: u64,
+    /// Requests not sent because the class was at its connection cap.
+    pub skipped: u64,
+    /// 2xx answers.
+    pub success: u64,
+    /// `success / requests` (0 when no requests).
+    pub success_ratio: f64,
+    /// Count per status code, or `connect-failed`, `timeout`, `closed`, `held`.
+    pub statuses: BTreeMap<String, u64>,
+    /// Latency of every request (slow scenarios: how long the connection lasted).
+    pub latency_ms: LatencyMs,
+    /// One entry per second of the run.
+    pub series: Vec<SecondReport>,
+}
+
+/// What the run cost the target, read from levee's admin API.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LeveeImpact {
+    /// Sum of every function's invocations before the run.
+    pub invocations_before: u64,
+    /// … and after.
+    pub invocations_after: u64,
+    /// After − before.
+    pub invocations_caused: u64,
+    /// Invocations caused minus legitimate 2xx answers (each of which took
+    /// one invocation unless it was a cache hit): an upper bound on what the
+    /// attack caused.
+    pub invocations_caused_by_attack: u64,
+    /// Spend today (USD, all functions) before the run; None if metering is off.
+    pub spend_usd_before: Option<f64>,
+    /// … and after.
+    pub spend_usd_after: Option<f64>,
+    /// After − before.
+    pub spend_usd_caused: Option<f64>,
+}
+
+/// The settings the run used.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Settings {
+    /// Planned duration, seconds.
+    pub duration_s: f64,
+    /// Attack rate per second.
+    pub rate: u32,
+    /// Legitimate rate per second.
+    pub legit_rate: u32,
+    /// Attack connection cap.
+    pub concurrency: u32,
+    /// Per-request timeout, ms.
+    pub timeout_ms: u64,
+    /// Request cap.
+    pub max_requests: u64,
+}
+
+/// One drill run's report.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DrillReport {
+    /// [`SCHEMA_VERSION`].
+    pub schema_version: u32,
+    /// The scenario's name.
+    pub scenario: String,
+    /// The target URL.
+    pub target: String,
+    /// Wall-clock start, ms since the Unix epoch.
+    pub started_unix_ms: u64,
+    /// How long the run took, seconds (attack plus draining).
+    pub elapsed_s: f64,
+    /// Settings.
+    pub settings: Settings,
+    /// Legitimate traffic.
+    pub legit: ClassReport,
+    /// Attack traffic.
+    pub attack: ClassReport,
+    /// What it cost, if `--admin` was given.
+    pub levee: Option<LeveeImpact>,
+    /// Anything the reader should know (e.g. a failed admin read).
+    pub notes: Vec<String>,
+}
+
+impl DrillReport {
+    /// A short human summary.
+    pub fn summary(&self) -> String {
+        let mut s = String::new();
+        let _ = writeln!(
+            s,
+            "drill {} against {} for {:.1}s",
+            self.scenario, self.target, self.elapsed_s
+        );
+        for (name, c) in [("legit", &self.legit), ("attack", &self.attack)] {
+            let statuses: Vec<String> =
+                c.statuses.iter().map(|(k, v)| format!("{k}:{v}")).collect();
+            let _ = writeln!(
+                s,
+                "  {name:<6} sources {:>5}  requests {:>8} ({:.0}/s)  2xx {:>8} ({:.2}%)  skipped {}  p50 {:.2}ms p90 {:.2}ms p99 {:.2}ms max {:.2}ms  [{}]",
+                c.sources,
+                c.requests,
+                c.requests as f64 / self.settings.duration_s.max(1.0),
+                c.success,
+                c.success_ratio * 100.0,
+                c.skipped,
+                c.latency_ms.p50,
+                c.latency_ms.p90,
+                c.latency_ms.p99,
+                c.latency_ms.max,
+                statuses.join(" ")
+            );
+        }
+        if let Some(l) = &self.levee {
+            let _ = writeln!(
+                s,
+                "  levee  invocations caused {} (by the attack at most {})  spend caused {}",
+                l.invocations_caused,
+                l.invocations_caused_by_attack,
+                l.spend_usd_caused
+                    .map_or("n/a (metering off)".to_string(), |u| format!("${u:.6}"))
+            );
+        }
+        for n in &self.notes {
+            let _ = writeln!(s, "  note: {n}");
+        }
+        s
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+    use crate::stats::{ClassStats, Outcome};
+
+    /// A small report with known numbers.
+    pub(crate) fn sample() -> DrillReport {
+        let mut legit = ClassStats::new(3);
+        let mut attack = ClassStats::new(3);
+        for s in 0..3 {
+            for i in 0..10 {
+                legit.record(s, Outcome::Status(200), 1_000 + i * 100);
+                attack.record(s, Outcome::Status(if i < 2 { 200 } else { 429 }), 300 + i);
+            }
+        }
+        attack.record(1, Outcome::Timeout, 10_000_000);
+        DrillReport {
+            schema_version: SCHEMA_VERSION,
+            scenario: "mixed".into(),
+            target: "http://127.0.0.1:1/f?<x>".into(),
+            started_unix_ms: 1,
+            elapsed_s: 3.2,
+            settings: Settings {
+                duration_s: 3.0,
+                rate: 10,
+                legit_rate: 10,
+                concurrency: 4,
+                timeout_ms: 1000,
+                max_requests: 100,
+            },
+            legit: legit.report(2),
+            attack: attack.report(777),
+            levee: Some(LeveeImpact {
+                invocations_before: 5,
+                invocations_after: 41,
+                invocations_caused: 36,
+                invocations_caused_by_attack: 6,
+                spend_usd_before: None,
+                spend_usd_after: None,
+                spend_usd_caused: None,
+            }),
+            notes: vec!["a <note>".into()],
+        }
+    }
+
+    #[test]
+    fn json_round_trips_with_a_schema_version() {
+        let r = sample();
+        let text = serde_json::to_string(&r).unwrap();
+        let v: serde_json::Value = serde_json::from_str(&text).unwrap();
+        assert_eq!(v["schema_version"], SCHEMA_VERSION);
+        assert_eq!(v["attack"]["statuses"]["429"], 24);
+        assert_eq!(v["attack"]["statuses"]["timeout"], 1);
+        assert_eq!(v["legit"]["series"].as_array().unwrap().len(), 3);
+        assert_eq!(v["levee"]["invocations_caused_by_attack"], 6);
+        let back: DrillReport = serde_json::from_str(&text).unwrap();
+        assert_eq!(back, r);
+        let summary = r.summary();
+        assert!(
+            summary.contains("requests       30") && summary.contains("100.00%"),
+            "{summary}"
+        );
+    }
+
+    #[test]
+    fn html_has_the_charts_and_the_numbers() {
+        let r = sample();
+        let html = crate::html::render(&r);
+        assert!(html.starts_with("<!DOCTYPE html>") && html.trim_end().ends_with("</html>"));
+        assert_eq!(html.matches("<svg ").count(), 4, "four charts");
+        assert_eq!(
+            html.matches("<svg ").count(),
+            html.matches("</svg>").count()
+        );
+        assert_eq!(
+            html.matches("<table").count(),
+            html.matches("</table>").count()
+        );
+        for needle in [
+            "Throughput",
+            "Latency over time",
+            "Status mix",
+            "Invocations vs requests",
+            "<polyline",
+            ">777<",
+            ">31<",
+            "attack 429",
+            "&lt;x&gt;",
+            "a &lt;note&gt;",
+            "invocations caused",
+        ] {
+            assert!(html.contains(needle), "missing {needle}");
+        }
+        assert!(
+            !html.contains("NaN") && !html.contains("inf"),
+            "no non-finite coordinates"
+        );
+        assert!(!html.contains("<x>"), "text is escaped");
+    }
+}

@@ -1,0 +1,259 @@
+//! What each scenario sends, and from where. It owns the request shapes and
+//! the source-address plan (legitimate: 127.10.0.x; attack: 127.20.x.y up);
+//! it must never do I/O: shapes are plain bytes, so they are unit-tested.
+
+use std::net::{IpAddr, Ipv4Addr};
+use std::time::Duration;
+
+use crate::client::{Drip, Shape};
+use crate::plan::{Scenario, Target};
+
+/// Pause between a slow client's steps.
+const SLOW_GAP: Duration = Duration::from_secs(2);
+/// Slow POST's announced body size.
+const SLOW_POST_LENGTH: usize = 1_000_000;
+/// Big body's size: far past any sane route limit, bounded in what we write.
+const BIG_BODY: usize = 16 << 20;
+/// How many kinds of bad input rotate.
+pub const BAD_INPUTS: u64 = 10;
+
+/// The `n`th legitimate source address (n wraps at `sources`).
+pub fn legit_source(n: u64, sources: u32) -> IpAddr {
+    let i = n % u64::from(sources.max(1));
+    IpAddr::V4(Ipv4Addr::new(127, 10, 0, (i % 250) as u8 + 1))
+}
+
+/// The `n`th attack source address: 250 per /24 from 127.20.0.1 on.
+pub fn attack_source(n: u64, sources: u32) -> IpAddr {
+    let i = n % u64::from(sources.max(1));
+    let block = i / 250; // < 256 * 256 for any allowed --sources
+    IpAddr::V4(Ipv4Addr::new(
+        127,
+        20 + (block / 256) as u8,
+        (block % 256) as u8,
+        (i % 250) as u8 + 1,
+    ))
+}
+
+fn head(method: &str, path: &str, t: &Target, extra: &str) -> Vec<u8> {
+    format!(
+        "{method} {path} HTTP/1.1\r\nhost: {}\r\nuser-agent: levee-drill\r\nconnection: close\r\n{extra}\r\n",
+        t.host
+    )
+    .into_bytes()
+}
+
+fn random_token(len: usize) -> String {
+    (0..len).map(|_| fastrand::alphanumeric()).collect()
+}
+
+fn with_query(path: &str, q: &str) -> String {
+    let sep = if path.contains('?') { '&' } else { '?' };
+    format!("{path}{sep}{q}")
+}
+
+/// A legitimate request: `GET` the target's path.
+pub fn legit(t: &Target) -> Shape {
+    Shape::whole(head("GET", &t.path, t, ""))
+}
+
+/// The `n`th attack request of `scenario`.
+pub fn attack(scenario: Scenario, n: u64, t: &Target) -> Shape {
+    let path = t.path.as_str();
+    match scenario {
+        Scenario::Flood => legit(t),
+        Scenario::CacheBust => {
+            let p = if n.is_multiple_of(2) {
+                with_query(
+                    path,
+                    &format!(
+                        "cb={}&{}={}",
+                        random_token(12),
+                        random_token(4),
+                        random_token(8)
+                    ),
+                )
+            } else {
+                let base = path.split('?').next().unwrap_or("/").trim_end_matches('/');
+                format!("{base}/{}", random_token(12))
+            };
+            Shape::whole(head("GET", &p, t, ""))
+        }
+        Scenario::KeyStuffing => Shape::whole(head(
+            "GET",
+            path,
+            t,
+            &format!("x-api-key: {}\r\n", random_token(40)),
+        )),
+        Scenario::BigBody => Shape {
+            send: head(
+                "POST",
+                path,
+                t,
+                &format!(
+                    "content-length: {BIG_BODY}\r\ncontent-type: application/octet-stream\r\n"
+                ),
+            ),
+            filler: BIG_BODY,
+            ..Shape::default()
+        },
+        Scenario::BadInput => bad_input(n, t),
+        Scenario::Slowloris => Shape {
+            send: format!("GET {path} HTTP/1.1\r\nhost: {}\r\n", t.host).into_bytes(),
+            drip: Some(Drip {
+                bytes: format!("x-{}: {}\r\n", random_token(4), random_token(8)).into_bytes(),
+                gap: SLOW_GAP,
+            }),
+            ..Shape::default()
+        },
+        Scenario::SlowPost => Shape {
+            send: head(
+                "POST",
+                path,
+                t,
+                &format!("content-length: {SLOW_POST_LENGTH}\r\n"),
+            ),
+            drip: Some(Drip {
+                bytes: b"a".to_vec(),
+                gap: SLOW_GAP,
+            }),
+            ..Shape::default()
+        },
+        Scenario::SlowRead => Shape {
+            send: head("GET", path, t, ""),
+            slow_read: Some(Drip {
+                bytes: vec![0; 64],
+                gap: SLOW_GAP / 2,
+            }),
+            ..Shape::default()
+        },
+        Scenario::Mixed => {
+            let kinds = [
+                Scenario::Flood,
+                Scenario::CacheBust,
+                Scenario::KeyStuffing,
+                Scenario::BadInput,
+            ];
+            attack(kinds[(n % 4) as usize], n / 4, t)
+        }
+    }
+}
+
+/// The `n`th of [`BAD_INPUTS`] kinds of malformed or pathological request.
+fn bad_input(n: u64, t: &Target) -> Shape {
+    let path = t.path.as_str();
+    let host = &t.host;
+    let send = match n % BAD_INPUTS {
+        0 => b"GARBAGE\x00\x01\x02 / HTTP/9.9\r\n\r\n".to_vec(),
+        1 => head(
+            "GET",
+            path,
+            t,
+            &format!("x-huge: {}\r\n", "a".repeat(64 * 1024)),
+        ),
+        2 => head(
+            "GET",
+            path,
+            t,
+            &(0..1000)
+                .map(|i| format!("x-h{i}: v\r\n"))
+                .collect::<String>(),
+        ),
+        // Inputs that take exponential time in a backtracking regex engine.
+        3 => head(
+            "GET",
+            &with_query(path, &format!("q={}!", "a".repeat(8000))),
+            t,
+            "",
+        ),
+        4 => head(
+            "GET",
+            &with_query(path, &format!("q={}", "(a|aa)*".repeat(500))),
+            t,
+            "",
+        ),
+        // Request smuggling shape: both framings, and a broken chunk.
+        5 => head(
+            "POST",
+            path,
+            t,
+            "content-length: 5\r\ntransfer-encoding: chunked\r\n",
+        )
+        .into_iter()
+        .chain(b"zz\r\nhello\r\n0\r\n\r\n".iter().copied())
+        .collect(),
+        6 => head("GET", "/%zz%%/../../etc/passwd%00", t, ""),
+        7 => head(
+            "GET",
+            &with_query(path, &format!("u={}", "x".repeat(100 * 1024))),
+            t,
+            "",
+        ),
+        8 => head("POST", path, t, "content-length: -1\r\n"),
+        _ => format!("GET {path} HTTP/1.1\nhost {host}\nno-colon-here\n\n").into_bytes(),
+    };
+    Shape::whole(send)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn target() -> Target {
+        Target {
+            url: "http://127.0.0.1:8080/f?x=1".into(),
+            host: "127.0.0.1:8080".into(),
+            addr: "127.0.0.1:8080".parse().unwrap(),
+            path: "/f?x=1".into(),
+        }
+    }
+
+    #[test]
+    fn sources_are_distinct_loopback_addresses_in_their_ranges() {
+        let attack: std::collections::HashSet<_> =
+            (0..64_000).map(|n| attack_source(n, 64_000)).collect();
+        assert_eq!(attack.len(), 64_000);
+        assert!(attack.iter().all(|a| a.is_loopback()));
+        assert_eq!(
+            attack_source(0, 10),
+            "127.20.0.1".parse::<IpAddr>().unwrap()
+        );
+        assert_eq!(
+            attack_source(250, 1000),
+            "127.20.1.1".parse::<IpAddr>().unwrap()
+        );
+        assert_eq!(
+            attack_source(10, 10),
+            attack_source(0, 10),
+            "wraps at --sources"
+        );
+        assert_eq!(legit_source(3, 10), "127.10.0.4".parse::<IpAddr>().unwrap());
+        assert!(
+            !attack.contains(&legit_source(0, 10)),
+            "classes never share an address"
+        );
+    }
+
+    #[test]
+    fn cache_bust_never_repeats_and_bad_input_covers_every_kind() {
+        let t = target();
+        let a = attack(Scenario::CacheBust, 0, &t).send;
+        let b = attack(Scenario::CacheBust, 2, &t).send;
+        assert_ne!(a, b);
+        assert!(String::from_utf8_lossy(&a).starts_with("GET /f?x=1&cb="));
+        assert!(
+            String::from_utf8_lossy(&attack(Scenario::CacheBust, 1, &t).send)
+                .starts_with("GET /f/")
+        );
+        let kinds: std::collections::HashSet<_> = (0..BAD_INPUTS)
+            .map(|n| attack(Scenario::BadInput, n, &t).send)
+            .collect();
+        assert_eq!(kinds.len() as u64, BAD_INPUTS);
+        let big = attack(Scenario::BigBody, 0, &t);
+        assert_eq!(big.filler, BIG_BODY);
+        assert!(attack(Scenario::Slowloris, 0, &t).is_slow());
+        assert!(!attack(Scenario::Mixed, 5, &t).is_slow());
+        let legit_head = String::from_utf8_lossy(&legit(&t).send).into_owned();
+        assert!(legit_head.ends_with("\r\n\r\n") && legit_head.contains("host: 127.0.0.1:8080"));
+    }
+}
