@@ -1,7 +1,8 @@
 //! End to end against the real `levee` binary: a `mixed` drill from 500
 //! attack addresses with a per-IP rate rule in force. Legitimate traffic must
 //! get through, and the attack must cause no more invocations than the rule
-//! allows. Skips (with a message) if the levee binary is not built.
+//! allows. Fails, naming the missing file, if the binaries are not built
+//! (`cargo test --workspace` builds `levee`; `scripts/test` builds `hello-fn`).
 
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
@@ -27,13 +28,20 @@ impl Drop for Levee {
     }
 }
 
-fn bins() -> Option<(PathBuf, PathBuf)> {
+fn bins() -> (PathBuf, PathBuf) {
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..");
     let levee = std::env::var_os("LEVEE_BIN")
         .map(PathBuf::from)
         .unwrap_or_else(|| root.join("target/debug/levee"));
     let hello = levee.with_file_name("hello-fn");
-    (levee.exists() && hello.exists()).then_some((levee, hello))
+    for bin in [&levee, &hello] {
+        assert!(
+            bin.exists(),
+            "{} is not built (set LEVEE_BIN or run `cargo build -p levee -p hello-fn`)",
+            bin.display()
+        );
+    }
+    (levee, hello)
 }
 
 fn start(levee: &Path, hello: &Path) -> (Levee, SocketAddr, SocketAddr) {
@@ -106,12 +114,7 @@ statement = {{ rate = {{ limit = {LIMIT}, window = "60s", key = ["ip"] }} }}
 
 #[test]
 fn mixed_drill_against_levee_keeps_legit_traffic_and_bounds_attack_invocations() {
-    let Some((levee, hello)) = bins() else {
-        eprintln!(
-            "SKIPPED: no levee binary (set LEVEE_BIN or run `cargo build -p levee -p hello-fn`)"
-        );
-        return;
-    };
+    let (levee, hello) = bins();
     let (_server, edge, admin) = start(&levee, &hello);
     let mut plan = DrillPlan::new(&format!("http://{edge}/f"), Scenario::Mixed, false)
         .expect("loopback target");

@@ -10,9 +10,29 @@ use bytes::Bytes;
 use http::{header, HeaderValue, Response, StatusCode};
 use levee_config::Function;
 use levee_meter::{BudgetDecision, Budgets, Invocation, Meters};
-use levee_runtime::{InvokeError, InvokeOutput};
+use levee_runtime::{FunctionHandle, InvokeError, InvokeOutput, InvokeRequest};
 
 use crate::clock::Clock;
+
+/// Invokes `function` the way every path must (HTTP routes, the Invoke API,
+/// queue pollers): the budget check first, then the invocation, then its
+/// meter. `Err` is the budget's refusal; the invocation did not run.
+pub async fn invoke(
+    billing: Option<&Billing>,
+    function: &FunctionHandle,
+    req: InvokeRequest,
+    route: Option<&str>,
+    key: Option<&str>,
+) -> Result<Result<InvokeOutput, InvokeError>, Refusal> {
+    if let Some(b) = billing {
+        b.admit(&function.config().name, key)?;
+    }
+    let result = function.invoke(req).await;
+    if let Some(b) = billing {
+        b.record(function.config(), route, key, &result);
+    }
+    Ok(result)
+}
 
 /// A budget said no: 503 for `stop`, 429 for `throttle`.
 #[derive(Debug)]

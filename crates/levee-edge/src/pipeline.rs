@@ -25,7 +25,7 @@ use levee_runtime::InvokeRequest;
 use levee_shield::firewall::{RequestView, Verdict};
 
 use crate::apikeys::{ApiKeys, KeyCheck};
-use crate::billing::Billing;
+use crate::billing::{self, Billing};
 use crate::cache::{EdgeCache, Fetch, Fetched};
 use crate::client_ip::{first_forwarded, ClientIdentity};
 use crate::event::{build_event, EventInput};
@@ -476,28 +476,19 @@ impl Call {
         let function = &self.target.function;
         let name = &function.config().name;
         let key = self.key_id.as_deref();
-        if let Some(billing) = &self.billing {
-            billing.admit(name, key).map_err(|refusal| {
+        let request = InvokeRequest {
+            request_id: Arc::clone(&self.request_id),
+            payload: Bytes::from(event),
+            client_context: None,
+        };
+        let route = Some(self.target.route_key.as_str());
+        let result = billing::invoke(self.billing.as_deref(), function, request, route, key)
+            .await
+            .map_err(|refusal| {
                 let mut resp = refusal.into_response();
                 resp.extensions_mut().insert(OverBudget);
                 resp
             })?;
-        }
-        let result = function
-            .invoke(InvokeRequest {
-                request_id: Arc::clone(&self.request_id),
-                payload: Bytes::from(event),
-                client_context: None,
-            })
-            .await;
-        if let Some(billing) = &self.billing {
-            billing.record(
-                function.config(),
-                Some(&self.target.route_key),
-                key,
-                &result,
-            );
-        }
         let out = result
             .map_err(|e| {
                 tracing::debug!(function = %name, request_id = %self.request_id, error = %e, "invocation failed");

@@ -14,7 +14,7 @@ use levee_queue::model::{QueueSettings, Redrive};
 use levee_queue::{EventSource, InvokeResult, Invoker};
 use levee_runtime::{InvokeError, InvokeRequest, Scheduler};
 
-use crate::billing::Billing;
+use crate::billing::{self, Billing};
 
 /// `[queues.NAME]` as the queue store's settings.
 pub fn settings(q: &QueueConfig) -> QueueSettings {
@@ -82,21 +82,17 @@ impl Invoker for FunctionInvoker {
             let Some(handle) = self.scheduler.function(&function) else {
                 return InvokeResult::Unavailable;
             };
-            if let Some(b) = &self.billing {
-                if b.admit(&function, None).is_err() {
-                    return InvokeResult::Throttled;
-                }
-            }
-            let result = handle
-                .invoke(InvokeRequest {
-                    request_id: Arc::from(uuid::Uuid::new_v4().to_string()),
-                    payload,
-                    client_context: None,
-                })
-                .await;
-            if let Some(b) = &self.billing {
-                b.record(handle.config(), None, None, &result);
-            }
+            let request = InvokeRequest {
+                request_id: Arc::from(uuid::Uuid::new_v4().to_string()),
+                payload,
+                client_context: None,
+            };
+            let Ok(result) =
+                billing::invoke(self.billing.as_deref(), handle, request, None, None).await
+            else {
+                // Over budget: the batch waits in the queue like a throttle.
+                return InvokeResult::Throttled;
+            };
             match result {
                 Ok(out) => InvokeResult::Ok(out.payload),
                 Err(InvokeError::Throttled(_)) => InvokeResult::Throttled,

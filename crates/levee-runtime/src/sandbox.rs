@@ -306,7 +306,8 @@ fn instance_env(spec: &SpawnSpec<'_>, task: &Path, tmp: &Path) -> Vec<(OsString,
     {
         path = OsString::from(format!("{}:{PATH}", parent.display()));
     }
-    let day = chrono_free_date();
+    // `YYYY/MM/DD` in UTC, as in Lambda log stream names.
+    let day = chrono::Utc::now().format("%Y/%m/%d");
     let mut env: Vec<(OsString, OsString)> = vec![
         (
             "AWS_LAMBDA_RUNTIME_API".into(),
@@ -347,30 +348,6 @@ fn instance_env(spec: &SpawnSpec<'_>, task: &Path, tmp: &Path) -> Vec<(OsString,
     ];
     env.extend(f.env.iter().map(|(k, v)| (k.into(), v.into())));
     env
-}
-
-/// `YYYY/MM/DD` in UTC, as in Lambda log stream names.
-fn chrono_free_date() -> String {
-    let secs = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0);
-    let (y, m, d) = civil_from_days((secs / 86_400) as i64);
-    format!("{y:04}/{m:02}/{d:02}")
-}
-
-/// Days since 1970-01-01 to a proleptic Gregorian date (Howard Hinnant's algorithm).
-fn civil_from_days(z: i64) -> (i64, u32, u32) {
-    let z = z + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    (y, m, d)
 }
 
 #[allow(unsafe_code)]
@@ -664,13 +641,6 @@ mod tests {
             resolve_program("no-such-program-here"),
             "no-such-program-here"
         );
-    }
-
-    #[test]
-    fn civil_dates() {
-        assert_eq!(civil_from_days(0), (1970, 1, 1));
-        assert_eq!(civil_from_days(19_723), (2024, 1, 1));
-        assert_eq!(civil_from_days(20_785), (2026, 11, 28));
     }
 
     #[test]

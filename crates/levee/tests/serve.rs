@@ -125,6 +125,19 @@ fn instances_get_the_lambda_environment_and_nothing_of_the_platforms() {
     assert_eq!(env["AWS_REGION"], "us-east-1");
     assert_eq!(env["GREETING"], "hi");
     assert_eq!(env["AWS_LAMBDA_INITIALIZATION_TYPE"], "on-demand");
+    // Lambda names log streams `YYYY/MM/DD/[$LATEST]<instance>`, UTC.
+    let stream = env["AWS_LAMBDA_LOG_STREAM_NAME"].as_str().unwrap();
+    let (day, instance) = stream.split_at(10);
+    let digits: Vec<&str> = day.split('/').collect();
+    assert!(
+        digits.iter().map(|d| d.len()).eq([4, 2, 2])
+            && digits.iter().all(|d| d.bytes().all(|b| b.is_ascii_digit())),
+        "{stream}"
+    );
+    assert!(
+        instance.starts_with("/[$LATEST]") && instance.len() > 10,
+        "{stream}"
+    );
     assert!(env["AWS_LAMBDA_RUNTIME_API"]
         .as_str()
         .unwrap()

@@ -14,9 +14,9 @@ use axum::response::{IntoResponse, Response};
 use base64::Engine;
 use bytes::Bytes;
 use http_body_util::{BodyExt, Limited};
-use levee_runtime::{function_arn, FunctionHandle, InvokeError, InvokeOutput, InvokeRequest};
+use levee_runtime::{function_arn, FunctionHandle, InvokeError, InvokeRequest};
 
-use crate::billing::Billing;
+use crate::billing::{self, Billing};
 use serde_json::json;
 
 use super::AdminState;
@@ -151,7 +151,10 @@ pub(super) async fn invoke(
             });
             StatusCode::ACCEPTED.into_response()
         }
-        _ => match invoke_billed(state.billing.as_deref(), &function, req).await {
+        _ => match billing::invoke(state.billing.as_deref(), &function, req, None, None)
+            .await
+            .ok()
+        {
             None => throttled("BudgetExceeded"),
             Some(Ok(out)) => payload_response(StatusCode::OK, out.payload),
             Some(Err(InvokeError::Throttled(limit))) => throttled(limit.reason()),
@@ -185,31 +188,14 @@ pub(super) async fn invoke(
 /// throttles retry with backoff from 1 s (Lambda keeps trying for hours;
 /// here [`EVENT_THROTTLE_ATTEMPTS`] attempts), function errors are retried
 /// [`EVENT_ERROR_RETRIES`] times after 1 s and 2 s (Lambda: 1 and 2 minutes).
-/// Invokes through billing: the budget check first (`None`: refused), the
-/// meter after.
-async fn invoke_billed(
-    billing: Option<&Billing>,
-    function: &FunctionHandle,
-    req: InvokeRequest,
-) -> Option<Result<InvokeOutput, InvokeError>> {
-    let name = &function.config().name;
-    if billing.is_some_and(|b| b.admit(name, None).is_err()) {
-        return None;
-    }
-    let result = function.invoke(req).await;
-    if let Some(b) = billing {
-        b.record(function.config(), None, None, &result);
-    }
-    Some(result)
-}
-
 async fn run_event(billing: Option<Arc<Billing>>, function: &FunctionHandle, req: InvokeRequest) {
     let name = &function.config().name;
     let (mut throttles, mut errors) = (0u32, 0u32);
     loop {
         // A budget refusal waits like a throttle: queued work waits.
-        let result = invoke_billed(billing.as_deref(), function, req.clone())
+        let result = billing::invoke(billing.as_deref(), function, req.clone(), None, None)
             .await
+            .ok()
             .unwrap_or(Err(InvokeError::Throttled(levee_runtime::Limit::Account {
                 limit: 0,
             })));
