@@ -1,6 +1,7 @@
 //! Reading what the run cost from levee's admin API: the sum of every
-//! function's invocations (`/admin/functions`) and today's spend
-//! (`/admin/costs`). It owns only reads; it must never change the target.
+//! function's invocations and live instances (`/admin/functions`), today's
+//! spend (`/admin/costs`) and levee's own memory (`/metrics`). It owns only
+//! reads; it must never change the target.
 
 use std::time::Duration;
 
@@ -18,9 +19,14 @@ pub struct Reading {
     pub invocations: u64,
     /// Today's spend in USD over every function; None if metering is off.
     pub spend_usd: Option<f64>,
+    /// Sum of `instances.live` over every function.
+    pub live_instances: u64,
+    /// Levee's resident memory (`process_resident_memory_bytes`); None if
+    /// `/metrics` did not say.
+    pub resident_bytes: Option<u64>,
 }
 
-async fn get_json(api: &AdminApi, path: &str) -> Result<(u16, serde_json::Value), DrillError> {
+async fn get(api: &AdminApi, path: &str) -> Result<(u16, Vec<u8>), DrillError> {
     let req = format!(
         "GET {path} HTTP/1.1\r\nhost: {}\r\nauthorization: Bearer {}\r\nconnection: close\r\n\r\n",
         api.addr, api.token
@@ -29,9 +35,13 @@ async fn get_json(api: &AdminApi, path: &str) -> Result<(u16, serde_json::Value)
         url: format!("{}{path}", api.url.trim_end_matches('/')),
         reason,
     };
-    let (status, body) = fetch(api.addr, req.as_bytes(), ADMIN_TIMEOUT)
+    fetch(api.addr, req.as_bytes(), ADMIN_TIMEOUT)
         .await
-        .map_err(err)?;
+        .map_err(err)
+}
+
+async fn get_json(api: &AdminApi, path: &str) -> Result<(u16, serde_json::Value), DrillError> {
+    let (status, body) = get(api, path).await?;
     let json = serde_json::from_slice(&body).unwrap_or(serde_json::Value::Null);
     Ok((status, json))
 }
@@ -44,6 +54,26 @@ pub fn invocations_of(doc: &serde_json::Value) -> Option<u64> {
             .filter_map(|f| f.get("instances")?.get("invocations")?.as_u64())
             .sum(),
     )
+}
+
+/// Sums `functions[].instances.live`.
+pub fn live_instances_of(doc: &serde_json::Value) -> u64 {
+    doc.get("functions")
+        .and_then(|f| f.as_array())
+        .map_or(0, |fns| {
+            fns.iter()
+                .filter_map(|f| f.get("instances")?.get("live")?.as_u64())
+                .sum()
+        })
+}
+
+/// The `process_resident_memory_bytes` sample of a Prometheus exposition.
+pub fn resident_bytes_of(exposition: &str) -> Option<u64> {
+    let value = exposition
+        .lines()
+        .find_map(|l| l.strip_prefix("process_resident_memory_bytes "))?;
+    let bytes: f64 = value.trim().parse().ok()?;
+    (bytes.is_finite() && bytes >= 0.0).then_some(bytes as u64)
 }
 
 /// Sums `costs[].usd`.
@@ -67,9 +97,15 @@ pub async fn read(api: &AdminApi) -> Result<Reading, DrillError> {
         Ok((200, doc)) => spend_of(&doc),
         _ => None,
     };
+    let resident_bytes = match get(api, "/metrics").await {
+        Ok((200, text)) => resident_bytes_of(&String::from_utf8_lossy(&text)),
+        _ => None,
+    };
     Ok(Reading {
         invocations,
         spend_usd,
+        live_instances: live_instances_of(&doc),
+        resident_bytes,
     })
 }
 
@@ -88,5 +124,20 @@ mod tests {
         assert_eq!(invocations_of(&serde_json::json!({"message": "no"})), None);
         let c = serde_json::json!({"costs": [{"usd": 0.25}, {"usd": 0.5}]});
         assert_eq!(spend_of(&c), Some(0.75));
+        let live = serde_json::json!({"functions": [
+            {"instances": {"live": 2}}, {"instances": {"live": 5}}, {"name": "c"}
+        ]});
+        assert_eq!(live_instances_of(&live), 7);
+    }
+
+    #[test]
+    fn reads_resident_memory_from_the_exposition() {
+        let text = "# HELP process_resident_memory_bytes x\n# TYPE process_resident_memory_bytes gauge\nprocess_resident_memory_bytes 31457280\nlevee_x 1\n";
+        assert_eq!(resident_bytes_of(text), Some(31_457_280));
+        assert_eq!(
+            resident_bytes_of("process_resident_memory_bytes NaN\n"),
+            None
+        );
+        assert_eq!(resident_bytes_of("levee_x 1\n"), None);
     }
 }

@@ -1,12 +1,14 @@
 //! Running a plan: one open-loop generator per class (legitimate, attack),
 //! each spawning attempts at its rate up to its connection cap, a progress
-//! line every second, and the admin readings around the run. It owns the
+//! bar (a plain line when stderr is not a terminal) and an admin reading
+//! every second, and the admin readings around the run. It owns the
 //! run's time and count bounds; it must never outlive `duration` plus one
 //! drain period, nor send more than `max_requests`.
 
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 use tokio::time::Instant;
@@ -25,6 +27,23 @@ const TICK: Duration = Duration::from_millis(10);
 const DRAIN_GRACE: Duration = Duration::from_secs(2);
 /// Pause before the "after" admin reading, so counters settle.
 const SETTLE: Duration = Duration::from_millis(300);
+/// Bound on the once-a-second admin reading: a slow admin API must not
+/// stretch the run.
+const SAMPLE_TIMEOUT: Duration = Duration::from_millis(500);
+
+/// The most the once-a-second admin readings saw.
+#[derive(Debug, Default, Clone, Copy)]
+struct Peaks {
+    instances: u64,
+    memory: Option<u64>,
+}
+
+impl Peaks {
+    fn see(&mut self, r: &admin::Reading) {
+        self.instances = self.instances.max(r.live_instances);
+        self.memory = self.memory.max(r.resident_bytes);
+    }
+}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Class {
@@ -108,6 +127,18 @@ async fn drive(plan: Arc<DrillPlan>, g: Generator, stats: Shared, start: Instant
     }
 }
 
+fn progress_bar(plan: &DrillPlan) -> ProgressBar {
+    // Draws only on a terminal; `quiet` hides it there too.
+    let bar = ProgressBar::new(plan.duration.as_secs().max(1));
+    if plan.quiet {
+        bar.set_draw_target(ProgressDrawTarget::hidden());
+    }
+    if let Ok(style) = ProgressStyle::with_template("{elapsed:>4} [{bar:24}] {pos}/{len}s {msg}") {
+        bar.set_style(style.progress_chars("=> "));
+    }
+    bar
+}
+
 fn progress_line(elapsed: Duration, total: Duration, legit: &Shared, attack: &Shared) -> String {
     let (lr, lo, lp) = with(legit, |s| (s.requests(), s.success(), s.p99_ms()));
     let (ar, ao, ap) = with(attack, |s| (s.requests(), s.success(), s.p99_ms()));
@@ -137,6 +168,10 @@ pub async fn run(plan: DrillPlan) -> Result<DrillReport, DrillError> {
         Some(api) => Some(admin::read(api).await?),
         None => None,
     };
+    let mut peaks = Peaks::default();
+    if let Some(r) = &before {
+        peaks.see(r);
+    }
     let started_unix_ms = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as u64);
@@ -172,8 +207,10 @@ pub async fn run(plan: DrillPlan) -> Result<DrillReport, DrillError> {
         Arc::clone(&attack),
         start,
     ));
-    // Progress once a second; the generators bound themselves, this loop is
-    // bounded too (duration + timeout + grace, in seconds, plus slack).
+    // Progress and an admin reading once a second; the generators bound
+    // themselves, this loop is bounded too (duration + timeout + grace, in
+    // seconds, plus slack).
+    let bar = progress_bar(&plan);
     let max_beats = secs + plan.timeout.as_secs() + DRAIN_GRACE.as_secs() + 5;
     for _ in 0..max_beats {
         let done = tokio::time::timeout(Duration::from_secs(1), async {
@@ -183,13 +220,19 @@ pub async fn run(plan: DrillPlan) -> Result<DrillReport, DrillError> {
         if done.is_ok() {
             break;
         }
-        if !plan.quiet {
-            eprintln!(
-                "{}",
-                progress_line(start.elapsed(), plan.duration, &legit, &attack)
-            );
+        if let Some(api) = &plan.admin {
+            if let Ok(Ok(r)) = tokio::time::timeout(SAMPLE_TIMEOUT, admin::read(api)).await {
+                peaks.see(&r);
+            }
         }
+        let line = progress_line(start.elapsed(), plan.duration, &legit, &attack);
+        if bar.is_hidden() && !plan.quiet {
+            eprintln!("{line}");
+        }
+        bar.set_position(start.elapsed().as_secs().min(secs));
+        bar.set_message(line);
     }
+    bar.finish_and_clear();
     tasks.abort_all();
     let elapsed_s = start.elapsed().as_secs_f64();
     let legit_report = with(&legit, |s| s.report(plan.legit_sources));
@@ -206,6 +249,7 @@ pub async fn run(plan: DrillPlan) -> Result<DrillReport, DrillError> {
             tokio::time::sleep(SETTLE).await;
             match admin::read(api).await {
                 Ok(after) => {
+                    peaks.see(&after);
                     let caused = after.invocations.saturating_sub(before.invocations);
                     Some(LeveeImpact {
                         invocations_before: before.invocations,
@@ -218,6 +262,8 @@ pub async fn run(plan: DrillPlan) -> Result<DrillReport, DrillError> {
                             .spend_usd
                             .zip(after.spend_usd)
                             .map(|(b, a)| (a - b).max(0.0)),
+                        instances_peak: peaks.instances,
+                        memory_peak_bytes: peaks.memory,
                     })
                 }
                 Err(e) => {

@@ -1,22 +1,42 @@
-//! The self-contained HTML report: summary tables and inline SVG charts
+//! The self-contained HTML report: summary tables and four charts
 //! (throughput and latency over time per class, status mix, invocations vs
-//! requests). Hand-written SVG: four simple charts need ~100 lines, no
-//! dependency, and render byte-for-byte the same everywhere (plotters is not
-//! in this workspace's lockfile or offline cache). It must never emit a
-//! number it did not escape or a NaN into a coordinate.
+//! requests), drawn by plotters into SVG that is inlined in the page, so the
+//! report is one file with no external resources. It must never emit text it
+//! did not escape or a NaN into a coordinate: plotters' SVG backend escapes
+//! every text and attribute it writes, and every value is made finite before
+//! it reaches a chart.
 
+use std::error::Error;
 use std::fmt::Write as _;
 
-use crate::report::{ClassReport, DrillReport};
+use plotters::coord::types::RangedCoordf64;
+use plotters::coord::Shift;
+use plotters::element::DashedPathElement;
+use plotters::prelude::*;
+use plotters::style::text_anchor::{HPos, Pos, VPos};
 
-const W: f64 = 720.0;
-const H: f64 = 260.0;
-const LEFT: f64 = 60.0;
-const RIGHT: f64 = 150.0;
-const TOP: f64 = 30.0;
-const BOTTOM: f64 = 40.0;
-const LEGIT: &str = "#1b7f3b";
-const ATTACK: &str = "#c0392b";
+use crate::report::{ClassReport, DrillReport, SecondReport};
+
+const W: u32 = 720;
+const H: u32 = 260;
+/// Room right of a line chart's plot for its legend.
+const LEGEND_W: u32 = 150;
+/// Height of one bar in a bar chart, gap included.
+const BAR_ROW: u32 = 22;
+const FONT: &str = "sans-serif";
+/// Font sizes as plotters takes them; its SVG says `size / 1.24` px, so these
+/// come out at about the page's 16 px headings and 11 px small print.
+const TITLE_SIZE: u32 = 20;
+const TEXT_SIZE: u32 = 14;
+/// Dash and gap, px, of the dashed (2xx, p50) lines.
+const DASH: (u32, u32) = (5, 3);
+const LEGIT: RGBColor = RGBColor(0x1b, 0x7f, 0x3b);
+const ATTACK: RGBColor = RGBColor(0xc0, 0x39, 0x2b);
+const LEVEE: RGBColor = RGBColor(0x55, 0x55, 0x55);
+const GRID: RGBColor = RGBColor(0xdd, 0xdd, 0xdd);
+
+type Drawn = Result<(), Box<dyn Error>>;
+type Area<'a> = DrawingArea<SVGBackend<'a>, Shift>;
 
 /// Escapes text for HTML and SVG.
 pub fn esc(s: &str) -> String {
@@ -42,130 +62,16 @@ fn finite(v: f64) -> f64 {
     }
 }
 
-/// A round axis maximum ≥ `v` (1, 2, 5 × 10^k).
-fn nice_max(v: f64) -> f64 {
-    let v = finite(v).max(1e-9);
-    let mag = 10f64.powf(v.log10().floor());
-    [1.0, 2.0, 5.0, 10.0]
-        .iter()
-        .map(|m| m * mag)
-        .find(|&c| c >= v)
-        .unwrap_or(10.0 * mag)
-}
-
-/// One line of a line chart.
-#[derive(Debug)]
-struct Line<'a> {
-    name: String,
-    color: &'a str,
-    dashed: bool,
-    points: Vec<(f64, f64)>,
-}
-
-fn line_chart(title: &str, y_label: &str, lines: &[Line<'_>]) -> String {
-    let xmax = nice_max(
-        lines
-            .iter()
-            .flat_map(|l| l.points.iter().map(|p| p.0))
-            .fold(1.0, f64::max),
-    );
-    let ymax = nice_max(
-        lines
-            .iter()
-            .flat_map(|l| l.points.iter().map(|p| p.1))
-            .fold(0.0, f64::max),
-    );
-    let (pw, ph) = (W - LEFT - RIGHT, H - TOP - BOTTOM);
-    let x = |v: f64| LEFT + finite(v) / xmax * pw;
-    let y = |v: f64| TOP + ph - finite(v) / ymax * ph;
-    let mut s = format!(
-        "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{W}\" height=\"{H}\" viewBox=\"0 0 {W} {H}\" role=\"img\" aria-label=\"{t}\"><text x=\"{LEFT}\" y=\"18\" font-weight=\"bold\">{t}</text>",
-        t = esc(title)
-    );
-    for i in 0..=4 {
-        let f = f64::from(i) / 4.0;
-        let _ = write!(
-            s,
-            "<line x1=\"{LEFT}\" x2=\"{:.1}\" y1=\"{yy:.1}\" y2=\"{yy:.1}\" stroke=\"#ddd\"/><text x=\"{:.1}\" y=\"{:.1}\" text-anchor=\"end\" font-size=\"11\">{}</text><text x=\"{:.1}\" y=\"{:.1}\" text-anchor=\"middle\" font-size=\"11\">{}</text>",
-            LEFT + pw,
-            LEFT - 4.0,
-            y(f * ymax) + 4.0,
-            fmt_num(f * ymax),
-            x(f * xmax),
-            TOP + ph + 16.0,
-            fmt_num(f * xmax),
-            yy = y(f * ymax),
-        );
+/// The upper end of an axis that starts at 0: the largest value plus
+/// `headroom` (a fraction), or 1 when there is nothing above 0, so the range
+/// is never empty (an empty range would divide by zero when mapping).
+fn axis_max(values: impl Iterator<Item = f64>, headroom: f64) -> f64 {
+    let max = values.map(finite).fold(0.0, f64::max);
+    if max > 0.0 {
+        max * (1.0 + headroom)
+    } else {
+        1.0
     }
-    let _ = write!(
-        s,
-        "<text x=\"{:.1}\" y=\"{:.1}\" text-anchor=\"middle\" font-size=\"11\">seconds</text><text x=\"12\" y=\"{:.1}\" font-size=\"11\" transform=\"rotate(-90 12 {:.1})\" text-anchor=\"middle\">{}</text>",
-        LEFT + pw / 2.0,
-        H - 6.0,
-        TOP + ph / 2.0,
-        TOP + ph / 2.0,
-        esc(y_label)
-    );
-    for (i, l) in lines.iter().enumerate() {
-        let pts: Vec<String> = l
-            .points
-            .iter()
-            .map(|&(a, b)| format!("{:.1},{:.1}", x(a), y(b)))
-            .collect();
-        let dash = if l.dashed {
-            " stroke-dasharray=\"5 3\""
-        } else {
-            ""
-        };
-        let ly = TOP + 14.0 * i as f64;
-        let _ = write!(
-            s,
-            "<polyline fill=\"none\" stroke=\"{c}\" stroke-width=\"2\"{dash} points=\"{}\"/><line x1=\"{:.1}\" x2=\"{:.1}\" y1=\"{ly:.1}\" y2=\"{ly:.1}\" stroke=\"{c}\" stroke-width=\"2\"{dash}/><text x=\"{:.1}\" y=\"{:.1}\" font-size=\"11\">{}</text>",
-            pts.join(" "),
-            LEFT + pw + 10.0,
-            LEFT + pw + 30.0,
-            LEFT + pw + 34.0,
-            ly + 4.0,
-            esc(&l.name),
-            c = l.color,
-        );
-    }
-    s.push_str("</svg>");
-    s
-}
-
-/// Horizontal bars: (label, value, colour).
-fn bar_chart(title: &str, bars: &[(String, f64, &str)]) -> String {
-    let row = 22.0;
-    let h = TOP + row * bars.len().max(1) as f64 + 10.0;
-    let label_w = 200.0;
-    let pw = W - label_w - 90.0;
-    let max = bars
-        .iter()
-        .map(|b| finite(b.1))
-        .fold(0.0, f64::max)
-        .max(1e-9);
-    let mut s = format!(
-        "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{W}\" height=\"{h:.0}\" viewBox=\"0 0 {W} {h:.0}\" role=\"img\" aria-label=\"{t}\"><text x=\"10\" y=\"18\" font-weight=\"bold\">{t}</text>",
-        t = esc(title)
-    );
-    for (i, (label, v, color)) in bars.iter().enumerate() {
-        let y = TOP + row * i as f64;
-        let _ = write!(
-            s,
-            "<text x=\"{:.1}\" y=\"{:.1}\" text-anchor=\"end\" font-size=\"12\">{}</text><rect x=\"{label_w}\" y=\"{y:.1}\" width=\"{:.1}\" height=\"{:.1}\" fill=\"{color}\"/><text x=\"{:.1}\" y=\"{:.1}\" font-size=\"12\">{}</text>",
-            label_w - 6.0,
-            y + 14.0,
-            esc(label),
-            finite(*v) / max * pw,
-            row - 6.0,
-            label_w + finite(*v) / max * pw + 4.0,
-            y + 14.0,
-            fmt_num(*v),
-        );
-    }
-    s.push_str("</svg>");
-    s
 }
 
 fn fmt_num(v: f64) -> String {
@@ -177,19 +83,190 @@ fn fmt_num(v: f64) -> String {
     }
 }
 
-fn series<'a>(
+/// Draws one chart into an inline SVG, labelled for screen readers. The
+/// in-memory backend does not fail in practice; if drawing ever does, the
+/// page says so instead of carrying a half-drawn chart.
+fn svg(title: &str, size: (u32, u32), draw: impl FnOnce(&Area<'_>) -> Drawn) -> String {
+    let mut buf = String::new();
+    let drawn = {
+        let root = SVGBackend::with_string(&mut buf, size).into_drawing_area();
+        draw(&root).and_then(|()| Ok(root.present()?))
+    };
+    match drawn {
+        Ok(()) => format!(
+            "<div class=\"chart\" role=\"img\" aria-label=\"{}\">{buf}</div>",
+            esc(title)
+        ),
+        Err(e) => format!(
+            "<p class=\"note\">Chart “{}” could not be drawn: {}</p>",
+            esc(title),
+            esc(&e.to_string())
+        ),
+    }
+}
+
+/// One line of a line chart.
+#[derive(Debug)]
+struct Line {
+    name: String,
+    color: RGBColor,
+    dashed: bool,
+    points: Vec<(f64, f64)>,
+}
+
+fn line_chart(title: &str, y_label: &str, lines: &[Line]) -> String {
+    let x_max = axis_max(lines.iter().flat_map(|l| l.points.iter().map(|p| p.0)), 0.0);
+    let y_max = axis_max(
+        lines.iter().flat_map(|l| l.points.iter().map(|p| p.1)),
+        0.05,
+    );
+    svg(title, (W, H), |root| {
+        let (plot, key) = root.split_horizontally(W - LEGEND_W);
+        let mut chart = ChartBuilder::on(&plot)
+            .caption(title, (FONT, TITLE_SIZE).into_font().style(FontStyle::Bold))
+            .margin(10)
+            .x_label_area_size(40)
+            .y_label_area_size(60)
+            .build_cartesian_2d(0.0..x_max, 0.0..y_max)?;
+        chart
+            .configure_mesh()
+            .disable_x_mesh()
+            .bold_line_style(GRID)
+            .light_line_style(TRANSPARENT)
+            .x_labels(6)
+            .y_labels(5)
+            .x_label_formatter(&|v| fmt_num(*v))
+            .y_label_formatter(&|v| fmt_num(*v))
+            .label_style((FONT, TEXT_SIZE))
+            .axis_desc_style((FONT, TEXT_SIZE))
+            .x_desc("seconds")
+            .y_desc(y_label)
+            .draw()?;
+        for l in lines {
+            draw_line(&mut chart, l)?;
+        }
+        legend(&key, lines)
+    })
+}
+
+fn draw_line(
+    chart: &mut ChartContext<'_, SVGBackend<'_>, Cartesian2d<RangedCoordf64, RangedCoordf64>>,
+    l: &Line,
+) -> Drawn {
+    let style = l.color.stroke_width(2);
+    let points = l.points.iter().map(|&(x, y)| (finite(x), finite(y)));
+    if l.dashed {
+        chart.draw_series(DashedLineSeries::new(points, DASH.0, DASH.1, style))?;
+    } else {
+        chart.draw_series(LineSeries::new(points, style))?;
+    }
+    Ok(())
+}
+
+/// The key beside a line chart, drawn by hand: plotters clips its own series
+/// labels to the plot, so they could only sit on top of the lines.
+fn legend(area: &Area<'_>, lines: &[Line]) -> Drawn {
+    let font = beside();
+    for (i, l) in lines.iter().enumerate() {
+        // Starts level with the top of the plot, below the caption.
+        let y = 45 + 18 * i as i32;
+        let ends = vec![(5, y), (30, y)];
+        let style = l.color.stroke_width(2);
+        if l.dashed {
+            area.draw(&DashedPathElement::new(ends, DASH.0, DASH.1, style))?;
+        } else {
+            area.draw(&PathElement::new(ends, style))?;
+        }
+        area.draw(&Text::new(l.name.as_str(), (36, y), font.clone()))?;
+    }
+    Ok(())
+}
+
+/// Text that starts at its anchor and is centred on it vertically: legend
+/// names and bar values, each beside what it labels.
+fn beside() -> TextStyle<'static> {
+    TextStyle::from((FONT, TEXT_SIZE).into_font()).pos(Pos::new(HPos::Left, VPos::Center))
+}
+
+fn series(
     name: &str,
-    color: &'a str,
+    color: RGBColor,
     dashed: bool,
     c: &ClassReport,
-    f: impl Fn(&crate::report::SecondReport) -> f64,
-) -> Line<'a> {
+    f: impl Fn(&SecondReport) -> f64,
+) -> Line {
     Line {
         name: name.to_string(),
         color,
         dashed,
         points: c.series.iter().map(|s| (s.second as f64, f(s))).collect(),
     }
+}
+
+/// One bar of a bar chart.
+#[derive(Debug)]
+struct Bar {
+    label: String,
+    value: f64,
+    color: RGBColor,
+}
+
+fn bar(label: impl Into<String>, value: f64, color: RGBColor) -> Bar {
+    Bar {
+        label: label.into(),
+        value: finite(value),
+        color,
+    }
+}
+
+/// Horizontal bars, first at the top, each labelled with its value. Bar `i`
+/// sits on the whole number `n - 1 - i` of a y axis from -0.5 to n - 0.5:
+/// asked for at most n labels there, plotters puts one on each whole number,
+/// and the formatter turns it into that bar's label.
+fn bar_chart(title: &str, bars: &[Bar]) -> String {
+    let n = bars.len().max(1);
+    let height = 70 + BAR_ROW * n as u32;
+    let row = |i: usize| (n - 1 - i) as f64;
+    let label = |y: &f64| {
+        let i = n as f64 - 1.0 - y.round();
+        if (y - y.round()).abs() > 1e-6 || i < 0.0 {
+            return String::new();
+        }
+        bars.get(i as usize)
+            .map_or(String::new(), |b| b.label.clone())
+    };
+    // Headroom for the value written past the longest bar.
+    let x_max = axis_max(bars.iter().map(|b| b.value), 0.15);
+    svg(title, (W, height), |root| {
+        let mut chart = ChartBuilder::on(root)
+            .caption(title, (FONT, TITLE_SIZE).into_font().style(FontStyle::Bold))
+            .margin(10)
+            .margin_right(30)
+            .x_label_area_size(25)
+            .y_label_area_size(190)
+            .build_cartesian_2d(0.0..x_max, -0.5..n as f64 - 0.5)?;
+        chart
+            .configure_mesh()
+            .disable_y_mesh()
+            .bold_line_style(GRID)
+            .light_line_style(TRANSPARENT)
+            .x_labels(6)
+            .y_labels(n)
+            .x_label_formatter(&|v| fmt_num(*v))
+            .y_label_formatter(&label)
+            .label_style((FONT, TEXT_SIZE))
+            .draw()?;
+        chart.draw_series(bars.iter().enumerate().map(|(i, b)| {
+            let y = row(i);
+            Rectangle::new([(0.0, y - 0.35), (b.value, y + 0.35)], b.color.filled())
+        }))?;
+        let value_style = beside();
+        chart.draw_series(bars.iter().enumerate().map(|(i, b)| {
+            EmptyElement::at((b.value, row(i)))
+                + Text::new(fmt_num(b.value), (4, 0), value_style.clone())
+        }))?;
+        Ok(())
+    })
 }
 
 fn class_table(name: &str, c: &ClassReport) -> String {
@@ -203,6 +280,40 @@ fn class_table(name: &str, c: &ClassReport) -> String {
         esc(name), c.sources, c.requests, c.success, c.success_ratio * 100.0, c.skipped,
         c.latency_ms.p50, c.latency_ms.p90, c.latency_ms.p99, c.latency_ms.max, statuses.join(", ")
     )
+}
+
+/// One bar per class and status, legit first.
+fn status_bars(r: &DrillReport) -> Vec<Bar> {
+    [("legit", &r.legit, LEGIT), ("attack", &r.attack, ATTACK)]
+        .into_iter()
+        .flat_map(|(name, c, color)| {
+            c.statuses
+                .iter()
+                .map(move |(k, v)| bar(format!("{name} {k}"), *v as f64, color))
+        })
+        .collect()
+}
+
+/// What was sent against what the target ran (when levee was read).
+fn cost_bars(r: &DrillReport) -> Vec<Bar> {
+    let mut bars = vec![
+        bar("legit requests", r.legit.requests as f64, LEGIT),
+        bar("attack requests", r.attack.requests as f64, ATTACK),
+        bar("attack 2xx", r.attack.success as f64, ATTACK),
+    ];
+    if let Some(l) = &r.levee {
+        bars.push(bar(
+            "invocations caused",
+            l.invocations_caused as f64,
+            LEVEE,
+        ));
+        bars.push(bar(
+            "… by the attack (≤)",
+            l.invocations_caused_by_attack as f64,
+            LEVEE,
+        ));
+    }
+    bars
 }
 
 /// Renders the report as one HTML page with inline SVG.
@@ -220,13 +331,14 @@ pub fn render(r: &DrillReport) -> String {
     h.push_str(&class_table("attack", &r.attack));
     h.push_str("</table>");
     if let Some(l) = &r.levee {
-        let spend = l
-            .spend_usd_caused
-            .map_or("n/a (metering off)".into(), |u| format!("${u:.6}"));
         let _ = write!(
             h,
-            "<h2>Cost to the target</h2><table id=\"levee\"><tr><th>invocations caused</th><td>{}</td></tr><tr><th>by the attack (at most)</th><td>{}</td></tr><tr><th>spend caused</th><td>{}</td></tr></table>",
-            l.invocations_caused, l.invocations_caused_by_attack, esc(&spend)
+            "<h2>Cost to the target</h2><table id=\"levee\"><tr><th>invocations caused</th><td>{}</td></tr><tr><th>by the attack (at most)</th><td>{}</td></tr><tr><th>spend caused</th><td>{}</td></tr><tr><th>instances (peak)</th><td>{}</td></tr><tr><th>levee memory (peak)</th><td>{}</td></tr></table>",
+            l.invocations_caused,
+            l.invocations_caused_by_attack,
+            esc(&l.spend_text()),
+            l.instances_peak,
+            esc(&l.memory_text())
         );
     }
     for n in &r.notes {
@@ -253,37 +365,8 @@ pub fn render(r: &DrillReport) -> String {
             series("attack p50", ATTACK, true, &r.attack, |s| s.p50_ms),
         ],
     ));
-    let mut mix: Vec<(String, f64, &str)> = Vec::new();
-    for (name, c, color) in [("legit", &r.legit, LEGIT), ("attack", &r.attack, ATTACK)] {
-        mix.extend(
-            c.statuses
-                .iter()
-                .map(|(k, v)| (format!("{name} {k}"), *v as f64, color)),
-        );
-    }
-    h.push_str(&bar_chart("Status mix", &mix));
-    let mut cost = vec![
-        ("legit requests".to_string(), r.legit.requests as f64, LEGIT),
-        (
-            "attack requests".to_string(),
-            r.attack.requests as f64,
-            ATTACK,
-        ),
-        ("attack 2xx".to_string(), r.attack.success as f64, ATTACK),
-    ];
-    if let Some(l) = &r.levee {
-        cost.push((
-            "invocations caused".into(),
-            l.invocations_caused as f64,
-            "#555",
-        ));
-        cost.push((
-            "… by the attack (≤)".into(),
-            l.invocations_caused_by_attack as f64,
-            "#555",
-        ));
-    }
-    h.push_str(&bar_chart("Invocations vs requests", &cost));
+    h.push_str(&bar_chart("Status mix", &status_bars(r)));
+    h.push_str(&bar_chart("Invocations vs requests", &cost_bars(r)));
     h.push_str("</body></html>\n");
     h
 }
@@ -291,16 +374,82 @@ pub fn render(r: &DrillReport) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::report::tests::sample;
+
+    /// The `<svg …>…</svg>` of the chart whose title is `title`.
+    fn chart<'a>(html: &'a str, title: &str) -> &'a str {
+        let start = html
+            .find(&format!("aria-label=\"{title}\""))
+            .unwrap_or_else(|| panic!("no chart {title}"));
+        let end = start + html[start..].find("</svg>").expect("closed");
+        &html[start..end]
+    }
+
+    fn assert_finite(html: &str) {
+        assert_eq!(html.matches("<svg ").count(), 4, "four charts");
+        assert_eq!(html.matches("</svg>").count(), 4);
+        assert!(!html.contains("NaN") && !html.contains("inf"), "{html}");
+    }
 
     #[test]
-    fn nice_axes_and_escaping() {
-        assert_eq!(nice_max(3.0), 5.0);
-        assert_eq!(nice_max(101.0), 200.0);
-        assert_eq!(nice_max(0.0), 1e-9_f64.max(nice_max(0.0)));
-        assert!(nice_max(f64::NAN).is_finite());
+    fn escaping() {
         assert_eq!(
             esc("<a href=\"x\">&'"),
             "&lt;a href=&quot;x&quot;&gt;&amp;&#39;"
         );
+        let mut r = sample();
+        r.attack.statuses.insert("<b>\"x'&".into(), 1);
+        let html = render(&r);
+        assert!(!html.contains("<b>"), "chart text is escaped");
+        assert!(
+            chart(&html, "Status mix").contains("attack &lt;b&gt;&quot;x&apos;&amp;"),
+            "the status is a label of its bar"
+        );
+    }
+
+    #[test]
+    fn charts_keep_colours_legends_and_labels() {
+        let html = render(&sample());
+        let throughput = chart(&html, "Throughput (requests started per second)");
+        for needle in [
+            "#1B7F3B",
+            "#C0392B",
+            "legit 2xx",
+            "attack",
+            "seconds",
+            "requests/s",
+        ] {
+            assert!(throughput.contains(needle), "throughput lacks {needle}");
+        }
+        assert!(chart(&html, "Latency over time").contains("attack p50"));
+        let cost = chart(&html, "Invocations vs requests");
+        assert!(cost.contains("#555555") && cost.contains("… by the attack (≤)"));
+    }
+
+    #[test]
+    fn axes_and_labels_stay_finite() {
+        assert_eq!(axis_max(std::iter::empty(), 0.5), 1.0);
+        assert_eq!(axis_max([0.0, f64::NAN].into_iter(), 0.5), 1.0);
+        assert_eq!(axis_max([f64::INFINITY, 2.0].into_iter(), 0.5), 3.0);
+        assert_eq!(fmt_num(f64::NAN), "0");
+        assert_eq!(fmt_num(2.5), "2.50");
+    }
+
+    #[test]
+    fn no_nan_for_empty_or_non_finite_data() {
+        let mut empty = sample();
+        for c in [&mut empty.legit, &mut empty.attack] {
+            c.series.clear();
+            c.statuses.clear();
+            c.requests = 0;
+            c.success = 0;
+        }
+        empty.levee = None;
+        assert_finite(&render(&empty));
+
+        let mut odd = sample();
+        odd.attack.series[1].p99_ms = f64::INFINITY;
+        odd.attack.series[2].p50_ms = f64::NAN;
+        assert_finite(&render(&odd));
     }
 }

@@ -80,6 +80,29 @@ pub struct LeveeImpact {
     pub spend_usd_after: Option<f64>,
     /// After − before.
     pub spend_usd_caused: Option<f64>,
+    /// Most live instances (all functions) seen by the once-a-second reading
+    /// during the run. Absent in reports of schema 1 before it was added.
+    #[serde(default)]
+    pub instances_peak: u64,
+    /// Most resident memory of the levee process seen by the same reading,
+    /// bytes (function instances not included); None if `/metrics` did not say.
+    #[serde(default)]
+    pub memory_peak_bytes: Option<u64>,
+}
+
+impl LeveeImpact {
+    /// Spend caused, for people: dollars, or why there is no figure.
+    pub fn spend_text(&self) -> String {
+        self.spend_usd_caused
+            .map_or("n/a (metering off)".to_string(), |u| format!("${u:.6}"))
+    }
+
+    /// Peak memory, for people: MiB, or "n/a".
+    pub fn memory_text(&self) -> String {
+        self.memory_peak_bytes.map_or("n/a".to_string(), |b| {
+            format!("{:.1} MiB", b as f64 / 1048576.0)
+        })
+    }
 }
 
 /// The settings the run used.
@@ -155,11 +178,12 @@ impl DrillReport {
         if let Some(l) = &self.levee {
             let _ = writeln!(
                 s,
-                "  levee  invocations caused {} (by the attack at most {})  spend caused {}",
+                "  levee  invocations caused {} (by the attack at most {})  spend caused {}  instances peak {}  memory peak {}",
                 l.invocations_caused,
                 l.invocations_caused_by_attack,
-                l.spend_usd_caused
-                    .map_or("n/a (metering off)".to_string(), |u| format!("${u:.6}"))
+                l.spend_text(),
+                l.instances_peak,
+                l.memory_text()
             );
         }
         for n in &self.notes {
@@ -209,6 +233,8 @@ pub(crate) mod tests {
                 spend_usd_before: None,
                 spend_usd_after: None,
                 spend_usd_caused: None,
+                instances_peak: 3,
+                memory_peak_bytes: Some(12 << 20),
             }),
             notes: vec!["a <note>".into()],
         }
@@ -230,6 +256,18 @@ pub(crate) mod tests {
         assert!(
             summary.contains("requests       30") && summary.contains("100.00%"),
             "{summary}"
+        );
+        assert!(
+            summary.contains("instances peak 3  memory peak 12.0 MiB"),
+            "{summary}"
+        );
+        let old = text.replace(",\"instances_peak\":3,\"memory_peak_bytes\":12582912", "");
+        assert_ne!(old, text);
+        let old: DrillReport = serde_json::from_str(&old).unwrap();
+        assert_eq!(
+            old.levee.unwrap().instances_peak,
+            0,
+            "older reports still load"
         );
     }
 
@@ -259,6 +297,8 @@ pub(crate) mod tests {
             "&lt;x&gt;",
             "a &lt;note&gt;",
             "invocations caused",
+            "<th>instances (peak)</th><td>3</td>",
+            "<th>levee memory (peak)</th><td>12.0 MiB</td>",
         ] {
             assert!(html.contains(needle), "missing {needle}");
         }

@@ -174,6 +174,15 @@ fn mixed_drill_against_levee_keeps_legit_traffic_and_bounds_attack_invocations()
         impact.invocations_caused >= report.legit.success,
         "invocations were counted"
     );
+    assert!(
+        impact.instances_peak >= 1,
+        "instances were seen during the run"
+    );
+    let memory = impact.memory_peak_bytes.expect("levee's memory was read");
+    assert!(
+        (1 << 20..1 << 32).contains(&memory),
+        "levee's peak memory {memory} B is plausible"
+    );
     let html = levee_drill::html::render(&report);
     assert_eq!(html.matches("<svg ").count(), 4);
 }

@@ -18,6 +18,7 @@
 //! | `levee_spend_usd_total` | gauge (only grows) | function |
 //! | `levee_budget_consumed_ratio` | gauge | budget |
 //! | `levee_budget_alerts_total` | counter | budget, kind, threshold |
+//! | `process_resident_memory_bytes` | gauge | — |
 //!
 //! `levee_spend_usd_total` is cumulative USD since the process started; it
 //! is exported as a gauge because the `metrics` crate's counters are
@@ -127,14 +128,37 @@ fn describe() {
         "Budget spend / limit in the current period"
     );
     metrics::describe_counter!("levee_budget_alerts_total", "Budget alerts raised");
+    metrics::describe_gauge!(
+        "process_resident_memory_bytes",
+        metrics::Unit::Bytes,
+        "Resident memory of the levee process (not its function instances)"
+    );
 }
 
 /// The Prometheus text exposition; empty before [`install`].
 pub fn render() -> String {
-    HANDLE
-        .get()
-        .map(PrometheusHandle::render)
-        .unwrap_or_default()
+    let Some(handle) = HANDLE.get() else {
+        return String::new();
+    };
+    // Read at scrape time: the process's memory is what an operator watches
+    // under a flood, and one small /proc read per scrape costs nothing.
+    if let Some(bytes) = resident_bytes() {
+        metrics::gauge!("process_resident_memory_bytes").set(bytes as f64);
+    }
+    handle.render()
+}
+
+/// This process's resident set size (the `VmRSS` line of
+/// `/proc/self/status`, in kB); None where there is no procfs.
+fn resident_bytes() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    parse_vm_rss(&status)
+}
+
+fn parse_vm_rss(status: &str) -> Option<u64> {
+    let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
+    let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    kb.checked_mul(1024)
 }
 
 fn label(s: &str) -> String {
@@ -302,6 +326,16 @@ mod tests {
             ),
             Some(1.0)
         );
+        let rss = value(&text, "process_resident_memory_bytes ").unwrap_or(0.0);
+        assert!(rss > 1e6, "a test process holds more than 1 MB: {text}");
+    }
+
+    #[test]
+    fn vm_rss_is_read_in_kilobytes() {
+        let status = "Name:\tlevee\nVmPeak:\t  9000 kB\nVmRSS:\t    1234 kB\nThreads:\t4\n";
+        assert_eq!(parse_vm_rss(status), Some(1234 * 1024));
+        assert_eq!(parse_vm_rss("VmRSS:\tlots kB\n"), None);
+        assert_eq!(parse_vm_rss("Name:\tx\n"), None);
     }
 
     #[test]

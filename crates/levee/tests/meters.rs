@@ -274,6 +274,12 @@ for k, v in sorted(samples.items()):
         parsed.contains("levee_cold_starts_total{function=f}"),
         "{parsed}"
     );
+    let rss: f64 = parsed
+        .lines()
+        .find_map(|l| l.strip_prefix("process_resident_memory_bytes{} "))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0.0);
+    assert!(rss > 1e6, "levee's own memory is exported: {parsed}");
     assert!(
         s.wait_until(Duration::from_secs(5), || {
             let log = s.stderr();
