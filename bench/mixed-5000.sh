@@ -2,7 +2,9 @@
 # DESIGN.md's flood target: a `mixed` drill from 5000 attacking loopback
 # addresses against levee (release) with a per-IP rate rule, beside steady
 # legitimate traffic. Prints the drill summary; reports land in $REPORTS
-# (default: a temp dir). Starts its own levee, stops it by PID; bounded.
+# (default: a temp dir). RESERVED sets the function's reserved concurrency
+# (default 20); CACHE_TTL (e.g. 1s) puts the route behind levee's cache.
+# Starts its own levee, stops it by PID; bounded.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$PWD
@@ -13,6 +15,8 @@ bin="${target_dir:-$root/target}/release"
 dir=$(mktemp -d)
 reports=${REPORTS:-$dir/reports}
 token="mixed-5000-$(date +%s%N)"
+route_cache=""
+[ -n "${CACHE_TTL:-}" ] && route_cache="cache = { ttl = \"$CACHE_TTL\" }"
 cat >"$dir/levee.toml" <<TOML
 [server]
 listen = "127.0.0.1:0"
@@ -30,6 +34,7 @@ reserved_concurrency = ${RESERVED:-20}
 [[routes]]
 route = "GET /f"
 function = "f"
+$route_cache
 
 [firewall]
 [[firewall.rules]]
