@@ -36,8 +36,14 @@ pub struct SecondReport {
     pub success: u64,
     /// Median latency, ms.
     pub p50_ms: f64,
+    /// p90 latency, ms (absent in reports written before it was added).
+    #[serde(default)]
+    pub p90_ms: f64,
     /// p99 latency, ms.
     pub p99_ms: f64,
+    /// Largest latency, ms (absent in reports written before it was added).
+    #[serde(default)]
+    pub max_ms: f64,
 }
 
 /// What one class of traffic saw.

@@ -239,12 +239,17 @@ impl ClassStats {
                 .seconds
                 .iter()
                 .enumerate()
-                .map(|(i, s)| SecondReport {
-                    second: i as u64,
-                    requests: s.requests,
-                    success: s.success,
-                    p50_ms: s.latency.percentile(50.0) as f64 / 1000.0,
-                    p99_ms: s.latency.percentile(99.0) as f64 / 1000.0,
+                .map(|(i, s)| {
+                    let l = s.latency.summary();
+                    SecondReport {
+                        second: i as u64,
+                        requests: s.requests,
+                        success: s.success,
+                        p50_ms: l.p50,
+                        p90_ms: l.p90,
+                        p99_ms: l.p99,
+                        max_ms: l.max,
+                    }
                 })
                 .collect(),
         }
@@ -342,5 +347,7 @@ mod tests {
         assert_eq!(r.statuses["timeout"], 1);
         assert_eq!(r.latency_ms.max, 4.0);
         assert_eq!(r.series[0].p99_ms, 2.0);
+        assert_eq!(r.series[0].max_ms, 2.0);
+        assert_eq!(r.series[1].max_ms, 0.0, "an empty second");
     }
 }
