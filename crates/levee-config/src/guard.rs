@@ -37,6 +37,11 @@ pub struct Limits {
     pub max_headers: u32,
     /// Concurrent streams per HTTP/2 connection; default 100.
     pub h2_max_streams: u32,
+    /// Kernel send buffer of each client connection (`SO_SNDBUF`), bytes;
+    /// default 256 KiB, 4 KiB..16 MiB. Without a cap Linux grows it to
+    /// 4 MiB, which swallows a whole response for a client that never reads
+    /// it; capped, the write waits and `send_timeout` ends the connection.
+    pub send_buffer: u64,
 }
 
 impl Default for Limits {
@@ -52,6 +57,7 @@ impl Default for Limits {
             max_header_bytes: 16 * 1024,
             max_headers: 100,
             h2_max_streams: 100,
+            send_buffer: 256 * 1024,
         }
     }
 }
@@ -91,6 +97,7 @@ pub(crate) struct RawLimits {
     max_header_bytes: Option<RawSize>,
     max_headers: Option<u32>,
     h2_max_streams: Option<u32>,
+    send_buffer: Option<RawSize>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -130,6 +137,35 @@ fn bounded<T: PartialOrd + Copy + std::fmt::Display>(
         return default;
     }
     v
+}
+
+/// A size in bytes (`16384` or `"16KiB"`) within `range`, named for errors.
+fn size(
+    key: &str,
+    raw: Option<RawSize>,
+    default: u64,
+    (range, named): (RangeInclusive<u64>, &str),
+    found: &mut Vec<Found>,
+) -> u64 {
+    let parsed = match raw {
+        None => return default,
+        Some(RawSize::Bytes(n)) => u64::try_from(n).map_err(|_| "must be positive".to_string()),
+        Some(RawSize::Text(s)) => parse_size(&s),
+    };
+    match parsed {
+        Ok(n) if range.contains(&n) => n,
+        Ok(n) => {
+            found.push((
+                key.into(),
+                format!("must be between {named}, not {n} bytes"),
+            ));
+            default
+        }
+        Err(e) => {
+            found.push((key.into(), format!("invalid size: {e}")));
+            default
+        }
+    }
 }
 
 fn duration(
@@ -179,29 +215,20 @@ pub(crate) fn limits(raw: RawLimits) -> (Limits, Vec<Found>) {
         f,
     );
     let secs = Duration::from_secs;
-    let max_header_bytes = match raw.max_header_bytes {
-        None => d.max_header_bytes,
-        Some(v) => {
-            let parsed = match v {
-                RawSize::Bytes(n) => u64::try_from(n).map_err(|_| "must be positive".to_string()),
-                RawSize::Text(s) => parse_size(&s),
-            };
-            match parsed {
-                Ok(n) if (8 * 1024..=1024 * 1024).contains(&n) => n,
-                Ok(n) => {
-                    f.push((
-                        "max_header_bytes".into(),
-                        format!("must be between 8KiB and 1MiB, not {n} bytes"),
-                    ));
-                    d.max_header_bytes
-                }
-                Err(e) => {
-                    f.push(("max_header_bytes".into(), format!("invalid size: {e}")));
-                    d.max_header_bytes
-                }
-            }
-        }
-    };
+    let max_header_bytes = size(
+        "max_header_bytes",
+        raw.max_header_bytes,
+        d.max_header_bytes,
+        (8 * 1024..=1024 * 1024, "8KiB and 1MiB"),
+        f,
+    );
+    let send_buffer = size(
+        "send_buffer",
+        raw.send_buffer,
+        d.send_buffer,
+        (4 * 1024..=16 * 1024 * 1024, "4KiB and 16MiB"),
+        f,
+    );
     let limits = Limits {
         max_connections,
         max_connections_per_ip,
@@ -249,6 +276,7 @@ pub(crate) fn limits(raw: RawLimits) -> (Limits, Vec<Found>) {
             1..=1000,
             f,
         ),
+        send_buffer,
     };
     (limits, found)
 }
@@ -318,14 +346,30 @@ mod tests {
             max_connections: Some(50_000),
             header_timeout: Some("forever".into()),
             max_header_bytes: Some(RawSize::Text("1KiB".into())),
+            send_buffer: Some(RawSize::Text("lots".into())),
             ..RawLimits::default()
         };
         let (_, found) = limits(raw);
         let keys: Vec<_> = found.iter().map(|f| f.0.as_str()).collect();
         assert_eq!(
             keys,
-            ["max_connections", "max_header_bytes", "header_timeout"]
+            [
+                "max_connections",
+                "max_header_bytes",
+                "send_buffer",
+                "header_timeout"
+            ]
         );
+        let (l, found) = limits(RawLimits {
+            send_buffer: Some(RawSize::Bytes(65536)),
+            ..RawLimits::default()
+        });
+        assert_eq!((l.send_buffer, found.len()), (65536, 0));
+        let (_, found) = limits(RawLimits {
+            send_buffer: Some(RawSize::Text("1KiB".into())),
+            ..RawLimits::default()
+        });
+        assert_eq!(found[0].1, "must be between 4KiB and 16MiB, not 1024 bytes");
     }
 
     #[test]

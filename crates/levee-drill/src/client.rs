@@ -8,7 +8,7 @@
 use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::io::{AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpSocket;
 use tokio::time::Instant;
 
@@ -143,8 +143,8 @@ pub fn status_of(head: &[u8]) -> Option<u16> {
     std::str::from_utf8(code).ok()?.parse().ok()
 }
 
-async fn read_response<R: AsyncRead + Unpin>(
-    r: &mut R,
+async fn read_response(
+    r: &mut tokio::net::tcp::OwnedReadHalf,
     slow: Option<&Drip>,
     deadline: Instant,
 ) -> Outcome {
@@ -172,6 +172,11 @@ async fn read_response<R: AsyncRead + Unpin>(
             return status_of(&head).map_or(Outcome::Closed, Outcome::Status);
         }
         if let Some(d) = slow {
+            // A reset is pending on the socket while the bytes queued before
+            // it are still being read a few at a time: the server cut us off.
+            if matches!(r.as_ref().take_error(), Ok(Some(_))) {
+                return Outcome::Closed;
+            }
             if Instant::now() + d.gap >= deadline {
                 return Outcome::Held;
             }

@@ -1,7 +1,8 @@
 //! The connection guard: the first and cheapest stage. It decides whether a
 //! new connection may be held at all (total and per-address caps) and stops
 //! connections that hold resources without moving bytes (idle keep-alive,
-//! slow read). Request-level limits (head size, head time, body rate) are set
+//! slow read), resetting them so the kernel drops what they left unsent.
+//! Request-level limits (head size, head time, body rate) are set
 //! on hyper and in the pipeline; this module never looks inside a request.
 
 use std::collections::HashMap;
@@ -159,11 +160,32 @@ impl<S> TimedStream<S> {
     }
 }
 
-fn timed_out(what: &str) -> io::Error {
+/// A socket that can be told to reset rather than close gracefully.
+pub trait ResetOnClose {
+    /// Makes the coming close send RST and discard unsent data.
+    fn reset_on_close(&self);
+}
+
+impl ResetOnClose for tokio::net::TcpStream {
+    fn reset_on_close(&self) {
+        // SO_LINGER 0, as nginx's `reset_timedout_connection`: a graceful
+        // close would leave the unsent response queued in the kernel for a
+        // client that reads it a few bytes at a time, and that client would
+        // not learn it was cut off.
+        let _ = socket2::SockRef::from(self).set_linger(Some(Duration::ZERO));
+    }
+}
+
+impl ResetOnClose for tokio::io::DuplexStream {
+    fn reset_on_close(&self) {}
+}
+
+fn timed_out(inner: &impl ResetOnClose, what: &str) -> io::Error {
+    inner.reset_on_close();
     io::Error::new(io::ErrorKind::TimedOut, what.to_string())
 }
 
-impl<S: AsyncRead + Unpin> AsyncRead for TimedStream<S> {
+impl<S: AsyncRead + ResetOnClose + Unpin> AsyncRead for TimedStream<S> {
     fn poll_read(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
@@ -188,14 +210,14 @@ impl<S: AsyncRead + Unpin> AsyncRead for TimedStream<S> {
                     // A request is being served: look again one idle period later.
                     this.read_timer.as_mut().reset(now + this.idle);
                 } else {
-                    return Poll::Ready(Err(timed_out("connection idle")));
+                    return Poll::Ready(Err(timed_out(&this.inner, "connection idle")));
                 }
             },
         }
     }
 }
 
-impl<S: AsyncWrite + Unpin> TimedStream<S> {
+impl<S: AsyncWrite + ResetOnClose + Unpin> TimedStream<S> {
     fn poll_progress<T>(
         &mut self,
         cx: &mut Context<'_>,
@@ -212,7 +234,9 @@ impl<S: AsyncWrite + Unpin> TimedStream<S> {
                     self.write_timer.as_mut().reset(Instant::now() + self.send);
                 }
                 match self.write_timer.as_mut().poll(cx) {
-                    Poll::Ready(()) => Poll::Ready(Err(timed_out("client not reading"))),
+                    Poll::Ready(()) => {
+                        Poll::Ready(Err(timed_out(&self.inner, "client not reading")))
+                    }
                     Poll::Pending => Poll::Pending,
                 }
             }
@@ -220,7 +244,7 @@ impl<S: AsyncWrite + Unpin> TimedStream<S> {
     }
 }
 
-impl<S: AsyncWrite + Unpin> AsyncWrite for TimedStream<S> {
+impl<S: AsyncWrite + ResetOnClose + Unpin> AsyncWrite for TimedStream<S> {
     fn poll_write(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,

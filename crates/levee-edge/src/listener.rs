@@ -46,6 +46,13 @@ pub async fn serve(
         .max_concurrent_streams(limits.h2_max_streams)
         .max_header_list_size(limits.max_header_bytes as u32)
         .max_pending_accept_reset_streams(Some(limits.h2_max_streams as usize));
+    // Accepted sockets inherit the listener's send buffer. Capped, a client
+    // that does not read cannot park a whole response in the kernel: the
+    // write waits, and the send timeout ends the connection.
+    let send_buffer = usize::try_from(limits.send_buffer).unwrap_or(usize::MAX);
+    if let Err(e) = socket2::SockRef::from(&listener).set_send_buffer_size(send_buffer) {
+        tracing::warn!(error = %e, "could not cap the send buffer (limits.send_buffer)");
+    }
     let guard = ConnectionGuard::new(limits.max_connections, limits.max_connections_per_ip);
     let (idle, send) = (limits.idle_timeout, limits.send_timeout);
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
