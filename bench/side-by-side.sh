@@ -2,11 +2,11 @@
 # Levee's own shield against nginx and HAProxy as the protective edge, on the
 # same machine, in one run. Three edges in front of the same function:
 #   levee   — levee with its shield on (per-IP rate rule, connection guard,
-#             header timeout, route cache);
-#   nginx   — nginx (limit_req, limit_conn, proxy_cache, tight header/body
-#             timeouts) → levee with its shield off;
+#             header and send timeouts, route cache);
+#   nginx   — nginx (limit_req, limit_conn, proxy_cache, tight header, body
+#             and send timeouts) → levee with its shield off;
 #   haproxy — HAProxy (stick table http_req_rate and conn_cur per source,
-#             timeout http-request, cache) → the same kind of levee.
+#             timeout http-request and client, cache) → the same kind of levee.
 # Every run starts its edge (and backend) fresh and stops them after, so no
 # rate state carries from one scenario or edge to the next; the order of the
 # edges rotates per round. Memory is each process's peak RSS (VmHWM) over the
@@ -27,15 +27,25 @@ LIMIT=20  # requests per source per 60 s, the same rule on every edge: above
           # share 2000 req/s)
 CACHE_TTL=${CACHE_TTL:-1}  # seconds, the same on every edge, whose keys
                            # ignore the query; 0: no cache anywhere
-levee_cache="" nginx_cache=off haproxy_cache_use="" haproxy_cache_store=""
-if [ "$CACHE_TTL" != 0 ]; then
-  levee_cache="cache = { ttl = \"${CACHE_TTL}s\" }"
+SEND_TIMEOUT=10  # seconds a stalled response write may wait, on every edge
+# slow-read needs an answer bigger than the socket buffers, or there is
+# nothing left to read slowly: it asks for 1 MB, with the caches off (their
+# keys leave the query out, and levee and HAProxy pass the function only
+# what the key holds).
+BIG_PATH="/f?action=big&bytes=1000000"
+
+caches() { # TTL → the cache settings of each edge
+  levee_cache="" nginx_cache=off haproxy_cache=""
+  [ "$1" = 0 ] && return
+  levee_cache="cache = { ttl = \"${1}s\" }"
   nginx_cache=fn
-  haproxy_cache_use="http-request cache-use fn"
-  # HAProxy stores only answers with an expiry or a validator.
-  haproxy_cache_store="http-response set-header Cache-Control max-age=$CACHE_TTL
+  # HAProxy keys on the whole URI, so the query is dropped before the
+  # lookup; it stores only answers with an expiry or a validator.
+  haproxy_cache="http-request set-uri %[path]
+  http-request cache-use fn
+  http-response set-header Cache-Control max-age=$1
   http-response cache-store fn"
-fi
+}
 
 need() { command -v "$1" >/dev/null || { apt-get update -qq && apt-get install -y -qq "$2" >/dev/null; }; }
 need nginx nginx-light
@@ -88,6 +98,7 @@ start_edge() { # NAME DIR → sets url, admin, edge_pid, backend_pid
   levee)
     start_levee "$2/levee" "[limits]
 header_timeout = \"5s\"
+send_timeout = \"${SEND_TIMEOUT}s\"
 max_connections_per_ip = 20
 
 [firewall]
@@ -129,7 +140,7 @@ http {
     listen 127.0.0.1:$port;
     client_header_timeout 5s;
     client_body_timeout 5s;
-    send_timeout 10s;
+    send_timeout ${SEND_TIMEOUT}s;
     location / {
       limit_req zone=perip burst=$LIMIT nodelay;
       limit_req_status 429;
@@ -163,7 +174,7 @@ global
 defaults
   mode http
   timeout connect 5s
-  timeout client 30s
+  timeout client ${SEND_TIMEOUT}s
   timeout server 30s
   timeout http-request 5s
 cache fn
@@ -177,12 +188,7 @@ frontend fe
   http-request deny deny_status 429 if { sc0_http_req_rate gt $LIMIT }
   default_backend be
 backend be
-  # Like levee's and nginx's keys, the cache key leaves the query out; HAProxy
-  # keys on the whole URI, so the query is dropped before the lookup (levee
-  # passes the function only keyed parameters, too).
-  http-request set-uri %[path]
-  $haproxy_cache_use
-  $haproxy_cache_store
+  $haproxy_cache
   server levee $levee_edge
 HAPROXY
     haproxy -f "$2/haproxy.cfg" -db &
@@ -201,8 +207,10 @@ for round in $(seq 1 "$ROUNDS"); do
       run="$dir/run-$round-$s-$t"
       out="$reports/$t/$s/$round"
       mkdir -p "$run" "$out"
+      path=""; caches "$CACHE_TTL"
+      [ "$s" = slow-read ] && { path=$BIG_PATH; caches 0; }
       start_edge "$t" "$run"
-      LEVEE_ADMIN_TOKEN="$token" timeout $((SECS + 60)) "$bin/levee" drill --target "$url" \
+      LEVEE_ADMIN_TOKEN="$token" timeout $((SECS + 60)) "$bin/levee" drill --target "${url%/f}${path:-/f}" \
         --scenario "$s" --duration "${SECS}s" --rate 2000 --sources 200 \
         --legit-rate 50 --legit-sources 250 --admin "$admin" --report-dir "$out" \
         >"$out/summary.txt" 2>"$out/progress.txt" || echo "side-by-side: drill failed: $out" >&2
