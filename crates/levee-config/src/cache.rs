@@ -14,8 +14,8 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use crate::guard::Found;
-use crate::load::RawSize;
-use crate::units::{parse_duration, parse_size};
+use crate::load::{checked_size, RawSize};
+use crate::units::parse_duration;
 
 /// Longest any TTL or stale window may be: a year. Longer would outlive any
 /// deployment and is surely a typo.
@@ -157,38 +157,6 @@ fn duration(
     }
 }
 
-fn size(
-    key: &str,
-    raw: Option<RawSize>,
-    default: u64,
-    range: RangeInclusive<u64>,
-    found: &mut Vec<Found>,
-) -> u64 {
-    let parsed = match raw {
-        None => return default,
-        Some(RawSize::Bytes(n)) => u64::try_from(n).map_err(|_| "must not be negative".into()),
-        Some(RawSize::Text(s)) => parse_size(&s),
-    };
-    match parsed {
-        Ok(n) if range.contains(&n) => n,
-        Ok(n) => {
-            found.push((
-                key.into(),
-                format!(
-                    "must be between {} and {} bytes, not {n}",
-                    range.start(),
-                    range.end()
-                ),
-            ));
-            default
-        }
-        Err(e) => {
-            found.push((key.into(), format!("invalid size: {e}")));
-            default
-        }
-    }
-}
-
 /// Whether `s` is an RFC 9110 token (header and cookie names).
 fn is_token(s: &str) -> bool {
     !s.is_empty()
@@ -322,7 +290,7 @@ pub(crate) fn cache_policy(raw: RawCachePolicy) -> (Option<CachePolicy>, Vec<Fou
             MAX_TTL,
             f,
         ),
-        max_object_bytes: size(
+        max_object_bytes: checked_size(
             "max_object",
             raw.max_object,
             d.max_object_bytes,
@@ -340,14 +308,14 @@ pub(crate) fn cache_settings(raw: RawCacheSettings) -> (CacheSettings, Vec<Found
     let d = CacheSettings::default();
     let mut found = Vec::new();
     let settings = CacheSettings {
-        max_bytes: size(
+        max_bytes: checked_size(
             "max_bytes",
             raw.max_bytes,
             d.max_bytes,
             STORE_BYTES,
             &mut found,
         ),
-        compress_min_bytes: size(
+        compress_min_bytes: checked_size(
             "compress_min_bytes",
             raw.compress_min_bytes,
             d.compress_min_bytes,

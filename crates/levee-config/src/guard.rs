@@ -7,8 +7,8 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-use crate::load::RawSize;
-use crate::units::{parse_duration, parse_size};
+use crate::load::{checked_size, RawSize};
+use crate::units::parse_duration;
 
 /// `[limits]`: what one client and all clients together may hold.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -139,35 +139,6 @@ fn bounded<T: PartialOrd + Copy + std::fmt::Display>(
     v
 }
 
-/// A size in bytes (`16384` or `"16KiB"`) within `range`, named for errors.
-fn size(
-    key: &str,
-    raw: Option<RawSize>,
-    default: u64,
-    (range, named): (RangeInclusive<u64>, &str),
-    found: &mut Vec<Found>,
-) -> u64 {
-    let parsed = match raw {
-        None => return default,
-        Some(RawSize::Bytes(n)) => u64::try_from(n).map_err(|_| "must be positive".to_string()),
-        Some(RawSize::Text(s)) => parse_size(&s),
-    };
-    match parsed {
-        Ok(n) if range.contains(&n) => n,
-        Ok(n) => {
-            found.push((
-                key.into(),
-                format!("must be between {named}, not {n} bytes"),
-            ));
-            default
-        }
-        Err(e) => {
-            found.push((key.into(), format!("invalid size: {e}")));
-            default
-        }
-    }
-}
-
 fn duration(
     key: &str,
     text: Option<&str>,
@@ -215,18 +186,18 @@ pub(crate) fn limits(raw: RawLimits) -> (Limits, Vec<Found>) {
         f,
     );
     let secs = Duration::from_secs;
-    let max_header_bytes = size(
+    let max_header_bytes = checked_size(
         "max_header_bytes",
         raw.max_header_bytes,
         d.max_header_bytes,
-        (8 * 1024..=1024 * 1024, "8KiB and 1MiB"),
+        8 * 1024..=1024 * 1024,
         f,
     );
-    let send_buffer = size(
+    let send_buffer = checked_size(
         "send_buffer",
         raw.send_buffer,
         d.send_buffer,
-        (4 * 1024..=16 * 1024 * 1024, "4KiB and 16MiB"),
+        4 * 1024..=16 * 1024 * 1024,
         f,
     );
     let limits = Limits {

@@ -182,6 +182,51 @@ impl<'de> Deserialize<'de> for RawSize {
     }
 }
 
+/// Validates a size key (`16384` or `"16KiB"`) against `range`; a problem
+/// names `key` and the range, and leaves `default` in place.
+pub(crate) fn checked_size(
+    key: impl Into<String>,
+    raw: Option<RawSize>,
+    default: u64,
+    range: RangeInclusive<u64>,
+    found: &mut Vec<guard::Found>,
+) -> u64 {
+    let parsed = match raw {
+        None => return default,
+        Some(RawSize::Bytes(n)) => u64::try_from(n).map_err(|_| "must not be negative".into()),
+        Some(RawSize::Text(s)) => parse_size(&s),
+    };
+    match parsed {
+        Ok(n) if range.contains(&n) => n,
+        Ok(n) => {
+            found.push((
+                key.into(),
+                format!(
+                    "must be between {} and {}, not {n} bytes",
+                    binary_size(*range.start()),
+                    binary_size(*range.end())
+                ),
+            ));
+            default
+        }
+        Err(e) => {
+            found.push((key.into(), format!("invalid size: {e}")));
+            default
+        }
+    }
+}
+
+/// `8192` → `8KiB`, `1048576` → `1MiB`; other numbers as bytes.
+fn binary_size(n: u64) -> String {
+    match n {
+        0 => "0 bytes".into(),
+        n if n % (1 << 30) == 0 => format!("{}GiB", n >> 30),
+        n if n % (1 << 20) == 0 => format!("{}MiB", n >> 20),
+        n if n % (1 << 10) == 0 => format!("{}KiB", n >> 10),
+        n => format!("{n} bytes"),
+    }
+}
+
 #[derive(Debug, Clone)]
 enum Segment {
     Key(String),

@@ -9,8 +9,8 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-use crate::load::RawSize;
-use crate::units::{parse_duration, parse_size};
+use crate::load::{checked_size, RawSize};
+use crate::units::parse_duration;
 
 /// Longest queue name (SQS's).
 const MAX_QUEUE_NAME: usize = 80;
@@ -242,29 +242,15 @@ pub(crate) fn queue(name: &str, raw: RawQueue, declared: &[String]) -> (QueueCon
         MAX_RETENTION,
         f,
     );
-    let max_message_size = match raw.max_message_size {
-        None => MAX_MESSAGE_SIZE,
-        Some(v) => {
-            let parsed = match v {
-                RawSize::Bytes(n) => u64::try_from(n).map_err(|_| "must be positive".to_string()),
-                RawSize::Text(s) => parse_size(&s),
-            };
-            match parsed {
-                Ok(n) if (MIN_MESSAGE_SIZE..=MAX_MESSAGE_SIZE).contains(&n) => n,
-                Ok(n) => {
-                    f.push((
-                        at(&["max_message_size"]),
-                        format!("must be between 1KiB and 256KiB, not {n} bytes"),
-                    ));
-                    MAX_MESSAGE_SIZE
-                }
-                Err(e) => {
-                    f.push((at(&["max_message_size"]), format!("invalid size: {e}")));
-                    MAX_MESSAGE_SIZE
-                }
-            }
-        }
-    };
+    let mut size_found = Vec::new();
+    let max_message_size = checked_size(
+        "max_message_size",
+        raw.max_message_size,
+        MAX_MESSAGE_SIZE,
+        MIN_MESSAGE_SIZE..=MAX_MESSAGE_SIZE,
+        &mut size_found,
+    );
+    f.extend(size_found.into_iter().map(|(k, m)| (at(&[&k]), m)));
     let max_messages = match raw.max_messages {
         None => 100_000,
         Some(n) if (1..=MAX_MAX_MESSAGES).contains(&n) => n,
