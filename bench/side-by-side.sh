@@ -92,6 +92,14 @@ start_levee() { # DIR EXTRA-CONFIG → sets levee_pid, levee_edge, levee_admin
 
 wait_port() { for _ in $(seq 1 100); do (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return; sleep 0.05; done; echo "port $1 never opened" >&2; exit 1; }
 
+start_backend() { # DIR → a levee with its shield off behind a C proxy, and a port for the proxy
+  start_levee "$1/levee" "[limits]
+max_connections_per_ip = 19000
+max_connections = 19000"
+  admin=$levee_admin; backend_pid=$levee_pid
+  port=$(free_port)
+}
+
 start_edge() { # NAME DIR → sets url, admin, edge_pid, backend_pid
   local port
   case $1 in
@@ -111,11 +119,7 @@ statement = { rate = { limit = $LIMIT, window = \"60s\" } }" "$levee_cache"
     url="http://$levee_edge/f"; admin=$levee_admin; edge_pid=$levee_pid; backend_pid=""
     ;;
   nginx)
-    start_levee "$2/levee" "[limits]
-max_connections_per_ip = 19000
-max_connections = 19000"
-    admin=$levee_admin; backend_pid=$levee_pid
-    port=$(free_port)
+    start_backend "$2"
     mkdir -p "$2/nginx"
     cat >"$2/nginx/nginx.conf" <<NGINX
 user $(id -un);
@@ -163,11 +167,7 @@ NGINX
     url="http://127.0.0.1:$port/f"
     ;;
   haproxy)
-    start_levee "$2/levee" "[limits]
-max_connections_per_ip = 19000
-max_connections = 19000"
-    admin=$levee_admin; backend_pid=$levee_pid
-    port=$(free_port)
+    start_backend "$2"
     cat >"$2/haproxy.cfg" <<HAPROXY
 global
   maxconn 9000
