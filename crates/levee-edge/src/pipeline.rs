@@ -190,7 +190,8 @@ impl Edge {
                     }
                 }
                 let request_id: Arc<str> = Arc::from(uuid::Uuid::new_v4().to_string());
-                let (uri, headers) = keyed_request(&policy, &parts.uri, &parts.headers);
+                let (uri, headers) =
+                    crate::cache::keyed_request(&policy, &parts.uri, &parts.headers);
                 let call = Call {
                     target,
                     method: parts.method.clone(),
@@ -353,54 +354,6 @@ impl Edge {
         let resp = self.cache.serve(&route_key, policy, parts, fetch).await;
         finish(resp, &request_id, key_headers)
     }
-}
-
-/// What the function sees of a cached request: only the query parameters and
-/// cookies that are in the cache key (as CloudFront forwards them), so an
-/// answer shared with other clients cannot depend on what they never sent.
-fn keyed_request(
-    policy: &levee_config::CachePolicy,
-    uri: &http::Uri,
-    headers: &HeaderMap,
-) -> (http::Uri, HeaderMap) {
-    let query: Vec<&str> = uri
-        .query()
-        .unwrap_or("")
-        .split('&')
-        .filter(|pair| {
-            let name = pair.split_once('=').map_or(*pair, |(n, _)| n);
-            !pair.is_empty() && policy.query.iter().any(|q| q == name)
-        })
-        .collect();
-    let path_and_query = if query.is_empty() {
-        uri.path().to_string()
-    } else {
-        format!("{}?{}", uri.path(), query.join("&"))
-    };
-    let uri = http::Uri::builder()
-        .path_and_query(path_and_query)
-        .build()
-        .unwrap_or_else(|_| uri.clone());
-    let mut headers = headers.clone();
-    let cookies: Vec<String> = headers
-        .get_all(header::COOKIE)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(';'))
-        .map(str::trim)
-        .filter(|c| {
-            let name = c.split_once('=').map_or(*c, |(n, _)| n);
-            policy.cookies.iter().any(|k| k == name)
-        })
-        .map(str::to_owned)
-        .collect();
-    headers.remove(header::COOKIE);
-    if let Ok(v) = HeaderValue::from_str(&cookies.join("; ")) {
-        if !cookies.is_empty() {
-            headers.insert(header::COOKIE, v);
-        }
-    }
-    (uri, headers)
 }
 
 /// What the pipeline decided about one request, attached to its response for

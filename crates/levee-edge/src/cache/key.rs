@@ -88,22 +88,81 @@ pub(crate) fn build(
     key
 }
 
+/// A query pair (`name=value`, raw) decoded, if its decoded name is listed.
+/// The key and [`keyed_request`] both decide with this, so what the function
+/// sees is exactly what the key holds.
+fn listed_pair(pair: &str, listed: &[String]) -> Option<(Vec<u8>, Vec<u8>)> {
+    if pair.is_empty() {
+        return None;
+    }
+    let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
+    let name = decode(name);
+    // `listed` is sorted by the config loader.
+    listed
+        .binary_search_by(|l| l.as_bytes().cmp(&name))
+        .ok()
+        .map(|_| (name, decode(value)))
+}
+
+/// Every `name=value` cookie crumb of `headers` as (crumb, name, value),
+/// raw bytes; crumbs without `=` are not cookies and are left out.
+fn crumbs(headers: &HeaderMap) -> impl Iterator<Item = (&[u8], &[u8], &[u8])> {
+    headers
+        .get_all(http::header::COOKIE)
+        .iter()
+        .flat_map(|h| h.as_bytes().split(|&b| b == b';'))
+        .filter_map(|c| {
+            let c = c.trim_ascii();
+            let eq = c.iter().position(|&b| b == b'=')?;
+            Some((c, &c[..eq], &c[eq + 1..]))
+        })
+}
+
+/// What the function sees of a cached request: only the query parameters and
+/// cookies that are in the cache key (as CloudFront forwards them), so an
+/// answer shared with other clients cannot depend on what they never sent.
+pub(crate) fn keyed_request(
+    policy: &CachePolicy,
+    uri: &Uri,
+    headers: &HeaderMap,
+) -> (Uri, HeaderMap) {
+    let query: Vec<&str> = uri
+        .query()
+        .unwrap_or("")
+        .split('&')
+        .filter(|pair| listed_pair(pair, &policy.query).is_some())
+        .collect();
+    let path_and_query = if query.is_empty() {
+        uri.path().to_string()
+    } else {
+        format!("{}?{}", uri.path(), query.join("&"))
+    };
+    let uri = Uri::builder()
+        .path_and_query(path_and_query)
+        .build()
+        .unwrap_or_else(|_| uri.clone());
+    let kept: Vec<&[u8]> = crumbs(headers)
+        .filter(|(_, name, _)| policy.cookies.iter().any(|k| k.as_bytes() == *name))
+        .map(|(crumb, _, _)| crumb)
+        .collect();
+    let mut headers = headers.clone();
+    headers.remove(http::header::COOKIE);
+    if !kept.is_empty() {
+        // Crumbs came from valid header values, so their join is one too.
+        if let Ok(v) = http::HeaderValue::from_bytes(&kept.join(&b"; "[..])) {
+            headers.insert(http::header::COOKIE, v);
+        }
+    }
+    (uri, headers)
+}
+
 fn push_query(key: &mut String, query: &str, listed: &[String]) {
     if listed.is_empty() || query.is_empty() {
         return;
     }
     let mut pairs: Vec<(Vec<u8>, Vec<u8>)> = query
         .split('&')
-        .filter(|p| !p.is_empty())
-        .filter_map(|pair| {
-            let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
-            let name = decode(name);
-            // `listed` is sorted by the config loader.
-            listed
-                .binary_search_by(|l| l.as_bytes().cmp(&name))
-                .ok()
-                .map(|_| (name, decode(value)))
-        })
+        .filter_map(|pair| listed_pair(pair, listed))
         .collect();
     if pairs.is_empty() {
         return;
@@ -121,15 +180,9 @@ fn push_cookies(key: &mut String, headers: &HeaderMap, listed: &[String]) {
     for name in listed {
         key.push_str(" c:");
         key.push_str(name);
-        let mut values: Vec<&[u8]> = headers
-            .get_all(http::header::COOKIE)
-            .iter()
-            .flat_map(|h| h.as_bytes().split(|&b| b == b';'))
-            .filter_map(|c| {
-                let c = c.trim_ascii();
-                let eq = c.iter().position(|&b| b == b'=')?;
-                (&c[..eq] == name.as_bytes()).then(|| &c[eq + 1..])
-            })
+        let mut values: Vec<&[u8]> = crumbs(headers)
+            .filter(|(_, n, _)| *n == name.as_bytes())
+            .map(|(_, _, v)| v)
             .collect();
         if values.is_empty() {
             continue;
@@ -148,29 +201,8 @@ fn push_cookies(key: &mut String, headers: &HeaderMap, listed: &[String]) {
 /// Percent-decodes form style: `+` is a space; a malformed escape stays as
 /// its bytes.
 fn decode(text: &str) -> Vec<u8> {
-    let bytes = text.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        match bytes[i] {
-            b'+' => out.push(b' '),
-            b'%' => {
-                let hex = bytes.get(i + 1..i + 3).and_then(|h| {
-                    let h = std::str::from_utf8(h).ok()?;
-                    u8::from_str_radix(h, 16).ok()
-                });
-                if let Some(b) = hex {
-                    out.push(b);
-                    i += 3;
-                    continue;
-                }
-                out.push(b'%');
-            }
-            b => out.push(b),
-        }
-        i += 1;
-    }
-    out
+    levee_shield::firewall::percent_decode(text.as_bytes(), true)
+        .unwrap_or_else(|| text.as_bytes().to_vec())
 }
 
 /// Appends `bytes` with every byte but RFC 3986's unreserved ones escaped.
@@ -190,6 +222,37 @@ fn encode_into(key: &mut String, bytes: &[u8]) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_function_sees_exactly_what_the_key_holds() {
+        let p = policy(&["a"], &[], &["theme"]);
+        let cases: &[(&str, &[&[u8]])] = &[
+            // An escaped listed name is the same name: kept, not dropped.
+            ("/x?%61=evil&b=1", &[]),
+            ("/x?a=1&a=2&b=%zz", &[b"theme=dark; x=\xc3\xa9"]),
+            ("/x", &[b"theme=dark", b"theme; other=1"]),
+        ];
+        for (uri, cookies) in cases {
+            let uri: Uri = uri.parse().unwrap();
+            let mut headers = HeaderMap::new();
+            for c in *cookies {
+                headers.append(
+                    http::header::COOKIE,
+                    http::HeaderValue::from_bytes(c).unwrap(),
+                );
+            }
+            let (seen_uri, seen) = keyed_request(&p, &uri, &headers);
+            let key = |u: &Uri, h: &HeaderMap| build("GET /x", MethodClass::Get, u, h, &p);
+            assert_eq!(key(&seen_uri, &seen), key(&uri, &headers), "{uri}");
+            // Nothing beyond the key reaches the function.
+            assert!(!seen_uri.query().unwrap_or("").contains('b'), "{seen_uri}");
+            for v in seen.get_all(http::header::COOKIE) {
+                for crumb in v.as_bytes().split(|&b| b == b';') {
+                    assert!(crumb.trim_ascii().starts_with(b"theme="), "{v:?}");
+                }
+            }
+        }
+    }
 
     fn policy(query: &[&str], headers: &[&str], cookies: &[&str]) -> CachePolicy {
         let v = |l: &[&str]| {

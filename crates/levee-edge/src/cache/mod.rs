@@ -59,6 +59,7 @@ use tokio::time::Instant;
 
 pub use collapse::{COLLAPSE_WAIT, MAX_WAITERS};
 pub use entry::XCache;
+pub(crate) use key::keyed_request;
 
 use collapse::{Join, Lead, Outcome, Snapshot};
 use entry::{Entry, Fill};
