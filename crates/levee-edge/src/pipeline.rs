@@ -327,11 +327,11 @@ impl Edge {
                 );
                 r
             }
-            Err(e) if matches!(e.aws_code().status, 400 | 413) => respond::too_large(
-                self.queues
-                    .settings(queue)
-                    .map_or(0, |s| u64::from(s.max_message_size)),
-            ),
+            Err(levee_queue::QueueError::MessageTooLong { max, .. }) => {
+                respond::too_large(max as u64)
+            }
+            // Content the queue refuses (e.g. characters SQS does not allow).
+            Err(e) if e.aws_code().status == 400 => respond::bad_request(&e.to_string()),
             Err(e) => {
                 tracing::error!(queue, error = %e, "async route could not enqueue");
                 respond::message(StatusCode::INTERNAL_SERVER_ERROR, "Internal Server Error")

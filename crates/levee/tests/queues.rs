@@ -305,3 +305,32 @@ fn the_cli_lists_sends_and_peeks() {
     let (code, _) = levee(&["queues", "send", "nope", "x"]);
     assert_eq!(code, Some(1));
 }
+
+#[test]
+fn an_async_route_refuses_what_the_queue_cannot_hold_with_the_right_status() {
+    let s = Server::start(
+        "asyncbad",
+        &format!(
+            r#"{}
+[queues.inbox]
+max_message_size = "2KiB"
+
+[[routes]]
+route = "POST /submit"
+function = "worker"
+async = true
+queue = "inbox"
+"#,
+            support::hello_function("worker", "")
+        ),
+    );
+    let post = |body: &[u8]| request(s.edge, "POST", "/submit", &[], body);
+    assert_eq!(post(b"fine").status, 202);
+    let too_big = post(&[b'x'; 4096]);
+    assert_eq!(too_big.status, 413, "{}", too_big.text());
+    // Valid UTF-8 that SQS does not allow in a message is the client's
+    // mistake, not a size problem.
+    let bad = post("a\u{FFFF}b".as_bytes());
+    assert_eq!(bad.status, 400, "{}", bad.text());
+    assert!(bad.text().contains("U+FFFF"), "{}", bad.text());
+}
