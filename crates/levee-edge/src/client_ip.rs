@@ -25,13 +25,13 @@ impl ClientIdentity {
     }
 
     fn is_trusted(&self, ip: IpAddr) -> bool {
-        let ip = canonical(ip);
+        let ip = ip.to_canonical();
         self.trusted.iter().any(|net| net.contains(&ip))
     }
 
     /// The client address for a request that arrived from `peer`.
     pub fn resolve(&self, peer: IpAddr, headers: &HeaderMap) -> IpAddr {
-        let peer = canonical(peer);
+        let peer = peer.to_canonical();
         if self.trusted.is_empty() || !self.is_trusted(peer) {
             return peer;
         }
@@ -87,7 +87,7 @@ fn forwarded_hops(headers: &HeaderMap) -> Vec<IpAddr> {
         .iter()
         .flatten()
         .copied()
-        .map(canonical)
+        .map(|ip| ip.to_canonical())
         .collect()
 }
 
@@ -101,14 +101,6 @@ fn parse_node(text: &str) -> Option<IpAddr> {
         return rest.split_once(']').and_then(|(ip, _)| ip.parse().ok());
     }
     text.rsplit_once(':').and_then(|(ip, _)| ip.parse().ok())
-}
-
-/// IPv4-mapped IPv6 addresses are the IPv4 client they carry.
-fn canonical(ip: IpAddr) -> IpAddr {
-    match ip {
-        IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
-        v4 => v4,
-    }
 }
 
 #[cfg(test)]
@@ -181,6 +173,6 @@ mod tests {
 
     #[test]
     fn mapped_addresses_are_ipv4() {
-        assert_eq!(canonical(ip("::ffff:127.0.0.9")), ip("127.0.0.9"));
+        assert_eq!(ip("::ffff:127.0.0.9").to_canonical(), ip("127.0.0.9"));
     }
 }
