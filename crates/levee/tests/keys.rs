@@ -194,24 +194,32 @@ fn hundreds_of_concurrent_clients_never_exceed_the_quota() {
 
 #[test]
 fn quotas_reset_at_the_period_boundary() {
-    // Shift the server's clock to 3 s before the next UTC midnight.
+    // Build the function before the clock starts: the lead below must only
+    // cover the server's start, a key and three requests.
+    let body = config("[plans.tiny]\nquota = { limit = 2, period = \"DAY\" }\n");
+    // Shift the server's clock to LEAD seconds before the next UTC midnight.
+    const LEAD: i64 = 10;
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
         .as_secs() as i64;
     let midnight = (now / 86_400 + 1) * 86_400;
-    let offset = (midnight - 3 - now).to_string();
-    let s = Server::start_with_env(
-        "quotareset",
-        &config("[plans.tiny]\nquota = { limit = 2, period = \"DAY\" }\n"),
-        &[("LEVEE_CLOCK_OFFSET_SECS", &offset)],
-    );
+    let offset = (midnight - LEAD - now).to_string();
+    let s = Server::start_with_env("quotareset", &body, &[("LEVEE_CLOCK_OFFSET_SECS", &offset)]);
     let (_, secret) = create_key(&s, "tiny");
-    let before: Vec<u16> = (0..3).map(|_| with_key(&s, &secret).status).collect();
-    assert_eq!(before, [200, 200, 429]);
-    std::thread::sleep(Duration::from_millis(4500));
-    let after: Vec<u16> = (0..3).map(|_| with_key(&s, &secret).status).collect();
-    assert_eq!(after, [200, 200, 429], "a new day, a new quota");
+    let before: Vec<_> = (0..3).map(|_| with_key(&s, &secret)).collect();
+    let statuses: Vec<u16> = before.iter().map(|r| r.status).collect();
+    assert_eq!(statuses, [200, 200, 429]);
+    let reset = before[0].header("x-quota-reset").unwrap_or_default();
+    assert!(reset.ends_with("T00:00:00Z"), "resets at midnight: {reset}");
+    assert!(
+        s.wait_until(Duration::from_secs(LEAD as u64 + 20), || {
+            with_key(&s, &secret).status == 200
+        }),
+        "the quota never reset (or the set-up took longer than {LEAD} s)"
+    );
+    let after: Vec<u16> = (0..2).map(|_| with_key(&s, &secret).status).collect();
+    assert_eq!(after, [200, 429], "a new day, a new quota of 2");
 }
 
 #[test]
