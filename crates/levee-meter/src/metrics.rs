@@ -46,6 +46,9 @@ const DURATION_BUCKETS: &[f64] = &[
     300.0, 900.0,
 ];
 
+/// How often histogram samples are drained into their buckets.
+const UPKEEP_EVERY: Duration = Duration::from_secs(5);
+
 static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
 static INSTALL: Mutex<()> = Mutex::new(());
 
@@ -101,6 +104,17 @@ pub fn install() -> Result<(), MeterError> {
         .build_recorder();
     let handle = recorder.handle();
     metrics::set_global_recorder(recorder).map_err(|e| MeterError::Metrics(e.to_string()))?;
+    // A recorder built without the exporter's own runner keeps every
+    // histogram sample until upkeep drains it into the buckets; without this
+    // an unscraped server would grow by ~16 B per invocation forever.
+    let upkeep = handle.clone();
+    std::thread::Builder::new()
+        .name("metrics-upkeep".into())
+        .spawn(move || loop {
+            std::thread::sleep(UPKEEP_EVERY);
+            upkeep.run_upkeep();
+        })
+        .map_err(|e| MeterError::Metrics(format!("starting the upkeep thread: {e}")))?;
     // Under the install lock nobody else can have set it.
     let _ = HANDLE.set(handle);
     describe();
