@@ -499,14 +499,17 @@ async fn serve(config: Config, path: PathBuf) -> anyhow::Result<()> {
             path.display()
         );
     }
-    let scheduler = Arc::new(Scheduler::start(&config).await?);
-    let router = Router::build(&config.routes, &scheduler)?;
-    let shield = ShieldHandle::new(Shield::build(&config)?);
+    // The store holds the data_dir's lock: a second server on the same
+    // directory must stop here, before the scheduler clears and re-stages
+    // the running server's instance directories.
     let store = Arc::new(
         levee_store::Store::open(&config.server.data_dir).with_context(|| {
             format!("opening the store in {}", config.server.data_dir.display())
         })?,
     );
+    let scheduler = Arc::new(Scheduler::start(&config).await?);
+    let router = Router::build(&config.routes, &scheduler)?;
+    let shield = ShieldHandle::new(Shield::build(&config)?);
     store
         .sync_config_plans(&plans::specs(&config))
         .context("applying [plans] from the config")?;

@@ -111,3 +111,31 @@ fn aws_waf_web_acls_import_into_a_config_that_checks() {
     let (code, _, stderr) = levee(&["firewall", "import", dir.join("bad.json").to_str().unwrap()]);
     assert_eq!(code, 2, "{stderr}");
 }
+
+#[test]
+fn a_second_server_on_the_same_data_dir_stops_before_touching_it() {
+    let body =
+        support::hello_function("f", "") + "\n[[routes]]\nroute = \"GET /f\"\nfunction = \"f\"\n";
+    let first = support::Server::start("twice", &body);
+    assert_eq!(support::get(first.edge, "/f").status, 200);
+    let instances = first.dir.join("data/instances");
+    let listing = || {
+        let mut names: Vec<_> = std::fs::read_dir(&instances)
+            .map(|d| d.filter_map(|e| Some(e.ok()?.file_name())).collect())
+            .unwrap_or_default();
+        names.sort();
+        names
+    };
+    let before = listing();
+    assert!(!before.is_empty(), "the warm instance has a directory");
+    let config = first.dir.join("levee.toml");
+    let (code, _, stderr) = levee(&["serve", "--config", config.to_str().unwrap()]);
+    assert_ne!(code, 0, "the second server must not start");
+    assert!(stderr.contains("lock"), "{stderr}");
+    assert_eq!(
+        listing(),
+        before,
+        "the running server's instances are untouched"
+    );
+    assert_eq!(support::get(first.edge, "/f").status, 200);
+}
