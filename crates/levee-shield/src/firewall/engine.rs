@@ -280,8 +280,11 @@ impl Firewall {
             for (k, m) in c.errors {
                 err(k, m);
             }
-            known_labels.extend(rc.labels.iter().cloned());
             if let (Some(action), Some(top)) = (action, top) {
+                // Only a rule that compiled adds labels: a rule matching the
+                // label of a broken one is reported in the same pass, so the
+                // importer drops a whole chain in one round, not one a round.
+                known_labels.extend(rc.labels.iter().cloned());
                 // Dry run keeps the rule's own action in config, but acts as count.
                 let action = if rc.dry_run { Action::Count } else { action };
                 rules.push(Rule {

@@ -856,3 +856,28 @@ fn documented_example_compiles_and_behaves() {
         Some("sqli")
     );
 }
+
+#[test]
+fn a_broken_rule_adds_no_labels_so_its_whole_chain_is_reported_at_once() {
+    // rule 0 matches a label nothing adds; each later rule matches the label
+    // of the one before. One compile must name every rule of the chain (the
+    // WAF importer drops them all in one round instead of one per round).
+    let mut src = String::from(
+        "[[rules]]\nname = \"r0\"\npriority = 0\naction = \"count\"\nlabels = [\"l0\"]\nstatement = { label = \"nobody-adds-this\" }\n",
+    );
+    for i in 1..50 {
+        src.push_str(&format!(
+            "[[rules]]\nname = \"r{i}\"\npriority = {i}\naction = \"count\"\nlabels = [\"l{i}\"]\nstatement = {{ label = \"l{}\" }}\n",
+            i - 1
+        ));
+    }
+    let e = compile_err(&src);
+    for i in 0..50 {
+        let path = format!("firewall.rules[{i}].statement");
+        assert!(
+            e.problems.iter().any(|(p, _)| p.starts_with(&path)),
+            "rule {i} not reported: {:?}",
+            e.problems
+        );
+    }
+}
