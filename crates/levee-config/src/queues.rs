@@ -334,19 +334,6 @@ pub(crate) fn event_source(
             format!("no function `{}` in [functions]", raw.function),
         ));
     }
-    if let (Some(q), Some(t)) = (queue, timeout) {
-        if q.visibility_timeout < *t {
-            found.push((
-                at(&["queue"]),
-                format!(
-                    "queue `{}` has visibility_timeout {:?}, less than function `{}`'s \
-                     timeout {:?}: a batch would be redelivered while still running; set \
-                     visibility_timeout to at least the timeout (6x is recommended)",
-                    q.name, q.visibility_timeout, raw.function, t
-                ),
-            ));
-        }
-    }
     let batch_size = raw.batch_size.unwrap_or(10);
     if !(1..=MAX_BATCH_SIZE).contains(&batch_size) {
         found.push((
@@ -362,6 +349,23 @@ pub(crate) fn event_source(
         MAX_BATCHING_WINDOW,
         &mut found,
     );
+    // A batch is in flight for its batching window and then the function's
+    // run: a shorter visibility lets its first messages come back into the
+    // same batch (AWS asks for the same, with 6x the timeout recommended).
+    if let (Some(q), Some(t)) = (queue, timeout) {
+        if q.visibility_timeout < *t + max_batching_window {
+            found.push((
+                at(&["queue"]),
+                format!(
+                    "queue `{}` has visibility_timeout {:?}, less than function `{}`'s \
+                     timeout {:?} plus max_batching_window {:?}: a batch would be \
+                     redelivered while still gathering or running; set visibility_timeout \
+                     to at least their sum (6x the timeout is recommended)",
+                    q.name, q.visibility_timeout, raw.function, t, max_batching_window
+                ),
+            ));
+        }
+    }
     if batch_size > 10 && max_batching_window < Duration::from_secs(1) {
         found.push((
             at(&["max_batching_window"]),
@@ -527,6 +531,18 @@ function = "slow""#,
         assert!(es.is_none());
         assert_eq!(keys(&found), ["queue"]);
         assert!(found[0].1.contains("less than function `slow`'s timeout"));
+        // Default visibility 30 s: 3 s of run plus 30 s of window is too long.
+        let (es, found) = event_source(
+            raw_source(
+                r#"queue = "orders"
+function = "worker"
+max_batching_window = "30s""#,
+            ),
+            &queues,
+            &functions,
+        );
+        assert!(es.is_none());
+        assert!(found[0].1.contains("plus max_batching_window"), "{found:?}");
         let (_, found) = event_source(
             raw_source(
                 r#"

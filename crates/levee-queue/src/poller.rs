@@ -12,7 +12,7 @@
 //! function did not clearly process, drop a batch on a throttle, or poll
 //! after shutdown.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -178,6 +178,8 @@ impl Poller {
     async fn gather(&self) -> Result<Vec<ReceivedMessage>, QueueError> {
         let max_wait = Duration::from_secs(u64::from(MAX_WAIT_SECS));
         let mut batch: Vec<ReceivedMessage> = Vec::new();
+        // Position in `batch` of each message id (≤ batch_size entries).
+        let mut seen: HashMap<String, usize> = HashMap::new();
         let mut bytes = 0usize;
         let mut window_end = None;
         loop {
@@ -209,10 +211,19 @@ impl Poller {
                 Err(e) if batch.is_empty() => return Err(e),
                 Err(_) => break,
             };
-            bytes = got
-                .iter()
-                .fold(bytes, |b, m| b.saturating_add(m.body.len()));
-            batch.extend(got);
+            for m in got {
+                // A message seen again (its visibility ran out while the
+                // window was open) replaces its stale copy: one record per
+                // message, with the receipt handle that can still delete it.
+                match seen.get(&m.message_id) {
+                    Some(&i) => batch[i] = m,
+                    None => {
+                        bytes = bytes.saturating_add(m.body.len());
+                        seen.insert(m.message_id.clone(), batch.len());
+                        batch.push(m);
+                    }
+                }
+            }
             if batch.is_empty() {
                 // A long poll that timed out empty: poll again.
                 return Ok(batch);

@@ -227,3 +227,18 @@ async fn unreadable_answers_delete_nothing() {
     handle.shutdown().await;
     assert_eq!(depth(&q), 1, "kept for redelivery");
 }
+
+#[tokio::test]
+async fn a_message_that_reappears_within_the_window_is_delivered_once_and_deleted() {
+    // Visibility 1 s, window 2.5 s: the message comes back twice while the
+    // batch is still gathering.
+    let (_d, q) = setup(1, &["only"]).await;
+    let inv = FakeInvoker::scripted(vec![]);
+    let handle = start_pollers(Arc::clone(&q), vec![source(10, 2500, false)], inv.clone());
+    until(|| !inv.events().is_empty()).await;
+    until(|| depth(&q) == 0).await;
+    handle.shutdown().await;
+    assert_eq!(inv.bodies(), vec![vec!["only".to_string()]], "one record");
+    let count = &inv.events()[0]["Records"][0]["attributes"]["ApproximateReceiveCount"];
+    assert_ne!(count, "1", "the newest copy, whose handle can delete it");
+}

@@ -67,7 +67,7 @@ fn batches_reach_the_function_with_partial_failures_and_redrive() {
         &format!(
             r#"{}
 [queues.jobs]
-visibility_timeout = "2s"
+visibility_timeout = "3s"
 dead_letter = {{ queue = "jobs-dlq", max_receive_count = 2 }}
 
 [queues.jobs-dlq]
