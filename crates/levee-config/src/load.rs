@@ -650,16 +650,12 @@ impl<'a> Loader<'a> {
         value
     }
 
-    /// Reports problems whose keys (`name` or `name[3]`) are relative to `base`.
+    /// Reports problems whose keys (`name`, `name[3]`, `scope.function`, or
+    /// empty for the table itself) are relative to `base`.
     fn report_found(&mut self, base: &KeyPath, found: Vec<guard::Found>) {
         for (key, message) in found {
-            let at = match key.split_once('[') {
-                Some((k, rest)) => {
-                    let index = rest.trim_end_matches(']').parse().unwrap_or(0);
-                    base.key(k).index(index)
-                }
-                None => base.key(&key),
-            };
+            let mut at = base.clone();
+            at.0.extend(KeyPath::parse(&key).0);
             self.report(&at, message);
         }
     }

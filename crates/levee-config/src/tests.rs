@@ -1011,3 +1011,11 @@ fn ten_thousand_routes_are_quick() {
         started.elapsed()
     );
 }
+
+#[test]
+fn budget_problems_name_their_nested_key_and_line() {
+    let text = format!(
+        "{HELLO}\n[budgets.daily]\nperiod = \"day\"\nlimit = 5.0\nscope = {{ function = \"ghost\" }}\n"
+    );
+    assert_problem(&text, "budgets.daily.scope.function", Some(8), "ghost");
+}
