@@ -230,11 +230,19 @@ async fn batches_receive_and_delete() {
 async fn oversized_requests_are_refused_before_parsing() {
     let dir = tempfile::tempdir().expect("tempdir");
     let app = router(dir.path());
-    let body = "x".repeat(levee_queue::api::MAX_REQUEST_BYTES + 1);
+    // Valid JSON, so only the size limit can refuse it.
+    let pad = "x".repeat(levee_queue::api::MAX_REQUEST_BYTES);
+    let body = json!({ "QueueUrl": "http://x/q", "MessageBody": pad }).to_string();
     let req = Request::post("/")
         .header("x-amz-target", "AmazonSQS.SendMessage")
         .body(Body::from(body))
         .expect("request");
     let res = app.oneshot(req).await.expect("answered");
     assert_eq!(res.status(), StatusCode::BAD_REQUEST);
+    assert_eq!(
+        res.headers()
+            .get("x-amzn-query-error")
+            .and_then(|v| v.to_str().ok()),
+        Some("AWS.SimpleQueueService.BatchRequestTooLong;Sender")
+    );
 }

@@ -694,16 +694,20 @@ fn hostile_configs_are_bounded() {
     };
     let e = Firewall::compile(&cfg).unwrap_err();
     assert!(e.to_string().contains("deeper than 10"), "{e}");
-    // Deep JSON nesting is refused by the parser or the compiler, never overflows.
-    let deep = format!(
-        "{}{{\"string_match\":{{\"field\":\"path\",\"search\":\"x\"}}}}{}",
-        "{\"not\":".repeat(5000),
-        "}".repeat(5000)
-    );
-    let json = format!("{{\"rules\":[{{\"name\":\"r\",\"priority\":1,\"action\":\"block\",\"statement\":{deep}}}]}}");
-    if let Ok(cfg) = serde_json::from_str::<FirewallConfig>(&json) {
-        assert!(Firewall::compile(&cfg).is_err());
-    }
+    // Deep JSON nesting is refused by the parser (beyond its recursion limit)
+    // or by the compiler (beyond MAX_DEPTH), and never overflows the stack.
+    let nested = |levels: usize| {
+        let deep = format!(
+            "{}{{\"string_match\":{{\"field\":\"path\",\"search\":\"x\"}}}}{}",
+            "{\"not\":".repeat(levels),
+            "}".repeat(levels)
+        );
+        format!("{{\"rules\":[{{\"name\":\"r\",\"priority\":1,\"action\":\"block\",\"statement\":{deep}}}]}}")
+    };
+    assert!(serde_json::from_str::<FirewallConfig>(&nested(5000)).is_err());
+    let cfg: FirewallConfig = serde_json::from_str(&nested(50)).expect("within the parser's limit");
+    let e = Firewall::compile(&cfg).expect_err("deeper than MAX_DEPTH");
+    assert!(e.to_string().contains("deeper than 10"), "{e}");
     // Rule count.
     let many: Vec<RuleConfig> = (0..=MAX_RULES)
         .map(|i| {

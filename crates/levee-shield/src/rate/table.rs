@@ -499,6 +499,12 @@ mod tests {
                 assert_eq!(v, u64::from(k) + 10);
             }
         }
+        // Every slot still held belongs to a key that can be found: a removal
+        // that broke a probe chain would leave held but unreachable entries.
+        let reachable = (0u32..9000)
+            .filter(|k| t.get(&k.to_le_bytes(), |_| ()).is_some())
+            .count();
+        assert_eq!(reachable, t.len());
     }
 
     #[test]
