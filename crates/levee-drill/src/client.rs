@@ -156,10 +156,12 @@ async fn read_response(
         // A reset ends the answer like a close does.
         let n: usize = r.read(&mut buf).await.unwrap_or_default();
         if n == 0 {
-            // A slow reader that reaches the end was cut off (its responses
-            // are far bigger than what it reads in a run).
+            // A slow reader that reaches the end of a 2xx was cut off (its
+            // responses are far bigger than what it reads in a run); a
+            // refusal (4xx, 5xx) is an answer, and counts as one.
             return match (status_of(&head), slow) {
                 (Some(code), None) => Outcome::Status(code),
+                (Some(code), Some(_)) if !(200..300).contains(&code) => Outcome::Status(code),
                 _ => Outcome::Closed,
             };
         }

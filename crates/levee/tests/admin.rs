@@ -58,5 +58,4 @@ fn a_token_file_is_created_private_on_first_start_and_its_path_printed_once() {
         b"",
     );
     assert_eq!(r.status, 200);
-    drop(s);
 }

@@ -42,7 +42,6 @@ fn reserved_concurrency_caps_the_function_and_excess_gets_429_at_once() {
             route("/s", "hello")
         ),
     );
-    // Warm two instances first so the sleepers don't race their cold starts.
     let results = concurrent(&s, vec!["/s?action=sleep&ms=2000".to_string(); 5]);
     let ok: Vec<_> = results.iter().filter(|r| r.0 == 200).collect();
     let throttled: Vec<_> = results.iter().filter(|r| r.0 == 429).collect();

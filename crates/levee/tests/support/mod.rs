@@ -243,6 +243,18 @@ impl Server {
 
 impl Drop for Server {
     fn drop(&mut self) {
+        self.stop();
+        // Keep the directory (config, data, logs) of a failed test to look
+        // at; a passing one leaves nothing behind (each holds SQLite files
+        // and code copies).
+        if !std::thread::panicking() && !self.dir.as_os_str().is_empty() {
+            let _ = std::fs::remove_dir_all(&self.dir);
+        }
+    }
+}
+
+impl Server {
+    fn stop(&mut self) {
         if let Ok(Some(_)) = self.child.try_wait() {
             return;
         }
