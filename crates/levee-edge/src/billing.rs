@@ -27,9 +27,10 @@ pub async fn invoke(
     if let Some(b) = billing {
         b.admit(&function.config().name, key)?;
     }
+    let started = Instant::now();
     let result = function.invoke(req).await;
     if let Some(b) = billing {
-        b.record(function.config(), route, key, &result);
+        b.record(function.config(), route, key, &result, started.elapsed());
     }
     Ok(result)
 }
@@ -101,9 +102,10 @@ impl Billing {
         })
     }
 
-    /// Meters one invocation. Lambda bills failed invocations too; where the
-    /// platform does not know how long a failed one ran, it bills the
-    /// minimum (1 ms), except timeouts, which ran for the whole timeout.
+    /// Meters one invocation. Lambda bills failed invocations too: a failed
+    /// one is billed for `waited`, the time the platform spent on it (its
+    /// start included), at least 1 ms, so a function that runs long and then
+    /// fails cannot slip past a budget; timeouts bill the whole timeout.
     /// Throttled invocations never ran and are not billed.
     pub fn record(
         &self,
@@ -111,7 +113,9 @@ impl Billing {
         route: Option<&str>,
         key: Option<&str>,
         result: &Result<InvokeOutput, InvokeError>,
+        waited: Duration,
     ) {
+        let ran = waited.max(Duration::from_millis(1));
         let (duration, bytes_out, cold, outcome) = match result {
             Ok(out) => (
                 out.duration,
@@ -122,9 +126,9 @@ impl Billing {
             Err(InvokeError::Throttled(_)) | Err(InvokeError::Unavailable(_)) => return,
             Err(InvokeError::Timeout(t)) => (*t, 0, false, "timeout"),
             Err(InvokeError::Crashed(_)) | Err(InvokeError::OutOfMemory(_)) => {
-                (Duration::from_millis(1), 0, false, "crashed")
+                (ran, 0, false, "crashed")
             }
-            Err(_) => (Duration::from_millis(1), 0, false, "error"),
+            Err(_) => (ran, 0, false, "error"),
         };
         let now = self.clock.now();
         self.meters.record(&Invocation {

@@ -40,6 +40,19 @@ fn costs(s: &Server) -> serde_json::Value {
 }
 
 #[test]
+fn failed_invocations_are_billed_for_the_time_they_ran() {
+    let s = server("failbill", "");
+    for _ in 0..5 {
+        assert_eq!(get(s.edge, "/f?action=error&ms=200").status, 502);
+    }
+    let c = costs(&s);
+    assert_eq!(c["requests"], 5, "{c}");
+    // 5 × ≥200 ms at 1 GB: a failure is not a 1 ms bill.
+    let gb_s = c["gb_seconds"].as_f64().unwrap();
+    assert!(gb_s >= 1.0, "{c}");
+}
+
+#[test]
 fn invocations_are_metered_and_priced_like_lambda() {
     let s = server("metering", "");
     for _ in 0..10 {
@@ -47,9 +60,9 @@ fn invocations_are_metered_and_priced_like_lambda() {
     }
     let c = costs(&s);
     assert_eq!(c["requests"], 10, "{c}");
-    // 10 × ≥100 ms billed at 1 GB: at least 1.0 GB-s, and not much more.
+    // 10 × ≥100 ms billed at 1 GB: at least 1.0 GB-s, and not double.
     let gb_s = c["gb_seconds"].as_f64().unwrap();
-    assert!((1.0..1.5).contains(&gb_s), "{c}");
+    assert!((1.0..2.0).contains(&gb_s), "{c}");
     let usd = c["usd"].as_f64().unwrap();
     let expected = 10.0 * 0.20 / 1e6 + gb_s * 0.0000166667;
     assert!(

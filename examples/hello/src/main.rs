@@ -4,7 +4,7 @@
 //! Through an HTTP route it greets `/hello/{name}` with `$GREETING`. Any other
 //! event is echoed back, unless it names an `action` (as a top-level field or
 //! a query parameter) that exercises one platform behaviour:
-//! `sleep` (`ms`), `crash` (exit 3), `error`, `big` (`bytes`), `alloc` (`mb`),
+//! `sleep` (`ms`), `crash` (exit 3, after `ms`), `error` (after `ms`), `big` (`bytes`), `alloc` (`mb`),
 //! `env`, `log`, `pid`, `status` (`code`), `spawn` (a child that outlives the
 //! invocation unless the platform kills the process group).
 
@@ -35,8 +35,14 @@ async fn handle(event: LambdaEvent<Value>) -> Result<Value, Error> {
             tokio::time::sleep(std::time::Duration::from_millis(num("ms", 1000))).await;
             Ok(json!({ "slept_ms": num("ms", 1000) }))
         }
-        Some("crash") => std::process::exit(3),
-        Some("error") => Err("something went wrong on purpose".into()),
+        Some("crash") => {
+            tokio::time::sleep(std::time::Duration::from_millis(num("ms", 0))).await;
+            std::process::exit(3)
+        }
+        Some("error") => {
+            tokio::time::sleep(std::time::Duration::from_millis(num("ms", 0))).await;
+            Err("something went wrong on purpose".into())
+        }
         Some("big") => Ok(Value::String("x".repeat(num("bytes", 7_000_000) as usize))),
         Some("alloc") => {
             let mut v: Vec<u8> = vec![0; (num("mb", 512) * 1024 * 1024) as usize];
