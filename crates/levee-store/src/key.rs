@@ -70,22 +70,32 @@ pub(crate) fn plausible_secret(secret: &str) -> bool {
 
 /// A fresh secret: [`SECRET_LEN`] characters, each uniform over 62.
 pub(crate) fn generate_secret() -> Result<String, StoreError> {
+    random_alphanumeric(SECRET_LEN)
+}
+
+/// `len` (≤ 256) characters from the OS's randomness, each uniform over
+/// A–Z a–z 0–9: for secrets and tokens.
+pub fn random_alphanumeric(len: usize) -> Result<String, StoreError> {
     // Rejection sampling: bytes ≥ 248 (= 4 × 62) are discarded so `b % 62`
     // is unbiased. 64 bytes per round leave ~56 usable on average; the loop
     // is bounded so a broken random source can't spin forever.
-    const ROUNDS: usize = 16;
-    let mut out = String::with_capacity(SECRET_LEN);
+    const ROUNDS: usize = 32;
+    let len = len.min(256);
+    let mut out = String::with_capacity(len);
     let mut buf = [0u8; 64];
     for _ in 0..ROUNDS {
         getrandom::fill(&mut buf).map_err(|e| StoreError::Entropy(e.to_string()))?;
         for &b in &buf {
+            if out.len() == len {
+                return Ok(out);
+            }
             if b < 248 {
                 out.push(char::from(ALPHABET[usize::from(b % 62)]));
-                if out.len() == SECRET_LEN {
-                    return Ok(out);
-                }
             }
         }
+    }
+    if out.len() == len {
+        return Ok(out);
     }
     Err(StoreError::Entropy(
         "random source kept returning out-of-range bytes".into(),

@@ -107,20 +107,9 @@ pub fn load_or_create(
     }
 }
 
-/// A random alphanumeric token from the OS's randomness (UUID v4 bytes are
-/// 122 random bits each; three give more than enough).
+/// A random alphanumeric token, each character uniform over 62.
 fn generate() -> io::Result<String> {
-    const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
-    let mut out = String::with_capacity(TOKEN_LEN);
-    while out.len() < TOKEN_LEN {
-        for b in uuid::Uuid::new_v4().as_bytes() {
-            // 62 symbols: reject bytes that would bias the choice.
-            if *b < 248 && out.len() < TOKEN_LEN {
-                out.push(ALPHABET[(*b % 62) as usize] as char);
-            }
-        }
-    }
-    Ok(out)
+    levee_store::key::random_alphanumeric(TOKEN_LEN).map_err(io::Error::other)
 }
 
 /// Whether the request's `Authorization` header carries `token`.
