@@ -338,7 +338,25 @@ impl EdgeCache {
         let cache = Arc::clone(self);
         tokio::spawn(async move {
             let fetched = fetch().await;
-            let outcome = cache.settle(&key, &policy, head, stale, fetched);
+            // Storing a compressible answer gzips and brotlis it (up to
+            // milliseconds per MB): on a blocking thread, not an async worker
+            // that also serves other requests.
+            let compresses = policy.compress
+                && matches!(&fetched, Ok(r) if r.body().len() as u64 >= cache.settings.compress_min_bytes);
+            let outcome = if compresses {
+                let c = Arc::clone(&cache);
+                tokio::task::spawn_blocking(move || c.settle(&key, &policy, head, stale, fetched))
+                    .await
+                    .unwrap_or_else(|e| {
+                        tracing::error!(error = %e, "storing a cache entry failed");
+                        Outcome::Shared(Snapshot::new(crate::respond::message(
+                            StatusCode::BAD_GATEWAY,
+                            "Bad Gateway",
+                        )))
+                    })
+            } else {
+                cache.settle(&key, &policy, head, stale, fetched)
+            };
             lead.finish(outcome);
         });
     }
