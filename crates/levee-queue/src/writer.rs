@@ -493,10 +493,13 @@ impl Writer {
             if want == 0 {
                 break;
             }
-            let rows = {
+            // Sizes first, bodies only for the messages that fit: a big
+            // batch of big messages must not be read into memory whole
+            // before the byte budget cuts it.
+            let candidates = {
                 let mut stmt = self.conn.prepare_cached(
-                    "SELECT seq, message_id, body, attributes, md5_body, md5_attributes,
-                         sent_ms, receive_count, first_receive_ms
+                    "SELECT seq, octet_length(body) + coalesce(octet_length(attributes), 0),
+                         receive_count
                      FROM messages
                      WHERE queue_id = ?1 AND visible_at <= ?2 AND expires_at > ?2
                      ORDER BY visible_at, seq LIMIT ?3",
@@ -504,33 +507,30 @@ impl Writer {
                 let limit = i64::try_from(want).unwrap_or(i64::MAX);
                 let rows = stmt
                     .query_map(params![entry.id, now, limit], |r| {
-                        Ok(Row {
-                            seq: r.get(0)?,
-                            message_id: r.get(1)?,
-                            body: r.get(2)?,
-                            attributes: r.get(3)?,
-                            md5_body: r.get(4)?,
-                            md5_attributes: r.get(5)?,
-                            sent_ms: r.get(6)?,
-                            receive_count: r.get(7)?,
-                            first_receive_ms: r.get(8)?,
-                        })
+                        Ok((
+                            r.get::<_, i64>(0)?,
+                            r.get::<_, i64>(1)?,
+                            r.get::<_, i64>(2)?,
+                        ))
                     })?
-                    .collect::<Result<Vec<Row>, _>>()?;
+                    .collect::<Result<Vec<_>, _>>()?;
                 rows
             };
-            let fetched = rows.len();
-            for row in rows {
-                if let Some((dlq, max_count)) = &dead_letter {
-                    if row.receive_count >= i64::from(*max_count) {
-                        self.redrive(entry, dlq, &row, now, visibility_ms, wake)?;
-                        continue;
-                    }
-                }
-                if !out.is_empty() && bytes.saturating_add(row.body.len()) > max_bytes {
+            let fetched = candidates.len();
+            for (seq, size, receive_count) in candidates {
+                let size = usize::try_from(size).unwrap_or(usize::MAX);
+                let redrive = dead_letter
+                    .as_ref()
+                    .filter(|(_, max_count)| receive_count >= i64::from(*max_count));
+                if redrive.is_none() && !out.is_empty() && bytes.saturating_add(size) > max_bytes {
                     break 'rounds;
                 }
-                bytes = bytes.saturating_add(row.body.len());
+                let row = self.row(seq)?;
+                if let Some((dlq, _)) = redrive {
+                    self.redrive(entry, dlq, &row, now, visibility_ms, wake)?;
+                    continue;
+                }
+                bytes = bytes.saturating_add(size);
                 let token = fresh_token();
                 let mut stmt = self.conn.prepare_cached(
                     "UPDATE messages SET visible_at = ?2, receive_count = receive_count + 1,
@@ -585,6 +585,29 @@ impl Writer {
             messages: out,
             next_visible_ms,
         })
+    }
+
+    /// One message's row, by its sequence number.
+    fn row(&self, seq: i64) -> Result<Row, rusqlite::Error> {
+        self.conn
+            .prepare_cached(
+                "SELECT seq, message_id, body, attributes, md5_body, md5_attributes,
+                     sent_ms, receive_count, first_receive_ms
+                 FROM messages WHERE seq = ?1",
+            )?
+            .query_row(params![seq], |r| {
+                Ok(Row {
+                    seq: r.get(0)?,
+                    message_id: r.get(1)?,
+                    body: r.get(2)?,
+                    attributes: r.get(3)?,
+                    md5_body: r.get(4)?,
+                    md5_attributes: r.get(5)?,
+                    sent_ms: r.get(6)?,
+                    receive_count: r.get(7)?,
+                    first_receive_ms: r.get(8)?,
+                })
+            })
     }
 
     /// Moves a message that reached its receive limit to the dead-letter
