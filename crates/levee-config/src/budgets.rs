@@ -310,13 +310,15 @@ fn action(raw: Option<RawAction>, found: &mut Vec<Found>) -> BudgetAction {
             }
         },
         Some(RawAction::Table(t)) => {
-            if t.throttle.is_finite() && t.throttle > 0.0 && t.throttle <= MAX_THROTTLE_RPS {
+            // Below the bucket's slowest refill it would silently clamp.
+            let slowest = levee_shield::bucket::MIN_RATE;
+            if t.throttle.is_finite() && (slowest..=MAX_THROTTLE_RPS).contains(&t.throttle) {
                 BudgetAction::Throttle { rps: t.throttle }
             } else {
                 found.push((
                     "action.throttle".into(),
                     format!(
-                        "must be requests per second above 0 and at most {MAX_THROTTLE_RPS}, not {}",
+                        "must be requests per second from one a day ({slowest:.8}) to {MAX_THROTTLE_RPS}, not {}",
                         t.throttle
                     ),
                 ));

@@ -286,11 +286,14 @@ pub(crate) fn client_ip(raw: RawClientIp) -> (ClientIp, Vec<Found>) {
 }
 
 pub(crate) fn throttle(raw: RawThrottle) -> Result<Throttle, Found> {
-    if !(raw.rate.is_finite() && raw.rate > 0.0 && raw.rate <= 1e9) {
+    use levee_shield::bucket::{MAX_RATE, MIN_RATE};
+    // The bucket clamps to these bounds; a config outside them is refused
+    // rather than silently changed.
+    if !(raw.rate.is_finite() && (MIN_RATE..=MAX_RATE).contains(&raw.rate)) {
         return Err((
             "rate".into(),
             format!(
-                "must be a number of requests per second above 0, not {}",
+                "must be between one request per day ({MIN_RATE:.8}/s) and {MAX_RATE:e}/s, not {}",
                 raw.rate
             ),
         ));
@@ -380,15 +383,11 @@ mod tests {
             .0,
             "rate"
         );
-        assert_eq!(
-            throttle(RawThrottle {
-                rate: f64::NAN,
-                burst: 1
-            })
-            .unwrap_err()
-            .0,
-            "rate"
-        );
+        for rate in [f64::NAN, 1e-9, 2e9] {
+            let (key, message) = throttle(RawThrottle { rate, burst: 1 }).unwrap_err();
+            assert_eq!(key, "rate");
+            assert!(message.contains("one request per day"), "{message}");
+        }
         assert_eq!(
             throttle(RawThrottle {
                 rate: 1.0,
