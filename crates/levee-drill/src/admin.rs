@@ -52,7 +52,8 @@ pub fn invocations_of(doc: &serde_json::Value) -> Option<u64> {
     Some(
         fns.iter()
             .filter_map(|f| f.get("instances")?.get("invocations")?.as_u64())
-            .sum(),
+            // Server-supplied numbers: saturate rather than overflow.
+            .fold(0, u64::saturating_add),
     )
 }
 
@@ -63,7 +64,7 @@ pub fn live_instances_of(doc: &serde_json::Value) -> u64 {
         .map_or(0, |fns| {
             fns.iter()
                 .filter_map(|f| f.get("instances")?.get("live")?.as_u64())
-                .sum()
+                .fold(0, u64::saturating_add)
         })
 }
 

@@ -72,14 +72,6 @@ impl Scenario {
             Scenario::Mixed => "mixed",
         }
     }
-
-    /// Slow scenarios hold a connection until the server ends it or the run ends.
-    pub fn is_slow(self) -> bool {
-        matches!(
-            self,
-            Scenario::Slowloris | Scenario::SlowPost | Scenario::SlowRead
-        )
-    }
 }
 
 /// A parsed `http://host[:port][/path]` target, resolved.
