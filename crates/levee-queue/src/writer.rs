@@ -199,9 +199,14 @@ pub(crate) struct Writer {
 #[derive(Debug, Default)]
 struct Pending {
     replies: Vec<(oneshot::Sender<Result<Outcome, QueueError>>, Outcome)>,
-    wake: Vec<Arc<Notify>>,
+    wake: Wake,
     in_tx: bool,
 }
+
+/// Queues to wake after a commit, each with how many messages became
+/// visible in it: one waiter is woken per message, not every waiter per
+/// send (500 long polls woken by each single send cut sends tenfold).
+type Wake = Vec<(Arc<Notify>, usize)>;
 
 impl Writer {
     pub fn new(conn: Connection, shared: Arc<Shared>) -> Result<Self, QueueError> {
@@ -345,8 +350,18 @@ impl Writer {
                 for (reply, outcome) in pending.replies.drain(..) {
                     let _ = reply.send(Ok(outcome));
                 }
-                for n in pending.wake.drain(..) {
-                    n.notify_waiters();
+                let mut counts: Vec<(Arc<Notify>, usize)> = Vec::new();
+                for (n, k) in pending.wake.drain(..) {
+                    match counts.iter_mut().find(|(m, _)| Arc::ptr_eq(m, &n)) {
+                        Some((_, total)) => *total = total.saturating_add(k),
+                        None => counts.push((n, k)),
+                    }
+                }
+                for (n, k) in counts {
+                    // More wakes than waiters would only be stored permits.
+                    for _ in 0..k.min(crate::queues::MAX_WAITERS_PER_QUEUE) {
+                        n.notify_one();
+                    }
                 }
             }
             Err(e) => self.abort(pending, e.into()),
@@ -388,7 +403,7 @@ impl Writer {
         &mut self,
         op: Op,
         now: i64,
-        wake: &mut Vec<Arc<Notify>>,
+        wake: &mut Wake,
     ) -> Result<Result<Outcome, QueueError>, rusqlite::Error> {
         let queue_name = match &op {
             Op::Send { queue, .. }
@@ -422,12 +437,12 @@ impl Writer {
         entry: &QueueEntry,
         messages: Vec<Prepared>,
         now: i64,
-        wake: &mut Vec<Arc<Notify>>,
+        wake: &mut Wake,
     ) -> Result<Outcome, rusqlite::Error> {
         let s = &entry.settings;
         let mut swept = false;
         let mut results = Vec::with_capacity(messages.len());
-        let mut visible_now = false;
+        let mut visible_now = 0usize;
         for p in messages {
             let mut depth = self.depth.get(&entry.id).copied().unwrap_or(0);
             if depth >= s.max_messages && !swept {
@@ -445,7 +460,7 @@ impl Writer {
                 continue;
             }
             let delay = p.message.delay.unwrap_or(s.delay);
-            visible_now |= delay == 0;
+            visible_now += usize::from(delay == 0);
             self.conn
                 .prepare_cached(
                     "INSERT INTO messages (queue_id, message_id, body, attributes, md5_body,
@@ -466,8 +481,8 @@ impl Writer {
             self.depth_add(entry.id, 1);
             results.push(Ok(p.sent));
         }
-        if visible_now {
-            wake.push(Arc::clone(&entry.notify));
+        if visible_now > 0 {
+            wake.push((Arc::clone(&entry.notify), visible_now));
         }
         Ok(Outcome::Sent(results))
     }
@@ -479,7 +494,7 @@ impl Writer {
         max_bytes: usize,
         visibility: Option<u32>,
         now: i64,
-        wake: &mut Vec<Arc<Notify>>,
+        wake: &mut Wake,
     ) -> Result<Outcome, rusqlite::Error> {
         let visibility_ms = secs_ms(visibility.unwrap_or(entry.settings.visibility_timeout));
         let dead_letter = entry.settings.redrive.as_ref().and_then(|r| {
@@ -620,7 +635,7 @@ impl Writer {
         row: &Row,
         now: i64,
         visibility_ms: i64,
-        wake: &mut Vec<Arc<Notify>>,
+        wake: &mut Wake,
     ) -> Result<(), rusqlite::Error> {
         let depth = self.depth.get(&dlq.id).copied().unwrap_or(0);
         if depth >= dlq.settings.max_messages {
@@ -645,7 +660,7 @@ impl Writer {
             ])?;
         self.depth_add(from.id, -1);
         self.depth_add(dlq.id, 1);
-        wake.push(Arc::clone(&dlq.notify));
+        wake.push((Arc::clone(&dlq.notify), 1));
         Ok(())
     }
 
@@ -679,7 +694,7 @@ impl Writer {
         entry: &QueueEntry,
         entries: &[(String, u32)],
         now: i64,
-        wake: &mut Vec<Arc<Notify>>,
+        wake: &mut Wake,
     ) -> Result<Outcome, rusqlite::Error> {
         let mut results = Vec::with_capacity(entries.len());
         for (h, secs) in entries {
@@ -704,7 +719,7 @@ impl Writer {
                 results.push(Err(QueueError::MessageNotInflight));
             } else {
                 if *secs == 0 {
-                    wake.push(Arc::clone(&entry.notify));
+                    wake.push((Arc::clone(&entry.notify), 1));
                 }
                 results.push(Ok(()));
             }

@@ -376,6 +376,51 @@ async fn long_poll_wakes_on_send_and_times_out() {
     );
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn among_many_long_polls_each_send_wakes_one_and_none_is_lost() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let q = Arc::new(
+        Queues::open_with_clock(dir.path(), Arc::new(levee_queue::SystemClock)).expect("opens"),
+    );
+    q.create_queue("many", QueueSettings::default())
+        .await
+        .expect("created");
+    let mut waiters = tokio::task::JoinSet::new();
+    for _ in 0..50 {
+        let q = Arc::clone(&q);
+        waiters.spawn(async move {
+            let options = ReceiveOptions {
+                max_messages: 1,
+                wait: Duration::from_secs(20),
+                ..ReceiveOptions::default()
+            };
+            q.receive("many", options).await.expect("ok")
+        });
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    for i in 0..5 {
+        send(&q, "many", &format!("m{i}")).await;
+    }
+    // Each send wakes one waiter; every message reaches one, long before
+    // the 20 s polls would time out on their own.
+    let mut bodies = Vec::new();
+    let done = tokio::time::timeout(Duration::from_secs(10), async {
+        while bodies.len() < 5 {
+            let got = waiters
+                .join_next()
+                .await
+                .expect("a waiter")
+                .expect("joined");
+            bodies.extend(got.into_iter().map(|m| m.body));
+        }
+    })
+    .await;
+    assert!(done.is_ok(), "woken: {bodies:?}");
+    bodies.sort();
+    assert_eq!(bodies, ["m0", "m1", "m2", "m3", "m4"]);
+    waiters.abort_all();
+}
+
 #[tokio::test]
 async fn messages_and_deletes_survive_reopen() {
     let dir = tempfile::tempdir().expect("tempdir");
@@ -485,4 +530,45 @@ async fn enqueue_rate() {
         n as u64
     );
     assert!(rate >= 20_000.0, "{rate:.0} msg/s");
+}
+
+/// Single sends per second with 0 and with 500 long polls waiting on the
+/// queue (each woken waiter costs a receive on the one writer thread).
+/// Run: `cargo test -p levee-queue --release --test store -- --ignored
+/// --nocapture sends_beside_long_polls`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore]
+async fn sends_beside_long_polls() {
+    for waiting in [0usize, 500] {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let q = Arc::new(Queues::open(dir.path()).expect("opens"));
+        q.create_queue("lp", QueueSettings::default())
+            .await
+            .expect("created");
+        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let mut waiters = tokio::task::JoinSet::new();
+        for _ in 0..waiting {
+            let (q, stop) = (Arc::clone(&q), Arc::clone(&stop));
+            waiters.spawn(async move {
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    let options = ReceiveOptions {
+                        max_messages: 10,
+                        wait: Duration::from_secs(1),
+                        ..ReceiveOptions::default()
+                    };
+                    let _ = q.receive("lp", options).await;
+                }
+            });
+        }
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        const SENDS: usize = 3000;
+        let started = Instant::now();
+        for i in 0..SENDS {
+            send(&q, "lp", &format!("m{i}")).await;
+        }
+        let rate = SENDS as f64 / started.elapsed().as_secs_f64();
+        println!("{waiting} long polls waiting: {rate:.0} sends/s");
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        while waiters.join_next().await.is_some() {}
+    }
 }
