@@ -110,10 +110,10 @@ impl Edge {
         if resp.extensions().get::<OverBudget>().is_some() {
             info.decision = Decision::OverBudget;
         } else if info.decision == Decision::Allowed
-            && resp
-                .headers()
-                .get("x-cache")
-                .is_some_and(|v| v.as_bytes() == b"Hit" || v.as_bytes() == b"Stale")
+            && matches!(
+                resp.extensions().get::<crate::cache::XCache>(),
+                Some(crate::cache::XCache::Hit | crate::cache::XCache::Stale)
+            )
         {
             info.decision = Decision::Cached;
         }

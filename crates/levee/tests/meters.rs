@@ -40,6 +40,37 @@ fn costs(s: &Server) -> serde_json::Value {
 }
 
 #[test]
+fn only_the_cache_decides_what_counts_as_cached() {
+    let s = server(
+        "xcache",
+        "[[routes]]\nroute = \"GET /c\"\nfunction = \"f\"\ncache = { ttl = \"60s\" }",
+    );
+    assert_eq!(get(s.edge, "/c").header("x-cache"), Some("Miss"));
+    assert_eq!(get(s.edge, "/c").header("x-cache"), Some("Hit"));
+    for _ in 0..3 {
+        let r = get(s.edge, "/f?action=header&name=x-cache&value=Hit");
+        assert_eq!(
+            r.header("x-cache"),
+            Some("Hit"),
+            "the function's header is passed on"
+        );
+    }
+    let text = s.admin("GET", "/metrics", b"").text();
+    assert!(
+        text.contains(r#"levee_requests_total{route="GET /f",status="200",decision="allowed"} 3"#),
+        "{text}"
+    );
+    assert!(
+        text.contains(r#"levee_requests_total{route="GET /c",status="200",decision="cached"} 1"#),
+        "a real hit is cached: {text}"
+    );
+    assert!(
+        !text.contains(r#"route="GET /f",status="200",decision="cached""#),
+        "{text}"
+    );
+}
+
+#[test]
 fn failed_invocations_are_billed_for_the_time_they_ran() {
     let s = server("failbill", "");
     for _ in 0..5 {

@@ -4,9 +4,10 @@
 //! Through an HTTP route it greets `/hello/{name}` with `$GREETING`. Any other
 //! event is echoed back, unless it names an `action` (as a top-level field or
 //! a query parameter) that exercises one platform behaviour:
-//! `sleep` (`ms`), `crash` (exit 3, after `ms`), `error` (after `ms`), `big` (`bytes`), `alloc` (`mb`),
-//! `env`, `log`, `pid`, `status` (`code`), `spawn` (a child that outlives the
-//! invocation unless the platform kills the process group).
+//! `sleep` (`ms`), `crash` (exit 3, after `ms`), `error` (after `ms`),
+//! `header` (`name`, `value`), `big` (`bytes`), `alloc` (`mb`), `env`, `log`,
+//! `pid`, `status` (`code`), `spawn` (a child that outlives the invocation
+//! unless the platform kills the process group).
 
 use lambda_runtime::{service_fn, Error, LambdaEvent};
 use serde_json::{json, Value};
@@ -69,6 +70,13 @@ async fn handle(event: LambdaEvent<Value>) -> Result<Value, Error> {
             "cookies": ["a=1; Path=/", "b=2"],
             "body": "custom status",
         })),
+        Some("header") => {
+            let (name, value) = (
+                arg("name").unwrap_or_default(),
+                arg("value").unwrap_or_default(),
+            );
+            Ok(json!({ "statusCode": 200, "headers": { name: value }, "body": "with a header" }))
+        }
         Some("spawn") => {
             let child = std::process::Command::new("sleep").arg("300").spawn()?;
             Ok(json!({ "child_pid": child.id() }))

@@ -47,6 +47,9 @@ pub(crate) enum Outcome {
 pub(crate) struct Snapshot {
     status: StatusCode,
     headers: HeaderMap,
+    /// What the edge attached (e.g. a budget refusal's marker), for every
+    /// requester's metrics, not only the leader's.
+    extensions: http::Extensions,
     body: Bytes,
 }
 
@@ -56,6 +59,7 @@ impl Snapshot {
         Snapshot {
             status: parts.status,
             headers: parts.headers,
+            extensions: parts.extensions,
             body,
         }
     }
@@ -64,6 +68,7 @@ impl Snapshot {
         let mut resp = Response::new(self.body.clone());
         *resp.status_mut() = self.status;
         *resp.headers_mut() = self.headers.clone();
+        *resp.extensions_mut() = self.extensions.clone();
         resp
     }
 }

@@ -62,10 +62,13 @@ impl XCache {
         })
     }
 
-    /// Sets the label on a response.
+    /// Sets the label on a response: the header for the client, and an
+    /// extension for the edge's own metrics (a function could send the
+    /// header itself; it cannot set an extension).
     pub(crate) fn stamp<B>(self, resp: &mut Response<B>) {
         resp.headers_mut()
             .insert(HeaderName::from_static("x-cache"), self.value());
+        resp.extensions_mut().insert(self);
     }
 }
 
