@@ -347,7 +347,13 @@ async fn response(state: &ApiState, id: &str, req: Request<Incoming>) -> Respons
     if let Err(e) = check_id(state, id) {
         return e.response();
     }
-    if let Some(mode) = req.headers().get("lambda-runtime-function-response-mode") {
+    let mode = req.headers().get("lambda-runtime-function-response-mode");
+    let streaming = mode.is_some();
+    let integration = req
+        .headers()
+        .get(http::header::CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes().starts_with(HTTP_INTEGRATION));
+    if let Some(mode) = mode {
         if mode.as_bytes() != b"streaming" {
             let _ = finish(
                 state,
@@ -366,10 +372,17 @@ async fn response(state: &ApiState, id: &str, req: Request<Incoming>) -> Respons
         }
     }
     match read_capped(req.into_body(), MAX_RESPONSE_BYTES).await {
-        Ok(Capped::Whole(body)) => match finish(state, id, Outcome::Response(body)) {
-            Ok(()) => accepted(),
-            Err(e) => e.response(),
-        },
+        Ok(Capped::Whole(body, trailers)) => {
+            let outcome = if streaming {
+                streamed(body, trailers.as_ref(), integration)
+            } else {
+                Outcome::Response(body)
+            };
+            match finish(state, id, outcome) {
+                Ok(()) => accepted(),
+                Err(e) => e.response(),
+            }
+        }
         Ok(Capped::Over(size)) => too_large(state, id, size),
         Err(()) => api_error(
             StatusCode::BAD_REQUEST,
@@ -379,9 +392,66 @@ async fn response(state: &ApiState, id: &str, req: Request<Incoming>) -> Respons
     }
 }
 
+/// The content type of a streamed HTTP-integration answer: a JSON prelude
+/// (`statusCode`, `headers`, `cookies`), 8 NUL bytes, then the body.
+const HTTP_INTEGRATION: &[u8] = b"application/vnd.awslambda.http-integration-response";
+
+/// What a streamed answer means: an error if the runtime reported one in
+/// the trailers (mid-stream), else the answer, with an HTTP-integration
+/// prelude turned into the payload-2.0 document the edge maps.
+fn streamed(body: Bytes, trailers: Option<&http::HeaderMap>, integration: bool) -> Outcome {
+    if let Some(t) = trailers {
+        if let Some(error_type) = t.get("lambda-runtime-function-error-type") {
+            // Runtimes base64 the error document in this trailer.
+            let doc = t
+                .get("lambda-runtime-function-error-body")
+                .and_then(|v| {
+                    use base64::Engine as _;
+                    base64::engine::general_purpose::STANDARD
+                        .decode(v.as_bytes())
+                        .ok()
+                })
+                .unwrap_or_default();
+            let error_type = error_type.to_str().ok().map(str::to_owned);
+            return Outcome::Error(error_from(error_type, Bytes::from(doc)));
+        }
+    }
+    if !integration {
+        return Outcome::Response(body);
+    }
+    match integration_payload(&body) {
+        Some(payload) => Outcome::Response(payload),
+        None => Outcome::Error(FunctionError {
+            error_type: "Runtime.InvalidStreamingResponse".into(),
+            error_message:
+                "an http-integration response needs a JSON prelude and 8 NUL bytes before its body"
+                    .into(),
+            body: Bytes::new(),
+        }),
+    }
+}
+
+/// `{prelude}` + 8 NUL + body → `{statusCode, headers, cookies, body (base64),
+/// isBase64Encoded}`; None if the prelude is missing or not a JSON object.
+fn integration_payload(raw: &[u8]) -> Option<Bytes> {
+    use base64::Engine as _;
+    let at = raw.windows(8).position(|w| w == [0u8; 8])?;
+    let prelude: serde_json::Map<String, serde_json::Value> =
+        serde_json::from_slice(&raw[..at]).ok()?;
+    let mut doc: serde_json::Map<String, serde_json::Value> = prelude
+        .into_iter()
+        .filter(|(k, _)| matches!(k.as_str(), "statusCode" | "headers" | "cookies"))
+        .collect();
+    let body = base64::engine::general_purpose::STANDARD.encode(&raw[at + 8..]);
+    doc.insert("body".into(), body.into());
+    doc.insert("isBase64Encoded".into(), true.into());
+    serde_json::to_vec(&doc).ok().map(Bytes::from)
+}
+
 /// A body read with a cap.
 enum Capped {
-    Whole(Bytes),
+    /// The whole body, and its trailers if it had any.
+    Whole(Bytes, Option<http::HeaderMap>),
     /// Over the cap; the size seen (at least cap + 1).
     Over(usize),
 }
@@ -393,10 +463,16 @@ enum Capped {
 async fn read_capped(mut body: Incoming, cap: usize) -> Result<Capped, ()> {
     let mut kept = bytes::BytesMut::new();
     let mut seen = 0usize;
+    let mut trailers = None;
     while let Some(frame) = body.frame().await {
         let frame = frame.map_err(|_| ())?;
-        let Ok(data) = frame.into_data() else {
-            continue;
+        let data = match frame.into_data() {
+            Ok(data) => data,
+            Err(frame) => {
+                // Trailers are bounded by hyper's header limits.
+                trailers = frame.into_trailers().ok().or(trailers);
+                continue;
+            }
         };
         seen = seen.saturating_add(data.len());
         if seen <= cap {
@@ -409,7 +485,7 @@ async fn read_capped(mut body: Incoming, cap: usize) -> Result<Capped, ()> {
         }
     }
     Ok(if seen <= cap {
-        Capped::Whole(kept.freeze())
+        Capped::Whole(kept.freeze(), trailers)
     } else {
         Capped::Over(seen)
     })
@@ -464,6 +540,12 @@ async fn read_error(req: Request<Incoming>) -> FunctionError {
         Ok(b) => b.to_bytes(),
         Err(_) => Bytes::new(),
     };
+    error_from(header_type, body)
+}
+
+/// An error from its document (JSON with `errorType`, `errorMessage`; kept
+/// only if it is JSON) and the type a header or trailer named.
+fn error_from(header_type: Option<String>, body: Bytes) -> FunctionError {
     #[derive(serde::Deserialize)]
     struct Doc {
         #[serde(rename = "errorType")]
@@ -603,6 +685,95 @@ mod tests {
             }
             other => panic!("unexpected {other:?}"),
         }
+    }
+
+    /// Starts an API with one invocation (`req-1`) taken by `next`.
+    async fn in_flight() -> (
+        RuntimeApi,
+        oneshot::Receiver<Outcome>,
+        mpsc::Sender<Delivery>,
+    ) {
+        let (tx, rx) = mpsc::channel(1);
+        let (init_tx, _init_rx) = oneshot::channel();
+        let api = RuntimeApi::start("arn", rx, init_tx, Arc::default())
+            .await
+            .unwrap();
+        let (reply_tx, reply_rx) = oneshot::channel();
+        tx.send(Delivery {
+            request_id: Arc::from("req-1"),
+            payload: Bytes::from_static(b"{}"),
+            deadline_ms: 1,
+            client_context: None,
+            reply: reply_tx,
+        })
+        .await
+        .unwrap();
+        assert_eq!(call(api.addr(), "GET", "invocation/next", "").await.0, 200);
+        (api, reply_rx, tx)
+    }
+
+    /// A streamed `/response` with `chunk` as its one chunk and `trailers`.
+    async fn stream(addr: SocketAddr, content_type: &str, chunk: &[u8], trailers: &str) -> u16 {
+        let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+        let mut req = format!(
+            "POST /2018-06-01/runtime/invocation/req-1/response HTTP/1.1\r\nhost: x\r\nconnection: close\r\nlambda-runtime-function-response-mode: streaming\r\ncontent-type: {content_type}\r\ntransfer-encoding: chunked\r\n\r\n{:x}\r\n",
+            chunk.len()
+        )
+        .into_bytes();
+        req.extend_from_slice(chunk);
+        req.extend_from_slice(format!("\r\n0\r\n{trailers}\r\n").as_bytes());
+        s.write_all(&req).await.unwrap();
+        let mut raw = String::new();
+        s.read_to_string(&mut raw).await.unwrap();
+        raw[9..12].parse().unwrap()
+    }
+
+    #[tokio::test]
+    async fn a_streamed_error_in_the_trailers_is_an_error() {
+        let (api, reply, _tx) = in_flight().await;
+        // base64 of {"errorType":"Boom","errorMessage":"mid-stream"}
+        let doc = "eyJlcnJvclR5cGUiOiJCb29tIiwiZXJyb3JNZXNzYWdlIjoibWlkLXN0cmVhbSJ9";
+        let trailers = format!(
+            "lambda-runtime-function-error-type: Boom\r\nlambda-runtime-function-error-body: {doc}\r\n"
+        );
+        assert_eq!(
+            stream(api.addr(), "text/plain", b"partial", &trailers).await,
+            202
+        );
+        match reply.await {
+            Ok(Outcome::Error(e)) => {
+                assert_eq!(
+                    (e.error_type.as_str(), e.error_message.as_str()),
+                    ("Boom", "mid-stream")
+                );
+            }
+            other => panic!("a mid-stream error is not a success: {other:?}"),
+        }
+    }
+
+    #[tokio::test]
+    async fn a_streamed_http_integration_answer_is_mapped_from_its_prelude() {
+        let (api, reply, _tx) = in_flight().await;
+        let mut chunk = br#"{"statusCode":201,"headers":{"x-a":"1"},"cookies":["c=1"]}"#.to_vec();
+        chunk.extend_from_slice(&[0; 8]);
+        chunk.extend_from_slice(b"hello \x00 body");
+        let ct = "application/vnd.awslambda.http-integration-response";
+        assert_eq!(stream(api.addr(), ct, &chunk, "").await, 202);
+        let Ok(Outcome::Response(doc)) = reply.await else {
+            panic!("not a response");
+        };
+        let v: serde_json::Value = serde_json::from_slice(&doc).unwrap();
+        assert_eq!(v["statusCode"], 201);
+        assert_eq!(v["headers"]["x-a"], "1");
+        assert_eq!(v["cookies"][0], "c=1");
+        assert_eq!(v["isBase64Encoded"], true);
+        use base64::Engine as _;
+        let body = base64::engine::general_purpose::STANDARD
+            .decode(v["body"].as_str().unwrap())
+            .unwrap();
+        assert_eq!(body, b"hello \x00 body");
+        assert!(integration_payload(b"no prelude here").is_none());
+        assert!(integration_payload(b"[1]\0\0\0\0\0\0\0\0x").is_none());
     }
 
     #[test]
