@@ -16,19 +16,9 @@ use crate::model::{AttributeValue, MessageAttributes};
 const STRING_TRANSPORT: u8 = 1;
 const BINARY_TRANSPORT: u8 = 2;
 
-fn hex(bytes: &[u8]) -> String {
-    const DIGITS: &[u8; 16] = b"0123456789abcdef";
-    let mut out = String::with_capacity(bytes.len() * 2);
-    for b in bytes {
-        out.push(char::from(DIGITS[usize::from(b >> 4)]));
-        out.push(char::from(DIGITS[usize::from(b & 0x0f)]));
-    }
-    out
-}
-
 /// Hex MD5 of a message body.
 pub fn md5_of_body(body: &str) -> String {
-    hex(&Md5::digest(body.as_bytes()))
+    format!("{:x}", Md5::digest(body.as_bytes()))
 }
 
 /// Feeds a length-prefixed field. Attribute values are bounded by the
@@ -64,7 +54,7 @@ pub fn md5_of_attributes(attributes: &MessageAttributes) -> Option<String> {
             }
         }
     }
-    Some(hex(&h.finalize()))
+    Some(format!("{:x}", h.finalize()))
 }
 
 #[cfg(test)]

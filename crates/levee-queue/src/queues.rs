@@ -301,7 +301,8 @@ impl Queues {
         attributes: MessageAttributes,
     ) -> Result<SentMessage, QueueError> {
         let body =
-            String::from_utf8(body.to_vec()).map_err(|_| QueueError::InvalidMessageContents {
+            // Takes the buffer back without a copy when the Bytes is unique.
+            String::from_utf8(Vec::from(body)).map_err(|_| QueueError::InvalidMessageContents {
                 message: "the message body is not UTF-8 text".into(),
             })?;
         let msg = NewMessage {
