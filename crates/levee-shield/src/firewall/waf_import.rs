@@ -632,26 +632,15 @@ fn strip_acl_prefix(key: &str) -> String {
 
 /// Standard base64 with optional padding and whitespace.
 fn base64_decode(s: &str) -> Option<Vec<u8>> {
-    let mut out = Vec::with_capacity(s.len() / 4 * 3);
-    let (mut acc, mut bits) = (0u32, 0u32);
-    for c in s.bytes().filter(|c| !c.is_ascii_whitespace() && *c != b'=') {
-        let v = match c {
-            b'A'..=b'Z' => c - b'A',
-            b'a'..=b'z' => c - b'a' + 26,
-            b'0'..=b'9' => c - b'0' + 52,
-            b'+' => 62,
-            b'/' => 63,
-            _ => return None,
-        };
-        acc = (acc << 6) | u32::from(v);
-        bits += 6;
-        if bits >= 8 {
-            bits -= 8;
-            out.push((acc >> bits) as u8);
-            acc &= (1 << bits) - 1;
-        }
-    }
-    Some(out)
+    use base64::Engine as _;
+    // WAF exports may wrap long values; padding is optional there.
+    let compact: String = s.chars().filter(|c| !c.is_ascii_whitespace()).collect();
+    let engine = base64::engine::GeneralPurpose::new(
+        &base64::alphabet::STANDARD,
+        base64::engine::GeneralPurposeConfig::new()
+            .with_decode_padding_mode(base64::engine::DecodePaddingMode::Indifferent),
+    );
+    engine.decode(compact).ok()
 }
 
 #[cfg(test)]
@@ -849,6 +838,8 @@ mod tests {
         assert_eq!(base64_decode("YWJj"), Some(b"abc".to_vec()));
         assert_eq!(base64_decode("YQ"), Some(b"a".to_vec()));
         assert_eq!(base64_decode("*"), None);
+        assert_eq!(base64_decode("Y"), None, "a lone symbol is not base64");
+        assert_eq!(base64_decode("Y=Wxj"), None, "padding only at the end");
     }
 
     #[test]
