@@ -136,12 +136,6 @@ impl FunctionSlots {
         }
     }
 
-    /// The most invocations this function can ever run at once, which also
-    /// bounds how many instances it may keep.
-    pub fn ceiling(&self) -> u32 {
-        self.slots.limit
-    }
-
     /// Takes one slot or says which limit is full. Never waits.
     pub fn try_acquire(&self) -> Result<Permit, Limit> {
         if self.slots.try_acquire() {

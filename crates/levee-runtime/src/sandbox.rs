@@ -166,11 +166,6 @@ impl Sandbox {
         }
     }
 
-    /// Whether memory limits are cgroup-enforced (true) or rlimit-based.
-    pub fn uses_cgroups(&self) -> bool {
-        self.cgroups.is_some()
-    }
-
     /// Creates the instance's directories, code copy and cgroups. Blocking
     /// file I/O: run it off the async workers.
     pub fn prepare(
