@@ -44,3 +44,23 @@ fn boto3_lambda_client_works_unmodified() {
         s.stderr()
     );
 }
+
+#[test]
+fn a_malformed_query_is_a_json_error() {
+    let s = Server::start("invokequery", &hello_function("hello", ""));
+    let r = s.admin(
+        "POST",
+        "/2015-03-31/functions/hello/invocations?Qualifier=a&Qualifier=b",
+        b"{}",
+    );
+    assert_eq!(r.status, 400, "{}", r.text());
+    assert_eq!(
+        r.header("x-amzn-errortype"),
+        Some("InvalidParameterValueException")
+    );
+    assert!(
+        r.json()["message"].as_str().unwrap_or("").contains("query"),
+        "{}",
+        r.text()
+    );
+}

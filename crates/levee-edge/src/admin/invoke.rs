@@ -8,7 +8,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, RawQuery, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use base64::Engine;
@@ -59,10 +59,22 @@ fn parse_function_name(raw: &str) -> Option<(&str, Option<&str>)> {
 pub(super) async fn invoke(
     State(state): State<AdminState>,
     Path(raw_name): Path<String>,
-    Query(query): Query<InvokeQuery>,
+    RawQuery(raw_query): RawQuery,
     headers: HeaderMap,
     body: axum::body::Body,
 ) -> Response {
+    // Parsed here rather than by axum's extractor, whose rejection is plain
+    // text: the Invoke API answers errors in Lambda's JSON shape.
+    let query: InvokeQuery = match serde_urlencoded::from_str(raw_query.as_deref().unwrap_or("")) {
+        Ok(q) => q,
+        Err(e) => {
+            return service_error(
+                StatusCode::BAD_REQUEST,
+                "InvalidParameterValueException",
+                &format!("invalid query string: {e}"),
+            )
+        }
+    };
     let not_found = || {
         service_error(
             StatusCode::NOT_FOUND,

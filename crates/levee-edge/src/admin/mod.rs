@@ -116,9 +116,8 @@ pub fn router(admin: Admin) -> axum::Router {
         .route(HEALTH, get(|| async { "ok" }))
         .route("/openapi.json", get(openapi))
         .merge(keys::routes())
-        // The layer does not cover the fallback, so the fallback checks the
-        // token itself: an unknown path must not answer 404 to a stranger
-        // and so reveal which paths exist.
+        // The token layer below covers the fallback too: a stranger gets
+        // 401 for every path, so unknown ones do not reveal which exist.
         .fallback(not_found)
         .with_state(state.clone())
         // The SQS JSON API (POST / with X-Amz-Target), behind the same token.
@@ -148,16 +147,12 @@ fn presented_token_ok(headers: &axum::http::HeaderMap, token: &str) -> bool {
     auth::authorized(header, token)
 }
 
-async fn not_found(State(state): State<AdminState>, headers: axum::http::HeaderMap) -> Response {
-    if presented_token_ok(&headers, &state.token) {
-        (
-            StatusCode::NOT_FOUND,
-            axum::Json(json!({ "message": "Not Found" })),
-        )
-            .into_response()
-    } else {
-        unauthorized()
-    }
+async fn not_found() -> Response {
+    (
+        StatusCode::NOT_FOUND,
+        axum::Json(json!({ "message": "Not Found" })),
+    )
+        .into_response()
 }
 
 /// 401 with nothing else for a missing or wrong token.
