@@ -14,7 +14,6 @@
 //! instead of failing.
 
 use std::path::Path;
-use std::time::Duration;
 
 use rusqlite::{params, Connection};
 
@@ -71,31 +70,24 @@ fn from_sql(v: i64) -> u64 {
     u64::try_from(v).unwrap_or(0)
 }
 
-/// Opens (creating and migrating) the meters file.
+/// Opens (creating and migrating) the meters file, through the store's
+/// shared WAL opener and migration runner.
 pub(crate) fn open(path: &Path) -> Result<Connection, MeterError> {
-    let mut conn = Connection::open(path)?;
-    conn.busy_timeout(Duration::from_secs(5))?;
-    conn.pragma_update(None, "journal_mode", "WAL")?;
-    conn.pragma_update(None, "synchronous", "NORMAL")?;
-    let version: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
-    let supported = MIGRATIONS.len() as i64;
-    if version > supported {
-        return Err(MeterError::TooNew {
-            found: version,
+    use levee_store::sqlite::{MigrateError, OpenError};
+    let mut conn = levee_store::sqlite::open_wal(path, "NORMAL").map_err(|e| match e {
+        OpenError::Sqlite(e) => MeterError::from(e),
+        not_wal => MeterError::Storage(not_wal.to_string()),
+    })?;
+    let target = i64::try_from(MIGRATIONS.len()).unwrap_or(i64::MAX);
+    levee_store::sqlite::migrate(&mut conn, MIGRATIONS, target).map_err(|e| match e {
+        MigrateError::Sqlite(e) => MeterError::from(e),
+        MigrateError::TooNew { found, supported } => MeterError::TooNew {
+            found,
             supported,
             path: path.display().to_string(),
-        });
-    }
-    for (i, sql) in MIGRATIONS
-        .iter()
-        .enumerate()
-        .skip(usize::try_from(version).unwrap_or(0))
-    {
-        let tx = conn.transaction()?;
-        tx.execute_batch(sql)?;
-        tx.pragma_update(None, "user_version", i as i64 + 1)?;
-        tx.commit()?;
-    }
+        },
+        negative => MeterError::Storage(negative.to_string()),
+    })?;
     Ok(conn)
 }
 

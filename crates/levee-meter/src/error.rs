@@ -20,6 +20,10 @@ pub enum MeterError {
     #[error("meters storage error: {0}")]
     Sqlite(#[from] rusqlite::Error),
 
+    /// The file cannot be used safely (not WAL, a schema it did not write).
+    #[error("meters storage error: {0}")]
+    Storage(String),
+
     #[error("meters i/o error: {0}")]
     Io(#[from] std::io::Error),
 

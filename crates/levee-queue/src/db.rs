@@ -9,7 +9,7 @@
 
 use std::path::Path;
 
-use rusqlite::{params, Connection, TransactionBehavior};
+use rusqlite::{params, Connection};
 
 use crate::error::QueueError;
 use crate::model::{MessageAttributes, PeekedMessage};
@@ -53,25 +53,13 @@ pub(crate) fn open_connection(path: &Path) -> Result<Connection, QueueError> {
 }
 
 pub(crate) fn migrate(conn: &mut Connection) -> Result<(), QueueError> {
-    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-    let found: i64 = tx.query_row("PRAGMA user_version", [], |r| r.get(0))?;
-    let supported = i64::try_from(MIGRATIONS.len()).unwrap_or(i64::MAX);
-    if found > supported {
-        return Err(QueueError::TooNew { found, supported });
-    }
-    if found < 0 {
-        return Err(QueueError::corrupt(format!(
-            "negative schema version {found}"
-        )));
-    }
-    for (to, sql) in (1i64..).zip(MIGRATIONS.iter()) {
-        if to > found {
-            tx.execute_batch(sql)?;
-            tx.pragma_update(None, "user_version", to)?;
-        }
-    }
-    tx.commit()?;
-    Ok(())
+    use levee_store::sqlite::MigrateError;
+    let target = i64::try_from(MIGRATIONS.len()).unwrap_or(i64::MAX);
+    levee_store::sqlite::migrate(conn, MIGRATIONS, target).map_err(|e| match e {
+        MigrateError::Sqlite(e) => QueueError::from(e),
+        MigrateError::TooNew { found, supported } => QueueError::TooNew { found, supported },
+        negative => QueueError::corrupt(negative.to_string()),
+    })
 }
 
 /// Attributes as stored: `NULL` for none, else JSON of the map.

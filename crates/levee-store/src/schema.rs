@@ -24,7 +24,7 @@
 
 use std::path::Path;
 
-use rusqlite::{Connection, TransactionBehavior};
+use rusqlite::Connection;
 
 use crate::error::StoreError;
 
@@ -101,32 +101,17 @@ pub(crate) fn open_connection(
     Ok(conn)
 }
 
-/// Brings the file to `target` (≤ [`MIGRATIONS`]`.len()`), all pending
-/// migrations in one immediate transaction: either all apply or none, and a
-/// second process migrating at the same moment waits, then sees the new
-/// version and does nothing.
+/// Brings the file to `target` (≤ [`MIGRATIONS`]`.len()`); see
+/// [`crate::sqlite::migrate`].
 pub(crate) fn migrate_to(conn: &mut Connection, target: i64) -> Result<(), StoreError> {
-    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-    let found: i64 = tx.query_row("PRAGMA user_version", [], |r| r.get(0))?;
-    let supported = current_version();
-    if found > supported {
-        return Err(StoreError::TooNew { found, supported });
-    }
-    if found < 0 {
-        return Err(StoreError::Corrupt {
-            message: format!("negative schema version {found}"),
-        });
-    }
-    for (i, sql) in MIGRATIONS.iter().enumerate() {
-        let to = i as i64 + 1;
-        if to <= found || to > target {
-            continue;
-        }
-        tx.execute_batch(sql)?;
-        tx.pragma_update(None, "user_version", to)?;
-    }
-    tx.commit()?;
-    Ok(())
+    use crate::sqlite::MigrateError;
+    crate::sqlite::migrate(conn, MIGRATIONS, target).map_err(|e| match e {
+        MigrateError::Sqlite(e) => StoreError::from(e),
+        MigrateError::TooNew { found, supported } => StoreError::TooNew { found, supported },
+        negative => StoreError::Corrupt {
+            message: negative.to_string(),
+        },
+    })
 }
 
 pub(crate) fn migrate(conn: &mut Connection) -> Result<(), StoreError> {

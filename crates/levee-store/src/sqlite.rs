@@ -52,6 +52,54 @@ pub fn open_wal(path: &Path, synchronous: &str) -> Result<Connection, OpenError>
     Ok(conn)
 }
 
+/// Why a schema migration could not run.
+#[derive(Debug, thiserror::Error)]
+pub enum MigrateError {
+    /// SQLite refused.
+    #[error("{0}")]
+    Sqlite(#[from] rusqlite::Error),
+    /// The file was written by a newer build.
+    #[error("schema version {found} is newer than this build supports ({supported})")]
+    TooNew {
+        /// The file's version.
+        found: i64,
+        /// The newest this build knows.
+        supported: i64,
+    },
+    /// `user_version` below zero: not a file this project wrote.
+    #[error("negative schema version {0}")]
+    Negative(i64),
+}
+
+/// Brings the file to version `target` (at most `migrations.len()`): every
+/// pending migration in one immediate transaction, so either all apply or
+/// none, and a second process migrating at the same moment waits, then sees
+/// the new version and does nothing. Migration `i` takes version `i` to
+/// `i + 1`. Shared by every store so none drifts on these rules.
+pub fn migrate(
+    conn: &mut Connection,
+    migrations: &[&str],
+    target: i64,
+) -> Result<(), MigrateError> {
+    let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+    let found: i64 = tx.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+    let supported = i64::try_from(migrations.len()).unwrap_or(i64::MAX);
+    if found > supported {
+        return Err(MigrateError::TooNew { found, supported });
+    }
+    if found < 0 {
+        return Err(MigrateError::Negative(found));
+    }
+    for (to, sql) in (1i64..).zip(migrations) {
+        if to > found && to <= target {
+            tx.execute_batch(sql)?;
+            tx.pragma_update(None, "user_version", to)?;
+        }
+    }
+    tx.commit()?;
+    Ok(())
+}
+
 /// Takes the data directory's lock file for this process: `Ok(None)` when
 /// another process holds it. Keep the file open as long as the store lives.
 pub fn exclusive(lock_path: &Path) -> std::io::Result<Option<File>> {
@@ -102,6 +150,34 @@ mod tests {
         drop(first);
         assert!(exclusive(&path).unwrap().is_some());
         let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn migrations_apply_once_up_to_the_target_and_refuse_strange_versions() {
+        const M: &[&str] = &["CREATE TABLE a (x)", "CREATE TABLE b (x)"];
+        let mut c = Connection::open_in_memory().unwrap();
+        let version = |c: &Connection| -> i64 {
+            c.query_row("PRAGMA user_version", [], |r| r.get(0))
+                .unwrap()
+        };
+        migrate(&mut c, M, 1).unwrap();
+        assert_eq!(version(&c), 1);
+        migrate(&mut c, M, 2).unwrap();
+        migrate(&mut c, M, 2).unwrap(); // nothing left: no "table exists" error
+        assert_eq!(version(&c), 2);
+        c.pragma_update(None, "user_version", 3).unwrap();
+        assert!(matches!(
+            migrate(&mut c, M, 2),
+            Err(MigrateError::TooNew {
+                found: 3,
+                supported: 2
+            })
+        ));
+        c.pragma_update(None, "user_version", -1).unwrap();
+        assert!(matches!(
+            migrate(&mut c, M, 2),
+            Err(MigrateError::Negative(-1))
+        ));
     }
 
     #[test]
