@@ -125,13 +125,11 @@ impl Scheduler {
         for h in functions.values() {
             h.pool.refill_standby();
         }
-        let provisioning: Vec<_> = functions
-            .values()
-            .map(|h| Arc::clone(&h.pool).top_up())
-            .collect();
-        for p in provisioning {
-            p.await;
+        let mut provisioning = tokio::task::JoinSet::new();
+        for h in functions.values() {
+            provisioning.spawn(Arc::clone(&h.pool).top_up());
         }
+        while provisioning.join_next().await.is_some() {}
         let pools: Vec<_> = functions.values().map(|h| Arc::clone(&h.pool)).collect();
         let reaper = tokio::spawn(async move {
             let mut tick = tokio::time::interval(REAP_INTERVAL);
@@ -141,7 +139,9 @@ impl Scheduler {
                 for pool in &pools {
                     pool.reap();
                     pool.refill_standby();
-                    Arc::clone(pool).top_up().await;
+                    // In its own task: a slow init must not hold up reaping
+                    // the other pools.
+                    tokio::spawn(Arc::clone(pool).top_up());
                 }
             }
         });
@@ -287,6 +287,8 @@ struct PoolState {
     standby: Option<Starting>,
     /// A standby is being prepared.
     refilling: bool,
+    /// Provisioned instances are being started.
+    topping_up: bool,
 }
 
 /// Consecutive init failures and when the next attempt may start.
@@ -511,23 +513,30 @@ impl Pool {
         }
     }
 
-    /// Starts instances until `provisioned` are live (respecting backoff).
+    /// Starts instances until `provisioned` are live (respecting backoff),
+    /// all at once; returns when they are up or failed. At most one top-up
+    /// runs per pool.
     async fn top_up(self: Arc<Self>) {
         let missing = {
-            let state = self.lock();
-            self.bp.function.provisioned.saturating_sub(state.live)
+            let mut state = self.lock();
+            let missing = self.bp.function.provisioned.saturating_sub(state.live);
+            if missing == 0 || state.topping_up {
+                return;
+            }
+            state.topping_up = true;
+            missing
         };
-        let starts = (0..missing).map(|_| {
+        let mut starts = tokio::task::JoinSet::new();
+        for _ in 0..missing {
             let pool = Arc::clone(&self);
-            async move {
+            starts.spawn(async move {
                 if let Ok(i) = pool.start_instance("provisioned-concurrency").await {
                     pool.put_idle(i);
                 }
-            }
-        });
-        for s in starts.collect::<Vec<_>>() {
-            s.await;
+            });
         }
+        while starts.join_next().await.is_some() {}
+        self.lock().topping_up = false;
     }
 }
 
