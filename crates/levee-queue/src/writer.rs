@@ -27,11 +27,14 @@ use crate::model::{
 };
 use levee_store::writebehind::{read, write};
 
-/// Most jobs folded into one transaction: bounds the time one commit holds
-/// its callers (each job is ≤ 10 messages or one admin step, so a commit
-/// is at most a few thousand rows) while amortising the commit over many
+/// Most jobs folded into one transaction: amortises the commit over many
 /// concurrent senders.
 pub(crate) const MAX_JOBS_PER_COMMIT: usize = 512;
+/// Most rows (messages sent, received, deleted or changed) folded into one
+/// transaction: a poller's job may touch up to 10,000, so jobs alone do not
+/// bound how long one commit holds every caller in it. A single job over
+/// this still runs, alone.
+pub(crate) const MAX_ROWS_PER_COMMIT: usize = 5_000;
 /// How often expired messages are deleted.
 const SWEEP_INTERVAL_MS: i64 = 1000;
 /// Most expired rows one sweep deletes, so a sweep after a long pause does
@@ -137,6 +140,17 @@ impl Op {
             Op::Create { .. } | Op::SetSettings { .. } | Op::DeleteQueue { .. } | Op::Purge { .. }
         )
     }
+
+    /// Rows the job may touch, for [`MAX_ROWS_PER_COMMIT`].
+    fn rows(&self) -> usize {
+        match self {
+            Op::Send { messages, .. } => messages.len(),
+            Op::Receive { max_messages, .. } => *max_messages,
+            Op::Delete { handles, .. } => handles.len(),
+            Op::ChangeVisibility { entries, .. } => entries.len(),
+            _ => 1,
+        }
+    }
 }
 
 #[derive(Debug)]
@@ -150,6 +164,22 @@ pub(crate) enum Outcome {
     },
     PerEntry(Vec<Result<(), QueueError>>),
     Done,
+}
+
+/// Puts `first` and then jobs from `next` into `batch` while both the job
+/// count and the row budget allow; returns the job that did not fit.
+fn fill<F: FnMut() -> Option<Job>>(batch: &mut Vec<Job>, first: Job, mut next: F) -> Option<Job> {
+    let mut rows = first.op.rows();
+    batch.push(first);
+    while batch.len() < MAX_JOBS_PER_COMMIT {
+        let job = next()?;
+        if rows.saturating_add(job.op.rows()) > MAX_ROWS_PER_COMMIT {
+            return Some(job);
+        }
+        rows += job.op.rows();
+        batch.push(job);
+    }
+    None
 }
 
 #[derive(Debug)]
@@ -286,14 +316,13 @@ impl Writer {
     fn run(mut self, mut jobs: mpsc::Receiver<Job>) {
         let mut batch = Vec::with_capacity(MAX_JOBS_PER_COMMIT);
         // Ends when every sender (the `Queues`) is gone.
-        while let Some(first) = jobs.blocking_recv() {
-            batch.push(first);
-            while batch.len() < MAX_JOBS_PER_COMMIT {
-                match jobs.try_recv() {
-                    Ok(job) => batch.push(job),
-                    Err(_) => break,
-                }
-            }
+        // A job that would overflow the row budget waits for the next batch.
+        let mut held: Option<Job> = None;
+        loop {
+            let Some(first) = held.take().or_else(|| jobs.blocking_recv()) else {
+                break;
+            };
+            held = fill(&mut batch, first, || jobs.try_recv().ok());
             self.process(&mut batch);
         }
     }
@@ -876,6 +905,36 @@ struct Row {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn receive_job(max_messages: usize) -> Job {
+        let (reply, _) = oneshot::channel();
+        Job {
+            op: Op::Receive {
+                queue: "q".into(),
+                max_messages,
+                max_bytes: usize::MAX,
+                visibility: None,
+            },
+            reply,
+        }
+    }
+
+    #[test]
+    fn a_commit_holds_at_most_the_row_budget_unless_one_job_is_bigger() {
+        let mut queued: std::collections::VecDeque<Job> = [10, 4_000, 2_000, 10]
+            .into_iter()
+            .map(receive_job)
+            .collect();
+        let mut batch = Vec::new();
+        let first = queued.pop_front().unwrap();
+        let held = fill(&mut batch, first, || queued.pop_front());
+        assert_eq!(batch.len(), 2, "10 + 4,000 rows fit; 2,000 more would not");
+        let held = held.expect("the job that did not fit is kept");
+        assert_eq!(held.op.rows(), 2_000);
+        batch.clear();
+        assert!(fill(&mut batch, receive_job(9_000), || None).is_none());
+        assert_eq!(batch.len(), 1, "a job over the budget still runs, alone");
+    }
 
     #[test]
     fn receipts_round_trip_and_garbage_is_refused() {
