@@ -28,6 +28,14 @@ pub const MAX_LEGIT_SOURCES: u32 = 250;
 /// Most connections open at once per class. The workplace's hard open-file
 /// limit is 20 000 and the target may share the machine, so stay well below.
 pub const MAX_CONCURRENCY: u32 = 8_000;
+/// Defaults, shared by the command line and [`DrillPlan::new`].
+const DEFAULT_SECS: u64 = 10;
+const DEFAULT_RATE: u32 = 500;
+const DEFAULT_SOURCES: u32 = 1000;
+const DEFAULT_LEGIT_RATE: u32 = 20;
+const DEFAULT_LEGIT_SOURCES: u32 = 10;
+const DEFAULT_CONCURRENCY: u32 = 256;
+const DEFAULT_LEGIT_CONCURRENCY: u32 = 64;
 /// Per-request timeout bounds.
 pub const MIN_TIMEOUT: Duration = Duration::from_millis(100);
 /// See [`MIN_TIMEOUT`].
@@ -152,22 +160,22 @@ struct Cli {
     #[arg(long, default_value = "10s", value_parser = parse_duration)]
     duration: Duration,
     /// Attack requests per second (slow scenarios: new connections per second).
-    #[arg(long, default_value_t = 500)]
+    #[arg(long, default_value_t = DEFAULT_RATE)]
     rate: u32,
     /// Distinct attack source addresses (127.20.x.y).
-    #[arg(long, default_value_t = 1000)]
+    #[arg(long, default_value_t = DEFAULT_SOURCES)]
     sources: u32,
     /// Legitimate requests per second during the attack (0 for none).
-    #[arg(long, default_value_t = 20)]
+    #[arg(long, default_value_t = DEFAULT_LEGIT_RATE)]
     legit_rate: u32,
     /// Distinct legitimate source addresses (127.10.0.x).
-    #[arg(long, default_value_t = 10)]
+    #[arg(long, default_value_t = DEFAULT_LEGIT_SOURCES)]
     legit_sources: u32,
     /// Most attack connections open at once.
-    #[arg(long, default_value_t = 256)]
+    #[arg(long, default_value_t = DEFAULT_CONCURRENCY)]
     concurrency: u32,
     /// Most legitimate connections open at once.
-    #[arg(long, default_value_t = 64)]
+    #[arg(long, default_value_t = DEFAULT_LEGIT_CONCURRENCY)]
     legit_concurrency: u32,
     /// Per-request timeout.
     #[arg(long, default_value = "10s", value_parser = parse_duration)]
@@ -345,14 +353,14 @@ impl DrillPlan {
         Ok(DrillPlan {
             target,
             scenario,
-            duration: Duration::from_secs(10),
-            rate: 500,
-            sources: 1000,
-            legit_rate: 20,
-            legit_sources: 10,
-            concurrency: 256,
-            legit_concurrency: 64,
-            timeout: Duration::from_secs(10),
+            duration: Duration::from_secs(DEFAULT_SECS),
+            rate: DEFAULT_RATE,
+            sources: DEFAULT_SOURCES,
+            legit_rate: DEFAULT_LEGIT_RATE,
+            legit_sources: DEFAULT_LEGIT_SOURCES,
+            concurrency: DEFAULT_CONCURRENCY,
+            legit_concurrency: DEFAULT_LEGIT_CONCURRENCY,
+            timeout: Duration::from_secs(DEFAULT_SECS),
             max_requests: MAX_REQUESTS,
             admin: None,
             report_dir: None,
@@ -440,6 +448,43 @@ mod tests {
 
     fn args(s: &str) -> Vec<String> {
         s.split_whitespace().map(String::from).collect()
+    }
+
+    #[test]
+    fn the_command_line_and_new_share_their_defaults() {
+        let url = "http://127.0.0.1:9/f";
+        let cli = DrillPlan::from_args(&args(&format!("--target {url} --scenario flood"))).unwrap();
+        let new = DrillPlan::new(url, Scenario::Flood, false).unwrap();
+        assert_eq!(
+            (
+                cli.duration,
+                cli.rate,
+                cli.sources,
+                cli.legit_rate,
+                cli.legit_sources
+            ),
+            (
+                new.duration,
+                new.rate,
+                new.sources,
+                new.legit_rate,
+                new.legit_sources
+            )
+        );
+        assert_eq!(
+            (
+                cli.concurrency,
+                cli.legit_concurrency,
+                cli.timeout,
+                cli.max_requests
+            ),
+            (
+                new.concurrency,
+                new.legit_concurrency,
+                new.timeout,
+                new.max_requests
+            )
+        );
     }
 
     #[test]
