@@ -396,6 +396,25 @@ fn locate(node: Node<'_>, offset: usize, path: &mut Vec<Segment>, depth: usize) 
     false
 }
 
+/// `path` with symbolic links and `..` resolved as far as it exists: the
+/// data dir may not have been created yet.
+fn real_path(path: &Path) -> PathBuf {
+    let mut missing = Vec::new();
+    let mut existing = path;
+    loop {
+        if let Ok(real) = existing.canonicalize() {
+            return missing.iter().rev().fold(real, |p, part| p.join(part));
+        }
+        match (existing.parent(), existing.file_name()) {
+            (Some(parent), Some(name)) => {
+                missing.push(name);
+                existing = parent;
+            }
+            _ => return path.to_path_buf(),
+        }
+    }
+}
+
 fn line_starts(text: &str) -> Vec<usize> {
     std::iter::once(0)
         .chain(text.match_indices('\n').map(|(i, _)| i + 1))
@@ -499,6 +518,7 @@ impl<'a> Loader<'a> {
             .contains(&account.concurrency)
             .then_some(account.concurrency);
         let (functions, declared) = self.functions(limit);
+        self.code_outside_data_dir(&functions, &server.data_dir);
         if let Some(limit) = limit {
             self.total_reserved(&functions, limit);
         }
@@ -1071,6 +1091,28 @@ impl<'a> Loader<'a> {
             Err(e) => self.report(path, format!("cannot use `{}`: {e}", code.display())),
         }
         code
+    }
+
+    /// Staging copies each function's `code` into `data_dir`: a code
+    /// directory that holds the data dir would copy itself into itself until
+    /// paths grow too long.
+    fn code_outside_data_dir(&mut self, functions: &BTreeMap<String, Function>, data_dir: &Path) {
+        let data_dir = real_path(data_dir);
+        for (name, function) in functions {
+            let Ok(code) = function.code.canonicalize() else {
+                continue;
+            };
+            if data_dir.starts_with(&code) {
+                self.report(
+                    &KeyPath::default().key("functions").key(name).key("code"),
+                    format!(
+                        "`{}` holds server.data_dir (`{}`), and each start copies `code` into the data dir; use a directory of its own, or move data_dir out of it",
+                        code.display(),
+                        data_dir.display()
+                    ),
+                );
+            }
+        }
     }
 
     fn duration(

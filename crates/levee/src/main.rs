@@ -330,6 +330,11 @@ async fn keys(command: KeysCommand, admin: client::AdminArgs) -> anyhow::Result<
         }
     };
     if let Some(list) = doc["keys"].as_array() {
+        if list.is_empty() {
+            println!("no keys (create one with `levee keys create --plan NAME`)");
+            return Ok(());
+        }
+        println!("id\tname\tplan\tstate\tprefix");
         for k in list {
             print_key(k);
         }

@@ -81,6 +81,28 @@ function = "missing"
 }
 
 #[test]
+fn a_code_directory_holding_the_data_dir_is_refused() {
+    let dir = scratch("code-holds-data");
+    let config = dir.join("levee.toml");
+    std::fs::write(
+        &config,
+        "[server]\ndata_dir = \"state/levee\"\n\n[functions.f]\ncommand = [\"/bin/true\"]\ncode = \".\"\n",
+    )
+    .unwrap();
+    let (code, stdout, stderr) = levee(&["check", "--config", config.to_str().unwrap()]);
+    assert_eq!(code, 2, "{stdout}{stderr}");
+    assert!(
+        stderr.contains(":6: functions.f.code") && stderr.contains("holds server.data_dir"),
+        "{stderr}"
+    );
+    assert!(
+        !dir.join("state").exists(),
+        "check must not create the data dir"
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
 fn missing_config_file_is_a_clear_error() {
     let (code, _, stderr) = levee(&["check", "--config", "/nonexistent/levee.toml"]);
     assert_eq!(code, 2);

@@ -259,6 +259,12 @@ fn the_cli_manages_keys_and_reports_usage() {
         )
     };
     let levee = |args: &[&str]| levee_as(ADMIN_TOKEN, args);
+    let (code, none, err) = levee(&["keys", "list"]);
+    assert_eq!(code, Some(0), "{err}");
+    assert!(
+        none.starts_with("no keys"),
+        "an empty list says so: {none:?}"
+    );
     let (code, out, err) = levee(&["keys", "create", "--plan", "basic", "--name", "ci"]);
     assert_eq!(code, Some(0), "{err}");
     let id = out.split_whitespace().next().unwrap().to_string();
@@ -269,6 +275,10 @@ fn the_cli_manages_keys_and_reports_usage() {
         .to_string();
     assert_eq!(with_key(&s, &secret).status, 200);
     let (_, list, _) = levee(&["keys", "list"]);
+    assert!(
+        list.starts_with("id\tname\tplan\tstate\tprefix\n"),
+        "{list}"
+    );
     assert!(list.contains(&id) && list.contains("enabled"), "{list}");
     let (code, _, err) = levee(&["keys", "disable", &id]);
     assert_eq!(code, Some(0), "{err}");
