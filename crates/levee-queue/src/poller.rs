@@ -39,7 +39,8 @@ pub const MAX_POLLERS: usize = 1000;
 const BACKOFF_START: Duration = Duration::from_secs(1);
 const BACKOFF_MAX: Duration = Duration::from_secs(30);
 
-/// Calls a function synchronously. Implemented by the runtime; this crate
+/// Calls a function synchronously. Implemented by the edge
+/// (`levee_edge::queueing`, through billing and the scheduler); this crate
 /// only depends on the trait.
 pub trait Invoker: Send + Sync + 'static {
     fn invoke(
