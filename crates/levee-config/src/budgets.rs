@@ -70,13 +70,16 @@ pub enum BudgetScope {
     Key(String),
 }
 
-/// A budget period, in UTC.
+/// A budget period, in UTC. Uppercase is accepted as for quota periods, so
+/// one spelling works for both in one file.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize, serde::Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum BudgetPeriod {
     /// 00:00 to 00:00 UTC.
+    #[serde(alias = "DAY")]
     Day,
     /// The 1st 00:00 UTC to the next 1st.
+    #[serde(alias = "MONTH")]
     Month,
 }
 

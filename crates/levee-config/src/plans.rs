@@ -16,15 +16,19 @@ const MAX_PLAN_NAME: usize = 64;
 /// Most plans in a config file.
 const MAX_PLANS: usize = 1000;
 
-/// A quota period, in UTC.
+/// A quota period, in UTC. Lowercase like every enumerated value in
+/// levee.toml; API Gateway's uppercase spelling is accepted too.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "UPPERCASE")]
+#[serde(rename_all = "lowercase")]
 pub enum QuotaPeriod {
     /// Calendar day.
+    #[serde(alias = "DAY")]
     Day,
     /// Week.
+    #[serde(alias = "WEEK")]
     Week,
     /// Calendar month.
+    #[serde(alias = "MONTH")]
     Month,
 }
 

@@ -1019,3 +1019,23 @@ fn budget_problems_name_their_nested_key_and_line() {
     );
     assert_problem(&text, "budgets.daily.scope.function", Some(8), "ghost");
 }
+
+#[test]
+fn periods_take_lowercase_and_api_gateway_uppercase_alike() {
+    for (quota, budget) in [("DAY", "day"), ("day", "DAY"), ("week", "MONTH")] {
+        let text = format!(
+            "{HELLO}\n[plans.p]\nquota = {{ limit = 5, period = \"{quota}\" }}\n\n[budgets.b]\nperiod = \"{budget}\"\nlimit = 1.0\n"
+        );
+        let config = parse(&text).unwrap_or_else(|e| panic!("{quota}/{budget}: {e}"));
+        let period = config.plans["p"].limits.quota.unwrap().period;
+        assert_eq!(
+            format!("{period:?}").to_lowercase(),
+            quota.to_lowercase(),
+            "{quota}"
+        );
+        assert_eq!(
+            format!("{:?}", config.budgets["b"].period).to_lowercase(),
+            budget.to_lowercase()
+        );
+    }
+}
