@@ -15,7 +15,7 @@ use serde::Deserialize;
 
 use crate::guard::Found;
 use crate::load::{checked_size, RawSize};
-use crate::units::parse_duration;
+use levee_common::parse_duration;
 
 /// Longest any TTL or stale window may be: a year. Longer would outlive any
 /// deployment and is surely a typo.

@@ -8,7 +8,7 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use crate::load::{checked_size, RawSize};
-use crate::units::parse_duration;
+use levee_common::parse_duration;
 
 /// `[limits]`: what one client and all clients together may hold.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -19,17 +19,16 @@ mod model;
 mod plans;
 mod queues;
 mod route;
-mod units;
 
 pub use budgets::{check_webhook, Budget, BudgetAction, BudgetPeriod, BudgetScope, Prices};
 pub use cache::{CachePolicy, CacheSettings};
 pub use error::{ConfigError, Problem};
 pub use guard::{ClientIp, Limits, Throttle};
+pub use levee_common::{parse_duration, parse_size};
 pub use model::{AccessLog, Account, Config, Function, RuntimeKind, Server};
 pub use plans::{Plan, PlanLimits, Quota, QuotaPeriod};
 pub use queues::{DeadLetter, EventSourceConfig, QueueConfig};
 pub use route::{Route, RouteMethod};
-pub use units::{parse_duration, parse_size};
 
 #[cfg(test)]
 mod tests;

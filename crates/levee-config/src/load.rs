@@ -26,7 +26,7 @@ use crate::model::{AccessLog, Account, Config, Function, RuntimeKind, Server};
 use crate::plans;
 use crate::queues;
 use crate::route::{self, Candidate, Route, RouteKey};
-use crate::units::{parse_duration, parse_size};
+use levee_common::{parse_duration, parse_size};
 
 const SECTIONS: [&str; 15] = [
     "server",

@@ -10,7 +10,7 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use crate::load::{checked_size, RawSize};
-use crate::units::parse_duration;
+use levee_common::{format_duration, parse_duration};
 
 /// Longest queue name (SQS's).
 const MAX_QUEUE_NAME: usize = 80;
@@ -128,39 +128,6 @@ fn at(keys: &[&str]) -> Vec<String> {
     keys.iter().map(|k| k.to_string()).collect()
 }
 
-/// Like [`parse_duration`], plus a leading whole number of days (`"4d"`,
-/// `"1d12h"`), since retention is naturally written in days.
-fn parse_days(text: &str) -> Result<Duration, String> {
-    let t = text.trim();
-    let digits = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
-    let (number, rest) = t.split_at(digits);
-    let Some(rest) = rest.strip_prefix('d').filter(|_| !number.is_empty()) else {
-        return parse_duration(t);
-    };
-    let days: u64 = number.parse().map_err(|_| format!("`{t}` is too large"))?;
-    let base = days
-        .checked_mul(SECS_PER_DAY)
-        .map(Duration::from_secs)
-        .ok_or_else(|| format!("`{t}` is too large"))?;
-    if rest.is_empty() {
-        return Ok(base);
-    }
-    base.checked_add(parse_duration(rest)?)
-        .ok_or_else(|| format!("`{t}` is too large"))
-}
-
-fn human(d: Duration) -> String {
-    let s = d.as_secs();
-    match s {
-        _ if s >= SECS_PER_DAY && s.is_multiple_of(SECS_PER_DAY) => {
-            format!("{}d", s / SECS_PER_DAY)
-        }
-        _ if s >= 3600 && s.is_multiple_of(3600) => format!("{}h", s / 3600),
-        _ if s >= 60 && s.is_multiple_of(60) => format!("{}m", s / 60),
-        _ => format!("{s}s"),
-    }
-}
-
 /// A duration key within `lo..=hi` (whole seconds: SQS counts in seconds).
 fn duration(
     key: &str,
@@ -171,7 +138,7 @@ fn duration(
     found: &mut Vec<Found>,
 ) -> Duration {
     let Some(text) = text else { return default };
-    match parse_days(text) {
+    match parse_duration(text) {
         Ok(d) if d.subsec_nanos() != 0 => {
             found.push((at(&[key]), format!("`{text}` must be whole seconds")));
             default
@@ -182,8 +149,8 @@ fn duration(
                 at(&[key]),
                 format!(
                     "must be between {} and {}, not `{text}`",
-                    human(lo),
-                    human(hi)
+                    format_duration(lo),
+                    format_duration(hi)
                 ),
             ));
             default
@@ -452,8 +419,6 @@ dead_letter = { queue = "orders-dlq", max_receive_count = 5 }
         assert!(found.is_empty());
         assert_eq!(empty.visibility_timeout, Duration::from_secs(30));
         assert_eq!(empty.max_messages, 100_000);
-        assert_eq!(parse_days("1d12h"), Ok(Duration::from_secs(129_600)));
-        assert_eq!(parse_days("90s"), Ok(Duration::from_secs(90)));
     }
 
     #[test]

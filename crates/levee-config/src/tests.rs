@@ -184,7 +184,7 @@ fn empty_file_is_a_valid_config_with_nothing_to_run() {
 #[test]
 fn commands_on_path_stay_bare_and_handler_defaults_to_last_word() {
     let text = "[functions.py]\ncommand = [\"python3\", \"-m\", \"awslambdaric\", \"app.handler\"]\ncode = \"src\"\n\
-                [functions.explicit]\ncommand = [\"bin/run\", \"x\"]\nhandler = \"main.go\"\ncode = \"/\"\n";
+                [functions.explicit]\ncommand = [\"bin/run\", \"x\"]\nhandler = \"main.go\"\ncode = \"src\"\n";
     let config = parse(text).unwrap();
     let py = &config.functions["py"];
     assert_eq!(py.command, ["python3", "-m", "awslambdaric", "app.handler"]);
@@ -195,7 +195,7 @@ fn commands_on_path_stay_bare_and_handler_defaults_to_last_word() {
         crate_dir().join("bin/run").to_str().unwrap()
     );
     assert_eq!(explicit.handler, "main.go");
-    assert_eq!(explicit.code, Path::new("/"));
+    assert_eq!(explicit.code, crate_dir().join("src"));
 }
 
 #[test]

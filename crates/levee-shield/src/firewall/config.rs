@@ -380,50 +380,22 @@ pub enum RateKeyConfig {
     Cookie(String),
 }
 
-/// A duration written as `"250ms"`, `"10s"`, `"5m"`, `"1h"`, `"1d"` or as an
-/// integer number of seconds.
+/// A duration in the grammar of the rest of `levee.toml` (`"250ms"`, `"10s"`,
+/// `"1m30s"`, `"1d"`: [`levee_common::parse_duration`]). A bare integer is
+/// read as seconds, an older spelling kept working for existing rule files.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub struct DurationConfig(pub Duration);
 
 impl DurationConfig {
-    /// Parses the string form; `None` on anything else.
-    pub fn parse(s: &str) -> Option<DurationConfig> {
-        let s = s.trim();
-        let split = s.find(|c: char| !c.is_ascii_digit())?;
-        let (num, unit) = s.split_at(split);
-        // Bound the digits so the multiplication below cannot overflow.
-        if num.is_empty() || num.len() > 9 {
-            return None;
-        }
-        let n: u64 = num.parse().ok()?;
-        let d = match unit {
-            "ms" => Duration::from_millis(n),
-            "s" => Duration::from_secs(n),
-            "m" => Duration::from_secs(n * 60),
-            "h" => Duration::from_secs(n * 3600),
-            "d" => Duration::from_secs(n * 86_400),
-            _ => return None,
-        };
-        Some(DurationConfig(d))
+    /// Parses the string form, saying what is wrong with anything else.
+    pub fn parse(s: &str) -> Result<DurationConfig, String> {
+        levee_common::parse_duration(s).map(DurationConfig)
     }
 }
 
 impl fmt::Display for DurationConfig {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let d = self.0;
-        let ms = d.as_millis();
-        if d.subsec_millis() != 0 || ms == 0 {
-            write!(f, "{ms}ms")
-        } else {
-            let s = d.as_secs();
-            if s.is_multiple_of(3600) {
-                write!(f, "{}h", s / 3600)
-            } else if s.is_multiple_of(60) {
-                write!(f, "{}m", s / 60)
-            } else {
-                write!(f, "{s}s")
-            }
-        }
+        f.write_str(&levee_common::format_duration(self.0))
     }
 }
 
@@ -439,7 +411,7 @@ impl<'de> Deserialize<'de> for DurationConfig {
         impl serde::de::Visitor<'_> for V {
             type Value = DurationConfig;
             fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str("a duration like \"250ms\", \"10s\", \"5m\", \"1h\" or integer seconds")
+                f.write_str("a duration like \"250ms\", \"10s\", \"1m30s\" or \"1d\"")
             }
             fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<Self::Value, E> {
                 Ok(DurationConfig(Duration::from_secs(v)))
@@ -450,8 +422,7 @@ impl<'de> Deserialize<'de> for DurationConfig {
                     .map_err(|_| E::custom("a duration cannot be negative"))
             }
             fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Self::Value, E> {
-                DurationConfig::parse(v)
-                    .ok_or_else(|| E::invalid_value(serde::de::Unexpected::Str(v), &self))
+                DurationConfig::parse(v).map_err(E::custom)
             }
         }
         d.deserialize_any(V)

@@ -3,11 +3,11 @@ use std::time::Duration;
 const NANOS_PER_MILLI: u128 = 1_000_000;
 const NANOS_PER_SECOND: u128 = 1_000_000_000;
 
-/// Parses a duration such as `"250ms"`, `"3s"`, `"1.5s"`, `"5m"`, `"1h"` or a
-/// composite like `"1h30m"` / `"1m30s"` (units from largest to smallest, each
-/// at most once).
+/// Parses a duration such as `"250ms"`, `"3s"`, `"1.5s"`, `"5m"`, `"1h"`,
+/// `"4d"` or a composite like `"1d12h"` / `"1m30s"` (units from largest to
+/// smallest, each at most once).
 ///
-/// Units are `h`, `m`, `s` and `ms`. A number without a unit is refused
+/// Units are `d`, `h`, `m`, `s` and `ms`. A number without a unit is refused
 /// rather than guessed, since `timeout = "3"` could mean seconds or millis.
 /// Fractions are allowed down to nanosecond precision (9 decimals).
 pub fn parse_duration(s: &str) -> Result<Duration, String> {
@@ -37,10 +37,11 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
             .unwrap_or(tail.len());
         let (unit, tail) = tail.split_at(unit_len);
         let (rank, unit_nanos) = match unit {
-            "h" => (0, 3600 * NANOS_PER_SECOND),
-            "m" => (1, 60 * NANOS_PER_SECOND),
-            "s" => (2, NANOS_PER_SECOND),
-            "ms" => (3, NANOS_PER_MILLI),
+            "d" => (0, 86_400 * NANOS_PER_SECOND),
+            "h" => (1, 3600 * NANOS_PER_SECOND),
+            "m" => (2, 60 * NANOS_PER_SECOND),
+            "s" => (3, NANOS_PER_SECOND),
+            "ms" => (4, NANOS_PER_MILLI),
             "" => {
                 let place = if number == text {
                     String::new()
@@ -48,12 +49,12 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
                     format!(" after `{number}`")
                 };
                 return Err(format!(
-                    "`{text}` has no unit{place}; use ms, s, m or h (e.g. \"{number}s\")"
+                    "`{text}` has no unit{place}; use ms, s, m, h or d (e.g. \"{number}s\")"
                 ));
             }
             other => {
                 return Err(format!(
-                    "`{text}` has unknown unit `{other}`; use ms, s, m or h"
+                    "`{text}` has unknown unit `{other}`; use ms, s, m, h or d"
                 ))
             }
         };
@@ -72,6 +73,22 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
     u64::try_from(total)
         .map(Duration::from_nanos)
         .map_err(|_| too_large())
+}
+
+/// `d` in the largest unit that divides it exactly (`"4d"`, `"90s"`), or in
+/// milliseconds below a second: what [`parse_duration`] reads back.
+pub fn format_duration(d: Duration) -> String {
+    let s = d.as_secs();
+    if d.subsec_millis() != 0 || (s == 0 && !d.is_zero()) {
+        return format!("{}ms", d.as_millis());
+    }
+    match s {
+        0 => "0s".to_owned(),
+        _ if s.is_multiple_of(86_400) => format!("{}d", s / 86_400),
+        _ if s.is_multiple_of(3600) => format!("{}h", s / 3600),
+        _ if s.is_multiple_of(60) => format!("{}m", s / 60),
+        _ => format!("{s}s"),
+    }
 }
 
 /// `number` (digits with an optional fraction) times `unit_nanos`;
@@ -177,10 +194,27 @@ mod tests {
     #[test]
     fn composite_durations() {
         assert_eq!(parse_duration("1m30s"), Ok(Duration::from_secs(90)));
+        assert_eq!(parse_duration("1d12h"), Ok(Duration::from_secs(129_600)));
         assert_eq!(
             parse_duration("1h2m3s4ms"),
             Ok(Duration::from_millis(3_723_004))
         );
+    }
+
+    #[test]
+    fn formatted_durations_read_back() {
+        for (d, text) in [
+            (Duration::from_secs(4 * 86_400), "4d"),
+            (Duration::from_secs(7200), "2h"),
+            (Duration::from_secs(90), "90s"),
+            (Duration::from_secs(600), "10m"),
+            (Duration::from_millis(1500), "1500ms"),
+            (Duration::from_millis(250), "250ms"),
+            (Duration::ZERO, "0s"),
+        ] {
+            assert_eq!(format_duration(d), text);
+            assert_eq!(parse_duration(text), Ok(d), "{text}");
+        }
     }
 
     #[test]
@@ -192,7 +226,7 @@ mod tests {
             ("3", "no unit"),
             ("1m30", "no unit"),
             ("3 s", "no unit"),
-            ("3d", "unknown unit"),
+            ("3w", "unknown unit"),
             ("3S", "unknown unit"),
             ("s", "expected a number"),
             ("1.s", "both sides"),
