@@ -135,10 +135,15 @@ fn flood_is_cut_to_each_address_allowance() {
         p.sources = sources;
         p.legit_rate = 10;
         p.legit_sources = 30;
+        // Fewer connections in flight than the function's reservation: with
+        // the default 256, the first burst of allowed requests meets cold
+        // starts, and the concurrency limit's 429s eat into the allowance
+        // this test measures.
+        p.concurrency = 48;
+        p.legit_concurrency = 8;
     });
     assert_legit_served(&r);
-    // Each attacking address gets its allowance (less any answer the
-    // function's concurrency limit refused), never more.
+    // Each attacking address gets its allowance, never more.
     let allowance = u64::from(sources) * LIMIT;
     assert!(
         r.attack.success <= allowance && r.attack.success >= allowance * 9 / 10,
