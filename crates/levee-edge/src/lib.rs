@@ -12,6 +12,7 @@ pub mod billing;
 pub mod cache;
 pub mod client_ip;
 pub mod clock;
+mod conformance;
 pub mod event;
 pub mod guard;
 pub mod listener;

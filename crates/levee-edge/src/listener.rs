@@ -119,7 +119,9 @@ async fn respond_with(
     // stays allocation-free with the access log off.
     let request_line =
         (access_log != AccessLog::Off).then(|| (req.method().clone(), req.uri().path().to_owned()));
-    let resp = edge.handle(req, peer).await;
+    let method = req.method().clone();
+    // hyper drops these bodies on HTTP/1.1 only; on HTTP/2 it would send them.
+    let resp = crate::conformance::without_forbidden_body(&method, edge.handle(req, peer).await);
     if let Some(info) = resp.extensions().get::<RequestInfo>() {
         let status = resp.status().as_u16();
         metrics::request(info.route.as_deref(), status, info.decision);

@@ -1,5 +1,5 @@
 //! The request pipeline of the public edge, in the order of DESIGN.md's flow:
-//! client identity → firewall (bans, rules, rate-based rules; everything that
+//! client identity → HTTP conformance (501/417/400/431) → firewall (bans, rules, rate-based rules; everything that
 //! needs no body) → route (404) → throttles (account, then route) → API key
 //! (403), the key's throttle and quota (429) → cache (a hit, or one
 //! invocation per key however many clients miss) → body with
@@ -28,6 +28,7 @@ use crate::apikeys::{ApiKeys, KeyCheck};
 use crate::billing::{self, Billing};
 use crate::cache::{EdgeCache, Fetch, Fetched};
 use crate::client_ip::{first_forwarded, ClientIdentity};
+use crate::conformance;
 use crate::event::{build_event, EventInput};
 use crate::respond;
 use crate::response::map_response;
@@ -62,6 +63,9 @@ pub struct Stages {
     pub api_keys: Arc<ApiKeys>,
     /// How slowly a body may arrive.
     pub body: BodyPolicy,
+    /// `[limits] max_headers`: hyper counts headers on HTTP/1.1 only, so the
+    /// pipeline counts them again for HTTP/2.
+    pub max_headers: usize,
 }
 
 /// The edge's request handler; one per server, shared by all connections.
@@ -75,6 +79,7 @@ pub struct Edge {
     billing: Option<Arc<Billing>>,
     queues: Arc<Queues>,
     body: BodyPolicy,
+    max_headers: usize,
 }
 
 impl Edge {
@@ -89,6 +94,7 @@ impl Edge {
             billing: stages.billing,
             queues: stages.queues,
             body: stages.body,
+            max_headers: stages.max_headers,
         }
     }
 
@@ -135,6 +141,10 @@ impl Edge {
         let now = Instant::now();
         let client_ip = self.identity.resolve(peer.ip(), req.headers());
         info.client_ip = client_ip;
+        if let Some(refused) = conformance::refusal(req.method(), req.headers(), self.max_headers) {
+            info.decision = Decision::Malformed;
+            return refused;
+        }
         let shield = self.shield.load();
         let mut pending = None;
         if let Some(fw) = &shield.firewall {

@@ -102,13 +102,22 @@ impl Router {
 
     /// The route for `method` and `path`, with the raw (still percent-encoded)
     /// path parameters. A method-specific route wins over `ANY`, as in API
-    /// Gateway.
+    /// Gateway. HEAD is GET without the body (RFC 9110 §9.3.2), so a HEAD
+    /// request without a HEAD route is answered by the GET route before
+    /// `ANY`; the function sees `HEAD` and the listener sends no body.
+    /// CONNECT and TRACE never get here (see [`crate::conformance`]).
     pub fn lookup(&self, method: &Method, path: &str) -> Option<Match> {
-        let specific = self
-            .by_method
-            .iter()
-            .find(|(m, _)| m == method)
-            .and_then(|(_, tree)| tree.at(path).ok());
+        let tree_of = |method: &Method| {
+            self.by_method
+                .iter()
+                .find(|(m, _)| m == method)
+                .and_then(|(_, tree)| tree.at(path).ok())
+        };
+        let specific = tree_of(method).or_else(|| {
+            (*method == Method::HEAD)
+                .then(|| tree_of(&Method::GET))
+                .flatten()
+        });
         let found = specific.or_else(|| self.any.at(path).ok())?;
         let params = found
             .params

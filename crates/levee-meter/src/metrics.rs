@@ -68,6 +68,9 @@ pub enum Decision {
     Forbidden,
     /// A request body slower than the minimum rate.
     SlowClient,
+    /// A request the edge refuses as HTTP (CONNECT/TRACE, an unmet
+    /// `Expect`, a bad transfer coding, too many headers).
+    Malformed,
 }
 
 impl Decision {
@@ -83,6 +86,7 @@ impl Decision {
             Decision::Forbidden => "forbidden",
             Decision::SlowClient => "slow_client",
             Decision::TooLarge => "too_large",
+            Decision::Malformed => "malformed",
         }
     }
 }

@@ -547,6 +547,7 @@ async fn serve(config: Config, path: PathBuf) -> anyhow::Result<()> {
             min_rate: config.limits.body_min_rate,
             grace: config.limits.body_grace,
         },
+        max_headers: config.limits.max_headers as usize,
     }));
     let reload: admin::Reload = {
         let shield = Arc::clone(&shield);

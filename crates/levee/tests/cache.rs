@@ -44,6 +44,11 @@ function = "py"
 cache = {{ ttl = "1s", query = ["action"], stale_if_error = "1m" }}
 
 [[routes]]
+route = "GET /echo"
+function = "hello"
+cache = {{ ttl = "1h", query = ["value"], headers = ["accept-language"] }}
+
+[[routes]]
 route = "GET /vary"
 function = "py"
 cache = {{ ttl = "1m", query = ["action"], headers = ["accept-language"] }}
@@ -280,4 +285,47 @@ fn vary_conditional_requests_negative_caching_compression_and_purge() {
     );
     let stats = s.admin("GET", "/admin/cache", b"").json();
     assert!(stats["cache"]["hits"].as_u64().unwrap() >= 3, "{stats}");
+}
+
+#[test]
+fn unkeyed_headers_never_reach_the_function_so_they_cannot_poison_the_cache() {
+    let s = cached_server("poison", &[]);
+    let evil = request(
+        s.edge,
+        "GET",
+        "/echo",
+        &[
+            ("x-forwarded-host", "evil.example"),
+            ("x-evil", "evil"),
+            ("user-agent", "evil-agent"),
+            ("accept-language", "EN"),
+        ],
+        b"",
+    );
+    assert_eq!(evil.header("x-cache"), Some("Miss"));
+    let seen = evil.json();
+    assert_eq!(
+        seen["headers"],
+        serde_json::json!({ "accept-language": "en" }),
+        "only the keyed header, in the key's form"
+    );
+    assert_eq!(seen["requestContext"]["domainName"], "localhost");
+    // The support client sends `host: 127.0.0.1:port`; an attacker's Host
+    // is just as unkeyed.
+    let plain = request(s.edge, "GET", "/echo", &[("accept-language", "en")], b"");
+    assert_eq!(plain.header("x-cache"), Some("Hit"));
+    assert!(!plain.text().contains("evil"), "{}", plain.text());
+}
+
+#[test]
+fn the_function_sees_listed_parameters_in_the_order_the_key_has_them() {
+    let s = cached_server("order", &[]);
+    let first = get(s.edge, "/echo?value=2&value=1&other=x");
+    assert_eq!(first.header("x-cache"), Some("Miss"));
+    let seen = first.json();
+    assert_eq!(seen["queryStringParameters"]["value"], "1,2");
+    assert_eq!(seen["rawQueryString"], "value=1&value=2");
+    let second = get(s.edge, "/echo?value=1&value=2");
+    assert_eq!(second.header("x-cache"), Some("Hit"), "one key");
+    assert_eq!(second.body, first.body);
 }

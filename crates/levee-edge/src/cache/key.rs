@@ -28,7 +28,9 @@
 //!   encoded, sorted).
 //!
 //! Nothing but the separators is ever a literal space, so the fields cannot
-//! run into each other. Every part is bounded by the request head, which the
+//! run into each other. [`keyed_request`] gives the function the same parts
+//! in the same canonical form, so two requests that share a key are the
+//! same request to the function. Every part is bounded by the request head, which the
 //! connection guard caps (`max_header_bytes`).
 
 use http::{HeaderMap, Uri};
@@ -65,32 +67,174 @@ pub(crate) fn build(
     headers: &HeaderMap,
     policy: &CachePolicy,
 ) -> String {
+    let keyed = Keyed::of(policy, uri, headers);
     let mut key = route_prefix(route_key);
     key.push_str(class.as_str());
     key.push(' ');
     key.push_str(uri.path());
-    push_query(&mut key, uri.query().unwrap_or(""), &policy.query);
-    for name in &policy.headers {
+    if !keyed.query.is_empty() {
+        key.push('?');
+        key.push_str(&keyed.query_string());
+    }
+    for (name, values) in &keyed.headers {
         key.push_str(" h:");
         key.push_str(name);
-        let mut values = headers.get_all(name.as_str()).iter().peekable();
-        if values.peek().is_some() {
+        if !values.is_empty() {
             key.push('=');
-            for (i, v) in values.enumerate() {
+            for (i, v) in values.iter().enumerate() {
                 if i > 0 {
                     key.push_str("%2C");
                 }
-                encode_into(&mut key, &v.as_bytes().to_ascii_lowercase());
+                encode_into(&mut key, v);
             }
         }
     }
-    push_cookies(&mut key, headers, &policy.cookies);
+    for (name, values) in &keyed.cookies {
+        key.push_str(" c:");
+        key.push_str(name);
+        if !values.is_empty() {
+            key.push('=');
+            for (i, v) in values.iter().enumerate() {
+                if i > 0 {
+                    key.push(',');
+                }
+                encode_into(&mut key, v);
+            }
+        }
+    }
     key
 }
 
+/// What the function sees of a cached request: the path, and of everything
+/// else only what the key holds (as CloudFront forwards only its cache key),
+/// in the key's canonical form, so an answer shared with other clients
+/// cannot depend on what they never sent, nor on the order or spelling in
+/// which they sent it:
+/// - the listed query parameters, decoded and re-encoded canonically and
+///   sorted by name then value (`?b=2&a=x+y` is seen as `?a=x%20y&b=2`);
+/// - the listed headers, lower-cased, in arrival order; no other header, not
+///   even `Host` (`domainName` is then `localhost`) or `User-Agent`;
+/// - the listed cookies, one `Cookie` header, sorted by name then value.
+///
+/// That is the fixed set: no header reaches the function unless the route
+/// lists it. A function that needs the host lists `host` in `headers`.
+pub(crate) fn keyed_request(
+    policy: &CachePolicy,
+    uri: &Uri,
+    headers: &HeaderMap,
+) -> (Uri, HeaderMap) {
+    let keyed = Keyed::of(policy, uri, headers);
+    let path_and_query = if keyed.query.is_empty() {
+        uri.path().to_string()
+    } else {
+        format!("{}?{}", uri.path(), keyed.query_string())
+    };
+    let uri = Uri::builder()
+        .path_and_query(path_and_query)
+        .build()
+        .unwrap_or_else(|_| uri.clone());
+    let mut seen = HeaderMap::new();
+    for (name, values) in &keyed.headers {
+        let Ok(name) = http::HeaderName::from_bytes(name.as_bytes()) else {
+            continue;
+        };
+        for v in values {
+            // Lower-cased bytes of a valid header value are a valid value.
+            if let Ok(v) = http::HeaderValue::from_bytes(v) {
+                seen.append(name.clone(), v);
+            }
+        }
+    }
+    let crumbs: Vec<Vec<u8>> = keyed
+        .cookies
+        .iter()
+        .flat_map(|(name, values)| {
+            values
+                .iter()
+                .map(move |v| [name.as_bytes(), b"=", v].concat())
+        })
+        .collect();
+    if !crumbs.is_empty() {
+        // Crumbs came from valid header values, so their join is one too.
+        if let Ok(v) = http::HeaderValue::from_bytes(&crumbs.join(&b"; "[..])) {
+            seen.insert(http::header::COOKIE, v);
+        }
+    }
+    (uri, seen)
+}
+
+/// The parts of a request its key holds, canonical. The key is their
+/// rendering and the function's view is built from them, so the two cannot
+/// disagree.
+struct Keyed<'a> {
+    /// Listed query pairs, decoded, sorted by name then value.
+    query: Vec<(Vec<u8>, Vec<u8>)>,
+    /// Each listed header (in name order) with its values lower-cased, in
+    /// arrival order; none when absent.
+    headers: Vec<(&'a str, Vec<Vec<u8>>)>,
+    /// Each listed cookie (in name order) with its raw values, sorted.
+    cookies: Vec<(&'a str, Vec<&'a [u8]>)>,
+}
+
+impl<'a> Keyed<'a> {
+    fn of(policy: &'a CachePolicy, uri: &Uri, headers: &'a HeaderMap) -> Keyed<'a> {
+        let mut query: Vec<(Vec<u8>, Vec<u8>)> = if policy.query.is_empty() {
+            Vec::new()
+        } else {
+            uri.query()
+                .unwrap_or("")
+                .split('&')
+                .filter_map(|pair| listed_pair(pair, &policy.query))
+                .collect()
+        };
+        query.sort();
+        let headers_seen = policy
+            .headers
+            .iter()
+            .map(|name| {
+                let values = headers
+                    .get_all(name.as_str())
+                    .iter()
+                    .map(|v| v.as_bytes().to_ascii_lowercase())
+                    .collect();
+                (name.as_str(), values)
+            })
+            .collect();
+        let cookies = policy
+            .cookies
+            .iter()
+            .map(|name| {
+                let mut values: Vec<&[u8]> = crumbs(headers)
+                    .filter(|(n, _)| *n == name.as_bytes())
+                    .map(|(_, v)| v)
+                    .collect();
+                values.sort_unstable();
+                (name.as_str(), values)
+            })
+            .collect();
+        Keyed {
+            query,
+            headers: headers_seen,
+            cookies,
+        }
+    }
+
+    /// The listed query pairs as `name=value&...`, canonically encoded.
+    fn query_string(&self) -> String {
+        let mut out = String::new();
+        for (i, (name, value)) in self.query.iter().enumerate() {
+            if i > 0 {
+                out.push('&');
+            }
+            encode_into(&mut out, name);
+            out.push('=');
+            encode_into(&mut out, value);
+        }
+        out
+    }
+}
+
 /// A query pair (`name=value`, raw) decoded, if its decoded name is listed.
-/// The key and [`keyed_request`] both decide with this, so what the function
-/// sees is exactly what the key holds.
 fn listed_pair(pair: &str, listed: &[String]) -> Option<(Vec<u8>, Vec<u8>)> {
     if pair.is_empty() {
         return None;
@@ -104,9 +248,9 @@ fn listed_pair(pair: &str, listed: &[String]) -> Option<(Vec<u8>, Vec<u8>)> {
         .map(|_| (name, decode(value)))
 }
 
-/// Every `name=value` cookie crumb of `headers` as (crumb, name, value),
-/// raw bytes; crumbs without `=` are not cookies and are left out.
-fn crumbs(headers: &HeaderMap) -> impl Iterator<Item = (&[u8], &[u8], &[u8])> {
+/// Every `name=value` cookie crumb of `headers` as (name, value), raw bytes;
+/// crumbs without `=` are not cookies and are left out.
+fn crumbs(headers: &HeaderMap) -> impl Iterator<Item = (&[u8], &[u8])> {
     headers
         .get_all(http::header::COOKIE)
         .iter()
@@ -114,88 +258,8 @@ fn crumbs(headers: &HeaderMap) -> impl Iterator<Item = (&[u8], &[u8], &[u8])> {
         .filter_map(|c| {
             let c = c.trim_ascii();
             let eq = c.iter().position(|&b| b == b'=')?;
-            Some((c, &c[..eq], &c[eq + 1..]))
+            Some((&c[..eq], &c[eq + 1..]))
         })
-}
-
-/// What the function sees of a cached request: only the query parameters and
-/// cookies that are in the cache key (as CloudFront forwards them), so an
-/// answer shared with other clients cannot depend on what they never sent.
-pub(crate) fn keyed_request(
-    policy: &CachePolicy,
-    uri: &Uri,
-    headers: &HeaderMap,
-) -> (Uri, HeaderMap) {
-    let query: Vec<&str> = uri
-        .query()
-        .unwrap_or("")
-        .split('&')
-        .filter(|pair| listed_pair(pair, &policy.query).is_some())
-        .collect();
-    let path_and_query = if query.is_empty() {
-        uri.path().to_string()
-    } else {
-        format!("{}?{}", uri.path(), query.join("&"))
-    };
-    let uri = Uri::builder()
-        .path_and_query(path_and_query)
-        .build()
-        .unwrap_or_else(|_| uri.clone());
-    let kept: Vec<&[u8]> = crumbs(headers)
-        .filter(|(_, name, _)| policy.cookies.iter().any(|k| k.as_bytes() == *name))
-        .map(|(crumb, _, _)| crumb)
-        .collect();
-    let mut headers = headers.clone();
-    headers.remove(http::header::COOKIE);
-    if !kept.is_empty() {
-        // Crumbs came from valid header values, so their join is one too.
-        if let Ok(v) = http::HeaderValue::from_bytes(&kept.join(&b"; "[..])) {
-            headers.insert(http::header::COOKIE, v);
-        }
-    }
-    (uri, headers)
-}
-
-fn push_query(key: &mut String, query: &str, listed: &[String]) {
-    if listed.is_empty() || query.is_empty() {
-        return;
-    }
-    let mut pairs: Vec<(Vec<u8>, Vec<u8>)> = query
-        .split('&')
-        .filter_map(|pair| listed_pair(pair, listed))
-        .collect();
-    if pairs.is_empty() {
-        return;
-    }
-    pairs.sort();
-    for (i, (name, value)) in pairs.iter().enumerate() {
-        key.push(if i == 0 { '?' } else { '&' });
-        encode_into(key, name);
-        key.push('=');
-        encode_into(key, value);
-    }
-}
-
-fn push_cookies(key: &mut String, headers: &HeaderMap, listed: &[String]) {
-    for name in listed {
-        key.push_str(" c:");
-        key.push_str(name);
-        let mut values: Vec<&[u8]> = crumbs(headers)
-            .filter(|(_, n, _)| *n == name.as_bytes())
-            .map(|(_, _, v)| v)
-            .collect();
-        if values.is_empty() {
-            continue;
-        }
-        values.sort_unstable();
-        key.push('=');
-        for (i, v) in values.iter().enumerate() {
-            if i > 0 {
-                key.push(',');
-            }
-            encode_into(key, v);
-        }
-    }
 }
 
 /// Percent-decodes form style: `+` is a space; a malformed escape stays as
@@ -225,33 +289,93 @@ mod tests {
 
     #[test]
     fn the_function_sees_exactly_what_the_key_holds() {
-        let p = policy(&["a"], &[], &["theme"]);
-        let cases: &[(&str, &[&[u8]])] = &[
+        let p = policy(&["a", "value"], &["accept-language"], &["theme"]);
+        type Headers<'a> = &'a [(&'a str, &'a [u8])];
+        let cases: &[(&str, Headers)] = &[
             // An escaped listed name is the same name: kept, not dropped.
-            ("/x?%61=evil&b=1", &[]),
-            ("/x?a=1&a=2&b=%zz", &[b"theme=dark; x=\xc3\xa9"]),
-            ("/x", &[b"theme=dark", b"theme; other=1"]),
+            ("/x?%61=evil&b=1", &[("host", b"evil.example")]),
+            (
+                "/x?a=1&a=2&b=%zz",
+                &[
+                    ("cookie", b"theme=dark; x=\xc3\xa9"),
+                    ("x-forwarded-host", b"evil"),
+                ],
+            ),
+            (
+                "/x",
+                &[
+                    ("cookie", b"theme=dark"),
+                    ("cookie", b"theme; other=1"),
+                    ("accept-language", b"EN-gb"),
+                ],
+            ),
         ];
-        for (uri, cookies) in cases {
+        for (uri, pairs) in cases {
             let uri: Uri = uri.parse().unwrap();
             let mut headers = HeaderMap::new();
-            for c in *cookies {
+            for (n, v) in *pairs {
                 headers.append(
-                    http::header::COOKIE,
-                    http::HeaderValue::from_bytes(c).unwrap(),
+                    http::HeaderName::from_bytes(n.as_bytes()).unwrap(),
+                    http::HeaderValue::from_bytes(v).unwrap(),
                 );
             }
             let (seen_uri, seen) = keyed_request(&p, &uri, &headers);
             let key = |u: &Uri, h: &HeaderMap| build("GET /x", MethodClass::Get, u, h, &p);
             assert_eq!(key(&seen_uri, &seen), key(&uri, &headers), "{uri}");
+            // The view of the view is the view: it is already canonical.
+            assert_eq!(
+                keyed_request(&p, &seen_uri, &seen),
+                (seen_uri.clone(), seen.clone())
+            );
             // Nothing beyond the key reaches the function.
             assert!(!seen_uri.query().unwrap_or("").contains('b'), "{seen_uri}");
+            for name in seen.keys() {
+                assert!(
+                    ["accept-language", "cookie"].contains(&name.as_str()),
+                    "{name}"
+                );
+            }
             for v in seen.get_all(http::header::COOKIE) {
                 for crumb in v.as_bytes().split(|&b| b == b';') {
                     assert!(crumb.trim_ascii().starts_with(b"theme="), "{v:?}");
                 }
             }
         }
+    }
+
+    #[test]
+    fn requests_sharing_a_key_are_seen_alike() {
+        let p = policy(&["a", "value"], &["accept-language"], &["theme"]);
+        let view = |uri: &str, pairs: &[(&str, &str)]| {
+            let mut headers = HeaderMap::new();
+            for (n, v) in pairs {
+                headers.append(
+                    http::HeaderName::from_bytes(n.as_bytes()).unwrap(),
+                    http::HeaderValue::from_str(v).unwrap(),
+                );
+            }
+            let uri: Uri = uri.parse().unwrap();
+            let key = build("GET /x", MethodClass::Get, &uri, &headers, &p);
+            let (u, h) = keyed_request(&p, &uri, &headers);
+            (key, u.to_string(), h)
+        };
+        let one = view(
+            "/x?value=1&value=2&a=x+y",
+            &[("accept-language", "EN"), ("cookie", "theme=b; theme=a")],
+        );
+        let two = view(
+            "/x?a=x%20y&value=2&value=%31",
+            &[
+                ("accept-language", "en"),
+                ("cookie", "theme=a"),
+                ("cookie", "theme=b"),
+            ],
+        );
+        assert_eq!(one.0, two.0, "one key");
+        assert_eq!(one.1, "/x?a=x%20y&value=1&value=2");
+        assert_eq!((&one.1, &one.2), (&two.1, &two.2), "so one view");
+        assert_eq!(one.2["cookie"], "theme=a; theme=b");
+        assert_eq!(one.2["accept-language"], "en");
     }
 
     fn policy(query: &[&str], headers: &[&str], cookies: &[&str]) -> CachePolicy {

@@ -409,3 +409,17 @@ pub fn hello_function(name: &str, extra: &str) -> String {
         workspace().join("examples/hello/code").display()
     )
 }
+
+/// Runs the real `curl` with `args` (bounded by `--max-time 30`); its exit
+/// code and stdout. `--http2-prior-knowledge` speaks HTTP/2 cleartext.
+pub fn curl(args: &[&str]) -> (i32, String) {
+    let out = Command::new("curl")
+        .args(["--silent", "--show-error", "--max-time", "30"])
+        .args(args)
+        .output()
+        .expect("curl must be installed");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+    )
+}
