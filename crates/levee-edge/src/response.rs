@@ -10,8 +10,10 @@
 //!
 //! Rules (AWS 2.0, plus the decisions marked *Levee*):
 //! - **Structured**: the output is a JSON object with a `statusCode` key →
-//!   `statusCode` must be an integer in `100..=599` (a `null` or any other
-//!   value is [`MappingError::BadStatus`]); `headers` is an object whose string
+//!   `statusCode` must be an integer in `200..=599` (a `null` or any other
+//!   value is [`MappingError::BadStatus`]; *Levee*: 1xx too, because an
+//!   interim status is not a final answer: a 101 would switch protocols with
+//!   no `upgrade`, and any other 1xx leaves the client without one); `headers` is an object whose string
 //!   values are used as-is, numbers and booleans are stringified, `null`
 //!   values are skipped (*Levee*), arrays/objects are
 //!   [`MappingError::BadHeader`]; `cookies` is an array of strings, each
@@ -64,7 +66,7 @@ pub enum MappingError {
     /// The output is not valid JSON.
     #[error("the function returned a response that is not valid JSON")]
     NotJson,
-    /// `statusCode` is not an integer in `100..=599`. The payload describes
+    /// `statusCode` is not an integer in `200..=599`. The payload describes
     /// the offending value (a number or a JSON type name only).
     #[error("the function returned an invalid statusCode ({0})")]
     BadStatus(String),
@@ -121,7 +123,10 @@ fn bare(body: Bytes) -> Response<Bytes> {
 
 fn structured(status: Scalar<'_>, out: Structured<'_>) -> Result<Response<Bytes>, MappingError> {
     let status = match status {
-        Scalar::U64(n) if (100..=599).contains(&n) => {
+        // 1xx are interim answers the HTTP server cannot send as the final one
+        // (101 would switch protocols, the rest leave the client waiting or
+        // the HTTP/2 stream malformed), so only 2xx..5xx are a function's.
+        Scalar::U64(n) if (200..=599).contains(&n) => {
             // In range, so `from_u16` cannot fail; map defensively anyway.
             StatusCode::from_u16(n as u16).map_err(|_| MappingError::BadStatus(n.to_string()))?
         }
@@ -618,6 +623,10 @@ mod tests {
     fn invalid_status() {
         for (p, shown) in [
             (r#"{"statusCode": 99}"#, "99"),
+            (r#"{"statusCode": 100}"#, "100"),
+            (r#"{"statusCode": 101}"#, "101"),
+            (r#"{"statusCode": 103}"#, "103"),
+            (r#"{"statusCode": 199}"#, "199"),
             (r#"{"statusCode": 600}"#, "600"),
             (r#"{"statusCode": -200}"#, "-200"),
             (r#"{"statusCode": 200.0}"#, "non-integer number"),
@@ -634,7 +643,7 @@ mod tests {
                 other => panic!("{p}: {other:?}"),
             }
         }
-        assert_eq!(ok(r#"{"statusCode": 100}"#).status().as_u16(), 100);
+        assert_eq!(ok(r#"{"statusCode": 200}"#).status().as_u16(), 200);
         assert_eq!(ok(r#"{"statusCode": 599}"#).status().as_u16(), 599);
     }
 

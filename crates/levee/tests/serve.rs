@@ -108,6 +108,42 @@ fn responses_follow_the_2_0_mapping_rules() {
     assert!(r.json()["pid"].as_u64().is_some());
 }
 
+/// Issue 24 item 4: a 1xx is an interim status, never a final answer. A
+/// function that returns one gets the same 502 as 0 or 600, as JSON with the
+/// request id, over HTTP/1.1 and HTTP/2, and the metrics count the 502 the
+/// client got.
+#[test]
+fn interim_statuses_from_a_function_are_an_invalid_response() {
+    let s = hello_server("interim");
+    for code in [100, 101, 103, 199] {
+        let r = get(s.edge, &format!("/echo/x?action=status&code={code}"));
+        assert_eq!(r.status, 502, "{code}: {}", r.text());
+        assert_eq!(r.json()["errorType"], "Function.InvalidResponse", "{code}");
+        assert!(r.header("apigw-requestid").is_some(), "{code}");
+        assert!(r.header("set-cookie").is_none(), "{code}");
+
+        let out = std::process::Command::new("curl")
+            .args(["-s", "--http2-prior-knowledge", "--max-time", "30"])
+            .args(["-w", "\n%{http_version} %{http_code}"])
+            .arg(format!(
+                "http://{}/echo/x?action=status&code={code}",
+                s.edge
+            ))
+            .output()
+            .expect("curl");
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        let (body, status) = text.rsplit_once('\n').expect("curl output");
+        assert_eq!(status, "2 502", "{code}: {text}");
+        assert!(body.contains("Function.InvalidResponse"), "{code}: {body}");
+    }
+    let metrics = s.admin("GET", "/metrics", b"").text();
+    assert!(
+        metrics.contains(r#"levee_requests_total{route="ANY /echo/{proxy+}",status="502""#),
+        "{metrics}"
+    );
+    assert!(!metrics.contains(r#"status="1"#), "{metrics}");
+}
+
 #[test]
 fn instances_get_the_lambda_environment_and_nothing_of_the_platforms() {
     let s = Server::start_with_env(
