@@ -1,4 +1,5 @@
-//! The edge-defence sections: `[limits]` (connection guard), `[client_ip]`
+//! The edge-defence sections: `[limits]` and `[admin_limits]` (the
+//! connection guard of each listener), `[client_ip]`
 //! (whose forwarded address to believe) and `[throttle]` (token buckets, also
 //! per route). Raw shapes and their validation; the edge enforces them.
 
@@ -10,7 +11,8 @@ use serde::Deserialize;
 use crate::load::{checked_size, RawSize};
 use levee_common::parse_duration;
 
-/// `[limits]`: what one client and all clients together may hold.
+/// `[limits]` (the edge) or `[admin_limits]` (the admin listener): what one
+/// client and all clients together may hold.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Limits {
     /// Open connections in total; beyond it new connections are closed at
@@ -58,6 +60,24 @@ impl Default for Limits {
             max_headers: 100,
             h2_max_streams: 100,
             send_buffer: 256 * 1024,
+        }
+    }
+}
+
+impl Limits {
+    /// The admin listener's defaults: it serves a few operators and tools,
+    /// so a few hundred connections and a short head before the token is
+    /// checked, and its descriptors can never starve the edge's.
+    pub fn admin_default() -> Self {
+        Self {
+            max_connections: 256,
+            max_connections_per_ip: 64,
+            header_timeout: Duration::from_secs(5),
+            idle_timeout: Duration::from_secs(30),
+            max_header_bytes: 16 * 1024,
+            max_headers: 64,
+            h2_max_streams: 32,
+            ..Self::default()
         }
     }
 }
@@ -167,15 +187,57 @@ fn duration(
     }
 }
 
+/// Most open files these machines allow a process (`ulimit -n`), less what
+/// the server needs for itself; both listeners together stay under it.
+const MAX_OPEN_CONNECTIONS: u32 = 19_000;
+
+/// `[limits]`: the edge's connection guard.
 pub(crate) fn limits(raw: RawLimits) -> (Limits, Vec<Found>) {
-    let d = Limits::default();
+    checked_limits(raw, Limits::default())
+}
+
+/// `[admin_limits]`: the admin listener's guard. The same keys as
+/// `[limits]` but for the body rate, which only the edge's pipeline enforces.
+pub(crate) fn admin_limits(raw: RawLimits) -> (Limits, Vec<Found>) {
+    let mut unused = Vec::new();
+    if raw.body_min_rate.is_some() {
+        unused.push("body_min_rate");
+    }
+    if raw.body_grace.is_some() {
+        unused.push("body_grace");
+    }
+    let (limits, mut found) = checked_limits(raw, Limits::admin_default());
+    for key in unused {
+        found.push((
+            key.into(),
+            "only the edge limits request bodies by rate; set it in [limits]".into(),
+        ));
+    }
+    (limits, found)
+}
+
+/// Both listeners' connection caps together, checked against the open-file
+/// budget; the problem is reported on `[admin_limits]`.
+pub(crate) fn total_connections(edge: &Limits, admin: &Limits) -> Option<Found> {
+    let total = edge.max_connections + admin.max_connections;
+    (total > MAX_OPEN_CONNECTIONS).then(|| {
+        (
+            "max_connections".into(),
+            format!(
+                "[limits] and [admin_limits] together allow {total} connections; at most {MAX_OPEN_CONNECTIONS} (open-file limit)"
+            ),
+        )
+    })
+}
+
+fn checked_limits(raw: RawLimits, d: Limits) -> (Limits, Vec<Found>) {
     let mut found = Vec::new();
     let f = &mut found;
     let max_connections = bounded(
         "max_connections",
         raw.max_connections,
         d.max_connections,
-        1..=19_000,
+        1..=MAX_OPEN_CONNECTIONS,
         f,
     );
     let max_connections_per_ip = bounded(

@@ -25,7 +25,7 @@ pub use cache::{CachePolicy, CacheSettings};
 pub use error::{ConfigError, Problem};
 pub use guard::{ClientIp, Limits, Throttle};
 pub use levee_common::{parse_duration, parse_size};
-pub use model::{AccessLog, Account, Config, Function, RuntimeKind, Server};
+pub use model::{exposed_admin, AccessLog, Account, Config, Function, RuntimeKind, Server};
 pub use plans::{Plan, PlanLimits, Quota, QuotaPeriod};
 pub use queues::{DeadLetter, EventSourceConfig, QueueConfig};
 pub use route::{Route, RouteMethod};

@@ -28,12 +28,13 @@ use crate::queues;
 use crate::route::{self, Candidate, Route, RouteKey};
 use levee_common::{parse_duration, parse_size};
 
-const SECTIONS: [&str; 15] = [
+const SECTIONS: [&str; 16] = [
     "server",
     "account",
     "functions",
     "routes",
     "limits",
+    "admin_limits",
     "client_ip",
     "throttle",
     "firewall",
@@ -79,6 +80,7 @@ const RESERVED_ENV: [&str; 10] = [
 const RESERVED_ENV_PREFIX: &str = "AWS_LAMBDA_";
 /// Deeper than any key this schema has; bounds the work spent on hostile nesting.
 const MAX_LOCATE_DEPTH: usize = 8;
+use levee_common::text::MAX_QUOTED_CHARS;
 /// Keeps messages readable when a file declares thousands of functions.
 const MAX_LISTED: usize = 20;
 
@@ -281,10 +283,16 @@ impl fmt::Display for KeyPath {
                         && name
                             .bytes()
                             .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
+                    // A key is input: shown cut, so a 10 MB key name makes
+                    // a short line, not a 10 MB one.
+                    let shown: String = name.chars().take(MAX_QUOTED_CHARS).collect();
                     if bare {
-                        f.write_str(name)?;
+                        f.write_str(&shown)?;
                     } else {
-                        write!(f, "{name:?}")?;
+                        write!(f, "{shown:?}")?;
+                    }
+                    if name.chars().nth(MAX_QUOTED_CHARS).is_some() {
+                        f.write_str("…")?;
                     }
                 }
                 Segment::Index(index) => write!(f, "[{index}]")?,
@@ -470,7 +478,7 @@ pub(crate) fn parse(text: &str, origin: &str, base_dir: &Path) -> Result<Config,
         let problem = Problem {
             line: e.span().map(|span| line_at(&line_starts, span.start)),
             key: String::new(),
-            message: format!("invalid TOML: {}", one_line(e.message())),
+            message: levee_common::text::bound_message(&format!("invalid TOML: {}", one_line(e.message()))),
         };
         ConfigError::new(origin, vec![problem])
     })?;
@@ -479,10 +487,12 @@ pub(crate) fn parse(text: &str, origin: &str, base_dir: &Path) -> Result<Config,
         line_starts,
         base_dir,
         problems: Vec::new(),
+        warnings: Vec::new(),
     };
-    let config = loader.config();
+    let mut config = loader.config();
     let mut problems = loader.problems;
     if problems.is_empty() {
+        config.warnings = loader.warnings;
         return Ok(config);
     }
     problems.sort_by_key(|problem| problem.line.unwrap_or(0));
@@ -494,6 +504,7 @@ struct Loader<'a> {
     line_starts: Vec<usize>,
     base_dir: &'a Path,
     problems: Vec<Problem>,
+    warnings: Vec<Problem>,
 }
 
 impl<'a> Loader<'a> {
@@ -524,6 +535,10 @@ impl<'a> Loader<'a> {
         }
         let routes = self.routes(&declared);
         let limits = self.guarded("limits", guard::limits);
+        let admin_limits = self.guarded("admin_limits", guard::admin_limits);
+        if let Some(found) = guard::total_connections(&limits, &admin_limits) {
+            self.report_found(&KeyPath::default().key("admin_limits"), vec![found]);
+        }
         let client_ip = self.guarded("client_ip", guard::client_ip);
         let throttle = self.throttle(&KeyPath::default().key("throttle"));
         let firewall = self.firewall();
@@ -550,6 +565,7 @@ impl<'a> Loader<'a> {
             functions,
             routes,
             limits,
+            admin_limits,
             client_ip,
             throttle,
             firewall,
@@ -560,6 +576,7 @@ impl<'a> Loader<'a> {
             metering,
             queues,
             event_sources,
+            warnings: Vec::new(),
         }
     }
 
@@ -580,11 +597,18 @@ impl<'a> Loader<'a> {
 
     /// Records a problem at `path`, or at its nearest ancestor present in the
     /// file when the key itself was left out.
+    /// The one place problems are made: messages quote input between
+    /// backticks, and [`levee_common::text::bound_message`] keeps every quoted piece
+    /// and the whole message short (check, reload and SIGHUP print them).
     fn report(&mut self, path: &KeyPath, message: impl Into<String>) {
+        self.push(self.line_of(path), path, &message.into());
+    }
+
+    fn push(&mut self, line: Option<usize>, path: &KeyPath, message: &str) {
         self.problems.push(Problem {
-            line: self.line_of(path),
+            line,
             key: path.to_string(),
-            message: message.into(),
+            message: levee_common::text::bound_message(message),
         });
     }
 
@@ -612,11 +636,7 @@ impl<'a> Loader<'a> {
             Some(span) => Some(line_at(&self.line_starts, span.start)),
             None => self.line_of(&at),
         };
-        self.problems.push(Problem {
-            line,
-            key: at.to_string(),
-            message,
-        });
+        self.push(line, &at, &message);
         None
     }
 
@@ -894,6 +914,14 @@ impl<'a> Loader<'a> {
                 &path.key("admin_listen"),
                 format!("{admin_listen} clashes with server.listen ({listen}); the admin API needs its own port"),
             );
+        }
+        if let Some(message) = crate::model::exposed_admin(admin_listen) {
+            let at = path.key("admin_listen");
+            self.warnings.push(Problem {
+                line: self.line_of(&at),
+                key: at.to_string(),
+                message,
+            });
         }
         let data_dir = raw.data_dir.as_deref().unwrap_or(DEFAULT_DATA_DIR);
         let data_dir = self

@@ -17,6 +17,8 @@ pub struct Config {
     pub routes: Vec<Route>,
     /// `[limits]`: the connection guard.
     pub limits: Limits,
+    /// `[admin_limits]`: the admin listener's connection guard.
+    pub admin_limits: Limits,
     /// `[client_ip]`: trusted proxies.
     pub client_ip: ClientIp,
     /// `[throttle]`: the account-wide token bucket, if any.
@@ -38,6 +40,9 @@ pub struct Config {
     pub queues: BTreeMap<String, crate::queues::QueueConfig>,
     /// `[[event_sources]]`: queue → function mappings.
     pub event_sources: Vec<crate::queues::EventSourceConfig>,
+    /// Allowed but probably a mistake: printed by `levee check`, never
+    /// fatal.
+    pub warnings: Vec<Problem>,
 }
 
 impl Config {
@@ -68,6 +73,18 @@ impl Config {
     pub fn parse(text: &str, origin: &str, base_dir: &Path) -> Result<Config, ConfigError> {
         load::parse(text, origin, base_dir)
     }
+}
+
+/// Why an admin address is risky, or `None` for loopback. The admin API is
+/// the control plane: off loopback, anyone who can reach the port can try
+/// tokens and hold its connections.
+pub fn exposed_admin(addr: SocketAddr) -> Option<String> {
+    (!addr.ip().is_loopback()).then(|| {
+        format!(
+            "{addr} is not a loopback address: whoever can reach it can try admin tokens; \
+             keep it on 127.0.0.1 or ::1 unless a firewall guards the port"
+        )
+    })
 }
 
 /// `[server]`: where Levee listens and keeps its state.

@@ -1039,3 +1039,80 @@ fn periods_take_lowercase_and_api_gateway_uppercase_alike() {
         );
     }
 }
+
+#[test]
+fn admin_limits_have_their_own_smaller_defaults_and_the_guards_keys() {
+    let c = parse("").unwrap();
+    assert_eq!(c.admin_limits, crate::Limits::admin_default());
+    assert!(c.admin_limits.max_connections < c.limits.max_connections);
+    assert!(c.admin_limits.max_header_bytes <= 16 * 1024);
+    let c = parse("[admin_limits]\nmax_connections = 8\nmax_connections_per_ip = 2\nheader_timeout = \"1s\"\n")
+        .unwrap();
+    assert_eq!(
+        (
+            c.admin_limits.max_connections,
+            c.admin_limits.max_connections_per_ip
+        ),
+        (8, 2)
+    );
+    assert_eq!(c.admin_limits.header_timeout, Duration::from_secs(1));
+    assert_eq!(
+        c.limits,
+        crate::Limits::default(),
+        "the edge's are untouched"
+    );
+    assert_problem(
+        "[admin_limits]\nbody_min_rate = 10\n",
+        "admin_limits.body_min_rate",
+        Some(2),
+        "only the edge",
+    );
+    assert_problem(
+        "[admin_limits]\nmax_header_bytes = \"1KiB\"\n",
+        "admin_limits.max_header_bytes",
+        Some(2),
+        "between",
+    );
+    assert_problem(
+        "[limits]\nmax_connections = 19000\n[admin_limits]\nmax_connections = 100\n",
+        "admin_limits.max_connections",
+        Some(4),
+        "together allow 19100",
+    );
+}
+
+#[test]
+fn an_admin_listener_off_loopback_is_a_warning_not_an_error() {
+    assert!(parse("").unwrap().warnings.is_empty());
+    assert!(parse("[server]\nadmin_listen = \"[::1]:9001\"\n")
+        .unwrap()
+        .warnings
+        .is_empty());
+    let c = parse("[server]\nadmin_listen = \"0.0.0.0:9001\"\n").unwrap();
+    assert_eq!(c.warnings.len(), 1, "{:?}", c.warnings);
+    let w = &c.warnings[0];
+    assert_eq!((w.key.as_str(), w.line), ("server.admin_listen", Some(2)));
+    assert!(
+        w.message.contains("not a loopback address"),
+        "{}",
+        w.message
+    );
+}
+
+#[test]
+fn huge_keys_and_values_are_quoted_short() {
+    // One 10 MB key used to come back twice in full (key path and message).
+    let key = "k".repeat(10 * 1024 * 1024);
+    let text =
+        format!("[server]\n{key} = 1\n[functions.{key}]\ncommand = [\"x\"]\ncode = \"src\"\n");
+    let err = parse(&text).unwrap_err().to_string();
+    assert!(err.len() < 4096, "{} bytes: {}…", err.len(), &err[..200]);
+    assert!(err.contains('…'), "{err}");
+    assert!(err.contains("server"), "{err}");
+    let value = "v".repeat(1024 * 1024);
+    let err = parse(&format!("[client_ip]\ntrusted_proxies = [\"{value}\"]\n"))
+        .unwrap_err()
+        .to_string();
+    assert!(err.len() < 1024, "{} bytes", err.len());
+    assert!(err.contains("is not an IP address"), "{err}");
+}

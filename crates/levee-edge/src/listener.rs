@@ -2,16 +2,21 @@
 //!
 //! Owns sockets and connection lifetimes: the connection guard's caps and
 //! timeouts (see [`crate::guard`]), hyper's limits on request heads, and
-//! graceful shutdown. Knows nothing about what a request means.
+//! graceful shutdown, in one accept loop that serves both the edge and the
+//! admin router. Knows nothing about what a request means.
 
+use std::convert::Infallible;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use http::Request;
 use http_body_util::Full;
+use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
+use hyper_util::service::TowerToHyperService;
 use levee_config::{AccessLog, Limits};
 use levee_meter::access::{access_line, AccessEntry, AccessFormat};
 use levee_meter::metrics;
@@ -31,6 +36,45 @@ pub async fn serve(
     access_log: AccessLog,
     shutdown: impl Future<Output = ()>,
 ) {
+    let per_connection = move |peer: SocketAddr| {
+        let edge = Arc::clone(&edge);
+        hyper::service::service_fn(move |req| {
+            let edge = Arc::clone(&edge);
+            async move { Ok::<_, Infallible>(respond_with(edge, req, peer, access_log).await) }
+        })
+    };
+    serve_guarded(listener, limits, per_connection, shutdown).await;
+}
+
+/// Serves an axum router (the admin API) on `listener` behind the same
+/// connection guard as the edge, with its own `limits`: the head is capped
+/// and timed before any handler, the token check included, sees a byte.
+pub async fn serve_router(
+    listener: TcpListener,
+    router: axum::Router,
+    limits: &Limits,
+    shutdown: impl Future<Output = ()>,
+) {
+    let per_connection = move |_peer: SocketAddr| TowerToHyperService::new(router.clone());
+    serve_guarded(listener, limits, per_connection, shutdown).await;
+}
+
+/// The one accept loop: the guard's caps at accept, its idle and send
+/// timeouts on the stream, hyper's head limits, graceful drain. `service_for`
+/// makes the service for one connection from its peer address.
+async fn serve_guarded<S, B>(
+    listener: TcpListener,
+    limits: &Limits,
+    service_for: impl Fn(SocketAddr) -> S,
+    shutdown: impl Future<Output = ()>,
+) where
+    S: hyper::service::Service<Request<Incoming>, Response = http::Response<B>> + Send + 'static,
+    S::Future: Send + 'static,
+    S::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    B: hyper::body::Body + Send + 'static,
+    B::Data: Send,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
     let mut builder = auto::Builder::new(TokioExecutor::new());
     // hyper enforces the head timeout only when given a timer.
     builder
@@ -82,14 +126,14 @@ pub async fn serve(
         let _ = stream.set_nodelay(true);
         let in_flight = InFlight::default();
         let io = TimedStream::new(stream, in_flight.clone(), idle, send);
-        let edge = Arc::clone(&edge);
+        let inner = service_for(peer);
         let svc = hyper::service::service_fn(move |req| {
-            let edge = Arc::clone(&edge);
             let token = in_flight.start();
+            let answer = inner.call(req);
             async move {
-                let resp = respond_with(edge, req, peer, access_log).await;
+                let resp = answer.await;
                 drop(token);
-                Ok::<_, std::convert::Infallible>(resp)
+                resp
             }
         });
         let conn = builder.serve_connection(TokioIo::new(io), svc);

@@ -115,24 +115,9 @@ pub fn exclusive(lock_path: &Path) -> std::io::Result<Option<File>> {
     }
 }
 
-/// Caller-supplied text made safe to embed in a message: control characters
-/// escaped, at most `max` characters (never cutting a multi-byte one).
-pub fn quote(s: &str, max: usize) -> String {
-    let mut out = String::new();
-    for c in s.chars().take(max) {
-        // Only control characters are escaped: other text (quotes, accents)
-        // is shown as the client sent it.
-        if c.is_control() {
-            out.extend(c.escape_default());
-        } else {
-            out.push(c);
-        }
-    }
-    if s.chars().nth(max).is_some() {
-        out.push('…');
-    }
-    out
-}
+/// Re-exported for the store's and queue's error messages; it lives in
+/// `levee_common::text` so the config crate quotes input the same way.
+pub use levee_common::text::quote;
 
 #[cfg(test)]
 mod tests {
@@ -178,12 +163,5 @@ mod tests {
             migrate(&mut c, M, 2),
             Err(MigrateError::Negative(-1))
         ));
-    }
-
-    #[test]
-    fn quoting_escapes_and_bounds() {
-        assert_eq!(quote("a\u{1b}b", 10), "a\\u{1b}b");
-        assert_eq!(quote("abcdef", 3), "abc…");
-        assert_eq!(quote("é", 1), "é");
     }
 }

@@ -2,7 +2,6 @@
 //! the runtime and the listeners, and prints the addresses it bound (tests and
 //! scripts read them, since ports may be 0).
 
-use std::future::IntoFuture;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -239,6 +238,15 @@ fn main() -> ExitCode {
             return ExitCode::from(EXIT_CONFIG);
         }
     };
+    for w in &config.warnings {
+        let line = w.line.map(|l| format!(":{l}")).unwrap_or_default();
+        eprintln!(
+            "{}{line}: warning: {}: {}",
+            path.display(),
+            w.key,
+            w.message
+        );
+    }
     let Some((listen, admin_listen, data_dir)) = overrides else {
         println!(
             "{}: ok ({} functions, {} routes)",
@@ -253,6 +261,10 @@ fn main() -> ExitCode {
     }
     if let Some(a) = admin_listen {
         config.server.admin_listen = a;
+        // The flag bypasses the file's check; say the same thing for it.
+        if let Some(w) = levee_config::exposed_admin(a) {
+            eprintln!("levee: warning: --admin-listen: {w}");
+        }
     }
     if let Some(d) = data_dir {
         config.server.data_dir = std::path::absolute(d).unwrap_or_default();
@@ -585,11 +597,11 @@ async fn serve(config: Config, path: PathBuf) -> anyhow::Result<()> {
         queues,
         base_url: format!("http://{}", admin_listener.local_addr()?),
     });
-    let admin_task = tokio::spawn(
-        axum::serve(admin_listener, admin_app)
-            .with_graceful_shutdown(stopped(stop_rx))
-            .into_future(),
-    );
+    let admin_limits = config.admin_limits.clone();
+    let admin_shutdown = stopped(stop_rx);
+    let admin_task = tokio::spawn(async move {
+        listener::serve_router(admin_listener, admin_app, &admin_limits, admin_shutdown).await;
+    });
 
     wait_for_signal(&reload).await?;
     tracing::info!("shutting down: draining connections");

@@ -161,3 +161,33 @@ fn a_second_server_on_the_same_data_dir_stops_before_touching_it() {
     );
     assert_eq!(support::get(first.edge, "/f").status, 200);
 }
+
+#[test]
+fn check_warns_when_the_admin_listener_is_off_loopback() {
+    let dir = scratch("checkwarn");
+    let config = dir.join("levee.toml");
+    std::fs::write(&config, "[server]\nadmin_listen = \"0.0.0.0:8081\"\n").unwrap();
+    let (code, _, stderr) = levee(&["check", "--config", config.to_str().unwrap()]);
+    assert_eq!(code, 0, "a warning, not an error: {stderr}");
+    assert!(
+        stderr.contains(
+            "levee.toml:2: warning: server.admin_listen: 0.0.0.0:8081 is not a loopback address"
+        ),
+        "{stderr}"
+    );
+    std::fs::write(&config, "[server]\nadmin_listen = \"127.0.0.1:8081\"\n").unwrap();
+    let (code, _, stderr) = levee(&["check", "--config", config.to_str().unwrap()]);
+    assert_eq!((code, stderr.as_str()), (0, ""));
+}
+
+#[test]
+fn check_quotes_a_huge_key_short() {
+    let dir = scratch("checkhuge");
+    let config = dir.join("levee.toml");
+    let key = "k".repeat(10 * 1024 * 1024);
+    std::fs::write(&config, format!("[server]\n{key} = 1\n")).unwrap();
+    let (code, stdout, stderr) = levee(&["check", "--config", config.to_str().unwrap()]);
+    assert_eq!(code, 2);
+    assert!(stdout.len() + stderr.len() < 4096, "{} bytes", stderr.len());
+    assert!(stderr.contains("unknown field"), "{stderr:.300}");
+}

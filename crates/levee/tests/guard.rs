@@ -300,3 +300,50 @@ async fn http2_prior_knowledge_works_under_the_guard() {
         assert!(v["pid"].as_u64().is_some());
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_admin_listener_has_its_own_guard_and_a_small_head_before_the_token() {
+    let s = Server::start(
+        "adminguard",
+        &format!(
+            "[admin_limits]\nmax_connections = 8\nmax_connections_per_ip = 4\nheader_timeout = \"1s\"\n\n{}\n[[routes]]\nroute = \"ANY /f\"\nfunction = \"f\"\n",
+            hello_function("f", "")
+        ),
+    );
+    let admin = s.admin;
+    // Four slow heads without a token from one address fill its share …
+    let mut slow = Vec::new();
+    for _ in 0..4 {
+        let mut c = connect_from(4, 1, admin).await;
+        c.write_all(b"GET /admin/functions HTTP/1.1\r\n")
+            .await
+            .unwrap();
+        slow.push(c);
+    }
+    // … so a fifth is closed at once.
+    let mut fifth = connect_from(4, 1, admin).await;
+    let soon = tokio::time::Instant::now() + Duration::from_secs(2);
+    assert!(closed_by(&mut fifth, soon).await, "per-address cap");
+    // The head timeout (1 s) closes the slow ones.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    for c in &mut slow {
+        assert!(closed_by(c, deadline).await, "head timeout");
+    }
+    // A 64 KiB head is refused with 431 before the token is looked at.
+    let mut big = connect_from(4, 2, admin).await;
+    let head = format!(
+        "GET /admin/functions HTTP/1.1\r\nhost: x\r\nx-pad: {}\r\n\r\n",
+        "a".repeat(64 * 1024)
+    );
+    let _ = big.write_all(head.as_bytes()).await;
+    let mut buf = vec![0u8; 256];
+    let n = tokio::time::timeout(Duration::from_secs(5), big.read(&mut buf))
+        .await
+        .expect("an answer in time")
+        .unwrap_or(0);
+    let answer = String::from_utf8_lossy(&buf[..n]).into_owned();
+    assert!(answer.starts_with("HTTP/1.1 431"), "{answer:?}");
+    // Both listeners still serve.
+    assert_eq!(get(s.edge, "/f").status, 200);
+    assert_eq!(s.admin("GET", "/admin/functions", b"").status, 200);
+}

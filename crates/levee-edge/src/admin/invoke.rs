@@ -27,6 +27,9 @@ pub const MAX_SYNC_PAYLOAD: usize = 6 * 1024 * 1024;
 pub const MAX_EVENT_PAYLOAD: usize = 1024 * 1024;
 /// Largest decoded `X-Amz-Client-Context` (Lambda: 3583 bytes).
 pub const MAX_CLIENT_CONTEXT: usize = 3583;
+/// Most of a requested function name quoted back in a 404: the longest
+/// real form (an ARN with a 64-character name and a qualifier) fits.
+const MAX_QUOTED_NAME: usize = 170;
 /// Event invocations accepted but not finished; more are refused with 429.
 pub const MAX_PENDING_EVENTS: usize = 1000;
 /// Attempts for an event invocation that is throttled.
@@ -79,7 +82,10 @@ pub(super) async fn invoke(
         service_error(
             StatusCode::NOT_FOUND,
             "ResourceNotFoundException",
-            &format!("Function not found: {}", function_arn(&raw_name)),
+            &format!(
+                "Function not found: {}",
+                function_arn(&levee_common::text::quote(&raw_name, MAX_QUOTED_NAME))
+            ),
         )
     };
     let Some((name, path_qualifier)) = parse_function_name(&raw_name) else {
@@ -253,8 +259,14 @@ fn payload_response(status: StatusCode, payload: Bytes) -> Response {
 }
 
 /// A Lambda service error: botocore reads the code from `x-amzn-ErrorType`
-/// and the message from `message`/`Message`.
-fn service_error(status: StatusCode, error_type: &'static str, message: &str) -> Response {
+/// and the message from `message`/`Message`. The message is bounded: it may
+/// quote input.
+pub(super) fn service_error(
+    status: StatusCode,
+    error_type: &'static str,
+    message: &str,
+) -> Response {
+    let message = levee_common::text::bound_message(message);
     let mut r = payload_response(
         status,
         Bytes::from(json!({ "Type": "User", "Message": message, "message": message }).to_string()),

@@ -1,5 +1,5 @@
 //! Usage plans, API keys and usage on the admin API. Bodies are JSON and
-//! strict (unknown fields are refused); errors are `{"message": …}` with the
+//! strict (unknown fields are refused); errors are [`AdminError`]s with the
 //! store's status (404 unknown, 409 exists or in use, 400 invalid). A key's
 //! secret appears in exactly two answers: the one that creates the key and
 //! the one that rotates it. Store writes hit SQLite, so they run off the
@@ -13,6 +13,7 @@ use bytes::Bytes;
 use levee_store::{period, PlanSpec, StoreError};
 use serde_json::json;
 
+use super::error::AdminError;
 use super::AdminState;
 
 /// The routes this module serves.
@@ -31,64 +32,27 @@ pub(super) fn routes() -> axum::Router<AdminState> {
         .route("/admin/usage", get(usage))
 }
 
-/// An admin API failure: the status and the message the client sees.
-#[derive(Debug)]
-struct Failure {
-    status: StatusCode,
-    message: String,
-}
-
-impl Failure {
-    fn new(status: StatusCode, message: impl Into<String>) -> Self {
-        Self {
-            status,
-            message: message.into(),
-        }
-    }
-}
-
-impl From<StoreError> for Failure {
-    fn from(e: StoreError) -> Self {
-        let status =
-            StatusCode::from_u16(e.http_status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-        if status.is_server_error() {
-            tracing::error!(error = %e, "store failure");
-            return Failure::new(status, "the store failed; see the server log");
-        }
-        Failure::new(status, e.to_string())
-    }
-}
-
-impl IntoResponse for Failure {
-    fn into_response(self) -> Response {
-        (self.status, axum::Json(json!({ "message": self.message }))).into_response()
-    }
-}
-
-type Answer = Result<Response, Failure>;
+type Answer = Result<Response, AdminError>;
 
 fn ok(status: StatusCode, body: serde_json::Value) -> Answer {
     Ok((status, axum::Json(body)).into_response())
 }
 
 /// A strict JSON body, or the 400 that says why not.
-fn parse<T: serde::de::DeserializeOwned>(body: &Bytes) -> Result<T, Failure> {
+fn parse<T: serde::de::DeserializeOwned>(body: &Bytes) -> Result<T, AdminError> {
     serde_json::from_slice(body)
-        .map_err(|e| Failure::new(StatusCode::BAD_REQUEST, format!("invalid JSON body: {e}")))
+        .map_err(|e| AdminError::bad_request(format!("invalid JSON body: {e}")))
 }
 
 /// Runs a store write off the async workers.
 async fn blocking<T: Send + 'static>(
     state: &AdminState,
     work: impl FnOnce(&levee_store::Store) -> Result<T, StoreError> + Send + 'static,
-) -> Result<T, Failure> {
+) -> Result<T, AdminError> {
     let store = std::sync::Arc::clone(&state.store);
     match tokio::task::spawn_blocking(move || work(&store)).await {
         Ok(r) => Ok(r?),
-        Err(_) => Err(Failure::new(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "store task failed",
-        )),
+        Err(_) => Err(AdminError::internal("store task failed")),
     }
 }
 
@@ -100,7 +64,7 @@ async fn get_plan(State(state): State<AdminState>, Path(name): Path<String>) -> 
     let plan = state
         .store
         .plan(&name)
-        .ok_or_else(|| Failure::new(StatusCode::NOT_FOUND, format!("no plan `{name}`")))?;
+        .ok_or_else(|| AdminError::not_found(format!("no plan `{name}`")))?;
     ok(StatusCode::OK, json!({ "plan": plan }))
 }
 
@@ -117,8 +81,7 @@ async fn update_plan(
 ) -> Answer {
     let spec: PlanSpec = parse(&body)?;
     if spec.name != name {
-        return Err(Failure::new(
-            StatusCode::BAD_REQUEST,
+        return Err(AdminError::bad_request(
             "the body's name must match the path",
         ));
     }
@@ -152,7 +115,7 @@ async fn get_key(State(state): State<AdminState>, Path(id): Path<String>) -> Ans
     let key = state
         .store
         .key(&id)
-        .ok_or_else(|| Failure::new(StatusCode::NOT_FOUND, format!("no key `{id}`")))?;
+        .ok_or_else(|| AdminError::not_found(format!("no key `{id}`")))?;
     ok(StatusCode::OK, json!({ "key": key }))
 }
 
@@ -190,15 +153,11 @@ struct UsageQuery {
 /// Longest span one usage query may cover.
 const MAX_USAGE_DAYS: i64 = 366;
 
-fn day(text: Option<&str>, default: i64) -> Result<i64, Failure> {
+fn day(text: Option<&str>, default: i64) -> Result<i64, AdminError> {
     match text {
         None => Ok(default),
-        Some(t) => period::parse_day(t).ok_or_else(|| {
-            Failure::new(
-                StatusCode::BAD_REQUEST,
-                format!("`{t}` is not a date like 2026-11-28"),
-            )
-        }),
+        Some(t) => period::parse_day(t)
+            .ok_or_else(|| AdminError::bad_request(format!("`{t}` is not a date like 2026-11-28"))),
     }
 }
 
@@ -206,15 +165,14 @@ async fn usage(State(state): State<AdminState>, RawQuery(raw): RawQuery) -> Answ
     // Parsed here rather than by axum's extractor, whose rejection is plain
     // text: every answer of this API is JSON.
     let q: UsageQuery = serde_urlencoded::from_str(raw.as_deref().unwrap_or(""))
-        .map_err(|e| Failure::new(StatusCode::BAD_REQUEST, format!("invalid query: {e}")))?;
+        .map_err(|e| AdminError::bad_request(format!("invalid query: {e}")))?;
     let today = period::unix_day(state.clock.now());
     let to = day(q.to.as_deref(), today)?;
     let from = day(q.from.as_deref(), to - 29)?;
     if from > to || to - from >= MAX_USAGE_DAYS {
-        return Err(Failure::new(
-            StatusCode::BAD_REQUEST,
-            format!("`from` must not be after `to`, and the span at most {MAX_USAGE_DAYS} days"),
-        ));
+        return Err(AdminError::bad_request(format!(
+            "`from` must not be after `to`, and the span at most {MAX_USAGE_DAYS} days"
+        )));
     }
     let rows = blocking(&state, move |s| s.usage(q.key.as_deref(), from, to)).await?;
     ok(StatusCode::OK, json!({ "usage": rows }))

@@ -1,9 +1,12 @@
 //! The admin listener: the platform's control plane, kept off the public
 //! edge. [`auth`] decides who may use it; [`invoke`] is the Lambda Invoke
 //! API; the status endpoints (functions, firewall counters, reload) live
-//! here. Every handler answers JSON; none of them may block a runtime worker.
+//! here. Every handler answers JSON (errors through [`error::AdminError`],
+//! and [`error::shape_errors`] for axum's own rejections); none of them may
+//! block a runtime worker.
 
 pub mod auth;
+mod error;
 pub mod invoke;
 mod keys;
 
@@ -22,6 +25,7 @@ use crate::cache::{EdgeCache, Purge};
 use crate::clock::Clock;
 use crate::shield::ShieldHandle;
 use axum::extract::RawQuery;
+use error::AdminError;
 use levee_meter::{CostBy, CostPeriod};
 use levee_queue::Queues;
 
@@ -123,6 +127,8 @@ pub fn router(admin: Admin) -> axum::Router {
         // The SQS JSON API (POST / with X-Amz-Target), behind the same token.
         .merge(levee_queue::sqs_router(admin.queues, admin.base_url))
         .layer(axum::middleware::from_fn_with_state(state, require_token))
+        // Outermost, so it also shapes the token check's 401 on the Invoke API.
+        .layer(axum::middleware::from_fn(error::shape_errors))
 }
 
 /// The description of this API, kept true by the API contract check
@@ -147,12 +153,8 @@ fn presented_token_ok(headers: &axum::http::HeaderMap, token: &str) -> bool {
     auth::authorized(header, token)
 }
 
-async fn not_found() -> Response {
-    (
-        StatusCode::NOT_FOUND,
-        axum::Json(json!({ "message": "Not Found" })),
-    )
-        .into_response()
+async fn not_found() -> AdminError {
+    AdminError::not_found("Not Found")
 }
 
 /// 401 with nothing else for a missing or wrong token.
@@ -169,11 +171,7 @@ async fn require_token(
 }
 
 fn unauthorized() -> Response {
-    let mut r = (
-        StatusCode::UNAUTHORIZED,
-        axum::Json(json!({ "message": "Unauthorized" })),
-    )
-        .into_response();
+    let mut r = AdminError::new(StatusCode::UNAUTHORIZED, "Unauthorized").into_response();
     r.headers_mut().insert(
         axum::http::header::WWW_AUTHENTICATE,
         axum::http::HeaderValue::from_static("Bearer"),
@@ -222,11 +220,7 @@ struct CostQuery {
 }
 
 fn metering_off() -> Response {
-    (
-        StatusCode::NOT_FOUND,
-        axum::Json(json!({ "message": "metering is off ([metering] enabled = false)" })),
-    )
-        .into_response()
+    AdminError::not_found("metering is off ([metering] enabled = false)").into_response()
 }
 
 /// Spend by function, route or key, this day or month.
@@ -234,8 +228,7 @@ async fn costs(State(state): State<AdminState>, RawQuery(raw): RawQuery) -> Resp
     let Some(billing) = state.billing.clone() else {
         return metering_off();
     };
-    let bad =
-        |m: String| (StatusCode::BAD_REQUEST, axum::Json(json!({ "message": m }))).into_response();
+    let bad = |m: String| AdminError::bad_request(m).into_response();
     let q: CostQuery = match serde_urlencoded::from_str(raw.as_deref().unwrap_or("")) {
         Ok(q) => q,
         Err(e) => return bad(format!("invalid query: {e}")),
@@ -257,7 +250,7 @@ async fn costs(State(state): State<AdminState>, RawQuery(raw): RawQuery) -> Resp
             .await;
     match rows {
         Ok(rows) => axum::Json(json!({ "costs": rows })).into_response(),
-        Err(_) => StatusCode::INTERNAL_SERVER_ERROR.into_response(),
+        Err(_) => AdminError::internal("costs task failed").into_response(),
     }
 }
 
@@ -274,8 +267,8 @@ async fn queue_list(State(state): State<AdminState>) -> Response {
     let (queues, base) = (Arc::clone(&state.queues), Arc::clone(&state.base_url));
     match tokio::task::spawn_blocking(move || queues.list(&base)).await {
         Ok(Ok(list)) => axum::Json(json!({ "queues": list })).into_response(),
-        Ok(Err(e)) => queue_error(&e),
-        Err(_) => StatusCode::INTERNAL_SERVER_ERROR.into_response(),
+        Ok(Err(e)) => AdminError::from(e).into_response(),
+        Err(_) => AdminError::internal("queue list task failed").into_response(),
     }
 }
 
@@ -296,18 +289,14 @@ async fn queue_peek(
     RawQuery(raw): RawQuery,
 ) -> Response {
     let Ok(q) = serde_urlencoded::from_str::<PeekQuery>(raw.as_deref().unwrap_or("")) else {
-        return (
-            StatusCode::BAD_REQUEST,
-            axum::Json(json!({ "message": "invalid query" })),
-        )
-            .into_response();
+        return AdminError::bad_request("invalid query").into_response();
     };
     let max = q.max.unwrap_or(10).clamp(1, MAX_PEEK);
     let queues = Arc::clone(&state.queues);
     match tokio::task::spawn_blocking(move || queues.peek(&name, max)).await {
         Ok(Ok(list)) => axum::Json(json!({ "messages": list })).into_response(),
-        Ok(Err(e)) => queue_error(&e),
-        Err(_) => StatusCode::INTERNAL_SERVER_ERROR.into_response(),
+        Ok(Err(e)) => AdminError::from(e).into_response(),
+        Err(_) => AdminError::internal("queue peek task failed").into_response(),
     }
 }
 
@@ -323,14 +312,8 @@ async fn queue_send(
             axum::Json(json!({ "messageId": sent.message_id, "md5OfBody": sent.md5_of_body })),
         )
             .into_response(),
-        Err(e) => queue_error(&e),
+        Err(e) => AdminError::from(e).into_response(),
     }
-}
-
-fn queue_error(e: &levee_queue::QueueError) -> Response {
-    let status =
-        StatusCode::from_u16(e.aws_code().status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-    (status, axum::Json(json!({ "message": e.to_string() }))).into_response()
 }
 
 async fn cache_stats(State(state): State<AdminState>) -> Response {
@@ -347,8 +330,7 @@ struct PurgeRequest {
 }
 
 async fn cache_purge(State(state): State<AdminState>, body: bytes::Bytes) -> Response {
-    let bad =
-        |m: &str| (StatusCode::BAD_REQUEST, axum::Json(json!({ "message": m }))).into_response();
+    let bad = |m: &str| AdminError::bad_request(m).into_response();
     let Ok(req) = serde_json::from_slice::<PurgeRequest>(&body) else {
         return bad("expected {\"all\": true}, {\"route\": \"GET /x\"} or {\"prefix\": \"…\"}");
     };
@@ -371,6 +353,6 @@ async fn reload_rules(State(state): State<AdminState>) -> Response {
             axum::Json(json!({ "reloaded": false, "message": why })),
         )
             .into_response(),
-        Err(_) => StatusCode::INTERNAL_SERVER_ERROR.into_response(),
+        Err(_) => AdminError::internal("reload task failed").into_response(),
     }
 }
