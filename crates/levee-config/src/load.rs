@@ -478,7 +478,10 @@ pub(crate) fn parse(text: &str, origin: &str, base_dir: &Path) -> Result<Config,
         let problem = Problem {
             line: e.span().map(|span| line_at(&line_starts, span.start)),
             key: String::new(),
-            message: levee_common::text::bound_message(&format!("invalid TOML: {}", one_line(e.message()))),
+            message: levee_common::text::bound_message(&format!(
+                "invalid TOML: {}",
+                one_line(e.message())
+            )),
         };
         ConfigError::new(origin, vec![problem])
     })?;
