@@ -340,8 +340,12 @@ impl Edge {
             Err(levee_queue::QueueError::MessageTooLong { max, .. }) => {
                 respond::too_large(max as u64)
             }
-            // Content the queue refuses (e.g. characters SQS does not allow).
-            Err(e) if e.aws_code().status == 400 => respond::bad_request(&e.to_string()),
+            // Content the queue refuses (characters SQS does not allow); the
+            // message names the character, never the queue. Every other
+            // queue error is the platform's, and names internal resources.
+            Err(e @ levee_queue::QueueError::InvalidMessageContents { .. }) => {
+                respond::bad_request(&e.to_string())
+            }
             Err(e) => {
                 tracing::error!(queue, error = %e, "async route could not enqueue");
                 respond::message(StatusCode::INTERNAL_SERVER_ERROR, "Internal Server Error")

@@ -20,6 +20,9 @@ pub enum QueueError {
 
     /// The queue holds `max` messages; the sender should retry later (the
     /// edge answers 503, the SQS API `ServiceUnavailable`).
+    #[error("queue '{name}' is declared in levee.toml: change or remove it there and reload")]
+    Declared { name: String },
+
     #[error("queue '{name}' is full ({max} messages); retry after consumers catch up")]
     Full { name: String, max: u64 },
 
@@ -131,6 +134,11 @@ impl QueueError {
                 "QueueDoesNotExist",
             ),
             QueueError::Exists { .. } => AwsCode::sender("QueueAlreadyExists", "QueueNameExists"),
+            // What SQS answers when a policy forbids the action.
+            QueueError::Declared { .. } => AwsCode {
+                status: 403,
+                ..AwsCode::sender("AccessDenied", "AccessDenied")
+            },
             QueueError::TooManyQueues { .. } => AwsCode {
                 status: 403,
                 ..AwsCode::sender("OverLimit", "OverLimit")

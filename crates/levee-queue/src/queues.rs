@@ -9,7 +9,7 @@
 //! [`MAX_WAITERS_PER_QUEUE`] waiters on one queue (later ones get a short
 //! poll: an immediate, possibly empty answer).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fs::File;
 use std::path::Path;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -59,6 +59,10 @@ pub struct Queues {
     jobs: Option<mpsc::Sender<Job>>,
     reader: Mutex<Connection>,
     writer: Option<JoinHandle<()>>,
+    /// The queues the config declares (as many as the config may, see
+    /// `levee_config`): their settings belong to levee.toml, so the SQS API
+    /// may use but not delete or reconfigure them.
+    declared: RwLock<BTreeSet<String>>,
     /// Declared last: released after the writer has stopped.
     _lock: File,
 }
@@ -129,6 +133,7 @@ impl Queues {
             jobs: Some(tx),
             reader: Mutex::new(reader),
             writer: Some(handle),
+            declared: RwLock::default(),
             _lock: lock_file,
         })
     }
@@ -174,9 +179,11 @@ impl Queues {
     }
 
     /// Makes the config's queues exist with the config's settings (created
-    /// when missing, updated when different); queues created at run time
-    /// are left alone. Missing queues are first created without their
-    /// dead-letter rule, so a rule may name any queue of the same config.
+    /// when missing, updated when different) and makes them the declared
+    /// set, which [`Queues::delete_queue`] and [`Queues::set_settings`]
+    /// refuse; queues created at run time are left alone. Missing queues are
+    /// first created without their dead-letter rule, so a rule may name any
+    /// queue of the same config.
     pub async fn sync_config_queues(
         &self,
         queues: &[(String, QueueSettings)],
@@ -203,15 +210,30 @@ impl Queues {
             })
             .await?;
         }
+        *self.declared.write().unwrap_or_else(|e| e.into_inner()) =
+            queues.iter().map(|(name, _)| name.clone()).collect();
         Ok(())
     }
 
-    /// Replaces a queue's settings (SetQueueAttributes).
+    /// Refuses to change a queue the config declares.
+    fn undeclared(&self, name: &str) -> Result<(), QueueError> {
+        let declared = self.declared.read().unwrap_or_else(|e| e.into_inner());
+        match declared.contains(name) {
+            true => Err(QueueError::Declared {
+                name: name.to_string(),
+            }),
+            false => Ok(()),
+        }
+    }
+
+    /// Replaces a queue's settings (SetQueueAttributes); not for a queue the
+    /// config declares.
     pub async fn set_settings(
         &self,
         name: &str,
         settings: QueueSettings,
     ) -> Result<(), QueueError> {
+        self.undeclared(name)?;
         self.done(Op::SetSettings {
             name: name.to_string(),
             settings,
@@ -219,8 +241,9 @@ impl Queues {
         .await
     }
 
-    /// Deletes a queue and its messages.
+    /// Deletes a queue and its messages; not a queue the config declares.
     pub async fn delete_queue(&self, name: &str) -> Result<(), QueueError> {
+        self.undeclared(name)?;
         self.done(Op::DeleteQueue {
             name: name.to_string(),
         })

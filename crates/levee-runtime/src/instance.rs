@@ -5,6 +5,7 @@
 //! process, and kill it on drop. It never decides when to start, reuse or
 //! discard an instance; the scheduler does.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -25,6 +26,23 @@ pub const INIT_TIMEOUT: Duration = Duration::from_secs(10);
 pub(crate) struct Exit {
     pub status: String,
     pub oom: bool,
+}
+
+/// Why an invocation got no answer from an instance.
+#[derive(Debug)]
+pub(crate) enum Unanswered {
+    /// The runtime took the event; this is what the caller gets.
+    Failed(InvokeError),
+    /// The instance was gone before any runtime took the event (it died
+    /// while idle): no function code saw it, so it may run elsewhere. Holds
+    /// how the process ended.
+    NeverTaken(String),
+}
+
+impl From<InvokeError> for Unanswered {
+    fn from(e: InvokeError) -> Self {
+        Unanswered::Failed(e)
+    }
 }
 
 /// What a function needs to start instances, shared by its pool.
@@ -147,7 +165,7 @@ impl Instance {
     }
 
     /// Runs one invocation. On `Err` the caller must discard the instance
-    /// unless [`InvokeError::keeps_instance`] says otherwise.
+    /// unless the error [`InvokeError::keeps_instance`].
     pub(crate) async fn invoke(
         &mut self,
         request_id: Arc<str>,
@@ -155,22 +173,24 @@ impl Instance {
         client_context: Option<String>,
         timeout: Duration,
         memory_mb: u32,
-    ) -> Result<Bytes, InvokeError> {
+    ) -> Result<Bytes, Unanswered> {
         let deadline = SystemTime::now() + timeout;
         let deadline_ms = deadline
             .duration_since(UNIX_EPOCH)
             .map(|d| d.as_millis() as u64)
             .unwrap_or(0);
         let (reply_tx, reply_rx) = oneshot::channel();
+        let taken = Arc::new(AtomicBool::new(false));
         let delivery = Delivery {
             request_id,
             payload,
             deadline_ms,
             client_context,
             reply: reply_tx,
+            taken: Arc::clone(&taken),
         };
         if self.deliveries.try_send(delivery).is_err() {
-            return Err(InvokeError::Crashed(
+            return Err(Unanswered::NeverTaken(
                 "instance no longer accepts work".into(),
             ));
         }
@@ -178,17 +198,18 @@ impl Instance {
             biased;
             outcome = reply_rx => outcome.ok(),
             _ = self.exited.wait_for(Option::is_some) => None,
-            _ = tokio::time::sleep(timeout) => return Err(InvokeError::Timeout(timeout)),
+            _ = tokio::time::sleep(timeout) => return Err(InvokeError::Timeout(timeout).into()),
         };
         self.last_used = Instant::now();
         match outcome {
             Some(Outcome::Response(body)) => Ok(body),
-            Some(Outcome::TooLarge(n)) => Err(InvokeError::ResponseTooLarge(n)),
+            Some(Outcome::TooLarge(n)) => Err(InvokeError::ResponseTooLarge(n).into()),
             Some(Outcome::Error(e)) => Err(InvokeError::Function {
                 error_type: e.error_type,
                 error_message: e.error_message,
                 body: e.body,
-            }),
+            }
+            .into()),
             None => {
                 // The reply channel closes only when the process is gone; wait
                 // for the supervisor's verdict on how it died.
@@ -199,9 +220,12 @@ impl Instance {
                     .ok()
                     .and_then(|e| e.clone());
                 match exit {
-                    Some(Exit { oom: true, .. }) => Err(InvokeError::OutOfMemory(memory_mb)),
-                    Some(Exit { status, .. }) => Err(InvokeError::Crashed(status)),
-                    None => Err(InvokeError::Crashed("instance vanished".into())),
+                    Some(Exit { oom: true, .. }) => Err(InvokeError::OutOfMemory(memory_mb).into()),
+                    Some(Exit { status, .. }) if !taken.load(Ordering::Acquire) => {
+                        Err(Unanswered::NeverTaken(status))
+                    }
+                    Some(Exit { status, .. }) => Err(InvokeError::Crashed(status).into()),
+                    None => Err(InvokeError::Crashed("instance vanished".into()).into()),
                 }
             }
         }

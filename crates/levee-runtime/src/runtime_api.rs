@@ -9,6 +9,7 @@
 
 use std::convert::Infallible;
 use std::net::{Ipv4Addr, SocketAddr};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
@@ -40,6 +41,10 @@ pub(crate) struct Delivery {
     pub deadline_ms: u64,
     pub client_context: Option<String>,
     pub reply: oneshot::Sender<Outcome>,
+    /// Set when a runtime's `next` takes this invocation. Until then no
+    /// function code has seen it, so if the instance dies first the
+    /// invocation may run on another one.
+    pub taken: Arc<AtomicBool>,
 }
 
 /// What the instance said about an invocation.
@@ -236,6 +241,7 @@ async fn next(state: &ApiState) -> Response<Body> {
             "instance is shutting down",
         );
     };
+    d.taken.store(true, Ordering::Release);
     {
         let mut current = state.current.lock().expect("current lock");
         current.request_id = Some(Arc::clone(&d.request_id));
@@ -634,6 +640,7 @@ mod tests {
             deadline_ms: 1,
             client_context: None,
             reply: reply_tx,
+            taken: Arc::default(),
         })
         .await
         .unwrap();
@@ -705,6 +712,7 @@ mod tests {
             deadline_ms: 1,
             client_context: None,
             reply: reply_tx,
+            taken: Arc::default(),
         })
         .await
         .unwrap();

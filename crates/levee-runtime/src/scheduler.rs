@@ -20,7 +20,7 @@ use bytes::Bytes;
 use levee_config::{Config, Function};
 
 use crate::error::{InvokeError, RuntimeError};
-use crate::instance::{Blueprint, Instance, Starting};
+use crate::instance::{Blueprint, Instance, Starting, Unanswered};
 use crate::limits::{AccountPool, FunctionSlots};
 use crate::sandbox::{self, CopyBudget, Sandbox};
 
@@ -30,6 +30,11 @@ const REAP_INTERVAL: Duration = Duration::from_millis(500);
 const BACKOFF_BASE: Duration = Duration::from_millis(200);
 /// Longest pause between init attempts.
 const BACKOFF_MAX: Duration = Duration::from_secs(30);
+/// Instances one invocation is offered to when each dies before its runtime
+/// takes it (see [`Unanswered::NeverTaken`]): enough to step over a dead
+/// idle instance or two, few enough that a function whose instances keep
+/// dying answers its caller at once.
+const MAX_ATTEMPTS: u32 = 3;
 
 /// One invocation to run.
 #[derive(Debug, Clone)]
@@ -338,51 +343,65 @@ impl Pool {
 
     async fn run(self: Arc<Self>, req: InvokeRequest) -> Result<InvokeOutput, InvokeError> {
         let f = &self.bp.function;
-        let (mut instance, init_duration) = match self.take_idle() {
-            Some(i) => (i, None),
-            None => {
-                let started = Instant::now();
-                let i = self.start_instance("on-demand").await?;
-                (i, Some(started.elapsed()))
-            }
-        };
         self.invocations.fetch_add(1, Ordering::Relaxed);
-        let started = Instant::now();
-        let result = instance
-            .invoke(
-                Arc::clone(&req.request_id),
-                req.payload,
-                req.client_context,
-                f.timeout,
-                f.memory_mb,
-            )
-            .await;
-        let duration = started.elapsed();
-        report(
-            &self.bp.name,
-            &req.request_id,
-            duration,
-            f.memory_mb,
-            init_duration,
-            &result,
-        );
-        match result {
-            Ok(payload) => {
-                self.put_idle(instance);
-                Ok(InvokeOutput {
-                    payload,
-                    duration,
-                    init_duration,
-                })
-            }
-            Err(e) => {
-                if e.keeps_instance() {
-                    self.put_idle(instance);
-                } else {
-                    self.retire(instance);
+        let mut attempt = 1;
+        loop {
+            let (mut instance, init_duration) = match self.take_idle() {
+                Some(i) => (i, None),
+                None => {
+                    let started = Instant::now();
+                    let i = self.start_instance("on-demand").await?;
+                    (i, Some(started.elapsed()))
                 }
-                Err(e)
-            }
+            };
+            let started = Instant::now();
+            let result = instance
+                .invoke(
+                    Arc::clone(&req.request_id),
+                    req.payload.clone(),
+                    req.client_context.clone(),
+                    f.timeout,
+                    f.memory_mb,
+                )
+                .await;
+            let duration = started.elapsed();
+            let result = match result {
+                Ok(payload) => Ok(payload),
+                Err(Unanswered::Failed(e)) => Err(e),
+                Err(Unanswered::NeverTaken(status)) if attempt < MAX_ATTEMPTS => {
+                    tracing::debug!(function = %self.bp.name, request_id = %req.request_id, %status, "instance died before taking the invocation; trying another");
+                    self.retire(instance);
+                    attempt += 1;
+                    continue;
+                }
+                Err(Unanswered::NeverTaken(status)) => Err(InvokeError::Crashed(status)),
+            };
+            report(
+                &self.bp.name,
+                &req.request_id,
+                duration,
+                f.memory_mb,
+                init_duration,
+                &result,
+            );
+            return match result {
+                Ok(payload) => {
+                    self.put_idle(instance);
+                    Ok(InvokeOutput {
+                        payload,
+                        duration,
+                        init_duration,
+                    })
+                }
+                Err(e) => {
+                    if e.keeps_instance() {
+                        self.put_idle(instance);
+                    } else {
+                        self.retire(instance);
+                    }
+                    Err(e)
+                }
+            };
         }
     }
 

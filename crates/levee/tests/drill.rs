@@ -207,7 +207,10 @@ fn slow_post_gets_408_once_the_grace_has_passed() {
 
 /// A 2 MB answer does not fit the capped send buffer, so the write waits and
 /// `send_timeout` resets the connection; the drill sees the reset pending on
-/// its socket while it still reads the bytes queued before it.
+/// its socket while it still reads the bytes queued before it. A reader that
+/// starts in the run's last seconds is still within its timeout at the end
+/// (`held`), so the run lasts long enough that those are the minority even on
+/// a loaded machine (4 s runs saw 19 of 39 ended).
 #[test]
 fn slow_readers_are_dropped_at_the_send_timeout() {
     let s = server("drill-slow-read", "[limits]\nsend_timeout = \"1s\"");
@@ -215,7 +218,7 @@ fn slow_readers_are_dropped_at_the_send_timeout() {
         &s,
         "/f?action=big&bytes=2000000",
         Scenario::SlowRead,
-        4,
+        7,
         |p| {
             p.rate = 10;
             p.sources = 40;

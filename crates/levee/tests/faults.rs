@@ -3,7 +3,7 @@
 
 mod support;
 
-use support::{empty_code, get, hello_function, python, request, workspace, Server};
+use support::{empty_code, get, hello_function, python, request, scratch, workspace, Server};
 
 fn one(name: &str, extra: &str) -> Server {
     Server::start(
@@ -94,6 +94,59 @@ fn response_over_6mb_is_502_and_the_instance_is_reused() {
     assert_eq!(ok.status, 200, "5 MB is under the limit");
     assert_eq!(ok.body.len(), 5_000_000);
     assert_eq!(s.instances("f")["starts"], 1, "instance reused");
+    // Far over: Levee stops reading at 4 × the limit and the runtime sees its
+    // connection cut. Whether it exits or carries on, callers never notice.
+    for _ in 0..3 {
+        let r = get(s.edge, "/f?action=big&bytes=50000000");
+        assert_eq!(r.json()["errorType"], "Function.ResponseSizeTooLarge");
+        let next = get(s.edge, "/f?action=pid");
+        assert_eq!(next.status, 200, "{}", next.text());
+    }
+}
+
+/// A runtime written against the raw Runtime API that answers, and after a
+/// request whose query says `die` exits 0.5 s later without asking for more
+/// work: an instance that dies while idle, with no race to lose.
+const DIES_WHEN_TOLD: &str = r#"
+import json, os, sys, time, urllib.request
+base = "http://%s/2018-06-01/runtime/invocation" % os.environ["AWS_LAMBDA_RUNTIME_API"]
+while True:
+    with urllib.request.urlopen(base + "/next") as r:
+        rid = r.headers["Lambda-Runtime-Aws-Request-Id"]
+        event = json.loads(r.read())
+    body = json.dumps({"statusCode": 200, "body": str(os.getpid())}).encode()
+    urllib.request.urlopen(urllib.request.Request(base + "/%s/response" % rid, data=body)).read()
+    if "die" in event.get("rawQueryString", ""):
+        time.sleep(0.5)
+        sys.exit(3)
+"#;
+
+#[test]
+fn an_instance_that_dies_idle_costs_no_caller_its_request() {
+    let code = scratch("dies-idle");
+    std::fs::write(code.join("runtime.py"), DIES_WHEN_TOLD).unwrap();
+    let s = Server::start(
+        "dies-idle",
+        &format!(
+            "[functions.f]\ncommand = [\"{}\", \"runtime.py\"]\ncode = \"{}\"\n\n[[routes]]\nroute = \"GET /f\"\nfunction = \"f\"\n",
+            python(),
+            code.display()
+        ),
+    );
+    for _ in 0..3 {
+        let first = get(s.edge, "/f?die");
+        assert_eq!(first.status, 200, "{}", first.text());
+        // Sent while the instance is idle and alive; it dies holding this
+        // request without having taken it.
+        let next = get(s.edge, "/f");
+        assert_eq!(next.status, 200, "{}", next.text());
+        assert_ne!(next.text(), first.text(), "a fresh instance answered");
+    }
+    assert_eq!(
+        s.instances("f")["invocations"],
+        6,
+        "each request counted once"
+    );
 }
 
 #[test]

@@ -334,3 +334,58 @@ queue = "inbox"
     assert_eq!(bad.status, 400, "{}", bad.text());
     assert!(bad.text().contains("U+FFFF"), "{}", bad.text());
 }
+
+#[test]
+fn queues_the_config_declares_cannot_be_deleted_or_reconfigured_through_sqs() {
+    let s = Server::start(
+        "declaredq",
+        &format!(
+            r#"{}
+[queues.inbox]
+
+[[routes]]
+route = "POST /submit"
+function = "worker"
+async = true
+queue = "inbox"
+"#,
+            support::hello_function("worker", "")
+        ),
+    );
+    let url = s.admin_sqs("GetQueueUrl", &serde_json::json!({"QueueName": "inbox"}))["QueueUrl"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let sqs = |action: &str, payload: serde_json::Value| {
+        let auth = format!("Bearer {ADMIN_TOKEN}");
+        let target = format!("AmazonSQS.{action}");
+        request(
+            s.admin,
+            "POST",
+            "/",
+            &[
+                ("authorization", &auth),
+                ("x-amz-target", &target),
+                ("content-type", "application/x-amz-json-1.0"),
+            ],
+            payload.to_string().as_bytes(),
+        )
+    };
+    let delete = sqs("DeleteQueue", serde_json::json!({"QueueUrl": url}));
+    assert_eq!(delete.status, 403, "{}", delete.text());
+    assert!(delete.text().contains("AccessDenied"), "{}", delete.text());
+    assert!(delete.text().contains("levee.toml"), "{}", delete.text());
+    let set = sqs(
+        "SetQueueAttributes",
+        serde_json::json!({"QueueUrl": url, "Attributes": {"VisibilityTimeout": "7"}}),
+    );
+    assert_eq!(set.status, 403, "{}", set.text());
+    let accepted = request(s.edge, "POST", "/submit", &[], b"still queued");
+    assert_eq!(accepted.status, 202, "{}", accepted.text());
+    // Queues made through the API stay the API's to delete.
+    let made = s.admin_sqs("CreateQueue", &serde_json::json!({"QueueName": "scratch"}));
+    s.admin_sqs(
+        "DeleteQueue",
+        &serde_json::json!({"QueueUrl": made["QueueUrl"]}),
+    );
+}
