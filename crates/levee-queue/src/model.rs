@@ -242,6 +242,51 @@ pub enum AttributeValue {
     Binary(Vec<u8>),
 }
 
+/// SQS's Number: decimal digits with an optional sign, point and exponent,
+/// at most 38 significant digits, and zero or a magnitude of at least
+/// 10^-128 and below 10^127 (SQS documents "10^-128 to 10^+126"). NaN,
+/// infinities, hex and surrounding spaces are not numbers.
+fn check_number(s: &str) -> Result<(), &'static str> {
+    const NOT_DECIMAL: &str = "is not a decimal number";
+    let digits_only = |t: &str| t.bytes().all(|b| b.is_ascii_digit());
+    let unsigned = s.strip_prefix(['+', '-']).unwrap_or(s);
+    let (mantissa, exponent) = match unsigned.split_once(['e', 'E']) {
+        Some((m, e)) => (m, Some(e)),
+        None => (unsigned, None),
+    };
+    let (int, frac) = mantissa.split_once('.').unwrap_or((mantissa, ""));
+    if (int.is_empty() && frac.is_empty()) || !digits_only(int) || !digits_only(frac) {
+        return Err(NOT_DECIMAL);
+    }
+    let exponent: i64 = match exponent {
+        None => 0,
+        Some(e) => {
+            let magnitude = e.strip_prefix(['+', '-']).unwrap_or(e);
+            // Six digits already put any mantissa out of range; the bound
+            // keeps the arithmetic below from overflowing.
+            if magnitude.is_empty() || magnitude.len() > 6 || !digits_only(magnitude) {
+                return Err(NOT_DECIMAL);
+            }
+            e.parse().map_err(|_| NOT_DECIMAL)?
+        }
+    };
+    let all = format!("{int}{frac}");
+    let significant = all.trim_start_matches('0');
+    if significant.is_empty() {
+        return Ok(());
+    }
+    if significant.trim_end_matches('0').len() > 38 {
+        return Err("has more than 38 significant digits");
+    }
+    let leading_zeros = (all.len() - significant.len()) as i64;
+    // The power of ten of the first significant digit.
+    let magnitude = int.len() as i64 - leading_zeros - 1 + exponent;
+    if !(-128..=126).contains(&magnitude) {
+        return Err("is outside 10^-128 to 10^126");
+    }
+    Ok(())
+}
+
 /// One message attribute; `data_type` is `String`, `Number` or `Binary`,
 /// optionally with a `.custom` suffix.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -293,9 +338,9 @@ pub fn validate_attributes(attributes: &MessageAttributes) -> Result<usize, Queu
         let value_len = match (&attr.value, base) {
             (AttributeValue::String(s), "String") => s.len(),
             (AttributeValue::String(s), "Number") => {
-                if s.trim().parse::<f64>().is_err() {
+                if let Err(why) = check_number(s) {
                     return Err(QueueError::invalid(format!(
-                        "message attribute '{}' is a Number but its value is not a number",
+                        "message attribute '{}' is a Number but its value {why}",
                         quote(name)
                     )));
                 }
@@ -482,6 +527,49 @@ mod tests {
         assert!(validate_queue_name(&"a".repeat(80)).is_ok());
         for bad in ["", "a.fifo", "sp ace", "é", &"a".repeat(81)] {
             assert!(validate_queue_name(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn numbers_follow_sqs_not_f64() {
+        for ok in [
+            "0",
+            "-0",
+            "+1",
+            "1.5",
+            ".5",
+            "5.",
+            "1e126",
+            "9.99e126",
+            "1e-128",
+            "0.000e999",
+            "12345678901234567890123456789012345678",
+            "1234567890123456789012345678901234567800",
+        ] {
+            assert_eq!(check_number(ok), Ok(()), "{ok}");
+        }
+        for bad in [
+            "NaN",
+            "nan",
+            "inf",
+            "-Infinity",
+            "0x10",
+            "",
+            ".",
+            "-",
+            "1e",
+            "1e+",
+            " 1",
+            "1 ",
+            "1,5",
+            "1e127",
+            "10e126",
+            "1e-129",
+            "0.01e-127",
+            "1e9999999",
+            "123456789012345678901234567890123456789",
+        ] {
+            assert!(check_number(bad).is_err(), "{bad:?} was taken");
         }
     }
 

@@ -98,6 +98,9 @@ try:
 except sqs.exceptions.QueueDoesNotExist:
     pass
 expect("ReceiptHandleIsInvalid", sqs.delete_message, QueueUrl=q, ReceiptHandle="garbage")
+for bad_number in ["NaN", "inf", "-Infinity", "1e400", "1e-200", "1" * 39]:
+    expect("InvalidParameterValue", sqs.send_message, QueueUrl=q, MessageBody="x",
+           MessageAttributes={"n": {"DataType": "Number", "StringValue": bad_number}})
 expect("EmptyBatchRequest", sqs.send_message_batch, QueueUrl=q, Entries=[])
 expect("BatchEntryIdsNotDistinct", sqs.send_message_batch, QueueUrl=q, Entries=[{"Id": "a", "MessageBody": "x"}, {"Id": "a", "MessageBody": "y"}])
 expect("TooManyEntriesInBatchRequest", sqs.send_message_batch, QueueUrl=q, Entries=[{"Id": str(i), "MessageBody": "x"} for i in range(11)])
