@@ -2,8 +2,10 @@
 //! new connection may be held at all (total and per-address caps) and stops
 //! connections that hold resources without moving bytes (idle keep-alive,
 //! slow read), resetting them so the kernel drops what they left unsent.
-//! Request-level limits (head size, head time, body rate) are set
-//! on hyper and in the pipeline; this module never looks inside a request.
+//! On HTTP/2 it also times request heads, from frame headers alone (see
+//! [`crate::h2_watch`]); on HTTP/1.1 hyper does. Other request-level limits
+//! (head size, body rate) are set on hyper and in the pipeline; this module
+//! never decodes a request.
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -17,6 +19,8 @@ use std::time::Duration;
 
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::time::{Instant, Sleep};
+
+use crate::h2_watch::H2Watch;
 
 /// Counts open connections, in total and per client address.
 #[derive(Debug)]
@@ -126,37 +130,102 @@ impl Drop for InFlightToken {
     }
 }
 
-/// A stream that fails with `TimedOut` when no byte is read for
-/// `idle` while no request is in flight, or when a write makes no progress
-/// for `send` (a client that does not read its responses).
+/// The timeouts a [`TimedStream`] enforces.
+#[derive(Debug, Clone, Copy)]
+pub struct Timeouts {
+    /// No request in flight and nothing arriving for a stream (on HTTP/2,
+    /// PINGs and SETTINGS keep nothing alive).
+    pub idle: Duration,
+    /// A write that makes no progress (a client that does not read).
+    pub send: Duration,
+    /// On HTTP/2: the first request head from the connection's start, and
+    /// each later head from its HEADERS frame, must be complete within this.
+    pub head: Duration,
+}
+
+/// A stream that fails with `TimedOut` when a [`Timeouts`] bound passes.
 #[derive(Debug)]
 pub struct TimedStream<S> {
     inner: S,
     in_flight: InFlight,
-    idle: Duration,
-    send: Duration,
+    timeouts: Timeouts,
     read_timer: Pin<Box<Sleep>>,
-    /// When bytes last arrived. The timer is re-armed from this only when it
-    /// fires, so a busy connection costs a clock read per read, not a timer
-    /// reset.
+    /// When bytes for a stream last arrived. The timer is re-armed from this
+    /// only when it fires, so a busy connection costs a clock read per read,
+    /// not a timer reset.
     last_read: Instant,
+    h2: H2Watch,
+    /// Since when a request head has been awaited or in progress (HTTP/2;
+    /// until the preface shows HTTP/1.1, which hyper times).
+    head_since: Option<Instant>,
     write_timer: Pin<Box<Sleep>>,
     write_waiting: bool,
 }
 
 impl<S> TimedStream<S> {
     /// Wraps `inner`.
-    pub fn new(inner: S, in_flight: InFlight, idle: Duration, send: Duration) -> Self {
+    pub fn new(inner: S, in_flight: InFlight, timeouts: Timeouts) -> Self {
+        let now = Instant::now();
         Self {
             inner,
             in_flight,
-            idle,
-            send,
-            read_timer: Box::pin(tokio::time::sleep(idle)),
-            last_read: Instant::now(),
-            write_timer: Box::pin(tokio::time::sleep(send)),
+            timeouts,
+            read_timer: Box::pin(tokio::time::sleep(timeouts.idle.min(timeouts.head))),
+            last_read: now,
+            h2: H2Watch::default(),
+            head_since: Some(now),
+            write_timer: Box::pin(tokio::time::sleep(timeouts.send)),
             write_waiting: false,
         }
+    }
+
+    /// Watches what arrived; `fresh` is what the last read added.
+    fn arrived(&mut self, fresh: &[u8], now: Instant) {
+        if self.h2.is_other() {
+            self.last_read = now;
+            return;
+        }
+        let seen = self.h2.feed(fresh);
+        if !self.h2.is_h2() {
+            // The preface, or the first bytes of something else.
+            self.last_read = now;
+            if self.h2.is_other() {
+                self.head_since = None;
+            }
+            return;
+        }
+        if seen.stream_frame {
+            self.last_read = now;
+        }
+        if seen.head_done {
+            self.head_since = None;
+        }
+        if self.h2.head_open() && self.head_since.is_none() {
+            self.head_since = Some(now);
+            // The timer may be armed for the idle deadline, later than this.
+            let due = (now + self.timeouts.head).min(self.read_timer.deadline());
+            self.read_timer.as_mut().reset(due);
+        }
+    }
+
+    /// Which bound has passed, if any; else when to look again. Checked
+    /// whenever a read returns, not only when the timer fires, so a client
+    /// whose bytes always arrive first is held to the same clock.
+    fn check(&self, now: Instant) -> Result<Instant, &'static str> {
+        let head_due = self.head_since.map(|since| since + self.timeouts.head);
+        if head_due.is_some_and(|due| due <= now) {
+            return Err("request head too slow");
+        }
+        let quiet_until = self.last_read + self.timeouts.idle;
+        let next = if quiet_until > now {
+            quiet_until
+        } else if self.in_flight.busy() {
+            // A request is being served: look again one idle period later.
+            now + self.timeouts.idle
+        } else {
+            return Err("connection idle");
+        };
+        Ok(head_due.map_or(next, |due| due.min(next)))
     }
 }
 
@@ -192,25 +261,24 @@ impl<S: AsyncRead + ResetOnClose + Unpin> AsyncRead for TimedStream<S> {
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
         let this = &mut *self;
+        let before = buf.filled().len();
         match Pin::new(&mut this.inner).poll_read(cx, buf) {
-            Poll::Ready(r) => {
-                this.last_read = Instant::now();
-                Poll::Ready(r)
+            Poll::Ready(Ok(())) => {
+                let now = Instant::now();
+                this.arrived(&buf.filled()[before..], now);
+                match this.check(now) {
+                    Err(what) => Poll::Ready(Err(timed_out(&this.inner, what))),
+                    Ok(_) => Poll::Ready(Ok(())),
+                }
             }
+            Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
             Poll::Pending => loop {
                 if this.read_timer.as_mut().poll(cx).is_pending() {
                     return Poll::Pending;
                 }
-                let now = Instant::now();
-                let quiet_until = this.last_read + this.idle;
-                if quiet_until > now {
-                    // Bytes arrived since the timer was armed.
-                    this.read_timer.as_mut().reset(quiet_until);
-                } else if this.in_flight.busy() {
-                    // A request is being served: look again one idle period later.
-                    this.read_timer.as_mut().reset(now + this.idle);
-                } else {
-                    return Poll::Ready(Err(timed_out(&this.inner, "connection idle")));
+                match this.check(Instant::now()) {
+                    Err(what) => return Poll::Ready(Err(timed_out(&this.inner, what))),
+                    Ok(next) => this.read_timer.as_mut().reset(next),
                 }
             },
         }
@@ -231,7 +299,9 @@ impl<S: AsyncWrite + ResetOnClose + Unpin> TimedStream<S> {
             Poll::Pending => {
                 if !self.write_waiting {
                     self.write_waiting = true;
-                    self.write_timer.as_mut().reset(Instant::now() + self.send);
+                    self.write_timer
+                        .as_mut()
+                        .reset(Instant::now() + self.timeouts.send);
                 }
                 match self.write_timer.as_mut().poll(cx) {
                     Poll::Ready(()) => {
@@ -306,16 +376,110 @@ mod tests {
         assert_eq!(g.open(), 0);
     }
 
+    fn timeouts(idle: u64, send: u64, head: u64) -> Timeouts {
+        Timeouts {
+            idle: Duration::from_secs(idle),
+            send: Duration::from_secs(send),
+            head: Duration::from_secs(head),
+        }
+    }
+
+    const PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+
+    /// An HTTP/2 frame header (RFC 9113 §4.1) and a zeroed payload.
+    fn h2_frame(kind: u8, flags: u8, stream: u32, len: usize) -> Vec<u8> {
+        let mut f = vec![(len >> 16) as u8, (len >> 8) as u8, len as u8, kind, flags];
+        f.extend_from_slice(&stream.to_be_bytes());
+        f.resize(9 + len, 0);
+        f
+    }
+
+    /// Writes `bytes` to the client end and reads them on the guarded end.
+    async fn pass(
+        client: &mut tokio::io::DuplexStream,
+        s: &mut TimedStream<tokio::io::DuplexStream>,
+        bytes: &[u8],
+    ) -> io::Result<()> {
+        client.write_all(bytes).await.unwrap();
+        let mut got = vec![0u8; bytes.len()];
+        s.read_exact(&mut got).await.map(drop)
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn h2_pings_alone_do_not_hold_a_connection_past_the_head_timeout() {
+        let (mut client, server) = tokio::io::duplex(1024);
+        let mut s = TimedStream::new(server, InFlight::default(), timeouts(60, 60, 10));
+        pass(&mut client, &mut s, PREFACE).await.unwrap();
+        let mut ended = None;
+        for second in 0..30u64 {
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            if let Err(e) = pass(&mut client, &mut s, &h2_frame(0x6, 0, 0, 8)).await {
+                ended = Some((second, e.kind()));
+                break;
+            }
+        }
+        let (second, kind) = ended.expect("closed while pinging");
+        assert_eq!(kind, io::ErrorKind::TimedOut);
+        assert!(
+            (9..=11).contains(&second),
+            "closed at the head timeout: {second}"
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_h2_head_trickled_in_continuations_times_out_from_its_headers_frame() {
+        let (mut client, server) = tokio::io::duplex(1024);
+        let mut s = TimedStream::new(server, InFlight::default(), timeouts(60, 60, 10));
+        pass(&mut client, &mut s, PREFACE).await.unwrap();
+        // A first request, whole: the connection-start clock stops.
+        pass(&mut client, &mut s, &h2_frame(0x1, 0x4 | 0x1, 1, 16))
+            .await
+            .unwrap();
+        tokio::time::sleep(Duration::from_secs(30)).await;
+        pass(&mut client, &mut s, &h2_frame(0x1, 0, 3, 16))
+            .await
+            .unwrap();
+        let started = Instant::now();
+        let err = loop {
+            tokio::time::sleep(Duration::from_secs(2)).await;
+            if let Err(e) = pass(&mut client, &mut s, &h2_frame(0x9, 0, 3, 4)).await {
+                break e;
+            }
+            assert!(started.elapsed() < Duration::from_secs(20), "never closed");
+        };
+        assert_eq!(err.kind(), io::ErrorKind::TimedOut);
+        assert!(started.elapsed() >= Duration::from_secs(10));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_h2_connection_that_only_pings_after_its_requests_is_idle() {
+        let (mut client, server) = tokio::io::duplex(1024);
+        let mut s = TimedStream::new(server, InFlight::default(), timeouts(20, 60, 5));
+        pass(&mut client, &mut s, PREFACE).await.unwrap();
+        pass(&mut client, &mut s, &h2_frame(0x1, 0x4 | 0x1, 1, 16))
+            .await
+            .unwrap();
+        let started = Instant::now();
+        let err = loop {
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            if let Err(e) = pass(&mut client, &mut s, &h2_frame(0x6, 0, 0, 8)).await {
+                break e;
+            }
+            assert!(started.elapsed() < Duration::from_secs(40), "never closed");
+        };
+        assert_eq!(err.kind(), io::ErrorKind::TimedOut);
+        assert!(
+            started.elapsed() >= Duration::from_secs(19),
+            "{:?}",
+            started.elapsed()
+        );
+    }
+
     #[tokio::test(start_paused = true)]
     async fn idle_connections_time_out_unless_a_request_is_in_flight() {
         let (client, server) = tokio::io::duplex(64);
         let in_flight = InFlight::default();
-        let mut s = TimedStream::new(
-            server,
-            in_flight.clone(),
-            Duration::from_secs(5),
-            Duration::from_secs(5),
-        );
+        let mut s = TimedStream::new(server, in_flight.clone(), timeouts(5, 5, 60));
         let token = in_flight.start();
         let mut buf = [0u8; 8];
         // Busy: 12 s without bytes is fine; the read is still pending.
@@ -330,12 +494,7 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn a_connection_that_keeps_sending_is_not_idle() {
         let (mut client, server) = tokio::io::duplex(64);
-        let mut s = TimedStream::new(
-            server,
-            InFlight::default(),
-            Duration::from_secs(5),
-            Duration::from_secs(5),
-        );
+        let mut s = TimedStream::new(server, InFlight::default(), timeouts(5, 5, 60));
         let mut buf = [0u8; 1];
         // A byte every 3 s for 15 s: three idle periods pass, none of them quiet.
         for _ in 0..5 {
@@ -350,12 +509,7 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn writes_to_a_client_that_never_reads_time_out() {
         let (_client, server) = tokio::io::duplex(16);
-        let mut s = TimedStream::new(
-            server,
-            InFlight::default(),
-            Duration::from_secs(60),
-            Duration::from_secs(3),
-        );
+        let mut s = TimedStream::new(server, InFlight::default(), timeouts(60, 3, 60));
         let err = s.write_all(&[0u8; 1024]).await.unwrap_err();
         assert_eq!(err.kind(), io::ErrorKind::TimedOut);
     }

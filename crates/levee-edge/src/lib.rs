@@ -15,6 +15,7 @@ pub mod clock;
 mod conformance;
 pub mod event;
 pub mod guard;
+mod h2_watch;
 pub mod listener;
 pub mod pipeline;
 pub mod queueing;

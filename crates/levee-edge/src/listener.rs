@@ -22,7 +22,7 @@ use levee_meter::access::{access_line, AccessEntry, AccessFormat};
 use levee_meter::metrics;
 use tokio::net::TcpListener;
 
-use crate::guard::{ConnectionGuard, InFlight, TimedStream};
+use crate::guard::{ConnectionGuard, InFlight, TimedStream, Timeouts};
 use crate::pipeline::{Edge, RequestInfo};
 
 /// How long shutdown waits for in-flight requests before closing.
@@ -98,7 +98,11 @@ async fn serve_guarded<S, B>(
         tracing::warn!(error = %e, "could not cap the send buffer (limits.send_buffer)");
     }
     let guard = ConnectionGuard::new(limits.max_connections, limits.max_connections_per_ip);
-    let (idle, send) = (limits.idle_timeout, limits.send_timeout);
+    let timeouts = Timeouts {
+        idle: limits.idle_timeout,
+        send: limits.send_timeout,
+        head: limits.header_timeout,
+    };
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
     tokio::pin!(shutdown);
     loop {
@@ -125,7 +129,7 @@ async fn serve_guarded<S, B>(
         };
         let _ = stream.set_nodelay(true);
         let in_flight = InFlight::default();
-        let io = TimedStream::new(stream, in_flight.clone(), idle, send);
+        let io = TimedStream::new(stream, in_flight.clone(), timeouts);
         let inner = service_for(peer);
         let svc = hyper::service::service_fn(move |req| {
             let token = in_flight.start();

@@ -301,6 +301,65 @@ async fn http2_prior_knowledge_works_under_the_guard() {
     }
 }
 
+/// An HTTP/2 frame (RFC 9113 §4.1) with a zeroed payload of `len` bytes.
+fn h2_frame(kind: u8, flags: u8, stream: u32, len: usize) -> Vec<u8> {
+    let mut f = vec![(len >> 16) as u8, (len >> 8) as u8, len as u8, kind, flags];
+    f.extend_from_slice(&stream.to_be_bytes());
+    f.resize(9 + len, 0);
+    f
+}
+
+/// HTTP/2 slowloris, two ways: a head trickled in CONTINUATION frames, and
+/// a connection kept busy with PINGs that never sends a request. Each sends
+/// something every 300 ms, so `idle_timeout` alone would never close them;
+/// `header_timeout` (1 s) must, as it does on HTTP/1.1.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http2_heads_are_held_to_the_header_timeout() {
+    const PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+    let s = guarded("h2slow", "header_timeout = \"1s\"\nidle_timeout = \"60s\"");
+    let legit = legit_traffic(s.edge, 20);
+    let mut results = Vec::new();
+    for (i, first) in [h2_frame(0x1, 0, 1, 8), h2_frame(0x6, 0, 0, 8)]
+        .into_iter()
+        .enumerate()
+    {
+        let mut c = connect_from(7, i as u8 + 1, s.edge).await;
+        let mut opening = PREFACE.to_vec();
+        opening.extend(h2_frame(0x4, 0, 0, 0));
+        opening.extend(first);
+        c.write_all(&opening).await.unwrap();
+        let again = if i == 0 {
+            h2_frame(0x9, 0, 1, 4)
+        } else {
+            h2_frame(0x6, 0, 0, 8)
+        };
+        let started = Instant::now();
+        let mut closed = false;
+        for _ in 0..20 {
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            if c.write_all(&again).await.is_err()
+                || closed_by(
+                    &mut c,
+                    tokio::time::Instant::now() + Duration::from_millis(10),
+                )
+                .await
+            {
+                closed = true;
+                break;
+            }
+        }
+        results.push((closed, started.elapsed()));
+    }
+    for (closed, after) in &results {
+        assert!(closed, "closed within 6 s: {results:?}");
+        assert!(
+            *after >= Duration::from_millis(900),
+            "not before the timeout: {results:?}"
+        );
+    }
+    assert_eq!(legit.join().unwrap(), 20);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_admin_listener_has_its_own_guard_and_a_small_head_before_the_token() {
     let s = Server::start(
