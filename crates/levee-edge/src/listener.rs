@@ -161,15 +161,20 @@ async fn respond_with(
     req: http::Request<hyper::body::Incoming>,
     peer: SocketAddr,
     access_log: AccessLog,
-) -> http::Response<Full<bytes::Bytes>> {
+) -> http::Response<Answer> {
     let started = std::time::Instant::now();
     // The request line is kept only when it will be logged: the hot path
     // stays allocation-free with the access log off.
     let request_line =
         (access_log != AccessLog::Off).then(|| (req.method().clone(), req.uri().path().to_owned()));
     let method = req.method().clone();
+    let (parts, mut body) = req.into_parts();
+    let h2 = parts.version == http::Version::HTTP_2;
+    let resp = edge
+        .handle(Request::from_parts(parts, &mut body), peer)
+        .await;
     // hyper drops these bodies on HTTP/1.1 only; on HTTP/2 it would send them.
-    let resp = crate::conformance::without_forbidden_body(&method, edge.handle(req, peer).await);
+    let resp = crate::conformance::without_forbidden_body(&method, resp);
     if let Some(info) = resp.extensions().get::<RequestInfo>() {
         let status = resp.status().as_u16();
         metrics::request(info.route.as_deref(), status, info.decision);
@@ -185,7 +190,43 @@ async fn respond_with(
             );
         }
     }
-    resp.map(Full::new)
+    resp.map(|answer| Answer {
+        body: Full::new(answer),
+        _request_body: h2.then_some(body),
+    })
+}
+
+/// The edge's answer, holding on to the request's body until the answer is
+/// sent. On HTTP/2 an early answer (413 before the whole body arrived)
+/// must be followed by RST_STREAM(NO_ERROR), not CANCEL, or clients such as
+/// curl report the stream as failed instead of showing the 413 (RFC 9113
+/// §8.1); h2 picks NO_ERROR only when the body is dropped after the
+/// response's end was sent, which is when hyper drops this.
+#[derive(Debug)]
+pub struct Answer {
+    body: Full<bytes::Bytes>,
+    /// Held, never read: dropped with the answer, after its end was sent.
+    _request_body: Option<Incoming>,
+}
+
+impl hyper::body::Body for Answer {
+    type Data = bytes::Bytes;
+    type Error = Infallible;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<hyper::body::Frame<Self::Data>, Self::Error>>> {
+        std::pin::Pin::new(&mut self.body).poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.body.is_end_stream()
+    }
+
+    fn size_hint(&self) -> hyper::body::SizeHint {
+        self.body.size_hint()
+    }
 }
 
 /// One access-log line, formatted only when the `levee::access` target is
