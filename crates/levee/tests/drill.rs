@@ -209,8 +209,9 @@ fn slow_post_gets_408_once_the_grace_has_passed() {
 /// `send_timeout` resets the connection; the drill sees the reset pending on
 /// its socket while it still reads the bytes queued before it. A reader that
 /// starts in the run's last seconds is still within its timeout at the end
-/// (`held`), so the run lasts long enough that those are the minority even on
-/// a loaded machine (4 s runs saw 19 of 39 ended).
+/// (`held`), and on a loaded machine the 2 MB answer itself takes seconds, so
+/// the bound is a quarter ended (half flaked: 19 of 39, 34 of 69); with no
+/// send timeout none would be.
 #[test]
 fn slow_readers_are_dropped_at_the_send_timeout() {
     let s = server("drill-slow-read", "[limits]\nsend_timeout = \"1s\"");
@@ -229,8 +230,8 @@ fn slow_readers_are_dropped_at_the_send_timeout() {
     assert_legit_served(&r);
     let ended = count(&r.attack, "closed");
     assert!(
-        ended * 2 >= r.attack.requests && r.attack.requests >= 10,
-        "the server ended most slow readers: {:?}",
+        ended * 4 >= r.attack.requests && r.attack.requests >= 10,
+        "the server ended slow readers: {:?}",
         r.attack.statuses
     );
 }
