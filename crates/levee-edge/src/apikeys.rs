@@ -11,17 +11,14 @@
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
-use bytes::Bytes;
-use http::{header, HeaderMap, HeaderName, HeaderValue, Response, StatusCode};
-use levee_meter::metrics::Decision;
+use http::{HeaderMap, HeaderName, HeaderValue};
 use levee_shield::bucket::KeyedBuckets;
 use levee_store::{period, quota, QuotaDecision, Store, UsageOutcome};
-use serde_json::json;
 
 use crate::clock::Clock;
-use crate::respond;
+use crate::reject::Reject;
 
 /// Keys tracked per throttle bucket set (a plan, or a plan's route
 /// override); the store's own key limit bounds it in practice.
@@ -41,28 +38,13 @@ pub struct ApiKeys {
     buckets: Mutex<HashMap<BucketId, Arc<KeyedBuckets>>>,
 }
 
-/// What the stage decided.
+/// A key the stage let through.
 #[derive(Debug)]
-pub enum KeyCheck {
-    /// Go on as this key; add these headers to the answer.
-    Admitted {
-        /// The key's id, for metering.
-        key_id: String,
-        /// `X-Quota-*`.
-        headers: Vec<(HeaderName, HeaderValue)>,
-    },
-    /// Answer with this, for this reason.
-    Refused(Response<Bytes>, Decision),
-}
-
-fn forbidden() -> Response<Bytes> {
-    respond::message(StatusCode::FORBIDDEN, "Forbidden")
-}
-
-fn rfc3339(unix: i64) -> String {
-    chrono::DateTime::from_timestamp(unix, 0)
-        .map(|t| t.format("%Y-%m-%dT%H:%M:%SZ").to_string())
-        .unwrap_or_default()
+pub struct Admitted {
+    /// The key's id, for metering.
+    pub key_id: String,
+    /// `X-Quota-*`, for the answer.
+    pub headers: Vec<(HeaderName, HeaderValue)>,
 }
 
 impl ApiKeys {
@@ -90,16 +72,21 @@ impl ApiKeys {
     }
 
     /// Checks one request to `route_key`.
-    pub fn check(&self, route_key: &str, headers: &HeaderMap, now: Instant) -> KeyCheck {
+    pub fn check(
+        &self,
+        route_key: &str,
+        headers: &HeaderMap,
+        now: Instant,
+    ) -> Result<Admitted, Reject> {
         let Some(secret) = headers.get("x-api-key").and_then(|v| v.to_str().ok()) else {
-            return KeyCheck::Refused(forbidden(), Decision::Forbidden);
+            return Err(Reject::Forbidden);
         };
         let Some(auth) = self
             .store
             .authenticate_with_plan(secret)
             .filter(|a| a.key.enabled)
         else {
-            return KeyCheck::Refused(forbidden(), Decision::Forbidden);
+            return Err(Reject::Forbidden);
         };
         let (key, plan) = (&auth.key, &auth.plan);
         let unix = self.clock.now();
@@ -114,7 +101,11 @@ impl ApiKeys {
             if let Err(wait) = buckets.try_take(key.id.as_bytes(), now) {
                 self.store
                     .record_usage(&key.id, day, UsageOutcome::Throttled);
-                return KeyCheck::Refused(throttled(wait), Decision::Throttled);
+                return Err(Reject::Throttled {
+                    limit: "plan.throttle",
+                    route: None,
+                    wait,
+                });
             }
         }
         let mut extra = Vec::new();
@@ -128,7 +119,11 @@ impl ApiKeys {
                 QuotaDecision::Exhausted { .. } => {
                     self.store
                         .record_usage(&key.id, day, UsageOutcome::OverQuota);
-                    return KeyCheck::Refused(exhausted(q.limit, end, unix), Decision::OverQuota);
+                    return Err(Reject::QuotaExhausted {
+                        quota: q.limit,
+                        resets_at: end,
+                        now: unix,
+                    });
                 }
                 QuotaDecision::Admitted { remaining, .. } => {
                     extra.push((
@@ -139,7 +134,7 @@ impl ApiKeys {
                         HeaderName::from_static("x-quota-remaining"),
                         HeaderValue::from(remaining),
                     ));
-                    if let Ok(v) = HeaderValue::from_str(&rfc3339(end)) {
+                    if let Ok(v) = HeaderValue::from_str(&crate::respond::rfc3339(end)) {
                         extra.push((HeaderName::from_static("x-quota-reset"), v));
                     }
                 }
@@ -147,36 +142,9 @@ impl ApiKeys {
         }
         self.store
             .record_usage(&key.id, day, UsageOutcome::Admitted);
-        KeyCheck::Admitted {
+        Ok(Admitted {
             key_id: key.id.clone(),
             headers: extra,
-        }
+        })
     }
-}
-
-fn throttled(wait: Duration) -> Response<Bytes> {
-    let secs = wait.as_secs_f64().ceil().max(1.0) as u64;
-    let mut r = respond::json(
-        StatusCode::TOO_MANY_REQUESTS,
-        &json!({ "message": "Too Many Requests", "limit": "plan.throttle", "retry_after_seconds": secs }),
-    );
-    r.headers_mut()
-        .insert(header::RETRY_AFTER, HeaderValue::from(secs));
-    r
-}
-
-fn exhausted(limit: u64, resets_at: i64, now: i64) -> Response<Bytes> {
-    let mut r = respond::json(
-        StatusCode::TOO_MANY_REQUESTS,
-        &json!({
-            "message": "Limit Exceeded: the API key's quota is exhausted",
-            "limit": "plan.quota",
-            "quota": limit,
-            "resets_at": rfc3339(resets_at),
-        }),
-    );
-    let wait = (resets_at - now).max(1) as u64;
-    r.headers_mut()
-        .insert(header::RETRY_AFTER, HeaderValue::from(wait));
-    r
 }

@@ -1,64 +1,26 @@
 //! Billing at the edge: the budget check before an invocation (a `stop`
-//! budget answers 503, a `throttle` budget 429) and the meter after it.
-//! Shared by HTTP routes and the Invoke API, so every invocation is metered
-//! the same way. The decisions and the arithmetic live in `levee-meter`.
+//! budget answers 503, a `throttle` budget 429) and the meter after it,
+//! applied to every path by [`crate::invocation::Billed`]. The decisions
+//! and the arithmetic live in `levee-meter`.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
-use http::{header, HeaderValue, Response, StatusCode};
+use http::StatusCode;
 use levee_config::Function;
 use levee_meter::{BudgetDecision, Budgets, Invocation, Meters};
-use levee_runtime::{FunctionHandle, InvokeError, InvokeOutput, InvokeRequest};
+use levee_runtime::{InvokeError, InvokeOutput};
 
 use crate::clock::Clock;
-
-/// Invokes `function` the way every path must (HTTP routes, the Invoke API,
-/// queue pollers): the budget check first, then the invocation, then its
-/// meter. `Err` is the budget's refusal; the invocation did not run.
-pub async fn invoke(
-    billing: Option<&Billing>,
-    function: &FunctionHandle,
-    req: InvokeRequest,
-    route: Option<&str>,
-    key: Option<&str>,
-) -> Result<Result<InvokeOutput, InvokeError>, Refusal> {
-    if let Some(b) = billing {
-        b.admit(&function.config().name, key)?;
-    }
-    let started = Instant::now();
-    let result = function.invoke(req).await;
-    if let Some(b) = billing {
-        b.record(function.config(), route, key, &result, started.elapsed());
-    }
-    Ok(result)
-}
+use crate::invocation::Tags;
 
 /// A budget said no: 503 for `stop`, 429 for `throttle`.
 #[derive(Debug)]
 pub struct Refusal {
-    status: StatusCode,
-    retry_after_secs: u64,
-    body: String,
-}
-
-impl Refusal {
-    /// The answer to send: JSON naming the budget and when it resets.
-    pub fn into_response(self) -> Response<Bytes> {
-        let mut resp = Response::new(Bytes::from(self.body));
-        *resp.status_mut() = self.status;
-        let h = resp.headers_mut();
-        h.insert(
-            header::CONTENT_TYPE,
-            HeaderValue::from_static("application/json"),
-        );
-        h.insert(
-            header::RETRY_AFTER,
-            HeaderValue::from(self.retry_after_secs),
-        );
-        resp
-    }
+    pub(crate) status: StatusCode,
+    pub(crate) retry_after_secs: u64,
+    /// JSON naming the budget and when it resets.
+    pub(crate) body: String,
 }
 
 /// Meters and budgets, when `[metering]` is on.
@@ -110,11 +72,11 @@ impl Billing {
     pub fn record(
         &self,
         function: &Function,
-        route: Option<&str>,
-        key: Option<&str>,
-        result: &Result<InvokeOutput, InvokeError>,
+        tags: Tags<'_>,
+        result: Result<&InvokeOutput, &InvokeError>,
         waited: Duration,
     ) {
+        let Tags { route, key } = tags;
         let ran = waited.max(Duration::from_millis(1));
         let (duration, bytes_out, cold, outcome) = match result {
             Ok(out) => (

@@ -11,30 +11,30 @@
 use bytes::Bytes;
 use http::{header, HeaderMap, HeaderValue, Method, Response, StatusCode};
 
-use crate::respond;
+use crate::reject::Reject;
 
-/// The answer for a request the edge will not serve, or `None` if it may go
-/// on through the pipeline. `max_headers` is `[limits] max_headers`, counted
+/// Refuses a request the edge will not serve; `Ok` if it may go on through
+/// the pipeline. `max_headers` is `[limits] max_headers`, counted
 /// as header fields (a repeated name counts each time, as on HTTP/1.1).
-pub(crate) fn refusal(
+pub(crate) fn check(
     method: &Method,
     headers: &HeaderMap,
     max_headers: usize,
-) -> Option<Response<Bytes>> {
+) -> Result<(), Reject> {
     if headers.len() > max_headers {
-        return Some(respond::message(
-            StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
-            "Request Header Fields Too Large",
-        ));
+        return Err(Reject::Malformed {
+            status: StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+            message: "Request Header Fields Too Large",
+        });
     }
     // `ANY` routes mean the methods a function can answer: CONNECT would ask
     // the edge to open a tunnel, TRACE to echo the request (credentials
     // included) back. Neither is a function's job.
     if *method == Method::CONNECT || *method == Method::TRACE {
-        return Some(respond::message(
-            StatusCode::NOT_IMPLEMENTED,
-            "Not Implemented: CONNECT and TRACE are not served",
-        ));
+        return Err(Reject::Malformed {
+            status: StatusCode::NOT_IMPLEMENTED,
+            message: "Not Implemented: CONNECT and TRACE are not served",
+        });
     }
     // RFC 9110 §10.1.1: 100-continue is the only expectation defined; a
     // server that cannot meet an expectation answers 417.
@@ -43,26 +43,28 @@ pub(crate) fn refusal(
         .iter()
         .any(|v| !v.as_bytes().eq_ignore_ascii_case(b"100-continue"))
     {
-        return Some(respond::message(
-            StatusCode::EXPECTATION_FAILED,
-            "Expectation Failed: only 100-continue is supported",
-        ));
+        return Err(Reject::Malformed {
+            status: StatusCode::EXPECTATION_FAILED,
+            message: "Expectation Failed: only 100-continue is supported",
+        });
     }
-    transfer_coding_refusal(headers)
+    transfer_codings(headers)
 }
 
 /// RFC 9112 §6.1: a request's transfer codings must end in `chunked`, which
 /// may appear once. hyper refuses `chunked` that is not last (400) but takes
 /// `chunked, chunked` as one decoding, and passes other codings through
 /// undecoded; the edge decodes nothing but `chunked`.
-fn transfer_coding_refusal(headers: &HeaderMap) -> Option<Response<Bytes>> {
+fn transfer_codings(headers: &HeaderMap) -> Result<(), Reject> {
     let mut codings = headers
         .get_all(header::TRANSFER_ENCODING)
         .iter()
         .flat_map(|v| v.as_bytes().split(|&b| b == b','))
         .map(<[u8]>::trim_ascii)
         .filter(|c| !c.is_empty());
-    let first = codings.next()?;
+    let Some(first) = codings.next() else {
+        return Ok(());
+    };
     let mut chunked = usize::from(first.eq_ignore_ascii_case(b"chunked"));
     let mut other = chunked == 0;
     for c in codings {
@@ -74,12 +76,18 @@ fn transfer_coding_refusal(headers: &HeaderMap) -> Option<Response<Bytes>> {
     }
     if other {
         // §6.1: a coding the server does not understand gets 501.
-        return Some(respond::message(
-            StatusCode::NOT_IMPLEMENTED,
-            "Not Implemented: the only transfer coding accepted is chunked",
-        ));
+        return Err(Reject::Malformed {
+            status: StatusCode::NOT_IMPLEMENTED,
+            message: "Not Implemented: the only transfer coding accepted is chunked",
+        });
     }
-    (chunked > 1).then(|| respond::bad_request("Bad Request: chunked may be applied only once"))
+    if chunked > 1 {
+        return Err(Reject::Malformed {
+            status: StatusCode::BAD_REQUEST,
+            message: "Bad Request: chunked may be applied only once",
+        });
+    }
+    Ok(())
 }
 
 /// The answer as sent: no body for HEAD, 204 or 304 (RFC 9110 §6.4.1), on
@@ -122,7 +130,9 @@ mod tests {
     }
 
     fn status(method: &Method, pairs: &[(&str, &str)]) -> Option<u16> {
-        refusal(method, &headers(pairs), 100).map(|r| r.status().as_u16())
+        check(method, &headers(pairs), 100)
+            .err()
+            .map(|r| crate::respond::reject(r).status().as_u16())
     }
 
     #[test]
@@ -153,10 +163,10 @@ mod tests {
     fn counts_every_header_field() {
         let names: Vec<String> = (0..5).map(|i| format!("x-{i}")).collect();
         let pairs: Vec<(&str, &str)> = names.iter().map(|n| (n.as_str(), "v")).collect();
-        assert!(refusal(&Method::GET, &headers(&pairs), 5).is_none());
+        assert!(check(&Method::GET, &headers(&pairs), 5).is_ok());
         let mut more = pairs.clone();
         more.push(("x-0", "again"));
-        let r = refusal(&Method::GET, &headers(&more), 5).unwrap();
+        let r = crate::respond::reject(check(&Method::GET, &headers(&more), 5).unwrap_err());
         assert_eq!(r.status(), StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE);
     }
 

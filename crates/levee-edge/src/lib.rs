@@ -1,10 +1,12 @@
 //! levee-edge: the HTTP side of Levee.
 //!
 //! [`listener`] accepts connections, [`pipeline`] runs each request through
-//! the stages of DESIGN.md's flow, [`router`] matches routes, [`event`] and
-//! [`response`] speak API Gateway's payload format 2.0, [`respond`] builds the
-//! edge's own answers, and [`admin`] serves the Invoke API on the admin
-//! listener. Instances and scheduling live in `levee-runtime`.
+//! the stages in order, each returning a [`reject::Reject`] when it stops
+//! the request, [`router`] matches routes, [`event`] and [`response`] speak
+//! API Gateway's payload format 2.0, [`respond`] builds the edge's own
+//! answers, [`invocation`] is the one way any path runs a function, and
+//! [`admin`] serves the Invoke, SQS and admin APIs on the admin listener.
+//! Instances and scheduling live in `levee-runtime`.
 
 pub mod admin;
 pub mod apikeys;
@@ -16,9 +18,11 @@ mod conformance;
 pub mod event;
 pub mod guard;
 mod h2_watch;
+pub mod invocation;
 pub mod listener;
 pub mod pipeline;
 pub mod queueing;
+pub mod reject;
 pub mod respond;
 pub mod response;
 pub mod router;

@@ -20,20 +20,20 @@ use bytes::{Bytes, BytesMut};
 use http::{header, HeaderMap, HeaderValue, Request, Response, StatusCode};
 use http_body_util::BodyExt;
 use levee_meter::metrics::Decision;
-use levee_queue::Queues;
+use levee_queue::{QueueError, Queues};
 use levee_runtime::InvokeRequest;
 use levee_shield::firewall::{RequestView, Verdict};
 
-use crate::apikeys::{ApiKeys, KeyCheck};
-use crate::billing::{self, Billing};
-use crate::cache::{EdgeCache, Fetch, Fetched};
+use crate::apikeys::ApiKeys;
+use crate::cache::{EdgeCache, Fetch, XCache};
 use crate::client_ip::{first_forwarded, ClientIdentity};
-use crate::conformance;
 use crate::event::{build_event, EventInput};
-use crate::respond;
+use crate::invocation::{Invoke, Tags};
+use crate::reject::Reject;
 use crate::response::map_response;
 use crate::router::{RouteTarget, Router};
-use crate::shield::{throttled_response, ShieldHandle};
+use crate::shield::{self, ShieldHandle};
+use crate::{conformance, respond};
 
 /// How slowly a request body may arrive (slow POST defence).
 #[derive(Debug, Clone, Copy)]
@@ -44,17 +44,14 @@ pub struct BodyPolicy {
     pub grace: Duration,
 }
 
-/// The stages an edge runs, in the order it runs them.
+/// What an edge is built from, in the order its stages run.
 #[derive(Debug)]
 pub struct Stages {
-    /// Durable queues, for `async = true` routes.
-    pub queues: Arc<Queues>,
-    /// Budgets and meters, unless `[metering] enabled = false`.
-    pub billing: Option<Arc<Billing>>,
-    /// Cached answers for routes with a cache policy.
-    pub cache: Arc<EdgeCache>,
     /// Who the client is.
     pub identity: ClientIdentity,
+    /// `[limits] max_headers`: hyper counts headers on HTTP/1.1 only, so the
+    /// pipeline counts them again for HTTP/2.
+    pub max_headers: usize,
     /// Firewall and throttles (swappable).
     pub shield: Arc<ShieldHandle>,
     /// Routes to functions.
@@ -63,39 +60,22 @@ pub struct Stages {
     pub api_keys: Arc<ApiKeys>,
     /// How slowly a body may arrive.
     pub body: BodyPolicy,
-    /// `[limits] max_headers`: hyper counts headers on HTTP/1.1 only, so the
-    /// pipeline counts them again for HTTP/2.
-    pub max_headers: usize,
+    /// Durable queues, for `async = true` routes.
+    pub queues: Arc<Queues>,
+    /// Cached answers for routes with a cache policy.
+    pub cache: Arc<EdgeCache>,
+    /// How functions run: budgeted and metered, unless `[metering]` is off.
+    pub invoker: Arc<dyn Invoke>,
 }
 
 /// The edge's request handler; one per server, shared by all connections.
 #[derive(Debug)]
-pub struct Edge {
-    router: Router,
-    identity: ClientIdentity,
-    shield: Arc<ShieldHandle>,
-    api_keys: Arc<ApiKeys>,
-    cache: Arc<EdgeCache>,
-    billing: Option<Arc<Billing>>,
-    queues: Arc<Queues>,
-    body: BodyPolicy,
-    max_headers: usize,
-}
+pub struct Edge(Stages);
 
 impl Edge {
     /// An edge running `stages`.
     pub fn new(stages: Stages) -> Self {
-        Self {
-            router: stages.router,
-            identity: stages.identity,
-            shield: stages.shield,
-            api_keys: stages.api_keys,
-            cache: stages.cache,
-            billing: stages.billing,
-            queues: stages.queues,
-            body: stages.body,
-            max_headers: stages.max_headers,
-        }
+        Self(stages)
     }
 
     /// Handles one request from `peer`. Never fails: every problem becomes a
@@ -105,187 +85,153 @@ impl Edge {
         B: hyper::body::Body<Data = Bytes>,
         B::Error: std::error::Error + Send + Sync + 'static,
     {
-        let mut info = RequestInfo {
+        let mut cx = RequestInfo {
             client_ip: peer.ip(),
             route: None,
             function: None,
             key_id: None,
+            request_id: None,
+            key_headers: Vec::new(),
             decision: Decision::Allowed,
         };
-        let mut resp = self.stages(req, peer, &mut info).await;
-        if resp.extensions().get::<OverBudget>().is_some() {
-            info.decision = Decision::OverBudget;
-        } else if info.decision == Decision::Allowed
-            && matches!(
-                resp.extensions().get::<crate::cache::XCache>(),
-                Some(crate::cache::XCache::Hit | crate::cache::XCache::Stale)
-            )
-        {
-            info.decision = Decision::Cached;
+        let mut resp = match self.stages(req, peer, &mut cx).await {
+            Ok(resp) => resp,
+            Err(reject) => {
+                cx.decision = reject.decision();
+                respond::reject(reject)
+            }
+        };
+        if let Some(id) = &cx.request_id {
+            if let Ok(v) = HeaderValue::from_str(id) {
+                resp.headers_mut().insert("apigw-requestid", v);
+            }
+            for (name, value) in cx.key_headers.drain(..) {
+                resp.headers_mut().insert(name, value);
+            }
         }
-        resp.extensions_mut().insert(info);
+        resp.extensions_mut().insert(cx);
         resp
     }
 
-    /// The stages, in order; `info` records what they decided.
+    /// The stages, in order, each cheaper than the next; `cx` records what
+    /// they found. `Err` is the stage that stopped the request.
     async fn stages<B>(
         &self,
         req: Request<B>,
         peer: SocketAddr,
-        info: &mut RequestInfo,
-    ) -> Response<Bytes>
+        cx: &mut RequestInfo,
+    ) -> Result<Response<Bytes>, Reject>
     where
         B: hyper::body::Body<Data = Bytes>,
         B::Error: std::error::Error + Send + Sync + 'static,
     {
+        let st = &self.0;
         let now = Instant::now();
-        let client_ip = self.identity.resolve(peer.ip(), req.headers());
-        info.client_ip = client_ip;
-        if let Some(refused) = conformance::refusal(req.method(), req.headers(), self.max_headers) {
-            info.decision = Decision::Malformed;
-            return refused;
-        }
-        let shield = self.shield.load();
-        let mut pending = None;
-        if let Some(fw) = &shield.firewall {
-            let v = request_view(client_ip, req.method(), req.uri(), req.headers(), None);
-            match fw.evaluate(&v, now) {
-                Verdict::Allow { .. } => {}
-                Verdict::NeedBody(cont) => pending = Some(cont),
-                blocked => {
-                    info.decision = Decision::FirewallBlocked;
-                    return block_response(blocked);
+        // Who is asking: the socket, or the hop a trusted proxy vouches for.
+        cx.client_ip = st.identity.resolve(peer.ip(), req.headers());
+        // HTTP that hyper leaves to the server, before anything reads it.
+        conformance::check(req.method(), req.headers(), st.max_headers)?;
+        // The firewall on the head alone; rules that need the body resume
+        // once it is read.
+        let shield = st.shield.load();
+        let pending = match &shield.firewall {
+            Some(fw) => {
+                let v = request_view(cx.client_ip, req.method(), req.uri(), req.headers(), None);
+                match shield::admit(fw.evaluate(&v, now))? {
+                    Verdict::NeedBody(cont) => Some(cont),
+                    _ => None,
                 }
             }
-        }
-
-        let Some((target, params)) = self.router.lookup(req.method(), req.uri().path()) else {
-            info.decision = Decision::NotFound;
-            return respond::not_found();
+            None => None,
         };
-        info.route = Some(target.route_key.clone());
-        info.function = Some(target.function.config().name.clone());
-        if let Err(t) = shield.throttle(&target.route_key, now) {
-            info.decision = Decision::Throttled;
-            return throttled_response(t, &target.route_key);
-        }
-        let mut key_headers = Vec::new();
+        // Which function, before spending anything on it.
+        let (target, params) = st
+            .router
+            .lookup(req.method(), req.uri().path())
+            .ok_or(Reject::NotFound)?;
+        cx.route = Some(target.route_key.clone());
+        cx.function = Some(target.function.config().name.clone());
+        // The account's and the route's throttles.
+        shield.throttle(&target.route_key, now)?;
+        // The API key, its plan's throttle and quota.
         if target.api_key_required {
-            match self.api_keys.check(&target.route_key, req.headers(), now) {
-                KeyCheck::Admitted { key_id, headers } => {
-                    info.key_id = Some(key_id);
-                    key_headers = headers;
-                }
-                KeyCheck::Refused(resp, decision) => {
-                    info.decision = decision;
-                    return resp;
-                }
-            }
+            let admitted = st.api_keys.check(&target.route_key, req.headers(), now)?;
+            cx.key_id = Some(admitted.key_id);
+            cx.key_headers = admitted.headers;
         }
-        if let Some(policy) = target.cache.clone() {
-            if self.cache.applies(&policy, req.method(), req.headers()) {
-                let (parts, _) = req.into_parts();
-                // GET and HEAD bodies are not read; body rules see none.
-                if let (Some(cont), Some(fw)) = (pending, &shield.firewall) {
-                    let v = request_view(
-                        client_ip,
-                        &parts.method,
-                        &parts.uri,
-                        &parts.headers,
-                        Some(&[]),
-                    );
-                    if let blocked @ Verdict::Block { .. } = fw.resume(cont, &v, now) {
-                        info.decision = Decision::FirewallBlocked;
-                        return block_response(blocked);
-                    }
+        // The body, within the route's limit and the minimum rate. A request
+        // the cache may answer is a GET or HEAD, whose body is not read.
+        let cache = target
+            .cache
+            .clone()
+            .filter(|policy| st.cache.applies(policy, req.method(), req.headers()));
+        let (parts, body) = match cache {
+            Some(_) => (req.into_parts().0, Bytes::new()),
+            None => {
+                let limit = target.max_body_bytes;
+                if declared_length(req.headers()).is_some_and(|n| n > limit) {
+                    return Err(Reject::TooLarge { limit });
                 }
-                let request_id: Arc<str> = Arc::from(uuid::Uuid::new_v4().to_string());
-                let (uri, headers) =
-                    crate::cache::keyed_request(&policy, &parts.uri, &parts.headers);
-                let call = Call {
-                    target,
-                    method: parts.method.clone(),
-                    uri,
-                    version: parts.version,
-                    headers,
-                    body: Bytes::new(),
-                    params,
-                    client_ip,
-                    request_id,
-                    billing: self.billing.clone(),
-                    key_id: info.key_id.clone(),
-                };
-                return self.cached(call, &policy, &parts, key_headers).await;
-            }
-        }
-
-        let limit = target.max_body_bytes;
-        let declared = req
-            .headers()
-            .get(header::CONTENT_LENGTH)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.parse::<u64>().ok());
-        if declared.is_some_and(|n| n > limit) {
-            info.decision = Decision::TooLarge;
-            return respond::too_large(limit);
-        }
-        let (parts, body) = req.into_parts();
-        let body = match read_body(body, limit, self.body).await {
-            Ok(b) => b,
-            Err(resp) => {
-                info.decision = match resp.status() {
-                    StatusCode::PAYLOAD_TOO_LARGE => Decision::TooLarge,
-                    StatusCode::REQUEST_TIMEOUT => Decision::SlowClient,
-                    _ => Decision::Allowed,
-                };
-                return resp;
+                let (parts, body) = req.into_parts();
+                (parts, read_body(body, limit, st.body).await?)
             }
         };
+        // The firewall rules that inspect the body.
         if let (Some(cont), Some(fw)) = (pending, &shield.firewall) {
             let inspect = &body[..body.len().min(fw.body_inspection_bytes().unwrap_or(0))];
             let v = request_view(
-                client_ip,
+                cx.client_ip,
                 &parts.method,
                 &parts.uri,
                 &parts.headers,
                 Some(inspect),
             );
-            if let blocked @ Verdict::Block { .. } = fw.resume(cont, &v, now) {
-                info.decision = Decision::FirewallBlocked;
-                return block_response(blocked);
-            }
+            shield::admit(fw.resume(cont, &v, now))?;
         }
-
         let request_id: Arc<str> = Arc::from(uuid::Uuid::new_v4().to_string());
+        cx.request_id = Some(Arc::clone(&request_id));
+        // An async route queues the event and answers 202.
         if let Some(queue) = target.queue.clone() {
-            let resp = self
+            return self
                 .enqueue(
                     &queue,
                     &target,
                     &parts,
                     &body,
                     &params,
-                    client_ip,
+                    cx.client_ip,
                     &request_id,
                 )
                 .await;
-            return finish(resp, &request_id, key_headers);
         }
+        // A cached route's function sees only what its cache key holds.
+        let (method, version) = (parts.method.clone(), parts.version);
+        let (cached, uri, headers) = match cache {
+            Some(policy) => {
+                let (uri, headers) =
+                    crate::cache::keyed_request(&policy, &parts.uri, &parts.headers);
+                (Some((policy, parts)), uri, headers)
+            }
+            None => (None, parts.uri, parts.headers),
+        };
         let call = Call {
             target,
-            method: parts.method,
-            uri: parts.uri,
-            version: parts.version,
-            headers: parts.headers,
+            method,
+            uri,
+            version,
+            headers,
             body,
             params,
-            client_ip,
-            request_id: Arc::clone(&request_id),
-            billing: self.billing.clone(),
-            key_id: info.key_id.clone(),
+            client_ip: cx.client_ip,
+            request_id,
+            invoker: Arc::clone(&st.invoker),
+            key_id: cx.key_id.clone(),
         };
-        let resp = call.run().await.unwrap_or_else(|failed| failed);
-        finish(resp, &request_id, key_headers)
+        // The cache answers a hit itself; a miss runs the same call.
+        match cached {
+            Some((policy, parts)) => Ok(self.cached(call, &policy, &parts, cx).await),
+            None => call.run().await,
+        }
     }
 
     /// An async route: the payload 2.0 event goes to the route's queue, to
@@ -301,7 +247,7 @@ impl Edge {
         params: &[(String, String)],
         client_ip: std::net::IpAddr,
         request_id: &str,
-    ) -> Response<Bytes> {
+    ) -> Result<Response<Bytes>, Reject> {
         let event = build_event(&EventInput {
             method: &parts.method,
             uri: &parts.uri,
@@ -313,61 +259,79 @@ impl Edge {
             path_params: params,
             request_id,
             now: SystemTime::now(),
-        });
-        let Ok(event) = event else {
-            return respond::bad_request("could not build the event for this request");
-        };
+        })
+        .map_err(|_| Reject::Unreadable(BAD_EVENT))?;
         match self
+            .0
             .queues
             .send(queue, Bytes::from(event), Default::default())
             .await
         {
-            Ok(sent) => respond::json(
+            Ok(sent) => Ok(respond::json(
                 StatusCode::ACCEPTED,
                 &serde_json::json!({ "messageId": sent.message_id, "md5OfBody": sent.md5_of_body }),
-            ),
-            Err(e) if e.aws_code().status == 503 => {
-                let mut r = respond::message(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    "Service Unavailable: the route's queue is full",
-                );
-                r.headers_mut().insert(
-                    header::RETRY_AFTER,
-                    HeaderValue::from(respond::RETRY_AFTER_SECS),
-                );
-                r
-            }
-            Err(levee_queue::QueueError::MessageTooLong { max, .. }) => {
-                respond::too_large(max as u64)
+            )),
+            Err(e) if e.aws_code().status == 503 => Err(Reject::QueueFull),
+            Err(QueueError::MessageTooLong { max, .. }) => {
+                Err(Reject::TooLarge { limit: max as u64 })
             }
             // Content the queue refuses (characters SQS does not allow); the
             // message names the character, never the queue. Every other
             // queue error is the platform's, and names internal resources.
-            Err(e @ levee_queue::QueueError::InvalidMessageContents { .. }) => {
-                respond::bad_request(&e.to_string())
+            Err(e @ QueueError::InvalidMessageContents { .. }) => {
+                Err(Reject::QueueRefused(e.to_string()))
             }
             Err(e) => {
                 tracing::error!(queue, error = %e, "async route could not enqueue");
-                respond::message(StatusCode::INTERNAL_SERVER_ERROR, "Internal Server Error")
+                Err(Reject::QueueFailed)
             }
         }
     }
 
     /// A cacheable request: answered by the cache, which runs `call` only
-    /// on a miss (once per key, however many clients ask).
+    /// on a miss (once per key, however many clients ask). The decision of
+    /// a failed fill travels with its answer, which the cache may share
+    /// with the requests that waited on it.
     async fn cached(
         &self,
         call: Call,
         policy: &levee_config::CachePolicy,
         parts: &http::request::Parts,
-        key_headers: Vec<(http::HeaderName, HeaderValue)>,
+        cx: &mut RequestInfo,
     ) -> Response<Bytes> {
-        let request_id = Arc::clone(&call.request_id);
         let route_key = call.target.route_key.clone();
-        let fetch: Fetch = Box::new(move || Box::pin(call.run()));
-        let resp = self.cache.serve(&route_key, policy, parts, fetch).await;
-        finish(resp, &request_id, key_headers)
+        let fetch: Fetch = Box::new(move || {
+            Box::pin(async move {
+                call.run().await.map_err(|reject| {
+                    let decision = reject.decision();
+                    let mut resp = respond::reject(reject);
+                    resp.extensions_mut().insert(decision);
+                    resp
+                })
+            })
+        });
+        let resp = self.0.cache.serve(&route_key, policy, parts, fetch).await;
+        cx.decision = match (
+            resp.extensions().get::<Decision>(),
+            resp.extensions().get::<XCache>(),
+        ) {
+            (Some(decided), _) => *decided,
+            (None, Some(XCache::Hit | XCache::Stale)) => Decision::Cached,
+            _ => Decision::Allowed,
+        };
+        resp
     }
+}
+
+/// Why an event could not be built: a header or body the 2.0 format cannot
+/// carry.
+const BAD_EVENT: &str = "could not build the event for this request";
+
+fn declared_length(headers: &HeaderMap) -> Option<u64> {
+    headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok())
 }
 
 /// What the pipeline decided about one request, attached to its response for
@@ -382,28 +346,13 @@ pub struct RequestInfo {
     pub function: Option<String>,
     /// The API key id, when a key was required and valid.
     pub key_id: Option<String>,
+    /// Set once the request passed every stage before the invocation; the
+    /// answer carries it as `apigw-requestid`.
+    pub request_id: Option<Arc<str>>,
+    /// `X-Quota-*` from the key stage, for the answer.
+    pub key_headers: Vec<(http::HeaderName, HeaderValue)>,
     /// Which stage answered.
     pub decision: Decision,
-}
-
-/// Marks a response as a budget refusal (set where the budget is checked,
-/// which may be inside the cache's fill).
-#[derive(Debug, Clone, Copy)]
-struct OverBudget;
-
-/// Adds the request id and the key stage's headers to an answer.
-fn finish(
-    mut resp: Response<Bytes>,
-    request_id: &str,
-    key_headers: Vec<(http::HeaderName, HeaderValue)>,
-) -> Response<Bytes> {
-    if let Ok(v) = HeaderValue::from_str(request_id) {
-        resp.headers_mut().insert("apigw-requestid", v);
-    }
-    for (name, value) in key_headers {
-        resp.headers_mut().insert(name, value);
-    }
-    resp
 }
 
 /// One invocation of a route's function, owned, so the cache can run it
@@ -418,15 +367,15 @@ struct Call {
     params: Vec<(String, String)>,
     client_ip: std::net::IpAddr,
     request_id: Arc<str>,
-    billing: Option<Arc<Billing>>,
+    invoker: Arc<dyn Invoke>,
     key_id: Option<String>,
 }
 
 impl Call {
-    /// `Ok` with the function's answer mapped by the payload 2.0 rules
-    /// (whatever its status), `Err` with the platform's answer when there
-    /// was none (throttled, timed out, crashed, malformed).
-    async fn run(self) -> Fetched {
+    /// The function's answer mapped by the payload 2.0 rules (whatever its
+    /// status), or why there was none (over budget, throttled, timed out,
+    /// crashed, malformed).
+    async fn run(self) -> Result<Response<Bytes>, Reject> {
         let event = build_event(&EventInput {
             method: &self.method,
             uri: &self.uri,
@@ -439,29 +388,27 @@ impl Call {
             request_id: &self.request_id,
             now: SystemTime::now(),
         })
-        .map_err(|_| respond::bad_request("could not build the event for this request"))?;
+        .map_err(|_| Reject::Unreadable(BAD_EVENT))?;
         let function = &self.target.function;
         let name = &function.config().name;
-        let key = self.key_id.as_deref();
         let request = InvokeRequest {
             request_id: Arc::clone(&self.request_id),
             payload: Bytes::from(event),
             client_context: None,
         };
-        let route = Some(self.target.route_key.as_str());
-        let result = billing::invoke(self.billing.as_deref(), function, request, route, key)
+        let tags = Tags {
+            route: Some(&self.target.route_key),
+            key: self.key_id.as_deref(),
+        };
+        let out = self
+            .invoker
+            .invoke(function, request, tags)
             .await
-            .map_err(|refusal| {
-                let mut resp = refusal.into_response();
-                resp.extensions_mut().insert(OverBudget);
-                resp
+            .map_err(|failure| {
+                tracing::debug!(function = %name, request_id = %self.request_id, error = %failure, "invocation failed");
+                Reject::invoke(name, failure)
             })?;
-        let out = result
-            .map_err(|e| {
-                tracing::debug!(function = %name, request_id = %self.request_id, error = %e, "invocation failed");
-                respond::invoke_error(name, &e)
-            })?;
-        map_response(&out.payload).map_err(|e| respond::bad_function_response(&e.to_string()))
+        map_response(&out.payload).map_err(|e| Reject::BadFunctionResponse(e.to_string()))
     }
 }
 
@@ -488,7 +435,7 @@ fn request_view<'a>(
 /// Reads a body of at most `limit` bytes (413 past it, without buffering
 /// more), arriving no slower than the policy allows (408 otherwise: the
 /// allowance is `grace` plus one second per `min_rate` bytes received).
-async fn read_body<B>(body: B, limit: u64, policy: BodyPolicy) -> Result<Bytes, Response<Bytes>>
+async fn read_body<B>(body: B, limit: u64, policy: BodyPolicy) -> Result<Bytes, Reject>
 where
     B: hyper::body::Body<Data = Bytes>,
     B::Error: std::error::Error + Send + Sync + 'static,
@@ -500,53 +447,16 @@ where
         let allowance =
             policy.grace + Duration::from_secs_f64(buf.len() as f64 / policy.min_rate as f64);
         let frame = match tokio::time::timeout_at(started + allowance, body.frame()).await {
-            Err(_) => {
-                return Err(respond::message(
-                    StatusCode::REQUEST_TIMEOUT,
-                    "Request Timeout: the body arrived too slowly",
-                ))
-            }
+            Err(_) => return Err(Reject::SlowBody),
             Ok(None) => return Ok(buf.freeze()),
-            Ok(Some(Err(_))) => {
-                return Err(respond::bad_request("could not read the request body"))
-            }
+            Ok(Some(Err(_))) => return Err(Reject::Unreadable("could not read the request body")),
             Ok(Some(Ok(frame))) => frame,
         };
         if let Ok(data) = frame.into_data() {
             if (buf.len() + data.len()) as u64 > limit {
-                return Err(respond::too_large(limit));
+                return Err(Reject::TooLarge { limit });
             }
             buf.extend_from_slice(&data);
         }
     }
-}
-
-/// The firewall's block, as the client sees it.
-fn block_response(verdict: Verdict) -> Response<Bytes> {
-    let Verdict::Block {
-        rule,
-        status,
-        body,
-        content_type,
-        headers,
-        retry_after,
-    } = verdict
-    else {
-        return respond::message(StatusCode::FORBIDDEN, "Forbidden");
-    };
-    tracing::debug!(rule = %rule, status, "firewall blocked a request");
-    let mut resp = Response::new(body);
-    *resp.status_mut() = StatusCode::from_u16(status).unwrap_or(StatusCode::FORBIDDEN);
-    for (name, value) in headers.iter() {
-        resp.headers_mut().append(name.clone(), value.clone());
-    }
-    if let Ok(v) = HeaderValue::from_str(&content_type) {
-        resp.headers_mut().insert(header::CONTENT_TYPE, v);
-    }
-    if let Some(wait) = retry_after {
-        let secs = wait.as_secs_f64().ceil().max(1.0) as u64;
-        resp.headers_mut()
-            .insert(header::RETRY_AFTER, HeaderValue::from(secs));
-    }
-    resp
 }

@@ -1,8 +1,8 @@
 //! The glue between durable queues and functions: config into queue
 //! settings and event-source mappings, and the [`Invoker`] the pollers call,
-//! which goes through the scheduler and billing like every other invocation
-//! (a function at its concurrency limit, or over budget, is `Throttled`, so
-//! the batch waits in the queue instead of being dropped).
+//! which goes through the edge's [`Invoke`] like every other invocation (a
+//! function at its concurrency limit, or over budget, is `Throttled`, so the
+//! batch waits in the queue instead of being dropped).
 
 use std::future::Future;
 use std::pin::Pin;
@@ -12,9 +12,9 @@ use bytes::Bytes;
 use levee_config::{Config, EventSourceConfig, QueueConfig};
 use levee_queue::model::{QueueSettings, Redrive};
 use levee_queue::{EventSource, InvokeResult, Invoker};
-use levee_runtime::{InvokeError, InvokeRequest, Scheduler};
+use levee_runtime::{InvokeRequest, Scheduler};
 
-use crate::billing::{self, Billing};
+use crate::invocation::{Fault, Invoke, Tags};
 
 /// `[queues.NAME]` as the queue store's settings.
 pub fn settings(q: &QueueConfig) -> QueueSettings {
@@ -61,13 +61,13 @@ pub fn event_sources(sources: &[EventSourceConfig]) -> Vec<EventSource> {
 #[derive(Debug)]
 pub struct FunctionInvoker {
     scheduler: Arc<Scheduler>,
-    billing: Option<Arc<Billing>>,
+    invoker: Arc<dyn Invoke>,
 }
 
 impl FunctionInvoker {
-    /// Through `scheduler`, metered and budgeted by `billing`.
-    pub fn new(scheduler: Arc<Scheduler>, billing: Option<Arc<Billing>>) -> Arc<Self> {
-        Arc::new(Self { scheduler, billing })
+    /// The functions of `scheduler`, run through `invoker`.
+    pub fn new(scheduler: Arc<Scheduler>, invoker: Arc<dyn Invoke>) -> Arc<Self> {
+        Arc::new(Self { scheduler, invoker })
     }
 }
 
@@ -87,17 +87,13 @@ impl Invoker for FunctionInvoker {
                 payload,
                 client_context: None,
             };
-            let Ok(result) =
-                billing::invoke(self.billing.as_deref(), handle, request, None, None).await
-            else {
-                // Over budget: the batch waits in the queue like a throttle.
-                return InvokeResult::Throttled;
-            };
-            match result {
+            match self.invoker.invoke(handle, request, Tags::default()).await {
                 Ok(out) => InvokeResult::Ok(out.payload),
-                Err(InvokeError::Throttled(_)) => InvokeResult::Throttled,
-                Err(InvokeError::Unavailable(_)) => InvokeResult::Unavailable,
-                Err(_) => InvokeResult::FunctionError,
+                Err(failure) => match failure.fault() {
+                    Fault::Limit => InvokeResult::Throttled,
+                    Fault::Platform => InvokeResult::Unavailable,
+                    Fault::Function => InvokeResult::FunctionError,
+                },
             }
         })
     }

@@ -1,14 +1,145 @@
 //! Every response the edge makes up itself (as opposed to mapping a function's
-//! answer) is built here, so the public text of each failure lives in one
-//! place and never carries platform internals.
+//! answer) is built here, from a [`Reject`], so the public text of each
+//! failure lives in one place and never carries platform internals.
+
+use std::time::Duration;
 
 use bytes::Bytes;
 use http::{header, HeaderValue, Response, StatusCode};
 use levee_runtime::InvokeError;
 use serde_json::json;
 
+use crate::billing::Refusal;
+use crate::invocation::InvokeFailure;
+use crate::reject::{Block, Reject};
+
 /// Seconds a throttled client is told to wait.
 pub const RETRY_AFTER_SECS: u32 = 1;
+
+/// The answer for `reject`.
+pub fn reject(reject: Reject) -> Response<Bytes> {
+    match reject {
+        Reject::Malformed {
+            status,
+            message: text,
+        } => message(status, text),
+        Reject::Firewall(block) => blocked(block),
+        Reject::NotFound => message(StatusCode::NOT_FOUND, "Not Found"),
+        Reject::Throttled { limit, route, wait } => {
+            let secs = retry_secs(wait);
+            let mut body = json!({
+                "message": "Too Many Requests",
+                "limit": limit,
+                "retry_after_seconds": secs,
+            });
+            if let Some(route) = route {
+                body["route"] = route.into();
+            }
+            with_retry_after(json(StatusCode::TOO_MANY_REQUESTS, &body), secs)
+        }
+        Reject::Forbidden => message(StatusCode::FORBIDDEN, "Forbidden"),
+        Reject::QuotaExhausted {
+            quota,
+            resets_at,
+            now,
+        } => with_retry_after(
+            json(
+                StatusCode::TOO_MANY_REQUESTS,
+                &json!({
+                    "message": "Limit Exceeded: the API key's quota is exhausted",
+                    "limit": "plan.quota",
+                    "quota": quota,
+                    "resets_at": rfc3339(resets_at),
+                }),
+            ),
+            (resets_at - now).max(1) as u64,
+        ),
+        Reject::TooLarge { limit } => json(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            &json!({ "message": "Request Entity Too Large", "limit_bytes": limit }),
+        ),
+        Reject::SlowBody => message(
+            StatusCode::REQUEST_TIMEOUT,
+            "Request Timeout: the body arrived too slowly",
+        ),
+        Reject::Unreadable(text) => message(StatusCode::BAD_REQUEST, text),
+        Reject::Invoke {
+            function,
+            failure: InvokeFailure::OverBudget(refusal),
+        } => {
+            tracing::debug!(function = %function, "over budget");
+            over_budget(refusal)
+        }
+        Reject::Invoke {
+            function,
+            failure: InvokeFailure::Failed(e),
+        } => invoke_error(&function, &e),
+        Reject::BadFunctionResponse(detail) => json(
+            StatusCode::BAD_GATEWAY,
+            &json!({
+                "message": "Bad Gateway",
+                "errorType": "Function.InvalidResponse",
+                "errorMessage": detail,
+            }),
+        ),
+        Reject::QueueFull => with_retry_after(
+            message(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "Service Unavailable: the route's queue is full",
+            ),
+            u64::from(RETRY_AFTER_SECS),
+        ),
+        Reject::QueueRefused(text) => message(StatusCode::BAD_REQUEST, &text),
+        Reject::QueueFailed => message(StatusCode::INTERNAL_SERVER_ERROR, "Internal Server Error"),
+    }
+}
+
+/// Whole seconds to wait, at least 1.
+fn retry_secs(wait: Duration) -> u64 {
+    wait.as_secs_f64().ceil().max(1.0) as u64
+}
+
+fn with_retry_after(mut resp: Response<Bytes>, secs: u64) -> Response<Bytes> {
+    resp.headers_mut()
+        .insert(header::RETRY_AFTER, HeaderValue::from(secs));
+    resp
+}
+
+/// A firewall rule's block, as the rule wrote it.
+fn blocked(block: Block) -> Response<Bytes> {
+    tracing::debug!(rule = %block.rule, status = block.status, "firewall blocked a request");
+    let mut resp = Response::new(block.body);
+    *resp.status_mut() = StatusCode::from_u16(block.status).unwrap_or(StatusCode::FORBIDDEN);
+    for (name, value) in block.headers.iter() {
+        resp.headers_mut().append(name.clone(), value.clone());
+    }
+    if let Ok(v) = HeaderValue::from_str(&block.content_type) {
+        resp.headers_mut().insert(header::CONTENT_TYPE, v);
+    }
+    match block.retry_after {
+        Some(wait) => with_retry_after(resp, retry_secs(wait)),
+        None => resp,
+    }
+}
+
+/// A budget's refusal: 503 for `stop`, 429 for `throttle`, with JSON naming
+/// the budget and when it resets.
+fn over_budget(refusal: Refusal) -> Response<Bytes> {
+    let mut resp = Response::new(Bytes::from(refusal.body));
+    *resp.status_mut() = refusal.status;
+    resp.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    with_retry_after(resp, refusal.retry_after_secs)
+}
+
+/// Unix seconds as RFC 3339 UTC, for quota resets.
+pub(crate) fn rfc3339(unix: i64) -> String {
+    chrono::DateTime::from_timestamp(unix, 0)
+        .map(|t| t.format("%Y-%m-%dT%H:%M:%SZ").to_string())
+        .unwrap_or_default()
+}
 
 /// A JSON response with `status`.
 pub fn json(status: StatusCode, body: &serde_json::Value) -> Response<Bytes> {
@@ -26,28 +157,10 @@ pub fn message(status: StatusCode, text: &str) -> Response<Bytes> {
     json(status, &json!({ "message": text }))
 }
 
-/// 404 for a request that matches no route.
-pub fn not_found() -> Response<Bytes> {
-    message(StatusCode::NOT_FOUND, "Not Found")
-}
-
-/// 413 for a body over the route's limit.
-pub fn too_large(limit: u64) -> Response<Bytes> {
-    json(
-        StatusCode::PAYLOAD_TOO_LARGE,
-        &json!({ "message": "Request Entity Too Large", "limit_bytes": limit }),
-    )
-}
-
-/// 400 for a request the edge cannot read.
-pub fn bad_request(text: &str) -> Response<Bytes> {
-    message(StatusCode::BAD_REQUEST, text)
-}
-
 /// The response for an invocation that failed, by kind:
 /// throttled 429 (with `Retry-After` and the limit that was hit), timeout 504,
 /// everything the function or its instance did wrong 502, platform trouble 503.
-pub fn invoke_error(function: &str, err: &InvokeError) -> Response<Bytes> {
+fn invoke_error(function: &str, err: &InvokeError) -> Response<Bytes> {
     match err {
         InvokeError::Throttled(limit) => {
             let mut resp = json(
@@ -84,18 +197,6 @@ pub fn invoke_error(function: &str, err: &InvokeError) -> Response<Bytes> {
             }),
         ),
     }
-}
-
-/// 502 for a function answer that breaks the payload 2.0 response rules.
-pub fn bad_function_response(detail: &str) -> Response<Bytes> {
-    json(
-        StatusCode::BAD_GATEWAY,
-        &json!({
-            "message": "Bad Gateway",
-            "errorType": "Function.InvalidResponse",
-            "errorMessage": detail,
-        }),
-    )
 }
 
 #[cfg(test)]

@@ -3,17 +3,17 @@
 //! buckets. Built from config; replaced whole on reload (SIGHUP or the admin
 //! API) without touching connections. The decisions themselves live in
 //! `levee-shield`; this module only feeds them requests and turns their
-//! verdicts into responses.
+//! verdicts into [`Reject`]s.
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
-use bytes::Bytes;
-use http::{header, HeaderValue, Response, StatusCode};
 use levee_config::Config;
 use levee_shield::bucket::TokenBucket;
-use levee_shield::firewall::{Firewall, FirewallError};
+use levee_shield::firewall::{Firewall, FirewallError, Verdict};
+
+use crate::reject::{Block, Reject};
 
 /// Rate-based-rule state and token buckets start over on reload, as AWS WAF's
 /// do when rules are edited.
@@ -23,15 +23,6 @@ pub struct Shield {
     pub firewall: Option<Firewall>,
     account: Option<TokenBucket>,
     routes: HashMap<String, TokenBucket>,
-}
-
-/// Which throttle refused a request.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Throttled {
-    /// `[throttle]`, the account-wide bucket.
-    Account(Duration),
-    /// The route's `throttle`.
-    Route(Duration),
 }
 
 impl Shield {
@@ -55,12 +46,17 @@ impl Shield {
     }
 
     /// Takes a token from the account bucket, then the route's.
-    pub fn throttle(&self, route_key: &str, now: Instant) -> Result<(), Throttled> {
+    pub fn throttle(&self, route_key: &str, now: Instant) -> Result<(), Reject> {
+        let refuse = |limit, wait| Reject::Throttled {
+            limit,
+            route: Some(route_key.to_string()),
+            wait,
+        };
         if let Some(b) = &self.account {
-            b.try_take(now).map_err(Throttled::Account)?;
+            b.try_take(now).map_err(|w| refuse("throttle", w))?;
         }
         if let Some(b) = self.routes.get(route_key) {
-            b.try_take(now).map_err(Throttled::Route)?;
+            b.try_take(now).map_err(|w| refuse("routes.throttle", w))?;
         }
         Ok(())
     }
@@ -87,23 +83,24 @@ impl ShieldHandle {
     }
 }
 
-/// 429 for a throttled request, naming the bucket.
-pub fn throttled_response(t: Throttled, route_key: &str) -> Response<Bytes> {
-    let (limit, wait) = match t {
-        Throttled::Account(w) => ("throttle", w),
-        Throttled::Route(w) => ("routes.throttle", w),
-    };
-    let secs = wait.as_secs_f64().ceil().max(1.0) as u64;
-    let mut resp = crate::respond::json(
-        StatusCode::TOO_MANY_REQUESTS,
-        &serde_json::json!({
-            "message": "Too Many Requests",
-            "limit": limit,
-            "route": route_key,
-            "retry_after_seconds": secs,
-        }),
-    );
-    resp.headers_mut()
-        .insert(header::RETRY_AFTER, HeaderValue::from(secs));
-    resp
+/// The firewall's verdict as a stage's result: a block stops the request.
+pub fn admit(verdict: Verdict) -> Result<Verdict, Reject> {
+    match verdict {
+        Verdict::Block {
+            rule,
+            status,
+            body,
+            content_type,
+            headers,
+            retry_after,
+        } => Err(Reject::Firewall(Block {
+            rule,
+            status,
+            body,
+            content_type,
+            headers,
+            retry_after,
+        })),
+        go_on => Ok(go_on),
+    }
 }

@@ -69,8 +69,11 @@ pub enum Decision {
     /// A request body slower than the minimum rate.
     SlowClient,
     /// A request the edge refuses as HTTP (CONNECT/TRACE, an unmet
-    /// `Expect`, a bad transfer coding, too many headers).
+    /// `Expect`, a bad transfer coding, too many headers), or whose body or
+    /// event it cannot read.
     Malformed,
+    /// An async route's queue is full (503).
+    QueueFull,
 }
 
 impl Decision {
@@ -87,6 +90,7 @@ impl Decision {
             Decision::SlowClient => "slow_client",
             Decision::TooLarge => "too_large",
             Decision::Malformed => "malformed",
+            Decision::QueueFull => "queue_full",
         }
     }
 }

@@ -16,7 +16,7 @@ use bytes::Bytes;
 use http_body_util::{BodyExt, Limited};
 use levee_runtime::{function_arn, FunctionHandle, InvokeError, InvokeRequest};
 
-use crate::billing::{self, Billing};
+use crate::invocation::{Fault, Invoke, InvokeFailure, Tags};
 use serde_json::json;
 
 use super::AdminState;
@@ -162,26 +162,23 @@ pub(super) async fn invoke(
             let Ok(permit) = Arc::clone(&state.events).try_acquire_owned() else {
                 return throttled("ConcurrentInvocationLimitExceeded");
             };
-            let billing = state.billing.clone();
+            let invoker = Arc::clone(&state.invoker);
             tokio::spawn(async move {
-                run_event(billing, &function, req).await;
+                run_event(&*invoker, &function, req).await;
                 drop(permit);
             });
             StatusCode::ACCEPTED.into_response()
         }
-        _ => match billing::invoke(state.billing.as_deref(), &function, req, None, None)
-            .await
-            .ok()
-        {
-            None => throttled("BudgetExceeded"),
-            Some(Ok(out)) => payload_response(StatusCode::OK, out.payload),
-            Some(Err(InvokeError::Throttled(limit))) => throttled(limit.reason()),
-            Some(Err(InvokeError::Unavailable(_))) => service_error(
+        _ => match state.invoker.invoke(&function, req, Tags::default()).await {
+            Ok(out) => payload_response(StatusCode::OK, out.payload),
+            Err(InvokeFailure::OverBudget(_)) => throttled("BudgetExceeded"),
+            Err(InvokeFailure::Failed(InvokeError::Throttled(limit))) => throttled(limit.reason()),
+            Err(InvokeFailure::Failed(InvokeError::Unavailable(_))) => service_error(
                 StatusCode::INTERNAL_SERVER_ERROR,
                 "ServiceException",
                 "the function could not be started",
             ),
-            Some(Err(e)) => {
+            Err(InvokeFailure::Failed(e)) => {
                 let mut r = payload_response(StatusCode::OK, e.to_error_document());
                 r.headers_mut().insert(
                     "x-amz-function-error",
@@ -206,34 +203,31 @@ pub(super) async fn invoke(
 /// throttles retry with backoff from 1 s (Lambda keeps trying for hours;
 /// here [`EVENT_THROTTLE_ATTEMPTS`] attempts), function errors are retried
 /// [`EVENT_ERROR_RETRIES`] times after 1 s and 2 s (Lambda: 1 and 2 minutes).
-async fn run_event(billing: Option<Arc<Billing>>, function: &FunctionHandle, req: InvokeRequest) {
+async fn run_event(invoker: &dyn Invoke, function: &FunctionHandle, req: InvokeRequest) {
     let name = &function.config().name;
     let (mut throttles, mut errors) = (0u32, 0u32);
     loop {
-        // A budget refusal waits like a throttle: queued work waits.
-        let result = billing::invoke(billing.as_deref(), function, req.clone(), None, None)
-            .await
-            .ok()
-            .unwrap_or(Err(InvokeError::Throttled(levee_runtime::Limit::Account {
-                limit: 0,
-            })));
-        match result {
+        let failure = match invoker.invoke(function, req.clone(), Tags::default()).await {
             Ok(_) => return,
-            Err(InvokeError::Throttled(_)) if throttles + 1 < EVENT_THROTTLE_ATTEMPTS => {
+            Err(failure) => failure,
+        };
+        match failure.fault() {
+            // A throttle or a budget: queued work waits, with a back-off.
+            _ if failure.may_succeed_later() && throttles + 1 < EVENT_THROTTLE_ATTEMPTS => {
                 throttles += 1;
                 tokio::time::sleep(Duration::from_secs(1 << (throttles - 1))).await;
             }
-            Err(e @ InvokeError::Throttled(_)) | Err(e @ InvokeError::Unavailable(_)) => {
-                tracing::warn!(function = %name, request_id = %req.request_id, error = %e, "event invocation dropped");
+            Fault::Limit | Fault::Platform => {
+                tracing::warn!(function = %name, request_id = %req.request_id, error = %failure, "event invocation dropped");
                 return;
             }
-            Err(e) if errors < EVENT_ERROR_RETRIES => {
+            Fault::Function if errors < EVENT_ERROR_RETRIES => {
                 errors += 1;
-                tracing::info!(function = %name, request_id = %req.request_id, error = %e, attempt = errors + 1, "retrying event invocation");
+                tracing::info!(function = %name, request_id = %req.request_id, error = %failure, attempt = errors + 1, "retrying event invocation");
                 tokio::time::sleep(Duration::from_secs(u64::from(errors))).await;
             }
-            Err(e) => {
-                tracing::warn!(function = %name, request_id = %req.request_id, error = %e, "event invocation failed after retries");
+            Fault::Function => {
+                tracing::warn!(function = %name, request_id = %req.request_id, error = %failure, "event invocation failed after retries");
                 return;
             }
         }

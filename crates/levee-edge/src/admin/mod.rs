@@ -23,6 +23,7 @@ use tokio::sync::Semaphore;
 use crate::billing::Billing;
 use crate::cache::{EdgeCache, Purge};
 use crate::clock::Clock;
+use crate::invocation::Invoke;
 use crate::shield::ShieldHandle;
 use axum::extract::RawQuery;
 use error::AdminError;
@@ -44,6 +45,7 @@ pub(crate) struct AdminState {
     pub(crate) clock: Clock,
     pub(crate) cache: Arc<EdgeCache>,
     pub(crate) billing: Option<Arc<Billing>>,
+    pub(crate) invoker: Arc<dyn Invoke>,
     pub(crate) queues: Arc<Queues>,
     pub(crate) base_url: Arc<str>,
     token: Arc<str>,
@@ -65,8 +67,10 @@ pub struct Admin {
     pub clock: Clock,
     /// The edge cache, for stats and purges.
     pub cache: Arc<EdgeCache>,
-    /// Meters and budgets, unless metering is off.
+    /// Meters and budgets, unless metering is off (for costs and budgets).
     pub billing: Option<Arc<Billing>>,
+    /// How the Invoke API runs functions: the edge's own invoker.
+    pub invoker: Arc<dyn Invoke>,
     /// Durable queues, served with the SQS JSON protocol on `POST /`.
     pub queues: Arc<Queues>,
     /// This listener's own URL (`http://host:port`), for queue URLs.
@@ -97,6 +101,7 @@ pub fn router(admin: Admin) -> axum::Router {
         clock: admin.clock,
         cache: admin.cache,
         billing: admin.billing,
+        invoker: admin.invoker,
         queues: Arc::clone(&admin.queues),
         base_url: Arc::from(admin.base_url.as_str()),
         token: Arc::from(admin.token),
