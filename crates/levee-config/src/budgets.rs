@@ -11,6 +11,7 @@
 use serde::Deserialize;
 
 use crate::problems::{Found, KeyPath};
+use levee_common::name::BudgetName;
 
 /// Lambda's x86 list price per million requests (us-east-1).
 pub const DEFAULT_PER_MILLION_REQUESTS: f64 = 0.20;
@@ -31,9 +32,6 @@ pub const MAX_LIMIT: f64 = 1e9;
 pub const MAX_THROTTLE_RPS: f64 = 1e6;
 /// Longest webhook URL.
 pub const MAX_WEBHOOK_LEN: usize = 2048;
-/// Longest budget name (identifier-like: it appears in paths, metric labels
-/// and CLIs).
-const MAX_BUDGET_NAME: usize = 64;
 /// Highest price accepted per unit; a bigger number is a typo and would make
 /// every budget fire on the first request.
 const MAX_PRICE: f64 = 1e6;
@@ -408,16 +406,8 @@ pub(crate) fn budget(
     function_names: &[String],
     found: &mut Found,
 ) -> Budget {
-    if name.is_empty()
-        || name.len() > MAX_BUDGET_NAME
-        || !name
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
-    {
-        found.push(
-            KeyPath::default(),
-            format!("budget names are 1 to {MAX_BUDGET_NAME} characters of A-Z a-z 0-9 _ -"),
-        );
+    if let Err(e) = BudgetName::parse(name) {
+        found.push(KeyPath::default(), e.to_string());
     }
     let scope = scope(raw.scope, function_names, found);
     if !(raw.limit.is_finite() && raw.limit > 0.0 && raw.limit <= MAX_LIMIT) {

@@ -17,9 +17,9 @@ use serde::Deserialize;
 use crate::model::{Function, RuntimeKind};
 use crate::problems::{Found, KeyPath};
 use crate::values::{listing, resolve, RawSize};
+use levee_common::name::FunctionName;
 use levee_common::{parse_duration, parse_size};
 
-const MAX_FUNCTION_NAME_LEN: usize = 64;
 const DEFAULT_MEMORY_MB: u32 = 128;
 const MEMORY_MB: RangeInclusive<u32> = 128..=10_240;
 const DEFAULT_TIMEOUT: Duration = Duration::from_secs(3);
@@ -75,20 +75,11 @@ pub(crate) struct RawFunction {
     max_body: Option<RawSize>,
 }
 
-fn valid_function_name(name: &str) -> bool {
-    (1..=MAX_FUNCTION_NAME_LEN).contains(&name.len())
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
-}
-
-/// Checks a function's name (its table key); problems are on the table.
+/// Checks a function's name (its table key) by [`FunctionName`]'s rule;
+/// problems are on the table.
 pub(crate) fn name(name: &str, found: &mut Found) {
-    if !valid_function_name(name) {
-        found.push(
-            KeyPath::default(),
-            format!("a function name must be 1 to {MAX_FUNCTION_NAME_LEN} characters of A-Z, a-z, 0-9, `_` and `-`"),
-        );
+    if let Err(e) = FunctionName::parse(name) {
+        found.push(KeyPath::default(), e.to_string());
     }
 }
 

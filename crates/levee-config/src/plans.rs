@@ -10,10 +10,8 @@ use serde::Deserialize;
 
 use crate::guard::{self, Throttle};
 use crate::problems::{Found, KeyPath};
+use levee_common::name::PlanName;
 
-/// Longest plan name (API Gateway's usage plan names are free text; Levee
-/// keeps them identifier-like so they can appear in paths and CLIs).
-const MAX_PLAN_NAME: usize = 64;
 /// Most plans in a config file.
 const MAX_PLANS: usize = 1000;
 
@@ -131,16 +129,8 @@ fn limits(
 /// Validates one plan; `route_keys` are the configured routes' keys, which
 /// overrides must name.
 pub(crate) fn plan(name: &str, raw: RawPlan, route_keys: &[String], found: &mut Found) -> Plan {
-    if name.is_empty()
-        || name.len() > MAX_PLAN_NAME
-        || !name
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
-    {
-        found.push(
-            KeyPath::default(),
-            format!("plan names are 1 to {MAX_PLAN_NAME} characters of A-Z a-z 0-9 _ -"),
-        );
+    if let Err(e) = PlanName::parse(name) {
+        found.push(KeyPath::default(), e.to_string());
     }
     let base = limits(raw.throttle, raw.quota, found);
     let mut routes = BTreeMap::new();

@@ -11,10 +11,9 @@ use serde::Deserialize;
 
 use crate::problems::{Found, KeyPath};
 use crate::values::{checked_size, RawSize};
+use levee_common::name::QueueName;
 use levee_common::{format_duration, parse_duration};
 
-/// Longest queue name (SQS's).
-const MAX_QUEUE_NAME: usize = 80;
 /// Most queues in a config file (levee-queue's store limit).
 const MAX_QUEUES: usize = 1000;
 /// Most event-source mappings in a config file.
@@ -155,26 +154,11 @@ fn duration(
     }
 }
 
-/// Whether `name` is a valid queue name.
-pub(crate) fn valid_queue_name(name: &str) -> bool {
-    !name.is_empty()
-        && name.len() <= MAX_QUEUE_NAME
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
-}
-
 /// Validates one queue; `declared` are all queue names in the file (a
 /// dead-letter queue must be one of them).
 pub(crate) fn queue(name: &str, raw: RawQueue, declared: &[String], f: &mut Found) -> QueueConfig {
-    if !valid_queue_name(name) {
-        f.push(
-            KeyPath::default(),
-            format!(
-                "queue names are 1 to {MAX_QUEUE_NAME} characters of A-Z a-z 0-9 _ - \
-                 (FIFO queues are not supported)"
-            ),
-        );
+    if let Err(e) = QueueName::parse(name) {
+        f.push(KeyPath::default(), e.to_string());
     }
     let visibility_timeout = duration(
         "visibility_timeout",
