@@ -1,6 +1,7 @@
-//! `[prices]` and `[budgets.NAME]`: what an invocation costs and how much a
-//! scope (everything, one function, one API key) may spend per UTC day or
-//! month before an alert, a throttle or a stop.
+//! `[prices]`, `[budgets.NAME]` and `[metering]`: what an invocation costs,
+//! how much a scope (everything, one function, one API key) may spend per
+//! UTC day or month before an alert, a throttle or a stop, and whether
+//! meters run at all.
 //!
 //! Owns the shape, defaults and ranges of those tables. Must never meter,
 //! evaluate a budget or contact a webhook — levee-meter does that at run
@@ -9,8 +10,8 @@
 
 use serde::Deserialize;
 
-/// A problem found here: the key under the table, and what is wrong.
-pub(crate) type Found = (String, String);
+use crate::problems::{Found, KeyPath};
+use levee_common::name::BudgetName;
 
 /// Lambda's x86 list price per million requests (us-east-1).
 pub const DEFAULT_PER_MILLION_REQUESTS: f64 = 0.20;
@@ -31,9 +32,6 @@ pub const MAX_LIMIT: f64 = 1e9;
 pub const MAX_THROTTLE_RPS: f64 = 1e6;
 /// Longest webhook URL.
 pub const MAX_WEBHOOK_LEN: usize = 2048;
-/// Longest budget name (identifier-like: it appears in paths, metric labels
-/// and CLIs).
-const MAX_BUDGET_NAME: usize = 64;
 /// Highest price accepted per unit; a bigger number is a typo and would make
 /// every budget fire on the first request.
 const MAX_PRICE: f64 = 1e6;
@@ -138,6 +136,13 @@ impl BudgetPeriod {
     }
 }
 
+/// `[metering]`: `enabled = false` turns meters (and so budgets) off.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawMetering {
+    pub(crate) enabled: Option<bool>,
+}
+
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct RawPrices {
@@ -185,38 +190,31 @@ pub(crate) struct RawBudget {
     webhook: Option<String>,
 }
 
-fn price(key: &str, value: Option<f64>, default: f64, found: &mut Vec<Found>) -> f64 {
+fn price(key: &str, value: Option<f64>, default: f64, found: &mut Found) -> f64 {
     let Some(v) = value else { return default };
     if v.is_finite() && (0.0..=MAX_PRICE).contains(&v) {
         v
     } else {
-        found.push((
-            key.into(),
+        found.push(
+            key,
             format!("must be a price between 0 and {MAX_PRICE}, not {v}"),
-        ));
+        );
         default
     }
 }
 
 /// Validates `[prices]`; a missing key keeps Lambda's list price.
-pub(crate) fn prices(raw: RawPrices) -> (Prices, Vec<Found>) {
+pub(crate) fn prices(raw: RawPrices, found: &mut Found) -> Prices {
     let d = Prices::default();
-    let mut found = Vec::new();
-    let p = Prices {
+    Prices {
         per_million_requests: price(
             "per_million_requests",
             raw.per_million_requests,
             d.per_million_requests,
-            &mut found,
+            found,
         ),
-        per_gb_second: price(
-            "per_gb_second",
-            raw.per_gb_second,
-            d.per_gb_second,
-            &mut found,
-        ),
-    };
-    (p, found)
+        per_gb_second: price("per_gb_second", raw.per_gb_second, d.per_gb_second, found),
+    }
 }
 
 /// Whether a config has too many budgets.
@@ -229,39 +227,39 @@ fn plausible_key_id(id: &str) -> bool {
     id.len() == 20 && id.starts_with("key_") && id.bytes().skip(4).all(|b| b.is_ascii_hexdigit())
 }
 
-fn scope(raw: Option<RawScope>, function_names: &[String], found: &mut Vec<Found>) -> BudgetScope {
+fn scope(raw: Option<RawScope>, function_names: &[String], found: &mut Found) -> BudgetScope {
     let hint = "must be \"all\", { function = \"NAME\" } or { key = \"key_…\" }";
     match raw {
         None => BudgetScope::All,
         Some(RawScope::Word(w)) if w == "all" => BudgetScope::All,
         Some(RawScope::Word(w)) => {
-            found.push(("scope".into(), format!("{hint}, not \"{}\"", short(&w))));
+            found.push("scope", format!("{hint}, not \"{}\"", short(&w)));
             BudgetScope::All
         }
         Some(RawScope::Table(t)) => match (t.function, t.key) {
             (Some(f), None) => {
                 if !function_names.contains(&f) {
-                    found.push((
-                        "scope.function".into(),
+                    found.push(
+                        KeyPath::of("scope").key("function"),
                         format!("no function named \"{}\"", short(&f)),
-                    ));
+                    );
                 }
                 BudgetScope::Function(f)
             }
             (None, Some(k)) => {
                 if !plausible_key_id(&k) {
-                    found.push((
-                        "scope.key".into(),
+                    found.push(
+                        KeyPath::of("scope").key("key"),
                         format!(
                             "\"{}\" is not an API key id (key_ and 16 hex digits; see `levee keys`)",
                             short(&k)
                         ),
-                    ));
+                    );
                 }
                 BudgetScope::Key(k)
             }
             _ => {
-                found.push(("scope".into(), format!("{hint} (exactly one of them)")));
+                found.push("scope", format!("{hint} (exactly one of them)"));
                 BudgetScope::All
             }
         },
@@ -270,23 +268,23 @@ fn scope(raw: Option<RawScope>, function_names: &[String], found: &mut Vec<Found
 
 /// A fraction list: each in (0, 10], distinct, at most [`MAX_ALERTS`];
 /// returned sorted.
-fn fractions(key: &str, raw: Vec<f64>, found: &mut Vec<Found>) -> Vec<f64> {
+fn fractions(key: &str, raw: Vec<f64>, found: &mut Found) -> Vec<f64> {
     if raw.len() > MAX_ALERTS {
-        found.push((key.into(), format!("at most {MAX_ALERTS} thresholds")));
+        found.push(key, format!("at most {MAX_ALERTS} thresholds"));
         return Vec::new();
     }
     let mut out = Vec::with_capacity(raw.len());
     for (i, f) in raw.into_iter().enumerate() {
         if !(f.is_finite() && f > 0.0 && f <= MAX_ALERT_FRACTION) {
-            found.push((
-                format!("{key}[{i}]"),
+            found.push(
+                KeyPath::of(key).index(i),
                 format!(
                     "must be a fraction of the limit above 0 and at most {MAX_ALERT_FRACTION} \
                      (0.8 = 80 %), not {f}"
                 ),
-            ));
+            );
         } else if out.contains(&f) {
-            found.push((format!("{key}[{i}]"), format!("{f} is listed twice")));
+            found.push(KeyPath::of(key).index(i), format!("{f} is listed twice"));
         } else {
             out.push(f);
         }
@@ -295,20 +293,20 @@ fn fractions(key: &str, raw: Vec<f64>, found: &mut Vec<Found>) -> Vec<f64> {
     out
 }
 
-fn action(raw: Option<RawAction>, found: &mut Vec<Found>) -> BudgetAction {
+fn action(raw: Option<RawAction>, found: &mut Found) -> BudgetAction {
     match raw {
         None => BudgetAction::Alert,
         Some(RawAction::Word(w)) => match w.as_str() {
             "alert" => BudgetAction::Alert,
             "stop" => BudgetAction::Stop,
             _ => {
-                found.push((
-                    "action".into(),
+                found.push(
+                    "action",
                     format!(
                         "must be \"alert\", \"stop\" or {{ throttle = N }} (requests/s), not \"{}\"",
                         short(&w)
                     ),
-                ));
+                );
                 BudgetAction::Alert
             }
         },
@@ -318,13 +316,13 @@ fn action(raw: Option<RawAction>, found: &mut Vec<Found>) -> BudgetAction {
             if t.throttle.is_finite() && (slowest..=MAX_THROTTLE_RPS).contains(&t.throttle) {
                 BudgetAction::Throttle { rps: t.throttle }
             } else {
-                found.push((
-                    "action.throttle".into(),
+                found.push(
+                    KeyPath::of("action").key("throttle"),
                     format!(
                         "must be requests per second from one a day ({slowest:.8}) to {MAX_THROTTLE_RPS}, not {}",
                         t.throttle
                     ),
-                ));
+                );
                 BudgetAction::Alert
             }
         }
@@ -406,56 +404,45 @@ pub(crate) fn budget(
     name: &str,
     raw: RawBudget,
     function_names: &[String],
-) -> (Budget, Vec<Found>) {
-    let mut found = Vec::new();
-    if name.is_empty()
-        || name.len() > MAX_BUDGET_NAME
-        || !name
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
-    {
-        found.push((
-            String::new(),
-            format!("budget names are 1 to {MAX_BUDGET_NAME} characters of A-Z a-z 0-9 _ -"),
-        ));
+    found: &mut Found,
+) -> Budget {
+    if let Err(e) = BudgetName::parse(name) {
+        found.push(KeyPath::default(), e.to_string());
     }
-    let scope = scope(raw.scope, function_names, &mut found);
+    let scope = scope(raw.scope, function_names, found);
     if !(raw.limit.is_finite() && raw.limit > 0.0 && raw.limit <= MAX_LIMIT) {
-        found.push((
-            "limit".into(),
+        found.push(
+            "limit",
             format!(
                 "must be an amount above 0 and at most {MAX_LIMIT}, not {}",
                 raw.limit
             ),
-        ));
+        );
     }
     let alerts = fractions(
         "alerts",
         raw.alerts.unwrap_or_else(|| DEFAULT_ALERTS.to_vec()),
-        &mut found,
+        found,
     );
-    let forecast_alerts = fractions("forecast_alerts", raw.forecast_alerts, &mut found);
-    let action = action(raw.action, &mut found);
+    let forecast_alerts = fractions("forecast_alerts", raw.forecast_alerts, found);
+    let action = action(raw.action, found);
     let webhook = raw.webhook.and_then(|w| match check_webhook(&w) {
         Ok(()) => Some(w),
         Err(message) => {
-            found.push(("webhook".into(), message));
+            found.push("webhook", message);
             None
         }
     });
-    (
-        Budget {
-            name: name.to_string(),
-            scope,
-            period: raw.period,
-            limit: raw.limit,
-            alerts,
-            forecast_alerts,
-            action,
-            webhook,
-        },
-        found,
-    )
+    Budget {
+        name: name.to_string(),
+        scope,
+        period: raw.period,
+        limit: raw.limit,
+        alerts,
+        forecast_alerts,
+        action,
+        webhook,
+    }
 }
 
 #[cfg(test)]
@@ -464,6 +451,11 @@ mod tests {
 
     fn raw(text: &str) -> RawBudget {
         toml_edit::de::from_str(text).unwrap()
+    }
+
+    fn budget(name: &str, raw: RawBudget, function_names: &[String]) -> (Budget, Vec<String>) {
+        let (budget, found) = Found::collect(|f| super::budget(name, raw, function_names, f));
+        (budget, found.keys())
     }
 
     fn funcs() -> Vec<String> {
@@ -534,9 +526,8 @@ webhook = "https://example.com/hook"
 "#),
             &funcs(),
         );
-        let keys: Vec<&str> = found.iter().map(|f| f.0.as_str()).collect();
         assert_eq!(
-            keys,
+            found,
             [
                 "",
                 "scope.function",
@@ -564,25 +555,25 @@ webhook = "https://example.com/hook"
             raw("scope = { key = \"alice\" }\nperiod = \"day\"\nlimit = 1"),
             &[],
         );
-        assert_eq!(found[0].0, "scope.key");
+        assert_eq!(found[0], "scope.key");
         let (_, found) = budget(
             "k",
             raw("scope = { key = \"key_0123456789abcdef\", function = \"hello\" }\nperiod = \"day\"\nlimit = 1"),
             &funcs(),
         );
-        assert_eq!(found[0].0, "scope");
+        assert_eq!(found[0], "scope");
         let (_, found) = budget(
             "k",
             raw("scope = \"everything\"\nperiod = \"day\"\nlimit = 1"),
             &[],
         );
-        assert_eq!(found[0].0, "scope");
+        assert_eq!(found[0], "scope");
         let (_, found) = budget(
             "k",
             raw("action = \"halt\"\nperiod = \"day\"\nlimit = 1"),
             &[],
         );
-        assert_eq!(found[0].0, "action");
+        assert_eq!(found[0], "action");
     }
 
     #[test]
@@ -616,16 +607,20 @@ webhook = "https://example.com/hook"
 
     #[test]
     fn prices_default_to_lambda_and_refuse_nonsense() {
-        let (p, found) = prices(RawPrices::default());
+        let (p, found) = Found::collect(|f| prices(RawPrices::default(), f));
         assert!(found.is_empty());
         assert_eq!(p, Prices::default());
         assert_eq!(p.per_million_requests, 0.20);
-        let (p, found) = prices(RawPrices {
-            per_million_requests: Some(f64::NAN),
-            per_gb_second: Some(0.00001),
+        let (p, found) = Found::collect(|f| {
+            prices(
+                RawPrices {
+                    per_million_requests: Some(f64::NAN),
+                    per_gb_second: Some(0.00001),
+                },
+                f,
+            )
         });
-        assert_eq!(found.len(), 1);
-        assert_eq!(found[0].0, "per_million_requests");
+        assert_eq!(found.keys(), ["per_million_requests"]);
         assert_eq!(p.per_million_requests, DEFAULT_PER_MILLION_REQUESTS);
         assert_eq!(p.per_gb_second, 0.00001);
     }

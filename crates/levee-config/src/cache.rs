@@ -13,8 +13,8 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-use crate::guard::Found;
-use crate::load::{checked_size, RawSize};
+use crate::problems::{Found, KeyPath};
+use crate::values::{checked_size, RawSize};
 use levee_common::parse_duration;
 
 /// Longest any TTL or stale window may be: a year. Longer would outlive any
@@ -141,17 +141,17 @@ fn duration(
     text: Option<&str>,
     default: Duration,
     max: Duration,
-    found: &mut Vec<Found>,
+    found: &mut Found,
 ) -> Duration {
     let Some(text) = text else { return default };
     match parse_duration(text) {
         Ok(d) if d <= max => d,
         Ok(_) => {
-            found.push((key.into(), format!("must be at most {max:?}, not `{text}`")));
+            found.push(key, format!("must be at most {max:?}, not `{text}`"));
             default
         }
         Err(e) => {
-            found.push((key.into(), format!("invalid duration: {e}")));
+            found.push(key, format!("invalid duration: {e}"));
             default
         }
     }
@@ -173,20 +173,20 @@ fn names(
     valid: fn(&str) -> bool,
     norm: fn(&str) -> String,
     what: &str,
-    found: &mut Vec<Found>,
+    found: &mut Found,
 ) -> Vec<String> {
     let raw = raw.unwrap_or_default();
     if raw.len() > MAX_KEY_NAMES {
-        found.push((key.into(), format!("at most {MAX_KEY_NAMES} names")));
+        found.push(key, format!("at most {MAX_KEY_NAMES} names"));
         return Vec::new();
     }
     let mut out = BTreeSet::new();
     for (i, name) in raw.iter().enumerate() {
         if name.len() > MAX_NAME_LEN || !valid(name) {
-            found.push((
-                format!("{key}[{i}]"),
+            found.push(
+                KeyPath::of(key).index(i),
                 format!("`{name}` is not a valid {what} (at most {MAX_NAME_LEN} characters)"),
-            ));
+            );
         } else {
             out.insert(norm(name));
         }
@@ -195,21 +195,19 @@ fn names(
 }
 
 /// Validates a route's `cache` table; `None` when `enabled = false`.
-pub(crate) fn cache_policy(raw: RawCachePolicy) -> (Option<CachePolicy>, Vec<Found>) {
+pub(crate) fn cache_policy(raw: RawCachePolicy, f: &mut Found) -> Option<CachePolicy> {
     let d = CachePolicy::default();
-    let mut found = Vec::new();
-    let f = &mut found;
     let min_ttl = duration("min_ttl", raw.min_ttl.as_deref(), d.min_ttl, MAX_TTL, f);
     let default_ttl = duration("ttl", raw.ttl.as_deref(), d.default_ttl, MAX_TTL, f);
     let max_ttl = duration("max_ttl", raw.max_ttl.as_deref(), d.max_ttl, MAX_TTL, f);
     if min_ttl > max_ttl {
-        f.push(("min_ttl".into(), "must not exceed max_ttl".into()));
+        f.push("min_ttl", "must not exceed max_ttl");
     }
     // An unset `ttl` follows the bounds rather than failing against them.
     let default_ttl = match raw.ttl {
         None => default_ttl.clamp(min_ttl, max_ttl.max(min_ttl)),
         Some(_) if !(min_ttl..=max_ttl).contains(&default_ttl) && min_ttl <= max_ttl => {
-            f.push(("ttl".into(), "must be between min_ttl and max_ttl".into()));
+            f.push("ttl", "must be between min_ttl and max_ttl");
             default_ttl
         }
         Some(_) => default_ttl,
@@ -249,14 +247,14 @@ pub(crate) fn cache_policy(raw: RawCachePolicy) -> (Option<CachePolicy>, Vec<Fou
                         out.push(up);
                     }
                 } else {
-                    f.push((
-                        format!("methods[{i}]"),
+                    f.push(
+                        KeyPath::of("methods").index(i),
                         format!("`{m}` cannot be cached; only GET and HEAD can"),
-                    ));
+                    );
                 }
             }
             if out.is_empty() && list.is_empty() {
-                f.push(("methods".into(), "list GET, HEAD or both".into()));
+                f.push("methods", "list GET, HEAD or both");
             }
             out
         }
@@ -300,61 +298,59 @@ pub(crate) fn cache_policy(raw: RawCachePolicy) -> (Option<CachePolicy>, Vec<Fou
         compress: raw.compress.unwrap_or(d.compress),
     };
     let on = raw.enabled.unwrap_or(true);
-    (on.then_some(policy), found)
+    on.then_some(policy)
 }
 
 /// Validates `[cache]`.
-pub(crate) fn cache_settings(raw: RawCacheSettings) -> (CacheSettings, Vec<Found>) {
+pub(crate) fn cache_settings(raw: RawCacheSettings, found: &mut Found) -> CacheSettings {
     let d = CacheSettings::default();
-    let mut found = Vec::new();
-    let settings = CacheSettings {
-        max_bytes: checked_size(
-            "max_bytes",
-            raw.max_bytes,
-            d.max_bytes,
-            STORE_BYTES,
-            &mut found,
-        ),
+    CacheSettings {
+        max_bytes: checked_size("max_bytes", raw.max_bytes, d.max_bytes, STORE_BYTES, found),
         compress_min_bytes: checked_size(
             "compress_min_bytes",
             raw.compress_min_bytes,
             d.compress_min_bytes,
             COMPRESS_MIN,
-            &mut found,
+            found,
         ),
-    };
-    (settings, found)
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn keys(found: &[Found]) -> Vec<&str> {
-        found.iter().map(|f| f.0.as_str()).collect()
+    fn policy(raw: RawCachePolicy) -> (Option<CachePolicy>, Vec<String>) {
+        let (policy, found) = Found::collect(|f| cache_policy(raw, f));
+        (policy, found.keys())
+    }
+
+    fn settings(raw: RawCacheSettings) -> (CacheSettings, Vec<String>) {
+        let (settings, found) = Found::collect(|f| cache_settings(raw, f));
+        (settings, found.keys())
     }
 
     #[test]
     fn an_empty_table_turns_caching_on_with_defaults() {
-        let (p, found) = cache_policy(RawCachePolicy::default());
+        let (p, found) = policy(RawCachePolicy::default());
         assert!(found.is_empty(), "{found:?}");
         assert_eq!(p, Some(CachePolicy::default()));
     }
 
     #[test]
     fn enabled_false_turns_it_off_but_still_validates() {
-        let (p, found) = cache_policy(RawCachePolicy {
+        let (p, found) = policy(RawCachePolicy {
             enabled: Some(false),
             ttl: Some("soon".into()),
             ..RawCachePolicy::default()
         });
         assert_eq!(p, None);
-        assert_eq!(keys(&found), ["ttl"]);
+        assert_eq!(found, ["ttl"]);
     }
 
     #[test]
     fn the_full_example_parses() {
-        let (p, found) = cache_policy(RawCachePolicy {
+        let (p, found) = policy(RawCachePolicy {
             ttl: Some("60s".into()),
             min_ttl: Some("0s".into()),
             max_ttl: Some("1h".into()),
@@ -382,7 +378,7 @@ mod tests {
 
     #[test]
     fn bad_values_name_their_keys() {
-        let (_, found) = cache_policy(RawCachePolicy {
+        let (_, found) = policy(RawCachePolicy {
             ttl: Some("2h".into()),
             max_ttl: Some("1h".into()),
             headers: Some(vec!["bad header".into()]),
@@ -394,7 +390,7 @@ mod tests {
             ..RawCachePolicy::default()
         });
         assert_eq!(
-            keys(&found),
+            found,
             [
                 "ttl",
                 "headers[0]",
@@ -405,25 +401,25 @@ mod tests {
                 "max_object"
             ]
         );
-        let (_, found) = cache_policy(RawCachePolicy {
+        let (_, found) = policy(RawCachePolicy {
             min_ttl: Some("2h".into()),
             max_ttl: Some("1h".into()),
             methods: Some(vec![]),
             query: Some((0..=MAX_KEY_NAMES).map(|i| i.to_string()).collect()),
             ..RawCachePolicy::default()
         });
-        assert_eq!(keys(&found), ["min_ttl", "query", "methods"]);
+        assert_eq!(found, ["min_ttl", "query", "methods"]);
     }
 
     #[test]
     fn an_unset_ttl_follows_the_bounds() {
-        let (p, found) = cache_policy(RawCachePolicy {
+        let (p, found) = policy(RawCachePolicy {
             max_ttl: Some("10s".into()),
             ..RawCachePolicy::default()
         });
         assert!(found.is_empty());
         assert_eq!(p.expect("on").default_ttl, Duration::from_secs(10));
-        let (p, _) = cache_policy(RawCachePolicy {
+        let (p, _) = policy(RawCachePolicy {
             min_ttl: Some("5m".into()),
             ..RawCachePolicy::default()
         });
@@ -432,21 +428,21 @@ mod tests {
 
     #[test]
     fn settings_default_and_bound() {
-        let (s, found) = cache_settings(RawCacheSettings::default());
+        let (s, found) = settings(RawCacheSettings::default());
         assert_eq!(s, CacheSettings::default());
         assert!(found.is_empty());
-        let (s, found) = cache_settings(RawCacheSettings {
+        let (s, found) = settings(RawCacheSettings {
             max_bytes: Some(RawSize::Text("64MiB".into())),
             compress_min_bytes: Some(RawSize::Bytes(0)),
         });
         assert!(found.is_empty());
         assert_eq!(s.max_bytes, 64 << 20);
         assert_eq!(s.compress_min_bytes, 0);
-        let (s, found) = cache_settings(RawCacheSettings {
+        let (s, found) = settings(RawCacheSettings {
             max_bytes: Some(RawSize::Text("17GiB".into())),
             compress_min_bytes: Some(RawSize::Text("lots".into())),
         });
         assert_eq!(s, CacheSettings::default());
-        assert_eq!(keys(&found), ["max_bytes", "compress_min_bytes"]);
+        assert_eq!(found, ["max_bytes", "compress_min_bytes"]);
     }
 }

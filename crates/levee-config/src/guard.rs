@@ -2,13 +2,17 @@
 //! connection guard of each listener), `[client_ip]`
 //! (whose forwarded address to believe) and `[throttle]` (token buckets, also
 //! per route). Raw shapes and their validation; the edge enforces them.
+//!
+//! Must never read the document or the loader's state: it is given raw
+//! shapes and a [`Found`], so every rule here is testable on its own.
 
 use std::ops::RangeInclusive;
 use std::time::Duration;
 
 use serde::Deserialize;
 
-use crate::load::{checked_size, RawSize};
+use crate::problems::{Found, KeyPath};
+use crate::values::{checked_size, RawSize};
 use levee_common::parse_duration;
 
 /// `[limits]` (the edge) or `[admin_limits]` (the admin listener): what one
@@ -134,26 +138,23 @@ pub(crate) struct RawThrottle {
     burst: u32,
 }
 
-/// A problem found here: the key under the section, and what is wrong.
-pub(crate) type Found = (String, String);
-
 fn bounded<T: PartialOrd + Copy + std::fmt::Display>(
     key: &str,
     value: Option<T>,
     default: T,
     range: RangeInclusive<T>,
-    found: &mut Vec<Found>,
+    found: &mut Found,
 ) -> T {
     let v = value.unwrap_or(default);
     if !range.contains(&v) {
-        found.push((
-            key.into(),
+        found.push(
+            key,
             format!(
                 "must be between {} and {}, not {v}",
                 range.start(),
                 range.end()
             ),
-        ));
+        );
         return default;
     }
     v
@@ -164,24 +165,24 @@ fn duration(
     text: Option<&str>,
     default: Duration,
     range: RangeInclusive<Duration>,
-    found: &mut Vec<Found>,
+    found: &mut Found,
 ) -> Duration {
     let Some(text) = text else { return default };
     match parse_duration(text) {
         Ok(d) if range.contains(&d) => d,
         Ok(_) => {
-            found.push((
-                key.into(),
+            found.push(
+                key,
                 format!(
                     "must be between {:?} and {:?}, not `{text}`",
                     range.start(),
                     range.end()
                 ),
-            ));
+            );
             default
         }
         Err(e) => {
-            found.push((key.into(), format!("invalid duration: {e}")));
+            found.push(key, format!("invalid duration: {e}"));
             default
         }
     }
@@ -192,13 +193,13 @@ fn duration(
 const MAX_OPEN_CONNECTIONS: u32 = 19_000;
 
 /// `[limits]`: the edge's connection guard.
-pub(crate) fn limits(raw: RawLimits) -> (Limits, Vec<Found>) {
-    checked_limits(raw, Limits::default())
+pub(crate) fn limits(raw: RawLimits, found: &mut Found) -> Limits {
+    checked_limits(raw, Limits::default(), found)
 }
 
 /// `[admin_limits]`: the admin listener's guard. The same keys as
 /// `[limits]` but for the body rate, which only the edge's pipeline enforces.
-pub(crate) fn admin_limits(raw: RawLimits) -> (Limits, Vec<Found>) {
+pub(crate) fn admin_limits(raw: RawLimits, found: &mut Found) -> Limits {
     let mut unused = Vec::new();
     if raw.body_min_rate.is_some() {
         unused.push("body_min_rate");
@@ -206,33 +207,31 @@ pub(crate) fn admin_limits(raw: RawLimits) -> (Limits, Vec<Found>) {
     if raw.body_grace.is_some() {
         unused.push("body_grace");
     }
-    let (limits, mut found) = checked_limits(raw, Limits::admin_default());
+    let limits = checked_limits(raw, Limits::admin_default(), found);
     for key in unused {
-        found.push((
-            key.into(),
-            "only the edge limits request bodies by rate; set it in [limits]".into(),
-        ));
+        found.push(
+            key,
+            "only the edge limits request bodies by rate; set it in [limits]",
+        );
     }
-    (limits, found)
+    limits
 }
 
 /// Both listeners' connection caps together, checked against the open-file
-/// budget; the problem is reported on `[admin_limits]`.
-pub(crate) fn total_connections(edge: &Limits, admin: &Limits) -> Option<Found> {
+/// budget; the problem is on `max_connections`, relative to `[admin_limits]`.
+pub(crate) fn total_connections(edge: &Limits, admin: &Limits, found: &mut Found) {
     let total = edge.max_connections + admin.max_connections;
-    (total > MAX_OPEN_CONNECTIONS).then(|| {
-        (
-            "max_connections".into(),
+    if total > MAX_OPEN_CONNECTIONS {
+        found.push(
+            "max_connections",
             format!(
                 "[limits] and [admin_limits] together allow {total} connections; at most {MAX_OPEN_CONNECTIONS} (open-file limit)"
             ),
-        )
-    })
+        );
+    }
 }
 
-fn checked_limits(raw: RawLimits, d: Limits) -> (Limits, Vec<Found>) {
-    let mut found = Vec::new();
-    let f = &mut found;
+fn checked_limits(raw: RawLimits, d: Limits, f: &mut Found) -> Limits {
     let max_connections = bounded(
         "max_connections",
         raw.max_connections,
@@ -262,7 +261,7 @@ fn checked_limits(raw: RawLimits, d: Limits) -> (Limits, Vec<Found>) {
         4 * 1024..=16 * 1024 * 1024,
         f,
     );
-    let limits = Limits {
+    Limits {
         max_connections,
         max_connections_per_ip,
         header_timeout: duration(
@@ -310,21 +309,19 @@ fn checked_limits(raw: RawLimits, d: Limits) -> (Limits, Vec<Found>) {
             f,
         ),
         send_buffer,
-    };
-    (limits, found)
+    }
 }
 
 /// Most trusted proxy entries; a list longer than this is a mistake.
 const MAX_TRUSTED_PROXIES: usize = 1024;
 
-pub(crate) fn client_ip(raw: RawClientIp) -> (ClientIp, Vec<Found>) {
-    let mut found = Vec::new();
+pub(crate) fn client_ip(raw: RawClientIp, found: &mut Found) -> ClientIp {
     if raw.trusted_proxies.len() > MAX_TRUSTED_PROXIES {
-        found.push((
-            "trusted_proxies".into(),
+        found.push(
+            "trusted_proxies",
             format!("at most {MAX_TRUSTED_PROXIES} entries"),
-        ));
-        return (ClientIp::default(), found);
+        );
+        return ClientIp::default();
     }
     let mut trusted = Vec::new();
     for (i, text) in raw.trusted_proxies.iter().enumerate() {
@@ -333,37 +330,37 @@ pub(crate) fn client_ip(raw: RawClientIp) -> (ClientIp, Vec<Found>) {
             .or_else(|_| text.parse::<std::net::IpAddr>().map(ipnet::IpNet::from));
         match parsed {
             Ok(net) => trusted.push(net.trunc()),
-            Err(_) => found.push((
-                format!("trusted_proxies[{i}]"),
+            Err(_) => found.push(
+                KeyPath::of("trusted_proxies").index(i),
                 format!("`{text}` is not an IP address or CIDR (e.g. 10.0.0.0/8)"),
-            )),
+            ),
         }
     }
-    (
-        ClientIp {
-            trusted_proxies: trusted,
-        },
-        found,
-    )
+    ClientIp {
+        trusted_proxies: trusted,
+    }
 }
 
-pub(crate) fn throttle(raw: RawThrottle) -> Result<Throttle, Found> {
+/// A token bucket; `None` (and a problem on `rate` or `burst`) when invalid.
+pub(crate) fn throttle(raw: RawThrottle, found: &mut Found) -> Option<Throttle> {
     use levee_shield::bucket::{MAX_RATE, MIN_RATE};
     // The bucket clamps to these bounds; a config outside them is refused
     // rather than silently changed.
     if !(raw.rate.is_finite() && (MIN_RATE..=MAX_RATE).contains(&raw.rate)) {
-        return Err((
-            "rate".into(),
+        found.push(
+            "rate",
             format!(
                 "must be between one request per day ({MIN_RATE:.8}/s) and {MAX_RATE:e}/s, not {}",
                 raw.rate
             ),
-        ));
+        );
+        return None;
     }
     if raw.burst == 0 {
-        return Err(("burst".into(), "must be at least 1".into()));
+        found.push("burst", "must be at least 1");
+        return None;
     }
-    Ok(Throttle {
+    Some(Throttle {
         rate: raw.rate,
         burst: raw.burst,
     })
@@ -375,7 +372,7 @@ mod tests {
 
     #[test]
     fn defaults_hold_and_bad_values_name_their_key() {
-        let (l, found) = limits(RawLimits::default());
+        let (l, found) = Found::collect(|f| limits(RawLimits::default(), f));
         assert_eq!(l, Limits::default());
         assert!(found.is_empty());
         let raw = RawLimits {
@@ -385,10 +382,9 @@ mod tests {
             send_buffer: Some(RawSize::Text("lots".into())),
             ..RawLimits::default()
         };
-        let (_, found) = limits(raw);
-        let keys: Vec<_> = found.iter().map(|f| f.0.as_str()).collect();
+        let (_, found) = Found::collect(|f| limits(raw, f));
         assert_eq!(
-            keys,
+            found.keys(),
             [
                 "max_connections",
                 "max_header_bytes",
@@ -396,68 +392,74 @@ mod tests {
                 "header_timeout"
             ]
         );
-        let (l, found) = limits(RawLimits {
-            send_buffer: Some(RawSize::Bytes(65536)),
-            ..RawLimits::default()
+        let (l, found) = Found::collect(|f| {
+            limits(
+                RawLimits {
+                    send_buffer: Some(RawSize::Bytes(65536)),
+                    ..RawLimits::default()
+                },
+                f,
+            )
         });
-        assert_eq!((l.send_buffer, found.len()), (65536, 0));
-        let (_, found) = limits(RawLimits {
-            send_buffer: Some(RawSize::Text("1KiB".into())),
-            ..RawLimits::default()
+        assert_eq!(l.send_buffer, 65536);
+        assert!(found.is_empty());
+        let (_, found) = Found::collect(|f| {
+            limits(
+                RawLimits {
+                    send_buffer: Some(RawSize::Text("1KiB".into())),
+                    ..RawLimits::default()
+                },
+                f,
+            )
         });
-        assert_eq!(found[0].1, "must be between 4KiB and 16MiB, not 1024 bytes");
+        assert_eq!(
+            found.messages(),
+            ["must be between 4KiB and 16MiB, not 1024 bytes"]
+        );
     }
 
     #[test]
     fn trusted_proxies_parse_cidrs_and_addresses() {
-        let (c, found) = client_ip(RawClientIp {
-            trusted_proxies: vec![
-                "10.0.0.0/8".into(),
-                "::1".into(),
-                "192.168.1.7/24".into(),
-                "nope".into(),
-            ],
+        let (c, found) = Found::collect(|f| {
+            client_ip(
+                RawClientIp {
+                    trusted_proxies: vec![
+                        "10.0.0.0/8".into(),
+                        "::1".into(),
+                        "192.168.1.7/24".into(),
+                        "nope".into(),
+                    ],
+                },
+                f,
+            )
         });
         assert_eq!(c.trusted_proxies.len(), 3);
         assert_eq!(c.trusted_proxies[2].to_string(), "192.168.1.0/24");
+        assert_eq!(found.keys(), ["trusted_proxies[3]"]);
         assert_eq!(
-            found,
-            vec![(
-                "trusted_proxies[3]".to_string(),
-                "`nope` is not an IP address or CIDR (e.g. 10.0.0.0/8)".to_string()
-            )]
+            found.messages(),
+            ["`nope` is not an IP address or CIDR (e.g. 10.0.0.0/8)"]
         );
+    }
+
+    /// The key a refused throttle names, or `None` when it is accepted.
+    fn refused(rate: f64, burst: u32) -> Option<(String, String)> {
+        let (throttle, found) = Found::collect(|f| throttle(RawThrottle { rate, burst }, f));
+        match throttle {
+            Some(_) => None,
+            None => Some((found.keys().remove(0), found.messages()[0].to_owned())),
+        }
     }
 
     #[test]
     fn throttles_need_a_positive_rate_and_burst() {
-        assert!(throttle(RawThrottle {
-            rate: 0.5,
-            burst: 1
-        })
-        .is_ok());
-        assert_eq!(
-            throttle(RawThrottle {
-                rate: 0.0,
-                burst: 1
-            })
-            .unwrap_err()
-            .0,
-            "rate"
-        );
+        assert_eq!(refused(0.5, 1), None);
+        assert_eq!(refused(0.0, 1).unwrap().0, "rate");
         for rate in [f64::NAN, 1e-9, 2e9] {
-            let (key, message) = throttle(RawThrottle { rate, burst: 1 }).unwrap_err();
+            let (key, message) = refused(rate, 1).unwrap();
             assert_eq!(key, "rate");
             assert!(message.contains("one request per day"), "{message}");
         }
-        assert_eq!(
-            throttle(RawThrottle {
-                rate: 1.0,
-                burst: 0
-            })
-            .unwrap_err()
-            .0,
-            "burst"
-        );
+        assert_eq!(refused(1.0, 0).unwrap().0, "burst");
     }
 }

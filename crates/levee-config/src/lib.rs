@@ -10,14 +10,25 @@
 //! `code` directories it names exist), and never panic: a mangled or hostile
 //! file is an ordinary error.
 
+// The loader and what it stands on: where problems are, and their lines.
+mod load;
+mod locate;
+mod problems;
+mod values;
+
+// One module per section of the file, each owning its rules.
 mod budgets;
 mod cache;
-mod error;
+mod firewall;
+mod functions;
 mod guard;
-mod load;
-mod model;
 mod plans;
 mod queues;
+mod routes;
+mod server;
+
+mod error;
+mod model;
 mod route;
 
 pub use budgets::{check_webhook, Budget, BudgetAction, BudgetPeriod, BudgetScope, Prices};

@@ -9,10 +9,9 @@ use std::collections::BTreeMap;
 use serde::Deserialize;
 
 use crate::guard::{self, Throttle};
+use crate::problems::{Found, KeyPath};
+use levee_common::name::PlanName;
 
-/// Longest plan name (API Gateway's usage plan names are free text; Levee
-/// keeps them identifier-like so they can appear in paths and CLIs).
-const MAX_PLAN_NAME: usize = 64;
 /// Most plans in a config file.
 const MAX_PLANS: usize = 1000;
 
@@ -89,29 +88,17 @@ pub(crate) struct RawPlan {
     routes: BTreeMap<String, RawLimits>,
 }
 
-/// A problem: the key segments under the plan, and what is wrong.
-pub(crate) type Found = (Vec<String>, String);
-
-fn at(prefix: &[String], keys: &[&str]) -> Vec<String> {
-    prefix
-        .iter()
-        .cloned()
-        .chain(keys.iter().map(|k| k.to_string()))
-        .collect()
-}
-
+/// A plan's (or one route override's) throttle and quota; keys relative
+/// to the table holding them.
 fn limits(
     throttle: Option<guard::RawThrottle>,
     quota: Option<RawQuota>,
-    prefix: &[String],
-    found: &mut Vec<Found>,
+    found: &mut Found,
 ) -> PlanLimits {
-    let throttle = throttle.and_then(|t| match guard::throttle(t) {
-        Ok(t) => Some(t),
-        Err((key, message)) => {
-            found.push((at(prefix, &["throttle", &key]), message));
-            None
-        }
+    let throttle = throttle.and_then(|t| {
+        let (throttle, problems) = Found::collect(|f| guard::throttle(t, f));
+        found.nest(&KeyPath::of("throttle"), problems);
+        throttle
     });
     let quota = quota.and_then(|q| {
         let max_offset = match q.period {
@@ -120,13 +107,13 @@ fn limits(
             QuotaPeriod::Month => 27,
         };
         if q.limit == 0 {
-            found.push((at(prefix, &["quota", "limit"]), "must be at least 1".into()));
+            found.push(KeyPath::of("quota").key("limit"), "must be at least 1");
             None
         } else if q.offset > max_offset {
-            found.push((
-                at(prefix, &["quota", "offset"]),
+            found.push(
+                KeyPath::of("quota").key("offset"),
                 format!("must be between 0 and {max_offset} for {:?}", q.period),
-            ));
+            );
             None
         } else {
             Some(Quota {
@@ -141,41 +128,30 @@ fn limits(
 
 /// Validates one plan; `route_keys` are the configured routes' keys, which
 /// overrides must name.
-pub(crate) fn plan(name: &str, raw: RawPlan, route_keys: &[String]) -> (Plan, Vec<Found>) {
-    let mut found = Vec::new();
-    if name.is_empty()
-        || name.len() > MAX_PLAN_NAME
-        || !name
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
-    {
-        found.push((
-            Vec::new(),
-            format!("plan names are 1 to {MAX_PLAN_NAME} characters of A-Z a-z 0-9 _ -"),
-        ));
+pub(crate) fn plan(name: &str, raw: RawPlan, route_keys: &[String], found: &mut Found) -> Plan {
+    if let Err(e) = PlanName::parse(name) {
+        found.push(KeyPath::default(), e.to_string());
     }
-    let base = limits(raw.throttle, raw.quota, &[], &mut found);
+    let base = limits(raw.throttle, raw.quota, found);
     let mut routes = BTreeMap::new();
     for (key, r) in raw.routes {
-        let prefix = at(&[], &["routes", &key]);
+        let prefix = KeyPath::of("routes").key(&key);
         if !route_keys.contains(&key) {
-            found.push((
+            found.push(
                 prefix,
                 format!("no route `{key}` (route keys look like \"GET /hello/{{name}}\")"),
-            ));
+            );
             continue;
         }
-        let l = limits(r.throttle, r.quota, &prefix, &mut found);
+        let (l, problems) = Found::collect(|f| limits(r.throttle, r.quota, f));
+        found.nest(&prefix, problems);
         routes.insert(key, l);
     }
-    (
-        Plan {
-            name: name.to_string(),
-            limits: base,
-            routes,
-        },
-        found,
-    )
+    Plan {
+        name: name.to_string(),
+        limits: base,
+        routes,
+    }
 }
 
 /// Whether a config has too many plans.
@@ -189,6 +165,11 @@ mod tests {
 
     fn raw(text: &str) -> RawPlan {
         toml_edit::de::from_str(text).unwrap()
+    }
+
+    fn plan(name: &str, raw: RawPlan, route_keys: &[String]) -> (Plan, Vec<String>) {
+        let (plan, found) = Found::collect(|f| super::plan(name, raw, route_keys, f));
+        (plan, found.keys())
     }
 
     #[test]
@@ -224,15 +205,14 @@ quota = { limit = 1, period = "WEEK", offset = 9 }
 "#),
             &["GET /a".to_string()],
         );
-        let keys: Vec<String> = found.iter().map(|f| f.0.join(".")).collect();
         assert_eq!(
-            keys,
+            found,
             [
                 "",
                 "throttle.rate",
                 "quota.limit",
-                "routes.GET /a.quota.offset",
-                "routes.GET /nope"
+                "routes.\"GET /a\".quota.offset",
+                "routes.\"GET /nope\""
             ]
         );
     }

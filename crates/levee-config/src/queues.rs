@@ -9,11 +9,11 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-use crate::load::{checked_size, RawSize};
+use crate::problems::{Found, KeyPath};
+use crate::values::{checked_size, RawSize};
+use levee_common::name::QueueName;
 use levee_common::{format_duration, parse_duration};
 
-/// Longest queue name (SQS's).
-const MAX_QUEUE_NAME: usize = 80;
 /// Most queues in a config file (levee-queue's store limit).
 const MAX_QUEUES: usize = 1000;
 /// Most event-source mappings in a config file.
@@ -120,14 +120,6 @@ pub(crate) struct RawEventSource {
     report_batch_item_failures: bool,
 }
 
-/// A problem: the key segments under the queue or mapping, and what is
-/// wrong (as in plans.rs).
-pub(crate) type Found = (Vec<String>, String);
-
-fn at(keys: &[&str]) -> Vec<String> {
-    keys.iter().map(|k| k.to_string()).collect()
-}
-
 /// A duration key within `lo..=hi` (whole seconds: SQS counts in seconds).
 fn duration(
     key: &str,
@@ -135,56 +127,39 @@ fn duration(
     default: Duration,
     lo: Duration,
     hi: Duration,
-    found: &mut Vec<Found>,
+    found: &mut Found,
 ) -> Duration {
     let Some(text) = text else { return default };
     match parse_duration(text) {
         Ok(d) if d.subsec_nanos() != 0 => {
-            found.push((at(&[key]), format!("`{text}` must be whole seconds")));
+            found.push(key, format!("`{text}` must be whole seconds"));
             default
         }
         Ok(d) if d >= lo && d <= hi => d,
         Ok(_) => {
-            found.push((
-                at(&[key]),
+            found.push(
+                key,
                 format!(
                     "must be between {} and {}, not `{text}`",
                     format_duration(lo),
                     format_duration(hi)
                 ),
-            ));
+            );
             default
         }
         Err(e) => {
-            found.push((at(&[key]), format!("invalid duration: {e}")));
+            found.push(key, format!("invalid duration: {e}"));
             default
         }
     }
-}
-
-/// Whether `name` is a valid queue name.
-pub(crate) fn valid_queue_name(name: &str) -> bool {
-    !name.is_empty()
-        && name.len() <= MAX_QUEUE_NAME
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
 }
 
 /// Validates one queue; `declared` are all queue names in the file (a
 /// dead-letter queue must be one of them).
-pub(crate) fn queue(name: &str, raw: RawQueue, declared: &[String]) -> (QueueConfig, Vec<Found>) {
-    let mut found = Vec::new();
-    if !valid_queue_name(name) {
-        found.push((
-            Vec::new(),
-            format!(
-                "queue names are 1 to {MAX_QUEUE_NAME} characters of A-Z a-z 0-9 _ - \
-                 (FIFO queues are not supported)"
-            ),
-        ));
+pub(crate) fn queue(name: &str, raw: RawQueue, declared: &[String], f: &mut Found) -> QueueConfig {
+    if let Err(e) = QueueName::parse(name) {
+        f.push(KeyPath::default(), e.to_string());
     }
-    let f = &mut found;
     let visibility_timeout = duration(
         "visibility_timeout",
         raw.visibility_timeout.as_deref(),
@@ -209,49 +184,47 @@ pub(crate) fn queue(name: &str, raw: RawQueue, declared: &[String]) -> (QueueCon
         MAX_RETENTION,
         f,
     );
-    let mut size_found = Vec::new();
     let max_message_size = checked_size(
         "max_message_size",
         raw.max_message_size,
         MAX_MESSAGE_SIZE,
         MIN_MESSAGE_SIZE..=MAX_MESSAGE_SIZE,
-        &mut size_found,
+        f,
     );
-    f.extend(size_found.into_iter().map(|(k, m)| (at(&[&k]), m)));
     let max_messages = match raw.max_messages {
         None => 100_000,
         Some(n) if (1..=MAX_MAX_MESSAGES).contains(&n) => n,
         Some(n) => {
-            f.push((
-                at(&["max_messages"]),
+            f.push(
+                "max_messages",
                 format!("must be between 1 and {MAX_MAX_MESSAGES}, not {n}"),
-            ));
+            );
             100_000
         }
     };
     let dead_letter = raw.dead_letter.and_then(|d| {
         let mut ok = true;
         if d.queue == name {
-            f.push((
-                at(&["dead_letter", "queue"]),
-                "a queue can't be its own dead-letter queue".into(),
-            ));
+            f.push(
+                KeyPath::of("dead_letter").key("queue"),
+                "a queue can't be its own dead-letter queue",
+            );
             ok = false;
         } else if !declared.contains(&d.queue) {
-            f.push((
-                at(&["dead_letter", "queue"]),
+            f.push(
+                KeyPath::of("dead_letter").key("queue"),
                 format!("no queue `{}`; declare it as [queues.{}]", d.queue, d.queue),
-            ));
+            );
             ok = false;
         }
         if !(1..=MAX_RECEIVE_COUNT).contains(&d.max_receive_count) {
-            f.push((
-                at(&["dead_letter", "max_receive_count"]),
+            f.push(
+                KeyPath::of("dead_letter").key("max_receive_count"),
                 format!(
                     "must be between 1 and {MAX_RECEIVE_COUNT}, not {}",
                     d.max_receive_count
                 ),
-            ));
+            );
             ok = false;
         }
         ok.then_some(DeadLetter {
@@ -259,18 +232,15 @@ pub(crate) fn queue(name: &str, raw: RawQueue, declared: &[String]) -> (QueueCon
             max_receive_count: d.max_receive_count,
         })
     });
-    (
-        QueueConfig {
-            name: name.to_string(),
-            visibility_timeout,
-            delay,
-            retention,
-            max_message_size,
-            max_messages,
-            dead_letter,
-        },
-        found,
-    )
+    QueueConfig {
+        name: name.to_string(),
+        visibility_timeout,
+        delay,
+        retention,
+        max_message_size,
+        max_messages,
+        dead_letter,
+    }
 }
 
 /// Validates one mapping. `queues` are the validated queues; `functions`
@@ -282,31 +252,33 @@ pub(crate) fn event_source(
     raw: RawEventSource,
     queues: &BTreeMap<String, QueueConfig>,
     functions: &BTreeMap<String, Duration>,
-) -> (Option<EventSourceConfig>, Vec<Found>) {
-    let mut found = Vec::new();
+    found: &mut Found,
+) -> Option<EventSourceConfig> {
+    // The mapping is valid if checking it found nothing.
+    let before = found.len();
     let queue = queues.get(&raw.queue);
     if queue.is_none() {
-        found.push((
-            at(&["queue"]),
+        found.push(
+            "queue",
             format!(
                 "no queue `{}`; declare it as [queues.{}]",
                 raw.queue, raw.queue
             ),
-        ));
+        );
     }
     let timeout = functions.get(&raw.function);
     if timeout.is_none() {
-        found.push((
-            at(&["function"]),
+        found.push(
+            "function",
             format!("no function `{}` in [functions]", raw.function),
-        ));
+        );
     }
     let batch_size = raw.batch_size.unwrap_or(10);
     if !(1..=MAX_BATCH_SIZE).contains(&batch_size) {
-        found.push((
-            at(&["batch_size"]),
+        found.push(
+            "batch_size",
             format!("must be between 1 and {MAX_BATCH_SIZE}, not {batch_size}"),
-        ));
+        );
     }
     let max_batching_window = duration(
         "max_batching_window",
@@ -314,15 +286,15 @@ pub(crate) fn event_source(
         Duration::ZERO,
         Duration::ZERO,
         MAX_BATCHING_WINDOW,
-        &mut found,
+        found,
     );
     // A batch is in flight for its batching window and then the function's
     // run: a shorter visibility lets its first messages come back into the
     // same batch (AWS asks for the same, with 6x the timeout recommended).
     if let (Some(q), Some(t)) = (queue, timeout) {
         if q.visibility_timeout < *t + max_batching_window {
-            found.push((
-                at(&["queue"]),
+            found.push(
+                "queue",
                 format!(
                     "queue `{}` has visibility_timeout {:?}, less than function `{}`'s \
                      timeout {:?} plus max_batching_window {:?}: a batch would be \
@@ -330,36 +302,32 @@ pub(crate) fn event_source(
                      to at least their sum (6x the timeout is recommended)",
                     q.name, q.visibility_timeout, raw.function, t, max_batching_window
                 ),
-            ));
+            );
         }
     }
     if batch_size > 10 && max_batching_window < Duration::from_secs(1) {
-        found.push((
-            at(&["max_batching_window"]),
-            "must be at least 1s when batch_size is above 10".into(),
-        ));
+        found.push(
+            "max_batching_window",
+            "must be at least 1s when batch_size is above 10",
+        );
     }
     let max_concurrency = raw.max_concurrency.unwrap_or(MIN_CONCURRENCY);
     if !(MIN_CONCURRENCY..=MAX_CONCURRENCY).contains(&max_concurrency) {
-        found.push((
-            at(&["max_concurrency"]),
+        found.push(
+            "max_concurrency",
             format!(
                 "must be between {MIN_CONCURRENCY} and {MAX_CONCURRENCY}, not {max_concurrency}"
             ),
-        ));
+        );
     }
-    let ok = found.is_empty();
-    (
-        ok.then_some(EventSourceConfig {
-            queue: raw.queue,
-            function: raw.function,
-            batch_size,
-            max_batching_window,
-            max_concurrency,
-            report_batch_item_failures: raw.report_batch_item_failures,
-        }),
-        found,
-    )
+    (found.len() == before).then_some(EventSourceConfig {
+        queue: raw.queue,
+        function: raw.function,
+        batch_size,
+        max_batching_window,
+        max_concurrency,
+        report_batch_item_failures: raw.report_batch_item_failures,
+    })
 }
 
 /// Whether a config has too many queues.
@@ -384,8 +352,16 @@ mod tests {
         toml_edit::de::from_str(text).expect("parses")
     }
 
-    fn keys(found: &[Found]) -> Vec<String> {
-        found.iter().map(|f| f.0.join(".")).collect()
+    fn queue(name: &str, raw: RawQueue, declared: &[String]) -> (QueueConfig, Found) {
+        Found::collect(|f| super::queue(name, raw, declared, f))
+    }
+
+    fn event_source(
+        raw: RawEventSource,
+        queues: &BTreeMap<String, QueueConfig>,
+        functions: &BTreeMap<String, Duration>,
+    ) -> (Option<EventSourceConfig>, Found) {
+        Found::collect(|f| super::event_source(raw, queues, functions, f))
     }
 
     #[test]
@@ -438,7 +414,7 @@ dead_letter = { queue = "bad.fifo", max_receive_count = 0 }
             &[],
         );
         assert_eq!(
-            keys(&found),
+            found.keys(),
             [
                 "",
                 "visibility_timeout",
@@ -455,7 +431,7 @@ dead_letter = { queue = "bad.fifo", max_receive_count = 0 }
             raw_queue(r#"dead_letter = { queue = "missing" }"#),
             &["a".to_string()],
         );
-        assert_eq!(keys(&found), ["dead_letter.queue"]);
+        assert_eq!(found.keys(), ["dead_letter.queue"]);
     }
 
     #[test]
@@ -494,8 +470,8 @@ function = "slow""#,
             &functions,
         );
         assert!(es.is_none());
-        assert_eq!(keys(&found), ["queue"]);
-        assert!(found[0].1.contains("less than function `slow`'s timeout"));
+        assert_eq!(found.keys(), ["queue"]);
+        assert!(found.messages()[0].contains("less than function `slow`'s timeout"));
         // Default visibility 30 s: 3 s of run plus 30 s of window is too long.
         let (es, found) = event_source(
             raw_source(
@@ -507,7 +483,10 @@ max_batching_window = "30s""#,
             &functions,
         );
         assert!(es.is_none());
-        assert!(found[0].1.contains("plus max_batching_window"), "{found:?}");
+        assert!(
+            found.messages()[0].contains("plus max_batching_window"),
+            "{found:?}"
+        );
         let (_, found) = event_source(
             raw_source(
                 r#"
@@ -521,7 +500,7 @@ max_concurrency = 1
             &functions,
         );
         assert_eq!(
-            keys(&found),
+            found.keys(),
             [
                 "queue",
                 "function",

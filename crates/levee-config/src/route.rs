@@ -1,3 +1,9 @@
+//! Route keys: API Gateway's `METHOD /path` grammar, its translation to
+//! the router's path syntax, overlap detection, and the [`Route`] model.
+//!
+//! Must never accept two routes the edge's router could not tell apart:
+//! conflicts are whatever matchit refuses.
+
 use std::collections::HashMap;
 use std::fmt;
 

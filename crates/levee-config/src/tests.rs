@@ -667,6 +667,30 @@ fn code_must_be_an_existing_directory() {
     );
 }
 
+/// Staging copies `code` into `data_dir`; a code directory holding the data
+/// dir would copy itself into itself until paths grew too long at start.
+#[test]
+fn a_code_directory_must_not_hold_the_data_dir() {
+    // The default data_dir, `.levee`, sits inside `code = "."`.
+    assert_problem(
+        "[functions.site]\ncommand = [\"x\"]\ncode = \".\"\n",
+        "functions.site.code",
+        Some(3),
+        "holds server.data_dir",
+    );
+    assert_problem(
+        "[server]\ndata_dir = \"src/deep/state\"\n[functions.site]\ncommand = [\"x\"]\ncode = \"src\"\n",
+        "functions.site.code",
+        Some(5),
+        "holds server.data_dir",
+    );
+    // A data dir beside the code directory is fine.
+    assert!(parse(
+        "[server]\ndata_dir = \"state\"\n[functions.site]\ncommand = [\"x\"]\ncode = \"src\"\n"
+    )
+    .is_ok());
+}
+
 #[test]
 fn commands_and_handlers_must_be_usable() {
     assert_problem(

@@ -64,9 +64,7 @@ struct Generator {
 type Shared = Arc<Mutex<ClassStats>>;
 
 fn with<T>(s: &Shared, f: impl FnOnce(&mut ClassStats) -> T) -> T {
-    // A poisoned lock only means another task panicked mid-record; the counts
-    // are still usable.
-    let mut g = s.lock().unwrap_or_else(|p| p.into_inner());
+    let mut g = levee_common::sync::lock(s);
     f(&mut g)
 }
 

@@ -58,7 +58,7 @@ impl ApiKeys {
     }
 
     fn buckets(&self, id: BucketId) -> Arc<KeyedBuckets> {
-        let mut map = self.buckets.lock().unwrap_or_else(|e| e.into_inner());
+        let mut map = levee_common::sync::lock(&self.buckets);
         if map.len() >= MAX_BUCKET_SETS && !map.contains_key(&id) {
             // Stale sets (plans edited many times): start over rather than grow.
             map.clear();

@@ -1,10 +1,13 @@
-//! Wall-clock time for quotas and usage days, with one seam: an offset in
-//! seconds, which only tests set (`LEVEE_CLOCK_OFFSET_SECS`), so a quota's
-//! period boundary can be reached without waiting for midnight.
+//! Wall-clock time for quotas and usage days, read through
+//! `levee_common::clock` like every other crate's, with one seam of its own:
+//! an offset in seconds, which only tests set (`LEVEE_CLOCK_OFFSET_SECS`), so
+//! a quota's period boundary can be reached without waiting for midnight.
 
-use std::time::{SystemTime, UNIX_EPOCH};
+use levee_common::clock::{Clock as _, SystemClock};
 
-/// Unix time plus a fixed offset.
+/// Unix time plus a fixed offset. A plain `Copy` value rather than a
+/// `dyn Clock`: it is read on every request, and the offset is the only
+/// thing tests change.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Clock {
     offset_secs: i64,
@@ -18,10 +21,6 @@ impl Clock {
 
     /// Seconds since the Unix epoch.
     pub fn now(&self) -> i64 {
-        let real = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map(|d| d.as_secs() as i64)
-            .unwrap_or(0);
-        real.saturating_add(self.offset_secs)
+        SystemClock.now_unix().saturating_add(self.offset_secs)
     }
 }

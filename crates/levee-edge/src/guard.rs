@@ -17,6 +17,7 @@ use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
+use levee_common::sync::lock;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::time::{Instant, Sleep};
 
@@ -61,7 +62,7 @@ impl ConnectionGuard {
             self.total.fetch_sub(1, Ordering::AcqRel);
             return Err(Refused::Total);
         }
-        let mut per_ip = self.per_ip.lock().unwrap_or_else(|e| e.into_inner());
+        let mut per_ip = lock(&self.per_ip);
         let n = per_ip.entry(ip).or_insert(0);
         if *n >= self.max_per_ip {
             drop(per_ip);
@@ -90,7 +91,7 @@ pub struct Admitted {
 
 impl Drop for Admitted {
     fn drop(&mut self) {
-        let mut per_ip = self.guard.per_ip.lock().unwrap_or_else(|e| e.into_inner());
+        let mut per_ip = lock(&self.guard.per_ip);
         if let Some(n) = per_ip.get_mut(&self.ip) {
             *n -= 1;
             if *n == 0 {
@@ -372,7 +373,7 @@ mod tests {
             let ip = IpAddr::V4(Ipv4Addr::from(0x7f00_0000 + i));
             drop(g.admit(ip).unwrap());
         }
-        assert!(g.per_ip.lock().unwrap().is_empty());
+        assert!(lock(&g.per_ip).is_empty());
         assert_eq!(g.open(), 0);
     }
 

@@ -26,7 +26,7 @@ use tokio::sync::{Notify, Semaphore};
 
 use crate::budget::AlertKind;
 use crate::model::{BudgetAction, BudgetPeriod, BudgetScope};
-use levee_store::writebehind::lock;
+use levee_common::sync::lock;
 
 /// What is POSTed to a budget's webhook (and logged).
 #[derive(Debug, Clone, PartialEq, Serialize)]

@@ -22,7 +22,7 @@ use crate::budget::{self, utc, AlertKind, BudgetDecision, BudgetStatus, Fired};
 use crate::db::AlertMark;
 use crate::meters::Meters;
 use crate::model::{Budget, BudgetAction, BudgetScope};
-use levee_store::writebehind::lock;
+use levee_common::sync::lock;
 
 #[derive(Debug)]
 struct Entry {

@@ -58,7 +58,8 @@ use crate::error::MeterError;
 use crate::model::{BudgetPeriod, BudgetScope, Prices};
 use crate::period::{bounds, hour_start, DAY};
 use crate::pricing::{cost, invocation_usage, Usage};
-use levee_store::writebehind::{lock, Flusher};
+use levee_common::sync::lock;
+use levee_store::writebehind::Flusher;
 
 /// How often the flusher writes. Half the 1 s window, so a flush that itself
 /// takes up to 500 ms still lands in time.

@@ -33,7 +33,7 @@ use std::time::Duration;
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 
 use crate::error::MeterError;
-use levee_store::writebehind::lock;
+use levee_common::sync::lock;
 
 /// Longest label value; longer ones are replaced by "other".
 pub const MAX_LABEL_LEN: usize = 256;

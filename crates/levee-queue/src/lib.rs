@@ -24,7 +24,6 @@
 //! survive.
 
 pub mod api;
-pub mod clock;
 mod db;
 pub mod digest;
 pub mod error;
@@ -35,8 +34,8 @@ mod queues;
 mod writer;
 
 pub use api::sqs_router;
-pub use clock::{Clock, ManualClock, SystemClock};
 pub use error::QueueError;
+pub use levee_common::clock::{Clock, ManualClock, SystemClock};
 pub use model::{
     AttributeValue, MessageAttribute, MessageAttributes, NewMessage, PeekedMessage, QueueInfo,
     QueueSettings, ReceiveOptions, ReceivedMessage, Redrive, SentMessage,

@@ -9,12 +9,13 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
+use levee_common::name::QueueName;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{quote, QueueError};
 
 /// Longest queue name (SQS's limit).
-pub const MAX_QUEUE_NAME: usize = 80;
+pub const MAX_QUEUE_NAME: usize = QueueName::MAX_LEN;
 /// Most queues in one store; each costs a row and a map entry.
 pub const MAX_QUEUES: usize = 1000;
 /// Largest message (body plus attribute names, types and values): 256 KiB.
@@ -221,17 +222,12 @@ pub fn queue_arn(name: &str) -> String {
     format!("arn:aws:sqs:{REGION}:{ACCOUNT_ID}:{name}")
 }
 
-/// 1..=80 characters of `[A-Za-z0-9_-]`.
+/// 1..=80 characters of `[A-Za-z0-9_-]`: [`QueueName`]'s rule, which
+/// levee.toml's queues follow too.
 pub fn validate_queue_name(name: &str) -> Result<(), QueueError> {
-    let ok = !name.is_empty()
-        && name.len() <= MAX_QUEUE_NAME
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
-    if ok {
-        Ok(())
-    } else {
-        Err(QueueError::InvalidName { name: quote(name) })
+    match QueueName::parse(name) {
+        Ok(_) => Ok(()),
+        Err(_) => Err(QueueError::InvalidName { name: quote(name) }),
     }
 }
 

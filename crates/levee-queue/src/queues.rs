@@ -21,7 +21,6 @@ use bytes::Bytes;
 use rusqlite::Connection;
 use tokio::sync::{mpsc, oneshot};
 
-use crate::clock::{Clock, SystemClock};
 use crate::db;
 use crate::digest::{md5_of_attributes, md5_of_body};
 use crate::error::QueueError;
@@ -31,7 +30,8 @@ use crate::model::{
     MAX_WAIT_SECS,
 };
 use crate::writer::{CreateMode, Job, Op, Outcome, Prepared, Shared, Writer};
-use levee_store::writebehind::lock;
+use levee_common::clock::{Clock, SystemClock};
+use levee_common::sync::{lock, read, write};
 
 /// File names inside the data directory.
 pub const DB_FILE: &str = "queues.db";
@@ -210,14 +210,13 @@ impl Queues {
             })
             .await?;
         }
-        *self.declared.write().unwrap_or_else(|e| e.into_inner()) =
-            queues.iter().map(|(name, _)| name.clone()).collect();
+        *write(&self.declared) = queues.iter().map(|(name, _)| name.clone()).collect();
         Ok(())
     }
 
     /// Refuses to change a queue the config declares.
     fn undeclared(&self, name: &str) -> Result<(), QueueError> {
-        let declared = self.declared.read().unwrap_or_else(|e| e.into_inner());
+        let declared = read(&self.declared);
         match declared.contains(name) {
             true => Err(QueueError::Declared {
                 name: name.to_string(),
@@ -265,10 +264,7 @@ impl Queues {
 
     /// Queue names, sorted.
     pub fn names(&self) -> Vec<String> {
-        levee_store::writebehind::read(&self.shared.queues)
-            .keys()
-            .cloned()
-            .collect()
+        read(&self.shared.queues).keys().cloned().collect()
     }
 
     /// One queue's summary; `base_url` prefixes its URL.

@@ -19,13 +19,13 @@ use base64::Engine as _;
 use rusqlite::{params, Connection};
 use tokio::sync::{mpsc, oneshot, Notify};
 
-use crate::clock::Clock;
 use crate::db::{count_u32, decode_attributes, encode_attributes};
 use crate::error::{quote, QueueError};
 use crate::model::{
     validate_queue_name, NewMessage, QueueSettings, ReceivedMessage, SentMessage, MAX_QUEUES,
 };
-use levee_store::writebehind::{read, write};
+use levee_common::clock::Clock;
+use levee_common::sync::{read, write};
 
 /// Most jobs folded into one transaction: amortises the commit over many
 /// concurrent senders.

@@ -13,7 +13,7 @@ use levee_queue::{
 const T0: i64 = 1_700_000_000_000;
 
 fn open(dir: &std::path::Path) -> (Arc<Queues>, Arc<ManualClock>) {
-    let clock = Arc::new(ManualClock::new(T0));
+    let clock = Arc::new(ManualClock::at_ms(T0));
     let q = Queues::open_with_clock(dir, clock.clone()).expect("opens");
     (Arc::new(q), clock)
 }

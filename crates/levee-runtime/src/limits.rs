@@ -227,15 +227,15 @@ mod tests {
                 s.spawn(|| {
                     for _ in 0..100 {
                         if let Ok(p) = f.try_acquire() {
-                            granted.lock().unwrap().push(p);
+                            levee_common::sync::lock(&granted).push(p);
                         }
                     }
                 });
             }
         });
-        assert_eq!(granted.lock().unwrap().len(), 64);
+        assert_eq!(levee_common::sync::lock(&granted).len(), 64);
         assert_eq!(account.in_use(), 64);
-        granted.lock().unwrap().clear();
+        levee_common::sync::lock(&granted).clear();
         assert_eq!(account.in_use(), 0);
     }
 }

@@ -8,6 +8,7 @@
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use levee_common::sync::lock;
 use tokio::io::{AsyncRead, AsyncReadExt};
 
 /// Longest line kept; the rest of a longer line is dropped and the kept part
@@ -96,7 +97,7 @@ fn emit(
     line: &[u8],
     truncated: bool,
 ) {
-    let id = request_id.lock().ok().and_then(|g| g.clone());
+    let id = lock(request_id).clone();
     let text = String::from_utf8_lossy(line);
     let text = text.trim_end_matches('\r');
     tracing::info!(

@@ -20,6 +20,8 @@ use tokio::net::TcpListener;
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 
+use levee_common::sync::lock;
+
 /// Largest response a function may return (Lambda's 6 MB + 100 B, from the
 /// Runtime Interface Emulator's `MaxPayloadSize`).
 pub const MAX_RESPONSE_BYTES: usize = 6 * 1024 * 1024 + 100;
@@ -216,16 +218,10 @@ enum Endpoint {
 }
 
 async fn next(state: &ApiState) -> Response<Body> {
-    if let Some(init) = state.init.lock().expect("init lock").take() {
+    if let Some(init) = lock(&state.init).take() {
         let _ = init.send(InitSignal::Ready);
     }
-    if state
-        .current
-        .lock()
-        .expect("current lock")
-        .request_id
-        .is_some()
-    {
+    if lock(&state.current).request_id.is_some() {
         return api_error(
             StatusCode::FORBIDDEN,
             "InvalidStateTransition",
@@ -243,11 +239,11 @@ async fn next(state: &ApiState) -> Response<Body> {
     };
     d.taken.store(true, Ordering::Release);
     {
-        let mut current = state.current.lock().expect("current lock");
+        let mut current = lock(&state.current);
         current.request_id = Some(Arc::clone(&d.request_id));
         current.reply = Some(d.reply);
     }
-    *state.log_request_id.lock().expect("log id lock") = Some(Arc::clone(&d.request_id));
+    *lock(&state.log_request_id) = Some(Arc::clone(&d.request_id));
 
     let mut resp = Response::new(Full::new(d.payload));
     let h = resp.headers_mut();
@@ -321,7 +317,7 @@ impl IdError {
 
 /// Checks `id` against the invocation in flight.
 fn check_id(state: &ApiState, id: &str) -> Result<(), IdError> {
-    let current = state.current.lock().expect("current lock");
+    let current = lock(&state.current);
     if current.request_id.as_deref() == Some(id) {
         Ok(())
     } else if current.last_done.as_deref() == Some(id) {
@@ -334,7 +330,7 @@ fn check_id(state: &ApiState, id: &str) -> Result<(), IdError> {
 /// Ends the invocation in flight with `outcome`, if `id` is still current.
 fn finish(state: &ApiState, id: &str, outcome: Outcome) -> Result<(), IdError> {
     let reply = {
-        let mut current = state.current.lock().expect("current lock");
+        let mut current = lock(&state.current);
         if current.request_id.as_deref() != Some(id) {
             drop(current);
             return check_id(state, id);
@@ -342,7 +338,7 @@ fn finish(state: &ApiState, id: &str, outcome: Outcome) -> Result<(), IdError> {
         current.last_done = current.request_id.take();
         current.reply.take()
     };
-    *state.log_request_id.lock().expect("log id lock") = None;
+    *lock(&state.log_request_id) = None;
     if let Some(reply) = reply {
         let _ = reply.send(outcome);
     }
@@ -518,7 +514,7 @@ async fn error(state: &ApiState, id: &str, req: Request<Incoming>) -> Response<B
 }
 
 async fn init_error(state: &ApiState, req: Request<Incoming>) -> Response<Body> {
-    let Some(init) = state.init.lock().expect("init lock").take() else {
+    let Some(init) = lock(&state.init).take() else {
         return api_error(
             StatusCode::FORBIDDEN,
             "InvalidStateTransition",

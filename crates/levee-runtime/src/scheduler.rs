@@ -336,9 +336,9 @@ impl Backoff {
 
 impl Pool {
     fn lock(&self) -> std::sync::MutexGuard<'_, PoolState> {
-        // A panic while holding this lock would be a bug in this module; the
-        // state stays consistent (plain counters and a Vec), so keep serving.
-        self.state.lock().unwrap_or_else(|e| e.into_inner())
+        // The state is plain counters and a Vec, consistent at every step,
+        // so a panic while holding it leaves it usable (`levee_common::sync`).
+        levee_common::sync::lock(&self.state)
     }
 
     async fn run(self: Arc<Self>, req: InvokeRequest) -> Result<InvokeOutput, InvokeError> {

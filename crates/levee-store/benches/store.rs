@@ -17,7 +17,8 @@ const KEYS: usize = 1_000;
 
 fn bench_store(c: &mut Criterion) {
     let dir = tempfile::tempdir().expect("tempdir");
-    let store = Store::open_with_clock(dir.path(), Arc::new(ManualClock::new(NOW))).expect("opens");
+    let store =
+        Store::open_with_clock(dir.path(), Arc::new(ManualClock::at_unix(NOW))).expect("opens");
     let mut plan = PlanSpec::named("bench");
     plan.quota = Some(QuotaSpec {
         limit: levee_store::plan::MAX_QUOTA_LIMIT,

@@ -9,13 +9,12 @@
 //! puts counts on disk within 1 s ([`quota`] states the contract). Must
 //! never: make the edge wait on SQLite, store or return a key's secret after
 //! creation, or read the wall clock on the hot path (callers pass the time;
-//! see [`clock`]).
+//! the [`Clock`] is read only for admin timestamps).
 //!
 //! Shared state sits behind traits ([`QuotaCounters`]) so a cluster backend
 //! (Redis/Valkey) can replace the embedded one without touching the
 //! pipeline.
 
-pub mod clock;
 pub mod error;
 pub mod index;
 pub mod key;
@@ -28,10 +27,10 @@ mod store;
 pub mod usage;
 pub mod writebehind;
 
-pub use clock::{Clock, ManualClock, SystemClock};
 pub use error::StoreError;
 pub use index::AuthenticatedKey;
 pub use key::KeyInfo;
+pub use levee_common::clock::{Clock, ManualClock, SystemClock};
 pub use period::{day_string, parse_day, period_bounds, unix_day, Period};
 pub use plan::{Plan, PlanSource, PlanSpec, QuotaSpec, RouteOverride, ThrottleSpec};
 pub use quota::{route_counter_id, EmbeddedQuotas, QuotaCounters, QuotaDecision};

@@ -8,13 +8,14 @@
 
 use std::collections::BTreeMap;
 
+use levee_common::name::PlanName;
 use serde::{Deserialize, Serialize};
 
 use crate::error::StoreError;
 use crate::period::Period;
 
 /// Longest plan name, in bytes (names are ASCII).
-pub const MAX_PLAN_NAME_LEN: usize = 64;
+pub const MAX_PLAN_NAME_LEN: usize = PlanName::MAX_LEN;
 /// Most plans a store holds (config and API together).
 pub const MAX_PLANS: usize = 10_000;
 /// Most per-route overrides in one plan.
@@ -159,24 +160,12 @@ impl PlanSpec {
     }
 }
 
-/// 1–64 characters of `[A-Za-z0-9_-]`.
+/// 1–64 characters of `[A-Za-z0-9_-]`: [`PlanName`]'s rule, which
+/// levee.toml's plans follow too.
 pub fn validate_plan_name(name: &str) -> Result<(), StoreError> {
-    if name.is_empty() || name.len() > MAX_PLAN_NAME_LEN {
-        return Err(StoreError::invalid(
-            "name",
-            format!("must be 1 to {MAX_PLAN_NAME_LEN} characters"),
-        ));
-    }
-    if !name
-        .bytes()
-        .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
-    {
-        return Err(StoreError::invalid(
-            "name",
-            "may contain only letters, digits, '_' and '-'",
-        ));
-    }
-    Ok(())
+    PlanName::parse(name)
+        .map(|_| ())
+        .map_err(|e| StoreError::invalid("name", e.to_string()))
 }
 
 fn validate_route_key(route: &str) -> Result<(), StoreError> {

@@ -52,7 +52,7 @@ use crate::error::StoreError;
 use crate::key::KEY_ID_LEN;
 use crate::period::{LONGEST_PERIOD_SECS, MAX_UNIX, MIN_UNIX};
 use crate::plan::MAX_ROUTE_KEY_LEN;
-use crate::writebehind::lock;
+use levee_common::sync::lock;
 
 /// The answer to one request's quota check.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -17,7 +17,6 @@ use std::time::Duration;
 
 use rusqlite::{params, Connection, Transaction};
 
-use crate::clock::{Clock, SystemClock};
 use crate::error::StoreError;
 use crate::index::{AuthenticatedKey, Index};
 use crate::key::{
@@ -28,7 +27,9 @@ use crate::plan::{Plan, PlanSource, PlanSpec, MAX_PLANS};
 use crate::quota::{EmbeddedQuotas, QuotaCounters};
 use crate::schema::{migrate, open_connection, Durability};
 use crate::usage::{UsageBuffer, UsageOutcome, UsageRow};
-use crate::writebehind::{lock, read, write, Flusher};
+use crate::writebehind::Flusher;
+use levee_common::clock::{Clock, SystemClock};
+use levee_common::sync::{lock, read, write};
 
 /// How often the flusher writes counters and usage. Half the 1 s durability
 /// window, so a flush that itself takes up to 500 ms still lands in time.
@@ -92,7 +93,8 @@ impl Store {
         Self::open_with_clock(data_dir, Arc::new(SystemClock))
     }
 
-    /// Like [`Store::open`] with an injected clock.
+    /// Like [`Store::open`] with an injected clock, read only for the
+    /// timestamps admin operations write (`created_at`, `rotated_at`).
     pub fn open_with_clock(data_dir: &Path, clock: Arc<dyn Clock>) -> Result<Store, StoreError> {
         std::fs::create_dir_all(data_dir)?;
         let lock_path = data_dir.join(LOCK_FILE);

@@ -20,7 +20,7 @@ use serde::Serialize;
 use crate::error::StoreError;
 use crate::key::{KEY_ID_LEN, MAX_KEYS};
 use crate::period::{day_string, MAX_DAY, MIN_DAY};
-use crate::writebehind::lock;
+use levee_common::sync::lock;
 
 /// Key×day entries buffered between flushes: two days for every key, so a
 /// flush window that spans midnight never drops.

@@ -1,31 +1,11 @@
 //! Write-behind plumbing shared by every store that keeps counts in memory
 //! and puts them on disk on a timer (quota counters here; meters, queues):
-//! the flusher thread and lock helpers that cannot panic.
-//!
-//! A poisoned lock only means another thread panicked while holding it;
-//! every critical section in these stores leaves its maps consistent at each
-//! step, so the data is still valid, and refusing all later requests would
-//! turn one bug into an outage.
+//! the flusher thread. Locks are taken with `levee_common::sync`, whose
+//! poisoning policy every crate shares.
 
 use std::sync::mpsc::{self, RecvTimeoutError};
-use std::sync::{Mutex, MutexGuard, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use std::thread::JoinHandle;
 use std::time::Duration;
-
-/// Takes a mutex, poisoned or not.
-pub fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(PoisonError::into_inner)
-}
-
-/// Takes a read lock, poisoned or not.
-pub fn read<T>(l: &RwLock<T>) -> RwLockReadGuard<'_, T> {
-    l.read().unwrap_or_else(PoisonError::into_inner)
-}
-
-/// Takes a write lock, poisoned or not.
-pub fn write<T>(l: &RwLock<T>) -> RwLockWriteGuard<'_, T> {
-    l.write().unwrap_or_else(PoisonError::into_inner)
-}
 
 /// A thread that calls `flush` every `interval`, and once more when dropped.
 #[derive(Debug)]
@@ -94,17 +74,5 @@ mod tests {
         let before = n.load(Ordering::SeqCst);
         drop(f);
         assert!(n.load(Ordering::SeqCst) > before, "a last flush on drop");
-    }
-
-    #[test]
-    fn poisoned_locks_still_open() {
-        let m = Arc::new(Mutex::new(1));
-        let p = Arc::clone(&m);
-        let _ = std::thread::spawn(move || {
-            let _g = p.lock().unwrap();
-            panic!("poison it");
-        })
-        .join();
-        assert_eq!(*lock(&m), 1);
     }
 }

@@ -10,9 +10,10 @@
 //! connection guard caps. It must never run a fill or decide what an outcome
 //! means; `super` does.
 
+use levee_common::sync::lock;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -122,12 +123,6 @@ pub(crate) struct Lead {
 pub(crate) struct Ticket {
     rx: watch::Receiver<Slot>,
     count: Option<Arc<AtomicUsize>>,
-}
-
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    // A panic elsewhere while holding the lock leaves a consistent map (each
-    // operation is a single insert/remove), so poisoning is ignored.
-    m.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
 impl Flights {

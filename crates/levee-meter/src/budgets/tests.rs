@@ -257,7 +257,7 @@ async fn alerts_reach_the_webhook() {
     let b = Budgets::new_at(vec![cfg], Arc::clone(&m), sink, NOON);
     spend(&m, &b, "a", None, 3);
     assert!(eventually(|| b.alerts().delivered() == 1).await);
-    let bodies = levee_store::writebehind::lock(&r.bodies).clone();
+    let bodies = levee_common::sync::lock(&r.bodies).clone();
     assert_eq!(bodies.len(), 1, "one alert, delivered once after one retry");
     assert_eq!(r.hits.load(Ordering::SeqCst), 2);
     assert_eq!(bodies[0]["budget"], "hooked");

@@ -3,16 +3,16 @@ use std::time::Instant;
 use rusqlite::OptionalExtension;
 
 use super::*;
-use crate::clock::ManualClock;
 use crate::period::{period_bounds, Period};
 use crate::plan::{QuotaSpec, ThrottleSpec};
 use crate::quota::QuotaDecision;
 use crate::schema::migrate_to;
+use levee_common::clock::ManualClock;
 
 const NOW: i64 = 1_800_000_000;
 
 fn open(dir: &tempfile::TempDir) -> Store {
-    Store::open_with_clock(dir.path(), Arc::new(ManualClock::new(NOW))).expect("opens")
+    Store::open_with_clock(dir.path(), Arc::new(ManualClock::at_unix(NOW))).expect("opens")
 }
 
 fn setup() -> (tempfile::TempDir, Store) {

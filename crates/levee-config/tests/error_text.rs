@@ -1,0 +1,309 @@
+//! The exact text `levee check` prints for broken files: key, line and
+//! message, one problem a line, in line order. A change here is a change
+//! operators see, so it is reviewed as one.
+//!
+//! Each case is a whole file and the full expected error, compared as plain
+//! strings. `<dir>` stands for this crate's directory, the base that
+//! relative paths in the files resolve against.
+
+use std::path::Path;
+
+use levee_config::Config;
+
+fn crate_dir() -> &'static Path {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// The error text for `text`, with the machine's paths replaced by `<dir>`.
+fn error_text(text: &str) -> String {
+    let error = match Config::parse(text, "levee.toml", crate_dir()) {
+        Ok(config) => panic!("accepted {text:?} as {config:#?}"),
+        Err(e) => e.to_string(),
+    };
+    let real = crate_dir().canonicalize().expect("crate dir");
+    error
+        .replace(&real.display().to_string(), "<dir>")
+        .replace(&crate_dir().display().to_string(), "<dir>")
+}
+
+#[track_caller]
+fn check(text: &str, expected: &str) {
+    let actual = error_text(text);
+    assert!(
+        actual == expected,
+        "error text changed\n--- expected\n{expected}\n--- actual\n{actual}\n---"
+    );
+}
+
+#[test]
+fn invalid_toml() {
+    check(
+        "[server\nlisten = \"127.0.0.1:8080\"\n",
+        "levee.toml:1: invalid TOML: invalid table header; expected `.`, `]`",
+    );
+}
+
+#[test]
+fn a_queue_declared_twice() {
+    check(
+        "[queues.orders]\n\n[queues.orders]\nretention = \"1d\"\n",
+        "levee.toml:3: invalid TOML: invalid table header; duplicate key `orders` in table `queues`",
+    );
+}
+
+#[test]
+fn unknown_keys() {
+    check(
+        r#"[servr]
+listen = "127.0.0.1:8080"
+
+[functions.hello]
+command = ["./hello-fn"]
+code = "src"
+memroy_mb = 256
+
+[limits]
+max_conections = 10
+"#,
+        "levee.toml:1: servr: unknown field `servr`, expected one of `server`, `account`, `functions`, `routes`, `limits`, `admin_limits`, `client_ip`, `throttle`, `firewall`, `plans`, `cache`, `prices`, `budgets`, `metering`, `queues`, `event_sources`\n\
+         levee.toml:7: functions.hello.memroy_mb: unknown field `memroy_mb`, expected one of `runtime`, `command`, `handler`, `code`, `memory_mb`, `timeout`, `reserved_concurrency`, `provisioned`, `idle_timeout`, `env`, `max_body`\n\
+         levee.toml:10: limits.max_conections: unknown field `max_conections`, expected one of `max_connections`, `max_connections_per_ip`, `header_timeout`, `idle_timeout`, `send_timeout`, `body_min_rate`, `body_grace`, `max_header_bytes`, `max_headers`, `h2_max_streams`, `send_buffer`",
+    );
+}
+
+#[test]
+fn wrong_types() {
+    check(
+        r#"[server]
+listen = 8080
+
+[functions.hello]
+command = "./hello-fn"
+code = "src"
+
+[functions.other]
+command = ["./hello-fn"]
+code = "src"
+memory_mb = "lots"
+
+[account]
+concurrency = 1.5
+"#,
+        "levee.toml:2: server.listen: invalid type: integer `8080`, expected socket address\n\
+         levee.toml:5: functions.hello.command: invalid type: string \"./hello-fn\", expected a sequence\n\
+         levee.toml:11: functions.other.memory_mb: invalid type: string \"lots\", expected u32\n\
+         levee.toml:14: account.concurrency: invalid type: floating point `1.5`, expected u32",
+    );
+}
+
+#[test]
+fn missing_required_keys() {
+    check(
+        "[functions.hello]\ncode = \"src\"\n\n[[routes]]\nfunction = \"hello\"\n",
+        "levee.toml:1: functions.hello.command: missing field `command`\n\
+         levee.toml:4: routes[0].route: missing field `route`",
+    );
+}
+
+#[test]
+fn bad_durations() {
+    check(
+        r#"[functions.hello]
+command = ["./hello-fn"]
+code = "src"
+timeout = "3 sec"
+idle_timeout = "2d"
+
+[limits]
+header_timeout = "1h"
+
+[queues.orders]
+visibility_timeout = "1.5s"
+retention = "forever"
+"#,
+        "levee.toml:4: functions.hello.timeout: invalid duration: `3 sec` has no unit after `3`; use ms, s, m, h or d (e.g. \"3s\")\n\
+         levee.toml:5: functions.hello.idle_timeout: must be between 1s and 24h, not `2d`\n\
+         levee.toml:8: limits.header_timeout: must be between 1s and 300s, not `1h`\n\
+         levee.toml:11: queues.orders.visibility_timeout: `1.5s` must be whole seconds\n\
+         levee.toml:12: queues.orders.retention: invalid duration: `forever` is not a duration: expected a number at `forever`",
+    );
+}
+
+#[test]
+fn bad_sizes() {
+    check(
+        r#"[functions.hello]
+command = ["./hello-fn"]
+code = "src"
+max_body = "6 megs"
+
+[[routes]]
+route = "POST /upload"
+function = "hello"
+max_body = "7MiB"
+
+[cache]
+max_bytes = "17GiB"
+compress_min_bytes = -1
+"#,
+        "levee.toml:4: functions.hello.max_body: invalid size: `6 megs` has unknown unit `megs`; use B, KB, MB, GB, KiB, MiB or GiB\n\
+         levee.toml:9: routes[0].max_body: 7340032 bytes is over the limit of 6MiB (6291456 bytes)\n\
+         levee.toml:12: cache.max_bytes: must be between 1MiB and 16GiB, not 18253611008 bytes\n\
+         levee.toml:13: cache.compress_min_bytes: invalid size: must not be negative",
+    );
+}
+
+#[test]
+fn out_of_range_numbers() {
+    check(
+        r#"[account]
+concurrency = 0
+
+[functions.hello]
+command = ["./hello-fn"]
+code = "src"
+memory_mb = 64
+
+[queues.orders]
+max_messages = 0
+
+[[event_sources]]
+queue = "orders"
+function = "hello"
+batch_size = 0
+max_concurrency = 1
+"#,
+        "levee.toml:2: account.concurrency: must be between 1 and 100000, not 0\n\
+         levee.toml:7: functions.hello.memory_mb: must be between 128 and 10240 (MB), not 64\n\
+         levee.toml:10: queues.orders.max_messages: must be between 1 and 10000000, not 0\n\
+         levee.toml:15: event_sources[0].batch_size: must be between 1 and 10000, not 0\n\
+         levee.toml:16: event_sources[0].max_concurrency: must be between 2 and 1000, not 1",
+    );
+}
+
+#[test]
+fn overlapping_routes() {
+    check(
+        r#"[functions.hello]
+command = ["./hello-fn"]
+code = "src"
+
+[[routes]]
+route = "GET /items/{id}"
+function = "hello"
+
+[[routes]]
+route = "ANY /items/{name}"
+function = "hello"
+"#,
+        "levee.toml:10: routes[1].route: overlaps route `GET /items/{id}` (routes[0])",
+    );
+}
+
+#[test]
+fn a_route_to_an_unknown_function() {
+    check(
+        r#"[functions.hello]
+command = ["./hello-fn"]
+code = "src"
+
+[functions.world]
+command = ["./hello-fn"]
+code = "src"
+
+[[routes]]
+route = "GET /hi"
+function = "helo"
+async = true
+"#,
+        // `queue` is absent, so its problem sits on the route's header.
+        "levee.toml:9: routes[0].queue: an async route names the queue it fills: queue = \"NAME\"\n\
+         levee.toml:11: routes[0].function: no function named `helo` (declared: hello, world)",
+    );
+}
+
+#[test]
+fn bad_names() {
+    check(
+        r#"[functions."hello world"]
+command = ["./hello-fn"]
+code = "src"
+
+[plans."gold!"]
+throttle = { rate = 10, burst = 20 }
+
+[queues."orders.fifo"]
+
+[budgets."daily cap"]
+period = "day"
+limit = 5
+"#,
+        "levee.toml:1: functions.\"hello world\": function names are 1 to 64 characters of A-Z a-z 0-9 _ -\n\
+         levee.toml:5: plans.\"gold!\": plan names are 1 to 64 characters of A-Z a-z 0-9 _ -\n\
+         levee.toml:8: queues.\"orders.fifo\": queue names are 1 to 80 characters of A-Z a-z 0-9 _ - (FIFO queues are not supported)\n\
+         levee.toml:10: budgets.\"daily cap\": budget names are 1 to 64 characters of A-Z a-z 0-9 _ -",
+    );
+}
+
+#[test]
+fn a_budget_scoped_to_a_missing_function() {
+    check(
+        r#"[functions.hello]
+command = ["./hello-fn"]
+code = "src"
+
+[budgets.daily]
+scope = { function = "helo" }
+period = "day"
+limit = 5
+alerts = [0.5, 80]
+"#,
+        "levee.toml:6: budgets.daily.scope.function: no function named \"helo\"\n\
+         levee.toml:9: budgets.daily.alerts[1]: must be a fraction of the limit above 0 and at most 10 (0.8 = 80 %), not 80",
+    );
+}
+
+#[test]
+fn plans_and_queues_that_point_nowhere() {
+    check(
+        r#"[functions.hello]
+command = ["./hello-fn"]
+code = "src"
+
+[[routes]]
+route = "GET /a"
+function = "hello"
+
+[plans.basic]
+quota = { limit = 0, period = "DAY" }
+
+[plans.basic.routes."GET /b"]
+throttle = { rate = 1, burst = 1 }
+
+[queues.orders]
+dead_letter = { queue = "orders-dlq" }
+
+[[event_sources]]
+queue = "jobs"
+function = "hello"
+"#,
+        "levee.toml:10: plans.basic.quota.limit: must be at least 1\n\
+         levee.toml:12: plans.basic.routes.\"GET /b\": no route `GET /b` (route keys look like \"GET /hello/{name}\")\n\
+         levee.toml:16: queues.orders.dead_letter.queue: no queue `orders-dlq`; declare it as [queues.orders-dlq]\n\
+         levee.toml:19: event_sources[0].queue: no queue `jobs`; declare it as [queues.jobs]",
+    );
+}
+
+#[test]
+fn a_code_directory_holding_the_data_dir() {
+    check(
+        r#"[server]
+data_dir = "state/levee"
+
+[functions.site]
+command = ["/bin/true"]
+code = "."
+"#,
+        "levee.toml:6: functions.site.code: `<dir>` holds server.data_dir (`<dir>/state/levee`), and each start copies `code` into the data dir; use a directory of its own, or move data_dir out of it",
+    );
+}
