@@ -12,7 +12,7 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use crate::problems::{Found, KeyPath};
-use crate::values::{checked_size, RawSize};
+use crate::values::{bounded, checked_size, RawSize};
 use levee_common::parse_duration;
 
 /// `[limits]` (the edge) or `[admin_limits]` (the admin listener): what one
@@ -136,28 +136,6 @@ pub(crate) struct RawClientIp {
 pub(crate) struct RawThrottle {
     rate: f64,
     burst: u32,
-}
-
-fn bounded<T: PartialOrd + Copy + std::fmt::Display>(
-    key: &str,
-    value: Option<T>,
-    default: T,
-    range: RangeInclusive<T>,
-    found: &mut Found,
-) -> T {
-    let v = value.unwrap_or(default);
-    if !range.contains(&v) {
-        found.push(
-            key,
-            format!(
-                "must be between {} and {}, not {v}",
-                range.start(),
-                range.end()
-            ),
-        );
-        return default;
-    }
-    v
 }
 
 fn duration(

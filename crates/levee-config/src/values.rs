@@ -17,6 +17,30 @@ use levee_common::parse_size;
 /// Keeps messages readable when a file declares thousands of functions.
 const MAX_LISTED: usize = 20;
 
+/// `value` (or `default` when absent) if `range` holds it; otherwise the
+/// problem "must be between A and B, not V" under `key`, and `default`.
+pub(crate) fn bounded<T: PartialOrd + Copy + fmt::Display>(
+    key: &str,
+    value: Option<T>,
+    default: T,
+    range: RangeInclusive<T>,
+    found: &mut Found,
+) -> T {
+    let v = value.unwrap_or(default);
+    if !range.contains(&v) {
+        found.push(
+            key,
+            format!(
+                "must be between {} and {}, not {v}",
+                range.start(),
+                range.end()
+            ),
+        );
+        return default;
+    }
+    v
+}
+
 /// A size as written: `"6MB"` or a plain integer of bytes.
 #[derive(Debug)]
 pub(crate) enum RawSize {

@@ -35,6 +35,15 @@ fn check(text: &str, expected: &str) {
     );
 }
 
+/// The three lines most cases start with: one valid function.
+const HELLO: &str = "[functions.hello]\ncommand = [\"./hello-fn\"]\ncode = \"src\"\n";
+
+/// [`check`] for a file that starts with [`HELLO`] (lines 1-3).
+#[track_caller]
+fn check_hello(rest: &str, expected: &str) {
+    check(&format!("{HELLO}{rest}"), expected);
+}
+
 #[test]
 fn invalid_toml() {
     check(
@@ -107,11 +116,8 @@ fn missing_required_keys() {
 
 #[test]
 fn bad_durations() {
-    check(
-        r#"[functions.hello]
-command = ["./hello-fn"]
-code = "src"
-timeout = "3 sec"
+    check_hello(
+        r#"timeout = "3 sec"
 idle_timeout = "2d"
 
 [limits]
@@ -131,11 +137,8 @@ retention = "forever"
 
 #[test]
 fn bad_sizes() {
-    check(
-        r#"[functions.hello]
-command = ["./hello-fn"]
-code = "src"
-max_body = "6 megs"
+    check_hello(
+        r#"max_body = "6 megs"
 
 [[routes]]
 route = "POST /upload"
@@ -183,11 +186,8 @@ max_concurrency = 1
 
 #[test]
 fn overlapping_routes() {
-    check(
-        r#"[functions.hello]
-command = ["./hello-fn"]
-code = "src"
-
+    check_hello(
+        r#"
 [[routes]]
 route = "GET /items/{id}"
 function = "hello"
@@ -202,11 +202,8 @@ function = "hello"
 
 #[test]
 fn a_route_to_an_unknown_function() {
-    check(
-        r#"[functions.hello]
-command = ["./hello-fn"]
-code = "src"
-
+    check_hello(
+        r#"
 [functions.world]
 command = ["./hello-fn"]
 code = "src"
@@ -247,11 +244,8 @@ limit = 5
 
 #[test]
 fn a_budget_scoped_to_a_missing_function() {
-    check(
-        r#"[functions.hello]
-command = ["./hello-fn"]
-code = "src"
-
+    check_hello(
+        r#"
 [budgets.daily]
 scope = { function = "helo" }
 period = "day"
@@ -265,11 +259,8 @@ alerts = [0.5, 80]
 
 #[test]
 fn plans_and_queues_that_point_nowhere() {
-    check(
-        r#"[functions.hello]
-command = ["./hello-fn"]
-code = "src"
-
+    check_hello(
+        r#"
 [[routes]]
 route = "GET /a"
 function = "hello"

@@ -40,17 +40,6 @@ pub trait Invoke: Send + Sync + std::fmt::Debug {
     ) -> Invoked<'a>;
 }
 
-impl<I: Invoke + ?Sized> Invoke for Arc<I> {
-    fn invoke<'a>(
-        &'a self,
-        function: &'a FunctionHandle,
-        req: InvokeRequest,
-        tags: Tags<'a>,
-    ) -> Invoked<'a> {
-        (**self).invoke(function, req, tags)
-    }
-}
-
 /// Why an invocation has no answer.
 #[derive(Debug, thiserror::Error)]
 pub enum InvokeFailure {
@@ -111,19 +100,19 @@ impl Invoke for Scheduled {
 
 /// Budgets before and meters after `inner`.
 #[derive(Debug)]
-pub struct Billed<I> {
-    inner: I,
+pub struct Billed {
+    inner: Arc<dyn Invoke>,
     billing: Arc<Billing>,
 }
 
-impl<I: Invoke> Billed<I> {
+impl Billed {
     /// `inner`, budgeted and metered by `billing`.
-    pub fn new(inner: I, billing: Arc<Billing>) -> Self {
+    pub fn new(inner: Arc<dyn Invoke>, billing: Arc<Billing>) -> Self {
         Self { inner, billing }
     }
 }
 
-impl<I: Invoke> Invoke for Billed<I> {
+impl Invoke for Billed {
     fn invoke<'a>(
         &'a self,
         function: &'a FunctionHandle,
@@ -153,7 +142,7 @@ impl<I: Invoke> Invoke for Billed<I> {
 /// What a server invokes through: billed when `billing` is on.
 pub fn invoker(billing: Option<Arc<Billing>>) -> Arc<dyn Invoke> {
     match billing {
-        Some(b) => Arc::new(Billed::new(Scheduled, b)),
+        Some(b) => Arc::new(Billed::new(Arc::new(Scheduled), b)),
         None => Arc::new(Scheduled),
     }
 }

@@ -7,13 +7,12 @@
 //! that turns it into a response. It must never carry platform internals
 //! that the response would show a client.
 
-use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::Bytes;
-use http::{HeaderName, HeaderValue, StatusCode};
+use http::StatusCode;
 use levee_meter::metrics::Decision;
 use levee_runtime::InvokeError;
+use levee_shield::firewall::Verdict;
 
 use crate::invocation::InvokeFailure;
 
@@ -26,8 +25,8 @@ pub enum Reject {
         status: StatusCode,
         message: &'static str,
     },
-    /// A firewall rule's own answer.
-    Firewall(Block),
+    /// A firewall rule's own answer: always a `Verdict::Block`.
+    Firewall(Verdict),
     /// No route matches.
     NotFound,
     /// A throttle's bucket is empty.
@@ -67,17 +66,6 @@ pub enum Reject {
     QueueRefused(String),
     /// The async route's queue failed; logged, never shown.
     QueueFailed,
-}
-
-/// A firewall block, as the rule wrote it.
-#[derive(Debug)]
-pub struct Block {
-    pub rule: Arc<str>,
-    pub status: u16,
-    pub body: Bytes,
-    pub content_type: String,
-    pub headers: Arc<[(HeaderName, HeaderValue)]>,
-    pub retry_after: Option<Duration>,
 }
 
 impl Reject {

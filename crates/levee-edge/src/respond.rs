@@ -7,11 +7,12 @@ use std::time::Duration;
 use bytes::Bytes;
 use http::{header, HeaderValue, Response, StatusCode};
 use levee_runtime::InvokeError;
+use levee_shield::firewall::Verdict;
 use serde_json::json;
 
 use crate::billing::Refusal;
 use crate::invocation::InvokeFailure;
-use crate::reject::{Block, Reject};
+use crate::reject::Reject;
 
 /// Seconds a throttled client is told to wait.
 pub const RETRY_AFTER_SECS: u32 = 1;
@@ -106,17 +107,28 @@ fn with_retry_after(mut resp: Response<Bytes>, secs: u64) -> Response<Bytes> {
 }
 
 /// A firewall rule's block, as the rule wrote it.
-fn blocked(block: Block) -> Response<Bytes> {
-    tracing::debug!(rule = %block.rule, status = block.status, "firewall blocked a request");
-    let mut resp = Response::new(block.body);
-    *resp.status_mut() = StatusCode::from_u16(block.status).unwrap_or(StatusCode::FORBIDDEN);
-    for (name, value) in block.headers.iter() {
+fn blocked(verdict: Verdict) -> Response<Bytes> {
+    let Verdict::Block {
+        rule,
+        status,
+        body,
+        content_type,
+        headers,
+        retry_after,
+    } = verdict
+    else {
+        return message(StatusCode::FORBIDDEN, "Forbidden");
+    };
+    tracing::debug!(rule = %rule, status, "firewall blocked a request");
+    let mut resp = Response::new(body);
+    *resp.status_mut() = StatusCode::from_u16(status).unwrap_or(StatusCode::FORBIDDEN);
+    for (name, value) in headers.iter() {
         resp.headers_mut().append(name.clone(), value.clone());
     }
-    if let Ok(v) = HeaderValue::from_str(&block.content_type) {
+    if let Ok(v) = HeaderValue::from_str(&content_type) {
         resp.headers_mut().insert(header::CONTENT_TYPE, v);
     }
-    match block.retry_after {
+    match retry_after {
         Some(wait) => with_retry_after(resp, retry_secs(wait)),
         None => resp,
     }

@@ -13,7 +13,7 @@ use levee_config::Config;
 use levee_shield::bucket::TokenBucket;
 use levee_shield::firewall::{Firewall, FirewallError, Verdict};
 
-use crate::reject::{Block, Reject};
+use crate::reject::Reject;
 
 /// Rate-based-rule state and token buckets start over on reload, as AWS WAF's
 /// do when rules are edited.
@@ -86,21 +86,7 @@ impl ShieldHandle {
 /// The firewall's verdict as a stage's result: a block stops the request.
 pub fn admit(verdict: Verdict) -> Result<Verdict, Reject> {
     match verdict {
-        Verdict::Block {
-            rule,
-            status,
-            body,
-            content_type,
-            headers,
-            retry_after,
-        } => Err(Reject::Firewall(Block {
-            rule,
-            status,
-            body,
-            content_type,
-            headers,
-            retry_after,
-        })),
+        block @ Verdict::Block { .. } => Err(Reject::Firewall(block)),
         go_on => Ok(go_on),
     }
 }

@@ -6,7 +6,7 @@
 //! test fails if its two stages are swapped.
 
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -56,13 +56,23 @@ fn scratch(name: &str) -> PathBuf {
 struct Fixture {
     edge: Edge,
     cache: Arc<EdgeCache>,
+    recording: Arc<Recording>,
     _scheduler: Arc<Scheduler>,
 }
 
-/// The real stages for `routes_and_more` (plus one function `f` whose code
-/// is an empty directory: nothing ever starts it), invoking through
-/// `invoker`, or through `Billed` over it when `billed`.
-async fn fixture(dir: &Path, config_text: &str, invoker: Arc<Recording>, billed: bool) -> Fixture {
+impl Fixture {
+    /// Invocations that reached the invoker.
+    fn invoked(&self) -> u64 {
+        self.recording.0.load(Ordering::SeqCst)
+    }
+}
+
+/// The real stages for `config_text` (plus one function `f` whose code is
+/// an empty directory: nothing ever starts it), invoking through a
+/// [`Recording`], or through `Billed` over it when `billed`.
+async fn fixture(name: &str, config_text: &str, billed: bool) -> Fixture {
+    let dir = &scratch(name);
+    let recording = Arc::new(Recording::default());
     let text = format!(
         "[server]\ndata_dir = \"{}\"\n\n[functions.f]\ncommand = [\"/bin/true\"]\ncode = \"{}\"\n\n{config_text}",
         dir.join("data").display(),
@@ -74,6 +84,7 @@ async fn fixture(dir: &Path, config_text: &str, invoker: Arc<Recording>, billed:
     let store = Arc::new(levee_store::Store::open(&config.server.data_dir).unwrap());
     let queues = Arc::new(levee_queue::Queues::open(&config.server.data_dir).unwrap());
     let cache = EdgeCache::new(&config.cache);
+    let inner: Arc<dyn Invoke> = Arc::clone(&recording) as Arc<dyn Invoke>;
     let invoker: Arc<dyn Invoke> = if billed {
         let meters = levee_meter::Meters::open(&config.server.data_dir, config.prices).unwrap();
         let alerts = levee_meter::AlertSink::spawn(&tokio::runtime::Handle::current());
@@ -83,9 +94,9 @@ async fn fixture(dir: &Path, config_text: &str, invoker: Arc<Recording>, billed:
             alerts,
         );
         let billing = Arc::new(Billing::new(meters, budgets, Clock::default()));
-        Arc::new(Billed::new(invoker, billing))
+        Arc::new(Billed::new(inner, billing))
     } else {
-        invoker
+        inner
     };
     let edge = Edge::new(Stages {
         identity: ClientIdentity::new(Vec::new()),
@@ -104,6 +115,7 @@ async fn fixture(dir: &Path, config_text: &str, invoker: Arc<Recording>, billed:
     Fixture {
         edge,
         cache,
+        recording,
         _scheduler: scheduler,
     }
 }
@@ -133,20 +145,12 @@ statement = { string_match = { field = "path", search = "/", position = "starts_
 
 #[tokio::test]
 async fn the_firewall_comes_before_keys_cache_and_invocation() {
-    let dir = scratch("firewall");
-    let recording = Arc::new(Recording::default());
     let routes = "[[routes]]\nroute = \"GET /k\"\nfunction = \"f\"\napi_key_required = true\n\n[[routes]]\nroute = \"GET /c\"\nfunction = \"f\"\ncache = { ttl = \"1h\" }\n";
-    let fx = fixture(
-        &dir,
-        &format!("{routes}{BLOCK_ALL}"),
-        Arc::clone(&recording),
-        false,
-    )
-    .await;
+    let fx = fixture("firewall", &format!("{routes}{BLOCK_ALL}"), false).await;
     // Without a key the key stage would say 403: the firewall answers first.
     assert_eq!(get(&fx.edge, "/k").await, (418, "firewall_blocked"));
     assert_eq!(get(&fx.edge, "/c").await, (418, "firewall_blocked"));
-    assert_eq!(recording.0.load(Ordering::SeqCst), 0, "nothing invoked");
+    assert_eq!(fx.invoked(), 0, "nothing invoked");
     let stats = fx.cache.stats();
     assert_eq!(
         (stats.hits, stats.misses),
@@ -157,12 +161,9 @@ async fn the_firewall_comes_before_keys_cache_and_invocation() {
 
 #[tokio::test]
 async fn a_throttled_request_never_reaches_the_cache() {
-    let dir = scratch("throttle");
-    let recording = Arc::new(Recording::default());
     let fx = fixture(
-        &dir,
+        "throttle",
         "[[routes]]\nroute = \"GET /c\"\nfunction = \"f\"\ncache = { ttl = \"1h\" }\nthrottle = { rate = 0.01, burst = 1 }\n",
-        Arc::clone(&recording),
         false,
     )
     .await;
@@ -170,18 +171,15 @@ async fn a_throttled_request_never_reaches_the_cache() {
     // A cache before the throttle would answer this as a hit.
     assert_eq!(get(&fx.edge, "/c").await, (429, "throttled"));
     assert_eq!(fx.cache.stats().hits, 0);
-    assert_eq!(recording.0.load(Ordering::SeqCst), 1);
+    assert_eq!(fx.invoked(), 1);
 }
 
 #[tokio::test]
 async fn an_over_budget_request_never_reaches_the_invoker() {
-    let dir = scratch("budget");
-    let recording = Arc::new(Recording::default());
     // Each request costs $1; the budget stops the function at $1.
     let fx = fixture(
-        &dir,
+        "budget",
         "[prices]\nper_million_requests = 1000000\nper_gb_second = 0\n\n[budgets.cap]\nscope = { function = \"f\" }\nperiod = \"day\"\nlimit = 1\naction = \"stop\"\n\n[[routes]]\nroute = \"GET /f\"\nfunction = \"f\"\n",
-        Arc::clone(&recording),
         true,
     )
     .await;
@@ -189,7 +187,7 @@ async fn an_over_budget_request_never_reaches_the_invoker() {
     for _ in 0..4 {
         answers.push(get(&fx.edge, "/f").await);
     }
-    let ran = recording.0.load(Ordering::SeqCst);
+    let ran = fx.invoked();
     assert_eq!(answers[0], (200, "allowed"), "{answers:?}");
     let refused = answers
         .iter()

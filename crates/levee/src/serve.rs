@@ -45,11 +45,12 @@ pub(crate) async fn serve(config: Config, path: PathBuf) -> anyhow::Result<()> {
     // The store holds the data_dir's lock: a second server on the same
     // directory must stop here, before the scheduler clears and re-stages
     // the running server's instance directories.
-    let store = Arc::new(
-        levee_store::Store::open(&config.server.data_dir).with_context(|| {
-            format!("opening the store in {}", config.server.data_dir.display())
-        })?,
-    );
+    let data_dir = &config.server.data_dir;
+    let store = Arc::new(opened(
+        "store",
+        data_dir,
+        levee_store::Store::open(data_dir),
+    )?);
     store
         .sync_config_plans(&plans::specs(&config))
         .context("applying [plans] from the config")?;
@@ -66,11 +67,11 @@ pub(crate) async fn serve(config: Config, path: PathBuf) -> anyhow::Result<()> {
     // Keys, plans and quotas, from memory on the hot path.
     let api_keys = Arc::new(ApiKeys::new(Arc::clone(&store), clock));
     // Async routes queue their events here, durably, before answering 202.
-    let queues = Arc::new(
-        levee_queue::Queues::open(&config.server.data_dir).with_context(|| {
-            format!("opening the queues in {}", config.server.data_dir.display())
-        })?,
-    );
+    let queues = Arc::new(opened(
+        "queues",
+        data_dir,
+        levee_queue::Queues::open(data_dir),
+    )?);
     queues
         .sync_config_queues(&queueing::config_queues(&config))
         .await
@@ -164,8 +165,12 @@ fn billing(config: &Config, clock: Clock) -> anyhow::Result<Option<Arc<Billing>>
         return Ok(None);
     }
     levee_meter::metrics::install().context("installing the metrics recorder")?;
-    let meters = levee_meter::Meters::open(&config.server.data_dir, config.prices)
-        .with_context(|| format!("opening the meters in {}", config.server.data_dir.display()))?;
+    let data_dir = &config.server.data_dir;
+    let meters = opened(
+        "meters",
+        data_dir,
+        levee_meter::Meters::open(data_dir, config.prices),
+    )?;
     let alerts = levee_meter::AlertSink::spawn(&tokio::runtime::Handle::current());
     let budgets = levee_meter::Budgets::new(
         config.budgets.values().cloned().collect(),
@@ -173,6 +178,15 @@ fn billing(config: &Config, clock: Clock) -> anyhow::Result<Option<Arc<Billing>>
         alerts,
     );
     Ok(Some(Arc::new(Billing::new(meters, budgets, clock))))
+}
+
+/// What opening `what` in `data_dir` gave, with the directory named in its
+/// error.
+fn opened<T, E>(what: &str, data_dir: &std::path::Path, result: Result<T, E>) -> anyhow::Result<T>
+where
+    E: std::error::Error + Send + Sync + 'static,
+{
+    result.with_context(|| format!("opening the {what} in {}", data_dir.display()))
 }
 
 /// The clock quotas use: real time, shifted by `LEVEE_CLOCK_OFFSET_SECS`
