@@ -137,7 +137,7 @@ impl<'a> Loader<'a> {
         let client_ip = self.guarded("client_ip", guard::client_ip);
         let throttle = self.throttle(&KeyPath::of("throttle"));
         let firewall = self.firewall();
-        let route_keys: Vec<String> = routes.iter().map(|r| r.route_key.clone()).collect();
+        let route_keys: Vec<String> = routes.iter().map(|(_, r)| r.route_key.clone()).collect();
         let plans = self.plans(&route_keys);
         let cache = self.guarded("cache", cache::cache_settings);
         let prices = self.guarded("prices", budgets::prices);
@@ -158,7 +158,7 @@ impl<'a> Loader<'a> {
             server,
             account,
             functions,
-            routes,
+            routes: routes.into_iter().map(|(_, route)| route).collect(),
             limits,
             admin_limits,
             client_ip,
@@ -346,7 +346,9 @@ impl<'a> Loader<'a> {
         (functions, declared)
     }
 
-    fn routes(&mut self, declared: &[String]) -> Vec<Route> {
+    /// The valid routes, each with its index in the file (for later
+    /// problems to name the right `routes[i]`).
+    fn routes(&mut self, declared: &[String]) -> Vec<(usize, Route)> {
         let path = KeyPath::of("routes");
         let Some(list) = self.locator.node_at(&path) else {
             return Vec::new();
@@ -366,7 +368,7 @@ impl<'a> Loader<'a> {
             }
         }
         self.within(&path, |_, f| routes::overlaps(&valid, f));
-        valid.into_iter().map(|(_, route)| route).collect()
+        valid
     }
 
     fn route(&mut self, node: Node<'_>, path: &KeyPath, declared: &[String]) -> Option<Route> {

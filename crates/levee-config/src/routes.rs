@@ -112,12 +112,12 @@ pub(crate) fn overlaps(routes: &[(usize, Route)], found: &mut Found) {
 /// Routes with `async = true` must name a declared queue; keys relative to
 /// `[[routes]]`.
 pub(crate) fn async_routes(
-    routes: &[Route],
+    routes: &[(usize, Route)],
     queues: &BTreeMap<String, QueueConfig>,
     found: &mut Found,
 ) {
-    for (i, r) in routes.iter().enumerate() {
-        let at = KeyPath::default().index(i);
+    for (i, r) in routes {
+        let at = KeyPath::default().index(*i);
         match (&r.queue, r.is_async) {
             (None, true) => found.push(
                 at.key("queue"),

@@ -220,6 +220,25 @@ async = true
 }
 
 #[test]
+fn a_problem_after_a_broken_route_names_its_own_index() {
+    check_hello(
+        r#"
+[[routes]]
+route = "FETCH /x"
+function = "hello"
+
+[[routes]]
+route = "POST /jobs"
+function = "hello"
+async = true
+"#,
+        // routes[1], not the first of the valid routes.
+        "levee.toml:6: routes[0].route: unknown method `FETCH`; use GET, POST, PUT, PATCH, DELETE, HEAD, OPTIONS or ANY\n\
+         levee.toml:9: routes[1].queue: an async route names the queue it fills: queue = \"NAME\"",
+    );
+}
+
+#[test]
 fn bad_names() {
     check(
         r#"[functions."hello world"]
