@@ -77,22 +77,23 @@ pub(crate) struct RawFunction {
 
 /// Checks a function's name (its table key) by [`FunctionName`]'s rule;
 /// problems are on the table.
-pub(crate) fn name(name: &str, found: &mut Found) {
-    if let Err(e) = FunctionName::parse(name) {
-        found.push(KeyPath::default(), e.to_string());
-    }
+pub(crate) fn name(name: &str, found: &mut Found) -> Option<FunctionName> {
+    FunctionName::parse(name)
+        .map_err(|e| found.push(KeyPath::default(), e.to_string()))
+        .ok()
 }
 
 /// Validates one function; keys are relative to `[functions.NAME]`, paths
 /// resolve against `base_dir`, and `limit` is the account's concurrency
-/// when valid.
+/// when valid. `None` when its name broke the rule (reported by [`name`]);
+/// the rest is still checked, so every problem is reported at once.
 pub(crate) fn function(
-    name: &str,
+    name: Option<FunctionName>,
     raw: RawFunction,
     base_dir: &Path,
     limit: Option<u32>,
     found: &mut Found,
-) -> Function {
+) -> Option<Function> {
     let handler = match raw.handler {
         Some(handler) => {
             if handler.is_empty() || handler.contains('\0') {
@@ -145,8 +146,8 @@ pub(crate) fn function(
     }
     env(&raw.env, found);
     let max_body_bytes = max_body(raw.max_body, "max_body", found).unwrap_or(MAX_BODY_BYTES);
-    Function {
-        name: name.to_owned(),
+    Some(Function {
+        name: name?,
         runtime: match raw.runtime {
             RawRuntime::Process => RuntimeKind::Process,
         },
@@ -160,7 +161,7 @@ pub(crate) fn function(
         idle_timeout,
         env: raw.env,
         max_body_bytes,
-    }
+    })
 }
 
 fn command(mut command: Vec<String>, base_dir: &Path, found: &mut Found) -> Vec<String> {

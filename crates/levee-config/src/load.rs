@@ -328,7 +328,7 @@ impl<'a> Loader<'a> {
         for (name, item) in table.iter() {
             declared.push(name.to_owned());
             let at = path.key(name);
-            self.within(&at, |_, f| functions::name(name, f));
+            let valid_name = self.within(&at, |_, f| functions::name(name, f));
             let node = Node::Item(item);
             if node.table_like().is_none() {
                 self.found
@@ -339,9 +339,11 @@ impl<'a> Loader<'a> {
                 continue;
             };
             let function = self.within(&at, |l, f| {
-                functions::function(name, raw, l.base_dir, limit, f)
+                functions::function(valid_name, raw, l.base_dir, limit, f)
             });
-            functions.insert(name.to_owned(), function);
+            if let Some(function) = function {
+                functions.insert(name.to_owned(), function);
+            }
         }
         (functions, declared)
     }
@@ -419,7 +421,9 @@ impl<'a> Loader<'a> {
         let mut out = BTreeMap::new();
         for Named { name, path, raw } in entries {
             let plan = self.within(&path, |_, f| plans::plan(&name, raw, route_keys, f));
-            out.insert(name, plan);
+            if let Some(plan) = plan {
+                out.insert(name, plan);
+            }
         }
         out
     }
@@ -434,7 +438,9 @@ impl<'a> Loader<'a> {
         let mut out = BTreeMap::new();
         for Named { name, path, raw } in entries {
             let budget = self.within(&path, |_, f| budgets::budget(&name, raw, function_names, f));
-            out.insert(name, budget);
+            if let Some(budget) = budget {
+                out.insert(name, budget);
+            }
         }
         out
     }
@@ -449,7 +455,9 @@ impl<'a> Loader<'a> {
         let mut out = BTreeMap::new();
         for Named { name, path, raw } in entries {
             let queue = self.within(&path, |_, f| queues::queue(&name, raw, &names, f));
-            out.insert(name, queue);
+            if let Some(queue) = queue {
+                out.insert(name, queue);
+            }
         }
         out
     }

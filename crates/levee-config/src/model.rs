@@ -132,7 +132,7 @@ pub enum RuntimeKind {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Function {
     /// The table key.
-    pub name: String,
+    pub name: levee_common::name::FunctionName,
     pub runtime: RuntimeKind,
     /// Program and arguments; never empty, no empty elements.
     pub command: Vec<String>,

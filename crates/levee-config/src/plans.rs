@@ -56,7 +56,7 @@ pub struct PlanLimits {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Plan {
     /// The table key.
-    pub name: String,
+    pub name: levee_common::name::PlanName,
     /// Limits on every route.
     pub limits: PlanLimits,
     /// Per-route overrides, by route key (`"GET /hello/{name}"`).
@@ -128,10 +128,15 @@ fn limits(
 
 /// Validates one plan; `route_keys` are the configured routes' keys, which
 /// overrides must name.
-pub(crate) fn plan(name: &str, raw: RawPlan, route_keys: &[String], found: &mut Found) -> Plan {
-    if let Err(e) = PlanName::parse(name) {
-        found.push(KeyPath::default(), e.to_string());
-    }
+pub(crate) fn plan(
+    name: &str,
+    raw: RawPlan,
+    route_keys: &[String],
+    found: &mut Found,
+) -> Option<Plan> {
+    let checked = PlanName::parse(name)
+        .map_err(|e| found.push(KeyPath::default(), e.to_string()))
+        .ok();
     let base = limits(raw.throttle, raw.quota, found);
     let mut routes = BTreeMap::new();
     for (key, r) in raw.routes {
@@ -147,11 +152,11 @@ pub(crate) fn plan(name: &str, raw: RawPlan, route_keys: &[String], found: &mut 
         found.nest(&prefix, problems);
         routes.insert(key, l);
     }
-    Plan {
-        name: name.to_string(),
+    Some(Plan {
+        name: checked?,
         limits: base,
         routes,
-    }
+    })
 }
 
 /// Whether a config has too many plans.
@@ -169,7 +174,7 @@ mod tests {
 
     fn plan(name: &str, raw: RawPlan, route_keys: &[String]) -> (Plan, Vec<String>) {
         let (plan, found) = Found::collect(|f| super::plan(name, raw, route_keys, f));
-        (plan, found.keys())
+        (plan.expect("a valid name"), found.keys())
     }
 
     #[test]
@@ -192,10 +197,12 @@ quota = { limit = 5, period = "MONTH", offset = 3 }
         assert_eq!(p.routes["GET /a"].throttle, None);
     }
 
+    // Bad names are pinned in tests/error_text.rs: a badly named entry is
+    // not built at all.
     #[test]
     fn every_bad_value_names_its_key() {
         let (_, found) = plan(
-            "bad name!",
+            "p",
             raw(r#"
 throttle = { rate = 0, burst = 1 }
 quota = { limit = 0, period = "WEEK" }
@@ -208,7 +215,6 @@ quota = { limit = 1, period = "WEEK", offset = 9 }
         assert_eq!(
             found,
             [
-                "",
                 "throttle.rate",
                 "quota.limit",
                 "routes.\"GET /a\".quota.offset",

@@ -54,7 +54,7 @@ pub struct DeadLetter {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct QueueConfig {
     /// The table key: 1 to 80 of `[A-Za-z0-9_-]`.
-    pub name: String,
+    pub name: levee_common::name::QueueName,
     /// How long a received message stays hidden; 0..=12h, default 30 s.
     pub visibility_timeout: Duration,
     /// How long a new message stays hidden; 0..=15m, default 0.
@@ -156,10 +156,15 @@ fn duration(
 
 /// Validates one queue; `declared` are all queue names in the file (a
 /// dead-letter queue must be one of them).
-pub(crate) fn queue(name: &str, raw: RawQueue, declared: &[String], f: &mut Found) -> QueueConfig {
-    if let Err(e) = QueueName::parse(name) {
-        f.push(KeyPath::default(), e.to_string());
-    }
+pub(crate) fn queue(
+    name: &str,
+    raw: RawQueue,
+    declared: &[String],
+    f: &mut Found,
+) -> Option<QueueConfig> {
+    let checked = QueueName::parse(name)
+        .map_err(|e| f.push(KeyPath::default(), e.to_string()))
+        .ok();
     let visibility_timeout = duration(
         "visibility_timeout",
         raw.visibility_timeout.as_deref(),
@@ -232,15 +237,15 @@ pub(crate) fn queue(name: &str, raw: RawQueue, declared: &[String], f: &mut Foun
             max_receive_count: d.max_receive_count,
         })
     });
-    QueueConfig {
-        name: name.to_string(),
+    Some(QueueConfig {
+        name: checked?,
         visibility_timeout,
         delay,
         retention,
         max_message_size,
         max_messages,
         dead_letter,
-    }
+    })
 }
 
 /// Validates one mapping. `queues` are the validated queues; `functions`
@@ -353,7 +358,8 @@ mod tests {
     }
 
     fn queue(name: &str, raw: RawQueue, declared: &[String]) -> (QueueConfig, Found) {
-        Found::collect(|f| super::queue(name, raw, declared, f))
+        let (queue, found) = Found::collect(|f| super::queue(name, raw, declared, f));
+        (queue.expect("a valid name"), found)
     }
 
     fn event_source(
@@ -397,10 +403,12 @@ dead_letter = { queue = "orders-dlq", max_receive_count = 5 }
         assert_eq!(empty.max_messages, 100_000);
     }
 
+    // Bad names are pinned in tests/error_text.rs: a badly named entry is
+    // not built at all.
     #[test]
     fn every_bad_queue_value_names_its_key() {
         let (_, found) = queue(
-            "bad.fifo",
+            "q",
             raw_queue(
                 r#"
 visibility_timeout = "13h"
@@ -416,7 +424,6 @@ dead_letter = { queue = "bad.fifo", max_receive_count = 0 }
         assert_eq!(
             found.keys(),
             [
-                "",
                 "visibility_timeout",
                 "delay",
                 "retention",

@@ -343,7 +343,7 @@ pub struct RequestInfo {
     /// The matched route key.
     pub route: Option<String>,
     /// The route's function.
-    pub function: Option<String>,
+    pub function: Option<levee_common::name::FunctionName>,
     /// The API key id, when a key was required and valid.
     pub key_id: Option<String>,
     /// Set once the request passed every stage before the invocation; the

@@ -38,7 +38,7 @@ pub fn config_queues(config: &Config) -> Vec<(String, QueueSettings)> {
     config
         .queues
         .values()
-        .map(|q| (q.name.clone(), settings(q)))
+        .map(|q| (q.name.to_string(), settings(q)))
         .collect()
 }
 

@@ -242,7 +242,7 @@ mod tests {
 
     fn budget(action: BudgetAction) -> Budget {
         Budget {
-            name: "b".into(),
+            name: levee_common::name::BudgetName::parse("b").unwrap(),
             scope: BudgetScope::All,
             period: BudgetPeriod::Day,
             limit: 10.0,

@@ -122,7 +122,7 @@ impl Budgets {
                 BudgetAction::Alert => {}
                 BudgetAction::Stop => {
                     return BudgetDecision::Stopped {
-                        budget: b.name.clone(),
+                        budget: b.name.to_string(),
                         resets_at_unix: crate::period::bounds(b.period, now_unix).1,
                     };
                 }
@@ -186,7 +186,7 @@ impl Budgets {
         );
         crate::metrics::budget_alert(&b.name, kind.as_str(), threshold);
         self.meters.mark_alert(AlertMark {
-            budget: b.name.clone(),
+            budget: b.name.to_string(),
             period_start: ev.period_start,
             kind: kind.as_str(),
             threshold,
@@ -196,7 +196,7 @@ impl Budgets {
             self.alerts.send(
                 url,
                 &Alert {
-                    budget: b.name.clone(),
+                    budget: b.name.to_string(),
                     kind,
                     threshold,
                     spent: ev.spent,
@@ -224,7 +224,7 @@ impl Budgets {
                 let ev = budget::evaluate(b, spent, now_unix);
                 let state = budget::state(b, &ev, &lock(&e.fired));
                 BudgetStatus {
-                    name: b.name.clone(),
+                    name: b.name.to_string(),
                     scope: b.scope.clone(),
                     period: b.period,
                     limit: b.limit,

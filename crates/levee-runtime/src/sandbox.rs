@@ -311,7 +311,7 @@ fn instance_env(spec: &SpawnSpec<'_>, task: &Path, tmp: &Path) -> Vec<(OsString,
         ("_HANDLER".into(), f.handler.clone().into()),
         ("LAMBDA_TASK_ROOT".into(), task.into()),
         ("LAMBDA_RUNTIME_DIR".into(), task.into()),
-        ("AWS_LAMBDA_FUNCTION_NAME".into(), f.name.clone().into()),
+        ("AWS_LAMBDA_FUNCTION_NAME".into(), f.name.as_str().into()),
         (
             "AWS_LAMBDA_FUNCTION_MEMORY_SIZE".into(),
             f.memory_mb.to_string().into(),

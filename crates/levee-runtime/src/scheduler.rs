@@ -209,7 +209,10 @@ enum StageError {
 /// and seals it read-only; instances copy from there, so edits to the source
 /// directory while serving never reach half an instance.
 fn stage_code(data_dir: &Path, f: &Function) -> Result<PathBuf, StageError> {
-    let dest = data_dir.join("functions").join(&f.name).join("code");
+    let dest = data_dir
+        .join("functions")
+        .join(f.name.as_str())
+        .join("code");
     sandbox::remove_tree(&dest).map_err(StageError::Io)?;
     sandbox::copy_tree(&f.code, &dest, &mut CopyBudget::default()).map_err(|e| {
         if e.kind() == std::io::ErrorKind::FileTooLarge {

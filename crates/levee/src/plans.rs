@@ -33,7 +33,7 @@ pub fn specs(config: &Config) -> Vec<PlanSpec> {
         .map(|p| {
             let (throttle, quota) = limits(&p.limits);
             PlanSpec {
-                name: p.name.clone(),
+                name: p.name.to_string(),
                 throttle,
                 quota,
                 routes: p

@@ -9,7 +9,7 @@ use crate::model::{BudgetPeriod, Prices};
 
 fn budget(name: &str, scope: BudgetScope, limit: f64, action: BudgetAction) -> Budget {
     Budget {
-        name: name.into(),
+        name: levee_common::name::BudgetName::parse(name).unwrap(),
         scope,
         period: BudgetPeriod::Day,
         limit,
