@@ -39,7 +39,7 @@ pub use levee_common::{parse_duration, parse_size};
 pub use model::{exposed_admin, AccessLog, Account, Config, Function, RuntimeKind, Server};
 pub use plans::{Plan, PlanLimits, Quota, QuotaPeriod};
 pub use queues::{DeadLetter, EventSourceConfig, QueueConfig};
-pub use route::{Route, RouteMethod};
+pub use route::{Route, RouteKey, RouteMethod};
 
 #[cfg(test)]
 mod tests;

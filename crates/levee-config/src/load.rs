@@ -137,7 +137,10 @@ impl<'a> Loader<'a> {
         let client_ip = self.guarded("client_ip", guard::client_ip);
         let throttle = self.throttle(&KeyPath::of("throttle"));
         let firewall = self.firewall();
-        let route_keys: Vec<String> = routes.iter().map(|(_, r)| r.route_key.clone()).collect();
+        let route_keys: Vec<String> = routes
+            .iter()
+            .map(|(_, r)| r.route_key.to_string())
+            .collect();
         let plans = self.plans(&route_keys);
         let cache = self.guarded("cache", cache::cache_settings);
         let prices = self.guarded("prices", budgets::prices);

@@ -66,7 +66,7 @@ impl fmt::Display for RouteMethod {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Route {
     /// Normalised API Gateway `routeKey`, e.g. `"GET /hello/{name}"`.
-    pub route_key: String,
+    pub route_key: RouteKey,
     pub method: RouteMethod,
     /// API Gateway syntax, e.g. `"/hello/{name}"` or `"/files/{proxy+}"`.
     pub path: String,
@@ -90,14 +90,14 @@ pub struct Route {
 
 /// The parts of a validated `route` string.
 #[derive(Debug)]
-pub(crate) struct RouteKey {
+pub(crate) struct ParsedRoute {
     pub(crate) method: RouteMethod,
     pub(crate) path: String,
     pub(crate) matchit_path: String,
 }
 
-impl RouteKey {
-    pub(crate) fn parse(text: &str) -> Result<RouteKey, String> {
+impl ParsedRoute {
+    pub(crate) fn parse(text: &str) -> Result<ParsedRoute, String> {
         let mut words = text.split_whitespace();
         let (Some(method), Some(path), None) = (words.next(), words.next(), words.next()) else {
             return Err(format!(
@@ -110,15 +110,63 @@ impl RouteKey {
             )
         })?;
         let matchit_path = matchit_path(path)?;
-        Ok(RouteKey {
+        Ok(ParsedRoute {
             method,
             path: path.to_owned(),
             matchit_path,
         })
     }
 
-    pub(crate) fn route_key(&self) -> String {
-        format!("{} {}", self.method, self.path)
+    pub(crate) fn route_key(&self) -> RouteKey {
+        RouteKey(format!("{} {}", self.method, self.path))
+    }
+}
+
+/// A route's normalised API Gateway `routeKey` (`"GET /hello/{name}"`):
+/// made only from a route that parsed, so one in hand is valid.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct RouteKey(String);
+
+impl RouteKey {
+    /// Parses and normalises `"METHOD /path"`; the error says what is wrong.
+    pub fn parse(text: &str) -> Result<RouteKey, String> {
+        ParsedRoute::parse(text).map(|p| p.route_key())
+    }
+
+    /// The key as text.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for RouteKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::ops::Deref for RouteKey {
+    type Target = str;
+    fn deref(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::borrow::Borrow<str> for RouteKey {
+    fn borrow(&self) -> &str {
+        &self.0
+    }
+}
+
+impl PartialEq<str> for RouteKey {
+    fn eq(&self, other: &str) -> bool {
+        self.0 == other
+    }
+}
+
+impl PartialEq<&str> for RouteKey {
+    fn eq(&self, other: &&str) -> bool {
+        self.0 == *other
     }
 }
 
@@ -250,22 +298,22 @@ mod tests {
 
     #[test]
     fn parses_and_normalises_route_keys() {
-        let key = RouteKey::parse("get /hello/{name}").unwrap();
+        let key = ParsedRoute::parse("get /hello/{name}").unwrap();
         assert_eq!(key.method, RouteMethod::Get);
         assert_eq!(key.path, "/hello/{name}");
         assert_eq!(key.matchit_path, "/hello/{name}");
         assert_eq!(key.route_key(), "GET /hello/{name}");
 
-        let key = RouteKey::parse("  Any   /files/{proxy+} ").unwrap();
+        let key = ParsedRoute::parse("  Any   /files/{proxy+} ").unwrap();
         assert_eq!(key.method, RouteMethod::Any);
         assert_eq!(key.matchit_path, "/files/{*proxy}");
         assert_eq!(key.route_key(), "ANY /files/{proxy+}");
 
-        let key = RouteKey::parse("OPTIONS /").unwrap();
+        let key = ParsedRoute::parse("OPTIONS /").unwrap();
         assert_eq!(key.matchit_path, "/");
-        let key = RouteKey::parse("DELETE /{proxy+}").unwrap();
+        let key = ParsedRoute::parse("DELETE /{proxy+}").unwrap();
         assert_eq!(key.matchit_path, "/{*proxy}");
-        let key = RouteKey::parse("PATCH /a/{id}/b-c.d/{rest+}").unwrap();
+        let key = ParsedRoute::parse("PATCH /a/{id}/b-c.d/{rest+}").unwrap();
         assert_eq!(key.matchit_path, "/a/{id}/b-c.d/{*rest}");
     }
 
@@ -307,14 +355,17 @@ mod tests {
             (long.as_str(), "limit is 1024"),
         ];
         for (input, reason) in cases {
-            let err = RouteKey::parse(input).expect_err(input);
+            let err = ParsedRoute::parse(input).expect_err(input);
             assert!(err.contains(reason), "{input:?}: {err}");
         }
     }
 
     fn overlaps_of(keys: &[&str]) -> Vec<(usize, String)> {
-        let parsed: Vec<RouteKey> = keys.iter().map(|k| RouteKey::parse(k).unwrap()).collect();
-        let route_keys: Vec<String> = parsed.iter().map(RouteKey::route_key).collect();
+        let parsed: Vec<ParsedRoute> = keys
+            .iter()
+            .map(|k| ParsedRoute::parse(k).unwrap())
+            .collect();
+        let route_keys: Vec<RouteKey> = parsed.iter().map(ParsedRoute::route_key).collect();
         let candidates: Vec<Candidate<'_>> = parsed
             .iter()
             .zip(&route_keys)
@@ -384,7 +435,7 @@ mod tests {
         let valid: Vec<&str> = keys
             .iter()
             .map(String::as_str)
-            .filter(|key| RouteKey::parse(key).is_ok())
+            .filter(|key| ParsedRoute::parse(key).is_ok())
             .collect();
         assert!(valid.len() > 300, "only {} valid keys", valid.len());
         let forward = overlaps_of(&valid);

@@ -15,7 +15,7 @@ use crate::cache::CachePolicy;
 use crate::guard::Throttle;
 use crate::problems::{Found, KeyPath};
 use crate::queues::QueueConfig;
-use crate::route::{self, Candidate, Route, RouteKey};
+use crate::route::{self, Candidate, ParsedRoute, Route};
 use crate::values::{listing, RawSize};
 
 #[derive(Debug, Deserialize)]
@@ -66,7 +66,7 @@ pub(crate) fn route(
     cache: Option<CachePolicy>,
     found: &mut Found,
 ) -> Option<Route> {
-    match RouteKey::parse(&raw.route) {
+    match ParsedRoute::parse(&raw.route) {
         Ok(key) => Some(Route {
             route_key: key.route_key(),
             method: key.method,

@@ -341,7 +341,7 @@ pub struct RequestInfo {
     /// The client, after trusted-proxy resolution.
     pub client_ip: std::net::IpAddr,
     /// The matched route key.
-    pub route: Option<String>,
+    pub route: Option<levee_config::RouteKey>,
     /// The route's function.
     pub function: Option<levee_common::name::FunctionName>,
     /// The API key id, when a key was required and valid.

@@ -14,7 +14,7 @@ use levee_runtime::{FunctionHandle, Scheduler};
 #[derive(Debug)]
 pub struct RouteTarget {
     /// API Gateway's `routeKey`, e.g. `GET /hello/{name}`.
-    pub route_key: String,
+    pub route_key: levee_config::RouteKey,
     /// The function's pool.
     pub function: FunctionHandle,
     /// Largest request body accepted on this route.
@@ -69,7 +69,7 @@ impl Router {
         };
         for r in routes {
             let err = |reason: String| RouterError {
-                route: r.route_key.clone(),
+                route: r.route_key.to_string(),
                 reason,
             };
             let function = scheduler

@@ -22,7 +22,7 @@ pub struct Shield {
     /// The compiled firewall, if `[firewall]` is configured.
     pub firewall: Option<Firewall>,
     account: Option<TokenBucket>,
-    routes: HashMap<String, TokenBucket>,
+    routes: HashMap<levee_config::RouteKey, TokenBucket>,
 }
 
 impl Shield {
