@@ -412,9 +412,7 @@ pub(crate) fn budget(
     function_names: &[String],
     found: &mut Found,
 ) -> Option<Budget> {
-    let checked = BudgetName::parse(name)
-        .map_err(|e| found.push(KeyPath::default(), e.to_string()))
-        .ok();
+    let checked = found.named(BudgetName::parse(name));
     let scope = scope(raw.scope, function_names, found);
     if !(raw.limit.is_finite() && raw.limit > 0.0 && raw.limit <= MAX_LIMIT) {
         found.push(

@@ -75,14 +75,6 @@ pub(crate) struct RawFunction {
     max_body: Option<RawSize>,
 }
 
-/// Checks a function's name (its table key) by [`FunctionName`]'s rule;
-/// problems are on the table.
-pub(crate) fn name(name: &str, found: &mut Found) -> Option<FunctionName> {
-    FunctionName::parse(name)
-        .map_err(|e| found.push(KeyPath::default(), e.to_string()))
-        .ok()
-}
-
 /// Validates one function; keys are relative to `[functions.NAME]`, paths
 /// resolve against `base_dir`, and `limit` is the account's concurrency
 /// when valid. `None` when its name broke the rule (reported by [`name`]);

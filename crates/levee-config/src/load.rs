@@ -16,6 +16,7 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use std::time::Duration;
 
+use levee_common::name::FunctionName;
 use serde::de::{DeserializeOwned, IntoDeserializer as _};
 use toml_edit::{ImDocument, Item, Value};
 
@@ -331,7 +332,7 @@ impl<'a> Loader<'a> {
         for (name, item) in table.iter() {
             declared.push(name.to_owned());
             let at = path.key(name);
-            let valid_name = self.within(&at, |_, f| functions::name(name, f));
+            let valid_name = self.within(&at, |_, f| f.named(FunctionName::parse(name)));
             let node = Node::Item(item);
             if node.table_like().is_none() {
                 self.found

@@ -134,9 +134,7 @@ pub(crate) fn plan(
     route_keys: &[String],
     found: &mut Found,
 ) -> Option<Plan> {
-    let checked = PlanName::parse(name)
-        .map_err(|e| found.push(KeyPath::default(), e.to_string()))
-        .ok();
+    let checked = found.named(PlanName::parse(name));
     let base = limits(raw.throttle, raw.quota, found);
     let mut routes = BTreeMap::new();
     for (key, r) in raw.routes {

@@ -134,6 +134,17 @@ impl Found {
         (value, found)
     }
 
+    /// An entry's name if its rule allows it, else `None` and the rule as a
+    /// problem on the entry's own table (validators run at that table).
+    pub(crate) fn named<T>(
+        &mut self,
+        parsed: Result<T, levee_common::name::NameError>,
+    ) -> Option<T> {
+        parsed
+            .map_err(|e| self.push(KeyPath::default(), e.to_string()))
+            .ok()
+    }
+
     /// Records that the key at `at` is wrong, and why.
     pub(crate) fn push(&mut self, at: impl Into<KeyPath>, message: impl Into<String>) {
         self.0.push(Entry {

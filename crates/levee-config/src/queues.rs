@@ -162,9 +162,7 @@ pub(crate) fn queue(
     declared: &[String],
     f: &mut Found,
 ) -> Option<QueueConfig> {
-    let checked = QueueName::parse(name)
-        .map_err(|e| f.push(KeyPath::default(), e.to_string()))
-        .ok();
+    let checked = f.named(QueueName::parse(name));
     let visibility_timeout = duration(
         "visibility_timeout",
         raw.visibility_timeout.as_deref(),
