@@ -530,14 +530,18 @@ async fn send_message(api: &Api, r: SendReq) -> Result<Value, ApiError> {
 }
 
 /// SQS's batch rules: 1..=10 entries, ids 1..=80 of `[A-Za-z0-9_-]`, all
-/// distinct.
-fn check_batch<'a>(ids: impl ExactSizeIterator<Item = &'a str>) -> Result<(), ApiError> {
+/// distinct. `entry` is the action's entry shape, which AWS names when the
+/// batch is empty (e.g. `DeleteMessageBatchRequestEntry`).
+fn check_batch<'a>(
+    entry: &str,
+    ids: impl ExactSizeIterator<Item = &'a str>,
+) -> Result<(), ApiError> {
     let n = ids.len();
     if n == 0 {
         return Err(ApiError::batch(
             "AWS.SimpleQueueService.EmptyBatchRequest",
             "EmptyBatchRequest",
-            "the batch request doesn't contain any entries",
+            &format!("There should be at least one {entry} in the request."),
         ));
     }
     if n > MAX_API_BATCH {
@@ -605,7 +609,10 @@ struct SendBatchReq {
 
 async fn send_batch(api: &Api, r: SendBatchReq) -> Result<Value, ApiError> {
     let name = name_of(&r.queue_url)?;
-    check_batch(r.entries.iter().map(|e| e.id.as_str()))?;
+    check_batch(
+        "SendMessageBatchRequestEntry",
+        r.entries.iter().map(|e| e.id.as_str()),
+    )?;
     let total: usize = r
         .entries
         .iter()
@@ -804,7 +811,10 @@ fn batch_answer(ids: Vec<String>, results: Vec<Result<(), QueueError>>) -> Value
 
 async fn delete_batch(api: &Api, r: DeleteBatchReq) -> Result<Value, ApiError> {
     let name = name_of(&r.queue_url)?;
-    check_batch(r.entries.iter().map(|e| e.id.as_str()))?;
+    check_batch(
+        "DeleteMessageBatchRequestEntry",
+        r.entries.iter().map(|e| e.id.as_str()),
+    )?;
     let (ids, handles): (Vec<String>, Vec<String>) = r
         .entries
         .into_iter()
@@ -840,7 +850,10 @@ struct VisibilityBatchReq {
 
 async fn visibility_batch(api: &Api, r: VisibilityBatchReq) -> Result<Value, ApiError> {
     let name = name_of(&r.queue_url)?;
-    check_batch(r.entries.iter().map(|e| e.id.as_str()))?;
+    check_batch(
+        "ChangeMessageVisibilityBatchRequestEntry",
+        r.entries.iter().map(|e| e.id.as_str()),
+    )?;
     let mut ids = Vec::new();
     let mut entries = Vec::new();
     let mut failed = Vec::new();
@@ -897,11 +910,20 @@ mod tests {
 
     #[test]
     fn batch_rules_pick_the_sqs_error() {
-        let code = |ids: &[&str]| check_batch(ids.iter().copied()).err().map(|e| e.code.shape);
+        let code = |ids: &[&str]| {
+            check_batch("SendMessageBatchRequestEntry", ids.iter().copied())
+                .err()
+                .map(|e| e.code.shape)
+        };
         assert_eq!(code(&[]), Some("EmptyBatchRequest"));
         assert_eq!(code(&["a"; 11]), Some("TooManyEntriesInBatchRequest"));
         assert_eq!(code(&["a", "a"]), Some("BatchEntryIdsNotDistinct"));
         assert_eq!(code(&["a b"]), Some("InvalidBatchEntryId"));
         assert_eq!(code(&["a", "b"]), None);
+        let empty = check_batch("DeleteMessageBatchRequestEntry", std::iter::empty()).unwrap_err();
+        assert_eq!(
+            empty.message,
+            "There should be at least one DeleteMessageBatchRequestEntry in the request."
+        );
     }
 }

@@ -12,7 +12,9 @@ const MAX_QUOTED_CHARS: usize = 80;
 /// group commit can answer every caller in it.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum QueueError {
-    #[error("the specified queue '{name}' does not exist")]
+    /// AWS's own text, word for word (code that matches on it, and suites
+    /// verified against AWS, expect it); `name` is for logs and `Debug`.
+    #[error("The specified queue does not exist.")]
     NotFound { name: String },
 
     #[error("queue '{name}' already exists with different attributes")]
@@ -217,10 +219,15 @@ mod tests {
     #[test]
     fn hostile_names_are_bounded_and_escaped() {
         let hostile = format!("a\u{1b}[2J{}", "x".repeat(10_000));
-        let msg = QueueError::not_found(&hostile).to_string();
+        let msg = QueueError::bad_attribute(&hostile, "no").to_string();
         assert!(msg.len() < 200, "{msg}");
         assert!(!msg.contains('\u{1b}'));
         assert!(msg.contains('…'));
+        assert_eq!(
+            QueueError::not_found(&hostile).to_string(),
+            "The specified queue does not exist.",
+            "AWS's words, and no echo at all"
+        );
     }
 
     #[test]

@@ -95,8 +95,14 @@ def expect(code, call, **kwargs):
 try:
     sqs.get_queue_url(QueueName="nope")
     sys.exit("FAIL missing queue found")
-except sqs.exceptions.QueueDoesNotExist:
-    pass
+except sqs.exceptions.QueueDoesNotExist as e:
+    # AWS's own words: code that matches on them must keep working.
+    check(e.response["Error"]["Message"] == "The specified queue does not exist.", "NonExistentQueue text", e.response)
+try:
+    sqs.delete_message_batch(QueueUrl=q, Entries=[])
+    sys.exit("FAIL empty DeleteMessageBatch accepted")
+except sqs.exceptions.ClientError as e:
+    check(e.response["Error"]["Message"] == "There should be at least one DeleteMessageBatchRequestEntry in the request.", "EmptyBatchRequest text", e.response)
 expect("ReceiptHandleIsInvalid", sqs.delete_message, QueueUrl=q, ReceiptHandle="garbage")
 for bad_number in ["NaN", "inf", "-Infinity", "1e400", "1e-200", "1" * 39]:
     expect("InvalidParameterValue", sqs.send_message, QueueUrl=q, MessageBody="x",
