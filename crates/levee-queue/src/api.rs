@@ -530,8 +530,9 @@ async fn send_message(api: &Api, r: SendReq) -> Result<Value, ApiError> {
 }
 
 /// SQS's batch rules: 1..=10 entries, ids 1..=80 of `[A-Za-z0-9_-]`, all
-/// distinct. `entry` is the action's entry shape, which AWS names when the
-/// batch is empty (e.g. `DeleteMessageBatchRequestEntry`).
+/// distinct, refused in AWS's own words. `entry` is the action's entry
+/// shape, which AWS names when the batch is empty (e.g.
+/// `DeleteMessageBatchRequestEntry`).
 fn check_batch<'a>(
     entry: &str,
     ids: impl ExactSizeIterator<Item = &'a str>,
@@ -548,7 +549,9 @@ fn check_batch<'a>(
         return Err(ApiError::batch(
             "AWS.SimpleQueueService.TooManyEntriesInBatchRequest",
             "TooManyEntriesInBatchRequest",
-            &format!("at most {MAX_API_BATCH} entries per batch, not {n}"),
+            &format!(
+                "Maximum number of entries per request are {MAX_API_BATCH}. You have sent {n}."
+            ),
         ));
     }
     let mut seen = HashSet::new();
@@ -563,8 +566,8 @@ fn check_batch<'a>(
                 "AWS.SimpleQueueService.InvalidBatchEntryId",
                 "InvalidBatchEntryId",
                 &format!(
-                    "batch entry id '{}' must be 1 to {MAX_ENTRY_ID} characters of A-Z a-z 0-9 - _",
-                    quote(id)
+                    "A batch entry id can only contain alphanumeric characters, hyphens and \
+                     underscores. It can be at most {MAX_ENTRY_ID} letters long."
                 ),
             ));
         }
@@ -572,7 +575,8 @@ fn check_batch<'a>(
             return Err(ApiError::batch(
                 "AWS.SimpleQueueService.BatchEntryIdsNotDistinct",
                 "BatchEntryIdsNotDistinct",
-                &format!("batch entry id '{}' appears more than once", quote(id)),
+                // The id passed the rule above: safe to repeat as AWS does.
+                &format!("Id {id} repeated."),
             ));
         }
     }
@@ -924,6 +928,21 @@ mod tests {
         assert_eq!(
             empty.message,
             "There should be at least one DeleteMessageBatchRequestEntry in the request."
+        );
+        let text = |ids: &[&str]| {
+            check_batch("SendMessageBatchRequestEntry", ids.iter().copied())
+                .unwrap_err()
+                .message
+        };
+        assert_eq!(
+            text(&["a"; 11]),
+            "Maximum number of entries per request are 10. You have sent 11."
+        );
+        assert_eq!(text(&["a", "a"]), "Id a repeated.");
+        assert_eq!(
+            text(&["a b"]),
+            "A batch entry id can only contain alphanumeric characters, hyphens and \
+             underscores. It can be at most 80 letters long."
         );
     }
 }

@@ -103,6 +103,11 @@ try:
     sys.exit("FAIL empty DeleteMessageBatch accepted")
 except sqs.exceptions.ClientError as e:
     check(e.response["Error"]["Message"] == "There should be at least one DeleteMessageBatchRequestEntry in the request.", "EmptyBatchRequest text", e.response)
+try:
+    sqs.send_message_batch(QueueUrl=q, Entries=[{"Id": str(i), "MessageBody": "x"} for i in range(11)])
+    sys.exit("FAIL 11 entries accepted")
+except sqs.exceptions.ClientError as e:
+    check(e.response["Error"]["Message"] == "Maximum number of entries per request are 10. You have sent 11.", "TooManyEntries text", e.response)
 expect("ReceiptHandleIsInvalid", sqs.delete_message, QueueUrl=q, ReceiptHandle="garbage")
 for bad_number in ["NaN", "inf", "-Infinity", "1e400", "1e-200", "1" * 39]:
     expect("InvalidParameterValue", sqs.send_message, QueueUrl=q, MessageBody="x",
