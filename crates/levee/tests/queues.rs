@@ -356,28 +356,13 @@ queue = "inbox"
         .as_str()
         .unwrap()
         .to_string();
-    let sqs = |action: &str, payload: serde_json::Value| {
-        let auth = format!("Bearer {ADMIN_TOKEN}");
-        let target = format!("AmazonSQS.{action}");
-        request(
-            s.admin,
-            "POST",
-            "/",
-            &[
-                ("authorization", &auth),
-                ("x-amz-target", &target),
-                ("content-type", "application/x-amz-json-1.0"),
-            ],
-            payload.to_string().as_bytes(),
-        )
-    };
-    let delete = sqs("DeleteQueue", serde_json::json!({"QueueUrl": url}));
+    let delete = s.admin_sqs_call("DeleteQueue", &serde_json::json!({"QueueUrl": url}));
     assert_eq!(delete.status, 403, "{}", delete.text());
     assert!(delete.text().contains("AccessDenied"), "{}", delete.text());
     assert!(delete.text().contains("levee.toml"), "{}", delete.text());
-    let set = sqs(
+    let set = s.admin_sqs_call(
         "SetQueueAttributes",
-        serde_json::json!({"QueueUrl": url, "Attributes": {"VisibilityTimeout": "7"}}),
+        &serde_json::json!({"QueueUrl": url, "Attributes": {"VisibilityTimeout": "7"}}),
     );
     assert_eq!(set.status, 403, "{}", set.text());
     let accepted = request(s.edge, "POST", "/submit", &[], b"still queued");

@@ -196,11 +196,11 @@ impl Server {
         request(self.admin, method, path, &[("authorization", &auth)], body)
     }
 
-    /// One SQS JSON-protocol call on the admin listener; the JSON answer.
-    pub fn admin_sqs(&self, action: &str, payload: &serde_json::Value) -> serde_json::Value {
+    /// One SQS JSON-protocol call on the admin listener, whatever its status.
+    pub fn admin_sqs_call(&self, action: &str, payload: &serde_json::Value) -> Resp {
         let auth = format!("Bearer {ADMIN_TOKEN}");
         let target = format!("AmazonSQS.{action}");
-        let r = request(
+        request(
             self.admin,
             "POST",
             "/",
@@ -210,7 +210,12 @@ impl Server {
                 ("content-type", "application/x-amz-json-1.0"),
             ],
             payload.to_string().as_bytes(),
-        );
+        )
+    }
+
+    /// One SQS JSON-protocol call that must succeed; the JSON answer.
+    pub fn admin_sqs(&self, action: &str, payload: &serde_json::Value) -> serde_json::Value {
+        let r = self.admin_sqs_call(action, payload);
         assert_eq!(r.status, 200, "{action}: {}", r.text());
         r.json()
     }
