@@ -417,50 +417,42 @@ impl<'a> Loader<'a> {
 
     /// `[plans.NAME]`: usage plans.
     fn plans(&mut self, route_keys: &[String]) -> BTreeMap<String, plans::Plan> {
-        let (_, entries) = self.named::<plans::RawPlan>(
-            "plans",
-            "a table of plans, e.g. [plans.basic]",
-            plans::too_many,
-        );
-        let mut out = BTreeMap::new();
-        for Named { name, path, raw } in entries {
-            let plan = self.within(&path, |_, f| plans::plan(&name, raw, route_keys, f));
-            if let Some(plan) = plan {
-                out.insert(name, plan);
-            }
-        }
-        out
+        let expected = "a table of plans, e.g. [plans.basic]";
+        self.entries("plans", expected, plans::too_many, |name, raw, _, f| {
+            plans::plan(name, raw, route_keys, f)
+        })
     }
 
     /// `[budgets.NAME]`: spend budgets.
     fn budgets(&mut self, function_names: &[String]) -> BTreeMap<String, budgets::Budget> {
-        let (_, entries) = self.named::<budgets::RawBudget>(
-            "budgets",
-            "a table of budgets, e.g. [budgets.daily]",
-            budgets::too_many,
-        );
-        let mut out = BTreeMap::new();
-        for Named { name, path, raw } in entries {
-            let budget = self.within(&path, |_, f| budgets::budget(&name, raw, function_names, f));
-            if let Some(budget) = budget {
-                out.insert(name, budget);
-            }
-        }
-        out
+        let expected = "a table of budgets, e.g. [budgets.daily]";
+        self.entries("budgets", expected, budgets::too_many, |name, raw, _, f| {
+            budgets::budget(name, raw, function_names, f)
+        })
     }
 
-    /// `[queues.NAME]`: durable queues.
+    /// `[queues.NAME]`: durable queues (a dead-letter rule may name any of
+    /// the file's queues).
     fn queues(&mut self) -> BTreeMap<String, queues::QueueConfig> {
-        let (names, entries) = self.named::<queues::RawQueue>(
-            "queues",
-            "a table of queues, e.g. [queues.orders]",
-            queues::too_many_queues,
-        );
+        let expected = "a table of queues, e.g. [queues.orders]";
+        self.entries("queues", expected, queues::too_many_queues, queues::queue)
+    }
+
+    /// Every `[section.NAME]` entry that `check` builds (it gets the entry's
+    /// name, its raw table and every name the section declares), at its
+    /// table's key path.
+    fn entries<R: DeserializeOwned, T>(
+        &mut self,
+        section: &str,
+        expected: &str,
+        too_many: fn(usize) -> Option<String>,
+        mut check: impl FnMut(&str, R, &[String], &mut Found) -> Option<T>,
+    ) -> BTreeMap<String, T> {
+        let (names, entries) = self.named::<R>(section, expected, too_many);
         let mut out = BTreeMap::new();
         for Named { name, path, raw } in entries {
-            let queue = self.within(&path, |_, f| queues::queue(&name, raw, &names, f));
-            if let Some(queue) = queue {
-                out.insert(name, queue);
+            if let Some(built) = self.within(&path, |_, f| check(&name, raw, &names, f)) {
+                out.insert(name, built);
             }
         }
         out
