@@ -17,7 +17,9 @@ use levee_edge::invocation;
 use levee_edge::queueing::{self, FunctionInvoker};
 use levee_edge::shield::{Shield, ShieldHandle};
 use levee_edge::{admin, listener, BodyPolicy, Edge, Router, Stages};
+use levee_queue::Queues;
 use levee_runtime::Scheduler;
+use levee_store::Store;
 use tokio::net::TcpListener;
 
 use crate::plans;
@@ -46,11 +48,7 @@ pub(crate) async fn serve(config: Config, path: PathBuf) -> anyhow::Result<()> {
     // directory must stop here, before the scheduler clears and re-stages
     // the running server's instance directories.
     let data_dir = &config.server.data_dir;
-    let store = Arc::new(opened(
-        "store",
-        data_dir,
-        levee_store::Store::open(data_dir),
-    )?);
+    let store = Arc::new(opened("store", data_dir, Store::open(data_dir))?);
     store
         .sync_config_plans(&plans::specs(&config))
         .context("applying [plans] from the config")?;
@@ -67,11 +65,7 @@ pub(crate) async fn serve(config: Config, path: PathBuf) -> anyhow::Result<()> {
     // Keys, plans and quotas, from memory on the hot path.
     let api_keys = Arc::new(ApiKeys::new(Arc::clone(&store), clock));
     // Async routes queue their events here, durably, before answering 202.
-    let queues = Arc::new(opened(
-        "queues",
-        data_dir,
-        levee_queue::Queues::open(data_dir),
-    )?);
+    let queues = Arc::new(opened("queues", data_dir, Queues::open(data_dir))?);
     queues
         .sync_config_queues(&queueing::config_queues(&config))
         .await
