@@ -203,7 +203,7 @@ async fn respond_with(
 /// §8.1); h2 picks NO_ERROR only when the body is dropped after the
 /// response's end was sent, which is when hyper drops this.
 #[derive(Debug)]
-pub struct Answer {
+struct Answer {
     body: Full<bytes::Bytes>,
     /// Held, never read: dropped with the answer, after its end was sent.
     _request_body: Option<Incoming>,

@@ -58,6 +58,13 @@ struct Fixture {
     cache: Arc<EdgeCache>,
     recording: Arc<Recording>,
     _scheduler: Arc<Scheduler>,
+    dir: PathBuf,
+}
+
+impl Drop for Fixture {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
 }
 
 impl Fixture {
@@ -117,6 +124,7 @@ async fn fixture(name: &str, config_text: &str, billed: bool) -> Fixture {
         cache,
         recording,
         _scheduler: scheduler,
+        dir: dir.clone(),
     }
 }
 
