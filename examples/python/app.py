@@ -2,6 +2,7 @@
 
 import json
 import os
+import socket
 
 
 def handler(event, context):
@@ -44,14 +45,19 @@ def handler(event, context):
 
 def sqs_batch(event):
     """An SQS batch: records whose body contains "fail" are reported as
-    failed (partial batch response); the rest succeed. Each processed body is
-    appended to $PROCESSED_FILE, if set, so tests can count deliveries."""
+    failed (partial batch response); the rest succeed. Processed bodies are
+    sent, one per line, to the TCP address $PROCESSED_ADDR, if set, so tests
+    can count deliveries (an isolated instance reaches it through `forward`)."""
     failures = []
-    processed = os.environ.get("PROCESSED_FILE")
+    done = []
     for record in event["Records"]:
         if "fail" in record["body"]:
             failures.append({"itemIdentifier": record["messageId"]})
-        elif processed:
-            with open(processed, "a") as out:
-                out.write(record["body"] + "\n")
+        else:
+            done.append(record["body"])
+    addr = os.environ.get("PROCESSED_ADDR")
+    if addr and done:
+        host, port = addr.rsplit(":", 1)
+        with socket.create_connection((host, int(port)), timeout=5) as out:
+            out.sendall("".join(body + "\n" for body in done).encode())
     return {"batchItemFailures": failures}

@@ -14,9 +14,9 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-use crate::model::{Function, RuntimeKind};
+use crate::model::{Function, Network, RuntimeKind};
 use crate::problems::{Found, KeyPath};
-use crate::values::{listing, resolve, RawSize};
+use crate::values::{checked_size, listing, resolve, RawSize};
 use levee_common::name::FunctionName;
 use levee_common::{parse_duration, parse_size};
 
@@ -46,6 +46,25 @@ const RESERVED_ENV: [&str; 10] = [
     "AWS_SESSION_TOKEN",
 ];
 const RESERVED_ENV_PREFIX: &str = "AWS_LAMBDA_";
+const MIB: u64 = 1 << 20;
+/// Lambda's default `/tmp`.
+const DEFAULT_EPHEMERAL_STORAGE: u64 = 512 * MIB;
+/// Lambda's range, 512 to 10,240 MB, where Lambda's MB are MiB.
+const EPHEMERAL_STORAGE: RangeInclusive<u64> = 512 * MIB..=10_240 * MIB;
+/// Most `forward` addresses and `runtime_paths` per function: each is a
+/// listener or a mount in every instance.
+const MAX_FORWARDS: usize = 16;
+const MAX_RUNTIME_PATHS: usize = 16;
+/// Where every instance finds its own Runtime API, as on Lambda.
+pub const RUNTIME_API_PORT: u16 = 9001;
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+enum RawNetwork {
+    #[default]
+    None,
+    Egress,
+}
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -73,6 +92,13 @@ pub(crate) struct RawFunction {
     #[serde(default)]
     env: BTreeMap<String, String>,
     max_body: Option<RawSize>,
+    ephemeral_storage: Option<RawSize>,
+    #[serde(default)]
+    runtime_paths: Vec<String>,
+    #[serde(default)]
+    network: RawNetwork,
+    #[serde(default)]
+    forward: Vec<String>,
 }
 
 /// Validates one function; keys are relative to `[functions.NAME]`, paths
@@ -138,6 +164,23 @@ pub(crate) fn function(
     }
     env(&raw.env, found);
     let max_body_bytes = max_body(raw.max_body, "max_body", found).unwrap_or(MAX_BODY_BYTES);
+    let ephemeral_storage_bytes = checked_size(
+        "ephemeral_storage",
+        raw.ephemeral_storage,
+        DEFAULT_EPHEMERAL_STORAGE,
+        EPHEMERAL_STORAGE,
+        found,
+    );
+    let network = match raw.network {
+        RawNetwork::None => Network::None,
+        RawNetwork::Egress => {
+            found.push(
+                "network",
+                "\"egress\" is not available yet; instances have no network, and `forward = [\"127.0.0.1:PORT\"]` makes a host service reachable",
+            );
+            Network::None
+        }
+    };
     Some(Function {
         name: name?,
         runtime: match raw.runtime {
@@ -153,7 +196,76 @@ pub(crate) fn function(
         idle_timeout,
         env: raw.env,
         max_body_bytes,
+        ephemeral_storage_bytes,
+        runtime_paths: runtime_paths(raw.runtime_paths, found),
+        network,
+        forward: forward(raw.forward, found),
     })
+}
+
+/// Absolute, existing paths other than `/` itself.
+fn runtime_paths(paths: Vec<String>, found: &mut Found) -> Vec<PathBuf> {
+    let at = KeyPath::of("runtime_paths");
+    if paths.len() > MAX_RUNTIME_PATHS {
+        found.push(
+            at.clone(),
+            format!("{} paths is more than {MAX_RUNTIME_PATHS}", paths.len()),
+        );
+    }
+    let mut valid = Vec::new();
+    for (i, text) in paths.into_iter().enumerate() {
+        let path = PathBuf::from(&text);
+        if !path.is_absolute() || text.contains('\0') {
+            found.push(at.index(i), format!("`{text}` must be an absolute path"));
+        } else if path.parent().is_none() {
+            found.push(
+                at.index(i),
+                "`/` would show the whole machine; name what the runtime needs",
+            );
+        } else if let Err(e) = std::fs::symlink_metadata(&path) {
+            found.push(at.index(i), format!("cannot use `{text}`: {e}"));
+        } else {
+            valid.push(path);
+        }
+    }
+    valid
+}
+
+/// Loopback IPv4 addresses with a port, other than the Runtime API's own.
+fn forward(addrs: Vec<String>, found: &mut Found) -> Vec<std::net::SocketAddr> {
+    let at = KeyPath::of("forward");
+    if addrs.len() > MAX_FORWARDS {
+        found.push(
+            at.clone(),
+            format!("{} addresses is more than {MAX_FORWARDS}", addrs.len()),
+        );
+    }
+    let mut valid: Vec<std::net::SocketAddr> = Vec::new();
+    for (i, text) in addrs.iter().enumerate() {
+        match text.parse::<std::net::SocketAddr>() {
+            Ok(addr) if !addr.ip().is_loopback() || !addr.is_ipv4() || addr.port() == 0 => {
+                found.push(
+                    at.index(i),
+                    format!("`{text}` must be a loopback IPv4 address with a port, like \"127.0.0.1:5432\""),
+                );
+            }
+            Ok(addr)
+                if addr.port() == RUNTIME_API_PORT
+                    && addr.ip() == std::net::Ipv4Addr::LOCALHOST =>
+            {
+                found.push(
+                    at.index(i),
+                    format!("`{text}` is where the instance finds its own Runtime API"),
+                );
+            }
+            Ok(addr) if valid.contains(&addr) => {
+                found.push(at.index(i), format!("`{text}` is listed twice"));
+            }
+            Ok(addr) => valid.push(addr),
+            Err(e) => found.push(at.index(i), format!("`{text}` is not an address: {e}")),
+        }
+    }
+    valid
 }
 
 fn command(mut command: Vec<String>, base_dir: &Path, found: &mut Found) -> Vec<String> {

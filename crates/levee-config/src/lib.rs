@@ -34,9 +34,12 @@ mod route;
 pub use budgets::{check_webhook, Budget, BudgetAction, BudgetPeriod, BudgetScope, Prices};
 pub use cache::{CachePolicy, CacheSettings};
 pub use error::{ConfigError, Problem};
+pub use functions::RUNTIME_API_PORT;
 pub use guard::{ClientIp, Limits, Throttle};
 pub use levee_common::{parse_duration, parse_size};
-pub use model::{exposed_admin, AccessLog, Account, Config, Function, RuntimeKind, Server};
+pub use model::{
+    exposed_admin, AccessLog, Account, Config, Function, Isolation, Network, RuntimeKind, Server,
+};
 pub use plans::{Plan, PlanLimits, Quota, QuotaPeriod};
 pub use queues::{DeadLetter, EventSourceConfig, QueueConfig};
 pub use route::{Route, RouteKey, RouteMethod};

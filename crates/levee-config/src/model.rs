@@ -98,6 +98,33 @@ pub struct Server {
     pub data_dir: PathBuf,
     /// One line per request under the `levee::access` log target.
     pub access_log: AccessLog,
+    /// How instances are kept apart; default [`Isolation::Namespaces`].
+    pub isolation: Isolation,
+    /// The uids (and equal gids) handed to live instances, one each;
+    /// default 200000..=265535.
+    pub instance_uids: std::ops::RangeInclusive<u32>,
+}
+
+/// `[server] isolation`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Isolation {
+    /// Own uid, namespaces, read-only root, bounded /tmp, seccomp, no
+    /// network (`"namespaces"`, the default). Levee refuses to start
+    /// functions where this cannot be had.
+    #[default]
+    Namespaces,
+    /// Instances run as Levee's own user in its namespaces (`"none"`):
+    /// for machines where namespaces are not available, never by accident.
+    None,
+}
+
+/// `[functions.<name>] network`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Network {
+    /// An empty network namespace with `lo` up: only the instance's own
+    /// Runtime API and the addresses in `forward` answer.
+    #[default]
+    None,
 }
 
 /// `[server] access_log`.
@@ -153,4 +180,13 @@ pub struct Function {
     pub env: BTreeMap<String, String>,
     /// Request body limit from `max_body`; default and maximum 6 MiB.
     pub max_body_bytes: u64,
+    /// Size of the instance's private `/tmp`; default 512 MiB, at most 10 GiB.
+    pub ephemeral_storage_bytes: u64,
+    /// Absolute host paths made visible read-only at the same place inside
+    /// the instance (layers under `/opt`, a runtime outside `/usr`).
+    pub runtime_paths: Vec<PathBuf>,
+    pub network: Network,
+    /// Host services on loopback reachable at the same address inside the
+    /// instance.
+    pub forward: Vec<SocketAddr>,
 }

@@ -12,7 +12,7 @@ use std::path::Path;
 
 use serde::Deserialize;
 
-use crate::model::{AccessLog, Account, Server};
+use crate::model::{AccessLog, Account, Isolation, Server};
 use crate::problems::{Found, KeyPath};
 use crate::values::resolve;
 
@@ -21,6 +21,20 @@ const DEFAULT_ADMIN_LISTEN: SocketAddr = SocketAddr::new(IpAddr::V4(Ipv4Addr::LO
 const DEFAULT_DATA_DIR: &str = ".levee";
 const DEFAULT_CONCURRENCY: u32 = 100;
 const CONCURRENCY: RangeInclusive<u32> = 1..=100_000;
+/// 65,536 ids above the 16-bit range that distributions hand to people.
+const DEFAULT_INSTANCE_UIDS: RangeInclusive<u32> = 200_000..=265_535;
+/// Below this are the machine's own users; `u32::MAX` is "no uid".
+const INSTANCE_UIDS: RangeInclusive<u32> = 1000..=u32::MAX - 1;
+/// Fewer ids than this could not hold one function's standby and instances.
+const MIN_INSTANCE_UIDS: u32 = 16;
+
+#[derive(Debug, Clone, Copy, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+enum RawIsolation {
+    #[default]
+    Namespaces,
+    None,
+}
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -29,6 +43,9 @@ pub(crate) struct RawServer {
     admin_listen: Option<SocketAddr>,
     data_dir: Option<String>,
     access_log: Option<AccessLog>,
+    #[serde(default)]
+    isolation: RawIsolation,
+    instance_uids: Option<Vec<u32>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -69,6 +86,46 @@ pub(crate) fn server(
         admin_listen,
         data_dir,
         access_log: raw.access_log.unwrap_or_default(),
+        isolation: match raw.isolation {
+            RawIsolation::Namespaces => Isolation::Namespaces,
+            RawIsolation::None => Isolation::None,
+        },
+        instance_uids: instance_uids(raw.instance_uids, found),
+    }
+}
+
+/// `instance_uids = [first, last]`, inclusive, outside the machine's own users.
+fn instance_uids(raw: Option<Vec<u32>>, found: &mut Found) -> RangeInclusive<u32> {
+    let Some(ids) = raw else {
+        return DEFAULT_INSTANCE_UIDS;
+    };
+    match ids[..] {
+        [first, last]
+            if INSTANCE_UIDS.contains(&first)
+                && INSTANCE_UIDS.contains(&last)
+                && last >= first
+                && last - first + 1 >= MIN_INSTANCE_UIDS =>
+        {
+            first..=last
+        }
+        [first, last] => {
+            found.push(
+                "instance_uids",
+                format!(
+                    "[{first}, {last}] must lie within {}..={} and hold at least {MIN_INSTANCE_UIDS} ids, first before last",
+                    INSTANCE_UIDS.start(),
+                    INSTANCE_UIDS.end()
+                ),
+            );
+            DEFAULT_INSTANCE_UIDS
+        }
+        _ => {
+            found.push(
+                "instance_uids",
+                "must be two numbers, [first, last], e.g. [200000, 265535]",
+            );
+            DEFAULT_INSTANCE_UIDS
+        }
     }
 }
 

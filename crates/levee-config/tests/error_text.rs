@@ -75,7 +75,7 @@ memroy_mb = 256
 max_conections = 10
 "#,
         "levee.toml:1: servr: unknown field `servr`, expected one of `server`, `account`, `functions`, `routes`, `limits`, `admin_limits`, `client_ip`, `throttle`, `firewall`, `plans`, `cache`, `prices`, `budgets`, `metering`, `queues`, `event_sources`\n\
-         levee.toml:7: functions.hello.memroy_mb: unknown field `memroy_mb`, expected one of `runtime`, `command`, `handler`, `code`, `memory_mb`, `timeout`, `reserved_concurrency`, `provisioned`, `idle_timeout`, `env`, `max_body`\n\
+         levee.toml:7: functions.hello.memroy_mb: unknown field `memroy_mb`, expected one of `runtime`, `command`, `handler`, `code`, `memory_mb`, `timeout`, `reserved_concurrency`, `provisioned`, `idle_timeout`, `env`, `max_body`, `ephemeral_storage`, `runtime_paths`, `network`, `forward`\n\
          levee.toml:10: limits.max_conections: unknown field `max_conections`, expected one of `max_connections`, `max_connections_per_ip`, `header_timeout`, `idle_timeout`, `send_timeout`, `body_min_rate`, `body_grace`, `max_header_bytes`, `max_headers`, `h2_max_streams`, `send_buffer`",
     );
 }
@@ -315,5 +315,35 @@ command = ["/bin/true"]
 code = "."
 "#,
         "levee.toml:6: functions.site.code: `<dir>` holds server.data_dir (`<dir>/state/levee`), and each start copies `code` into the data dir; use a directory of its own, or move data_dir out of it",
+    );
+}
+
+#[test]
+fn isolation_keys() {
+    check_hello(
+        r#"ephemeral_storage = "100MB"
+network = "egress"
+forward = ["10.0.0.5:5432", "127.0.0.1:9001", "localhost"]
+runtime_paths = ["opt/layer", "/"]
+
+[server]
+isolation = "chroot"
+"#,
+        "levee.toml:4: functions.hello.ephemeral_storage: must be between 512MiB and 10GiB, not 100000000 bytes\n\
+         levee.toml:5: functions.hello.network: \"egress\" is not available yet; instances have no network, and `forward = [\"127.0.0.1:PORT\"]` makes a host service reachable\n\
+         levee.toml:6: functions.hello.forward[0]: `10.0.0.5:5432` must be a loopback IPv4 address with a port, like \"127.0.0.1:5432\"\n\
+         levee.toml:6: functions.hello.forward[1]: `127.0.0.1:9001` is where the instance finds its own Runtime API\n\
+         levee.toml:6: functions.hello.forward[2]: `localhost` is not an address: invalid socket address syntax\n\
+         levee.toml:7: functions.hello.runtime_paths[0]: `opt/layer` must be an absolute path\n\
+         levee.toml:7: functions.hello.runtime_paths[1]: `/` would show the whole machine; name what the runtime needs\n\
+         levee.toml:10: server.isolation: unknown variant `chroot`, expected `namespaces` or `none`",
+    );
+}
+
+#[test]
+fn instance_uids_must_be_a_range_of_ordinary_ids() {
+    check(
+        "[server]\ninstance_uids = [0, 10]\n",
+        "levee.toml:2: server.instance_uids: [0, 10] must lie within 1000..=4294967294 and hold at least 16 ids, first before last",
     );
 }

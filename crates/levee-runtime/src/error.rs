@@ -118,6 +118,17 @@ pub enum RuntimeError {
         /// The limit in bytes.
         limit: u64,
     },
+    /// `[server] isolation = "namespaces"` cannot be had on this machine.
+    #[error("instances cannot be isolated here: {0}; set [server] isolation = \"none\" to run them unisolated, as this user")]
+    Isolation(String),
+    /// A path an instance would be shown holds the data directory.
+    #[error("function `{function}`: showing {path} to instances would expose the data directory")]
+    ExposesData {
+        /// The function.
+        function: String,
+        /// The path from `runtime_paths` or the command.
+        path: std::path::PathBuf,
+    },
 }
 
 #[cfg(test)]

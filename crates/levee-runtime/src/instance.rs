@@ -14,9 +14,10 @@ use levee_config::Function;
 use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::error::InvokeError;
+use crate::forward;
 use crate::logs;
 use crate::runtime_api::{Delivery, InitSignal, Outcome, RuntimeApi};
-use crate::sandbox::{self, Sandbox, SpawnSpec};
+use crate::sandbox::{self, Needs, PrepareSpec, Sandbox, SpawnSpec};
 
 /// Lambda's cap on initialisation.
 pub const INIT_TIMEOUT: Duration = Duration::from_secs(10);
@@ -52,6 +53,7 @@ pub(crate) struct Blueprint {
     pub name: Arc<str>,
     pub arn: String,
     pub staged_code: std::path::PathBuf,
+    pub needs: Needs,
     pub sandbox: Sandbox,
 }
 
@@ -64,6 +66,8 @@ pub(crate) struct Instance {
     kill: oneshot::Sender<()>,
     supervisor: tokio::task::JoinHandle<()>,
     _api: RuntimeApi,
+    /// `forward` listeners; stop (with their connections) on drop.
+    _forwards: forward::Forwards,
     pub last_used: Instant,
 }
 
@@ -88,29 +92,39 @@ impl Instance {
         let (tx, rx) = mpsc::channel(1);
         let (init_tx, init_rx) = oneshot::channel();
         let log_id = Arc::new(Mutex::new(None));
-        let api = RuntimeApi::start(&bp.arn, rx, init_tx, Arc::clone(&log_id))
-            .await
-            .map_err(|e| InvokeError::Unavailable(format!("runtime API listener: {e}")))?;
         let sandbox = bp.sandbox.clone();
+        let function = bp.function.clone();
         let staged = bp.staged_code.clone();
-        let memory_mb = bp.function.memory_mb;
+        let needs = bp.needs.clone();
         let name = instance_name.clone();
-        // Blocking file I/O, bounded by MAX_CODE_BYTES: keep it off the workers.
-        let prepared =
-            tokio::task::spawn_blocking(move || sandbox.prepare(&name, &staged, memory_mb))
-                .await
-                .map_err(|e| InvokeError::Unavailable(e.to_string()))?
-                .map_err(|e| InvokeError::Unavailable(format!("preparing instance: {e}")))?;
+        // Blocking file I/O (cgroups, lstat of what is shown): keep it off the workers.
+        let prepared = tokio::task::spawn_blocking(move || {
+            sandbox.prepare(&PrepareSpec {
+                function: &function,
+                instance_name: &name,
+                staged_code: &staged,
+                needs: &needs,
+            })
+        })
+        .await
+        .map_err(|e| InvokeError::Unavailable(e.to_string()))?
+        .map_err(|e| InvokeError::Unavailable(format!("preparing instance: {e}")))?;
         let spec = SpawnSpec {
             function: &bp.function,
+            needs: &bp.needs,
             instance_name: &instance_name,
-            runtime_api: api.addr(),
             init_type,
         };
         let mut spawned = prepared.spawn(&spec).await.map_err(|e| InvokeError::Init {
             error_type: "Runtime.InvalidEntrypoint".into(),
             error_message: format!("cannot start {:?}: {e}", bp.function.command[0]),
         })?;
+        let listener = spawned
+            .take_api_listener()
+            .and_then(tokio::net::TcpListener::from_std)
+            .map_err(|e| InvokeError::Unavailable(format!("runtime API listener: {e}")))?;
+        let api = RuntimeApi::start(listener, &bp.arn, rx, init_tx, Arc::clone(&log_id));
+        let forwards = forward::start(spawned.take_forwards());
         let gate = spawned.take_gate();
         if let Some(out) = spawned.child.stdout.take() {
             tokio::spawn(logs::pump(
@@ -143,6 +157,7 @@ impl Instance {
                 kill: kill_tx,
                 supervisor,
                 _api: api,
+                _forwards: forwards,
                 last_used: Instant::now(),
             },
             init: init_rx,

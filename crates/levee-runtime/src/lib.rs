@@ -8,6 +8,7 @@
 //! a typed [`InvokeError`].
 
 mod error;
+mod forward;
 mod instance;
 pub mod limits;
 mod logs;

@@ -8,7 +8,6 @@
 //! instance's own queue, and it bounds every body it reads.
 
 use std::convert::Infallible;
-use std::net::{Ipv4Addr, SocketAddr};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
@@ -94,7 +93,6 @@ struct ApiState {
 /// A running Runtime API server; stops (and drops its connections) on drop.
 #[derive(Debug)]
 pub(crate) struct RuntimeApi {
-    addr: SocketAddr,
     task: JoinHandle<()>,
 }
 
@@ -105,15 +103,15 @@ impl Drop for RuntimeApi {
 }
 
 impl RuntimeApi {
-    /// Binds 127.0.0.1:0 and serves until dropped.
-    pub(crate) async fn start(
+    /// Serves on `listener` (bound where the instance can reach it) until
+    /// dropped.
+    pub(crate) fn start(
+        listener: TcpListener,
         function_arn: &str,
         deliveries: mpsc::Receiver<Delivery>,
         init: oneshot::Sender<InitSignal>,
         log_request_id: Arc<Mutex<Option<Arc<str>>>>,
-    ) -> std::io::Result<Self> {
-        let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).await?;
-        let addr = listener.local_addr()?;
+    ) -> Self {
         let state = Arc::new(ApiState {
             function_arn: HeaderValue::from_str(function_arn)
                 .unwrap_or_else(|_| HeaderValue::from_static("arn:aws:lambda")),
@@ -123,12 +121,7 @@ impl RuntimeApi {
             log_request_id,
         });
         let task = tokio::spawn(accept_loop(listener, state));
-        Ok(Self { addr, task })
-    }
-
-    /// The address to put in `AWS_LAMBDA_RUNTIME_API`.
-    pub(crate) fn addr(&self) -> SocketAddr {
-        self.addr
+        Self { task }
     }
 }
 
@@ -599,9 +592,23 @@ fn json(status: StatusCode, body: Bytes) -> Response<Body> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::net::{Ipv4Addr, SocketAddr};
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
     /// One request on a fresh connection; returns (status, body).
+    async fn serve(
+        arn: &str,
+        rx: mpsc::Receiver<Delivery>,
+        init: oneshot::Sender<InitSignal>,
+    ) -> (RuntimeApi, SocketAddr) {
+        let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        (
+            RuntimeApi::start(listener, arn, rx, init, Arc::default()),
+            addr,
+        )
+    }
+
     async fn call(addr: SocketAddr, method: &str, path: &str, body: &str) -> (u16, String) {
         let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
         let req = format!(
@@ -620,15 +627,7 @@ mod tests {
     async fn answers_are_accepted_only_for_the_invocation_in_flight() {
         let (tx, rx) = mpsc::channel(1);
         let (init_tx, init_rx) = oneshot::channel();
-        let api = RuntimeApi::start(
-            "arn:aws:lambda:us-east-1:0:function:f",
-            rx,
-            init_tx,
-            Arc::default(),
-        )
-        .await
-        .unwrap();
-        let addr = api.addr();
+        let (_api, addr) = serve("arn:aws:lambda:us-east-1:0:function:f", rx, init_tx).await;
         let (reply_tx, reply_rx) = oneshot::channel();
         tx.send(Delivery {
             request_id: Arc::from("req-1"),
@@ -674,12 +673,10 @@ mod tests {
     async fn error_documents_from_every_real_client_are_read() {
         let (_tx, rx) = mpsc::channel(1);
         let (init_tx, init_rx) = oneshot::channel();
-        let api = RuntimeApi::start("arn", rx, init_tx, Arc::default())
-            .await
-            .unwrap();
+        let (_api, addr) = serve("arn", rx, init_tx).await;
         // awslambdaric's init error shape (with requestId and stackTrace).
         let doc = r#"{"errorMessage":"No module named 'x'","errorType":"Runtime.ImportModuleError","requestId":"","stackTrace":[]}"#;
-        let (status, _) = call(api.addr(), "POST", "init/error", doc).await;
+        let (status, _) = call(addr, "POST", "init/error", doc).await;
         assert_eq!(status, 202);
         match init_rx.await {
             Ok(InitSignal::Failed(e)) => {
@@ -692,15 +689,13 @@ mod tests {
 
     /// Starts an API with one invocation (`req-1`) taken by `next`.
     async fn in_flight() -> (
-        RuntimeApi,
+        (RuntimeApi, SocketAddr),
         oneshot::Receiver<Outcome>,
         mpsc::Sender<Delivery>,
     ) {
         let (tx, rx) = mpsc::channel(1);
         let (init_tx, _init_rx) = oneshot::channel();
-        let api = RuntimeApi::start("arn", rx, init_tx, Arc::default())
-            .await
-            .unwrap();
+        let (api, addr) = serve("arn", rx, init_tx).await;
         let (reply_tx, reply_rx) = oneshot::channel();
         tx.send(Delivery {
             request_id: Arc::from("req-1"),
@@ -712,8 +707,8 @@ mod tests {
         })
         .await
         .unwrap();
-        assert_eq!(call(api.addr(), "GET", "invocation/next", "").await.0, 200);
-        (api, reply_rx, tx)
+        assert_eq!(call(addr, "GET", "invocation/next", "").await.0, 200);
+        ((api, addr), reply_rx, tx)
     }
 
     /// A streamed `/response` with `chunk` as its one chunk and `trailers`.
@@ -734,16 +729,13 @@ mod tests {
 
     #[tokio::test]
     async fn a_streamed_error_in_the_trailers_is_an_error() {
-        let (api, reply, _tx) = in_flight().await;
+        let ((_api, addr), reply, _tx) = in_flight().await;
         // base64 of {"errorType":"Boom","errorMessage":"mid-stream"}
         let doc = "eyJlcnJvclR5cGUiOiJCb29tIiwiZXJyb3JNZXNzYWdlIjoibWlkLXN0cmVhbSJ9";
         let trailers = format!(
             "lambda-runtime-function-error-type: Boom\r\nlambda-runtime-function-error-body: {doc}\r\n"
         );
-        assert_eq!(
-            stream(api.addr(), "text/plain", b"partial", &trailers).await,
-            202
-        );
+        assert_eq!(stream(addr, "text/plain", b"partial", &trailers).await, 202);
         match reply.await {
             Ok(Outcome::Error(e)) => {
                 assert_eq!(
@@ -757,12 +749,12 @@ mod tests {
 
     #[tokio::test]
     async fn a_streamed_http_integration_answer_is_mapped_from_its_prelude() {
-        let (api, reply, _tx) = in_flight().await;
+        let ((_api, addr), reply, _tx) = in_flight().await;
         let mut chunk = br#"{"statusCode":201,"headers":{"x-a":"1"},"cookies":["c=1"]}"#.to_vec();
         chunk.extend_from_slice(&[0; 8]);
         chunk.extend_from_slice(b"hello \x00 body");
         let ct = "application/vnd.awslambda.http-integration-response";
-        assert_eq!(stream(api.addr(), ct, &chunk, "").await, 202);
+        assert_eq!(stream(addr, ct, &chunk, "").await, 202);
         let Ok(Outcome::Response(doc)) = reply.await else {
             panic!("not a response");
         };

@@ -1,77 +1,54 @@
-//! Process sandbox v1: how one instance's process is started and torn down.
+//! Process sandbox: how one instance's process is started and torn down.
 //!
-//! Owns the instance's private directories (a read-only copy of the code and
-//! an empty /tmp), its environment (nothing of the platform's own leaks in),
-//! its memory and pids limits (cgroup v1 where writable, else rlimits), and its
-//! process group, so a kill reaches every process the function started. It must
-//! never decide *when* to start or kill an instance; the scheduler does that.
+//! Owns the instance's identity and view of the machine. With
+//! `isolation = "namespaces"` (the default) each instance gets a uid of its
+//! own, new pid, mount, net, ipc, uts and cgroup namespaces, a read-only
+//! root showing `/usr`, its code at `/var/task` and what its runtime needs,
+//! a private `/tmp` tmpfs, a seccomp filter, and a network holding only its
+//! own Runtime API (see [`jail`], [`netns`], [`seccomp`]). With `"none"` it
+//! runs as the server's user with a private `/tmp` directory. Either way it
+//! gets a clean environment, memory and pids limits (cgroup v1 where
+//! writable, else rlimits) and its own process group. It must never decide
+//! *when* to start or kill an instance; the scheduler does that.
+
+mod cgroup;
+mod jail;
+mod needs;
+mod netns;
+mod seccomp;
+mod uids;
 
 use std::ffi::OsString;
 use std::fs;
 use std::io;
-use std::net::SocketAddr;
+use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4, TcpListener};
 use std::os::fd::AsRawFd;
 use std::os::unix::fs::PermissionsExt;
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
+use std::sync::Arc;
 
-use levee_config::Function;
+use levee_config::{Function, Isolation, Server};
+
+pub use cgroup::PIDS_MAX;
+use cgroup::{CgroupRoots, InstanceCgroup};
+pub use jail::exposes;
+pub use needs::{resolve as resolve_needs, Needs};
 
 /// Largest code directory staged (Lambda's unzipped deployment limit).
 pub const MAX_CODE_BYTES: u64 = 250 * 1024 * 1024;
-/// Most files in a code directory; bounds the per-instance copy.
+/// Most files in a code directory; bounds the staging copy.
 pub const MAX_CODE_FILES: usize = 20_000;
-/// Processes and threads per instance (Lambda's limit).
-pub const PIDS_MAX: u32 = 1024;
 /// Open files per instance (Lambda's limit).
 pub const NOFILE_MAX: u64 = 1024;
-
-const PATH: &str = "/usr/local/bin:/usr/bin:/bin";
-/// The cgroup v1 hierarchies used: memory first, then pids.
-const CGROUP_HIERARCHIES: [&str; 2] = ["/sys/fs/cgroup/memory", "/sys/fs/cgroup/pids"];
-
-/// Removes the cgroups of servers that died without cleaning up (kill -9):
-/// their roots are named by PID, and a PID with no /proc entry is gone.
-#[allow(unsafe_code)]
-fn sweep_dead_servers(levee_root: &Path) {
-    let Ok(servers) = fs::read_dir(levee_root) else {
-        return;
-    };
-    for server in servers.flatten() {
-        let name = server.file_name();
-        let Some(pid) = name.to_str().and_then(|n| n.parse::<u32>().ok()) else {
-            continue;
-        };
-        if Path::new(&format!("/proc/{pid}")).exists() {
-            continue;
-        }
-        for group in fs::read_dir(server.path()).into_iter().flatten().flatten() {
-            if !group.path().is_dir() {
-                continue;
-            }
-            let procs = fs::read_to_string(group.path().join("cgroup.procs")).unwrap_or_default();
-            for p in procs.lines().filter_map(|l| l.trim().parse::<i32>().ok()) {
-                // SAFETY: plain syscall on a process left in a dead server's cgroup.
-                unsafe {
-                    libc::kill(p, libc::SIGKILL);
-                }
-            }
-            let _ = fs::remove_dir(group.path());
-        }
-        let _ = fs::remove_dir(server.path());
-    }
-}
 /// The region reported to functions; SDKs inside functions need one.
 pub const REGION: &str = "us-east-1";
 
-/// Where instance limits are enforced: cgroup v1 if this process may create
-/// groups under the memory and pids hierarchies, otherwise rlimits.
-#[derive(Debug, Clone)]
-pub struct Sandbox {
-    cgroups: Option<CgroupRoots>,
-    instances_dir: PathBuf,
-    spawner: Spawner,
-}
+const PATH: &str = "/usr/local/bin:/usr/bin:/bin";
+/// Where an isolated instance finds its Runtime API, as on Lambda.
+const ISOLATED_API: SocketAddrV4 =
+    SocketAddrV4::new(Ipv4Addr::LOCALHOST, levee_config::RUNTIME_API_PORT);
 
 /// The shell script that holds a prepared process at the gate: it waits for
 /// one line on stdin (the go signal) and then becomes the function's
@@ -81,41 +58,86 @@ const GATE: &str = "read -r _ || exit 0; exec \"$0\" \"$@\"";
 /// The shell that runs [`GATE`].
 const SHELL: &str = "/bin/sh";
 
-type SpawnJob = (
-    tokio::process::Command,
-    tokio::sync::oneshot::Sender<io::Result<tokio::process::Child>>,
-);
+/// Where instance limits are enforced (cgroup v1 if this process may create
+/// groups under the memory and pids hierarchies, otherwise rlimits), and
+/// how instances are isolated.
+#[derive(Debug, Clone)]
+pub struct Sandbox {
+    cgroups: Option<CgroupRoots>,
+    instances_dir: PathBuf,
+    spawner: Spawner,
+    jail: Option<Arc<JailSetup>>,
+}
 
-/// Forks on one dedicated, long-lived thread. Two reasons: `fork` returns
+/// What every isolated instance shares: the empty directory each mounts its
+/// own root over, the uid pool, the compiled seccomp filters.
+#[derive(Debug)]
+struct JailSetup {
+    root: PathBuf,
+    uids: uids::UidPool,
+    filters: Arc<seccomp::Filters>,
+    last_cap: u32,
+}
+
+/// A job for the spawner thread, which may enter fresh namespaces first.
+type SpawnJob = Box<dyn FnOnce(Option<&netns::HostNamespaces>) + Send>;
+
+/// Forks on one dedicated, long-lived thread. Three reasons: `fork` returns
 /// only once the child has joined its cgroups, which on cgroup v1 can wait
 /// tens of milliseconds for an RCU grace period, and that must not stall an
-/// async worker; and `PR_SET_PDEATHSIG` fires when the *thread* that forked
-/// exits, so that thread must live as long as the server.
+/// async worker; `PR_SET_PDEATHSIG` fires when the *thread* that forked
+/// exits, so that thread must live as long as the server; and entering a
+/// fresh net and pid namespace for each child changes the thread itself.
 #[derive(Debug, Clone)]
 struct Spawner {
     jobs: std::sync::mpsc::Sender<SpawnJob>,
 }
 
 impl Spawner {
-    fn new() -> io::Result<Self> {
+    fn new(isolated: bool) -> io::Result<Self> {
         let runtime = tokio::runtime::Handle::try_current().map_err(io::Error::other)?;
         let (jobs, queue) = std::sync::mpsc::channel::<SpawnJob>();
+        let (ready_tx, ready) = std::sync::mpsc::sync_channel(1);
         std::thread::Builder::new()
             .name("levee-spawner".into())
             .spawn(move || {
                 // Children are reaped by the runtime's process driver.
                 let _runtime = runtime.enter();
-                for (mut cmd, reply) in queue {
-                    let _ = reply.send(cmd.spawn());
+                let host = match isolated.then(netns::HostNamespaces::of_this_thread) {
+                    Some(Err(e)) => {
+                        let _ = ready_tx.send(Err(e));
+                        return;
+                    }
+                    Some(Ok(host)) => Some(host),
+                    None => None,
+                };
+                if let Some(host) = &host {
+                    // Fail here, at start, rather than at the first instance.
+                    if let Err(e) = host.enter_fresh() {
+                        let _ = ready_tx.send(Err(e));
+                        return;
+                    }
+                }
+                let _ = ready_tx.send(Ok(()));
+                for job in queue {
+                    job(host.as_ref());
                 }
             })?;
+        ready
+            .recv()
+            .map_err(|_| io::Error::other("spawner thread did not start"))??;
         Ok(Self { jobs })
     }
 
-    async fn spawn(&self, cmd: tokio::process::Command) -> io::Result<tokio::process::Child> {
+    async fn run<T: Send + 'static>(
+        &self,
+        job: impl FnOnce(Option<&netns::HostNamespaces>) -> io::Result<T> + Send + 'static,
+    ) -> io::Result<T> {
         let (reply, result) = tokio::sync::oneshot::channel();
         self.jobs
-            .send((cmd, reply))
+            .send(Box::new(move |host| {
+                let _ = reply.send(job(host));
+            }))
             .map_err(|_| io::Error::other("spawner thread is gone"))?;
         result
             .await
@@ -123,24 +145,77 @@ impl Spawner {
     }
 }
 
-#[derive(Debug, Clone)]
-struct CgroupRoots {
-    memory: PathBuf,
-    pids: PathBuf,
+/// Why instances cannot be isolated on this machine, if they cannot.
+fn isolation_unavailable() -> Option<String> {
+    // SAFETY: plain syscall with no arguments.
+    #[allow(unsafe_code)]
+    let euid = unsafe { libc::geteuid() };
+    (euid != 0).then(|| {
+        format!(
+            "Levee runs as uid {euid}, and giving each instance a uid, namespaces and mounts of its own needs root (a user-namespace mode for ordinary users is not built yet)"
+        )
+    })
+}
+
+/// One line for `levee check`: which layers instances will get, or why
+/// they cannot be had.
+pub fn describe(server: &Server) -> Result<String, String> {
+    match server.isolation {
+        Isolation::None => Ok("isolation: none (instances run as this user, in its namespaces, with only memory, pids and file limits)".into()),
+        Isolation::Namespaces => {
+            if let Some(why) = isolation_unavailable() {
+                return Err(why);
+            }
+            seccomp::Filters::compile().map_err(|e| format!("seccomp: {e}"))?;
+            Ok(format!(
+                "isolation: namespaces (a uid per instance from {}..={}, no capabilities, no_new_privs; pid, mount, net, ipc, uts and cgroup namespaces; read-only root with /usr, /var/task and the runtime; private /tmp tmpfs; seccomp filter; no network but the Runtime API at {ISOLATED_API} and `forward` addresses)",
+                server.instance_uids.start(),
+                server.instance_uids.end()
+            ))
+        }
+    }
 }
 
 impl Sandbox {
-    /// Probes cgroup v1 once. Groups live under `levee/<server pid>` so that
-    /// two servers on one machine never share or remove each other's groups.
-    pub fn new(data_dir: &Path) -> io::Result<Self> {
+    /// Probes cgroup v1 and, when isolating, namespaces and seccomp, once.
+    /// Groups live under `levee/<server pid>` so that two servers on one
+    /// machine never share or remove each other's groups.
+    pub fn new(server: &Server) -> Result<Self, crate::RuntimeError> {
+        let data_dir = &server.data_dir;
+        let io_err = |e: io::Error| crate::RuntimeError::Stage {
+            function: "*".into(),
+            path: data_dir.clone(),
+            source: e,
+        };
         let instances_dir = data_dir.join("instances");
-        fs::create_dir_all(&instances_dir)?;
-        for hierarchy in CGROUP_HIERARCHIES {
-            sweep_dead_servers(&Path::new(hierarchy).join("levee"));
+        fs::create_dir_all(&instances_dir).map_err(io_err)?;
+        let jail = match server.isolation {
+            Isolation::None => None,
+            Isolation::Namespaces => {
+                if let Some(why) = isolation_unavailable() {
+                    return Err(crate::RuntimeError::Isolation(why));
+                }
+                let filters = seccomp::Filters::compile()
+                    .map_err(|e| crate::RuntimeError::Isolation(format!("seccomp: {e}")))?;
+                let root = data_dir.join("root");
+                fs::create_dir_all(&root).map_err(io_err)?;
+                Some(Arc::new(JailSetup {
+                    root,
+                    uids: uids::UidPool::new(server.instance_uids.clone()),
+                    filters: Arc::new(filters),
+                    last_cap: jail::last_cap(),
+                }))
+            }
+        };
+        let spawner = Spawner::new(jail.is_some()).map_err(|e| {
+            crate::RuntimeError::Isolation(format!("fresh network and pid namespaces: {e}"))
+        })?;
+        for hierarchy in cgroup::HIERARCHIES {
+            cgroup::sweep_dead_servers(&Path::new(hierarchy).join("levee"));
         }
         let tag = format!("levee/{}", std::process::id());
-        let memory = Path::new(CGROUP_HIERARCHIES[0]).join(&tag);
-        let pids = Path::new(CGROUP_HIERARCHIES[1]).join(&tag);
+        let memory = Path::new(cgroup::HIERARCHIES[0]).join(&tag);
+        let pids = Path::new(cgroup::HIERARCHIES[1]).join(&tag);
         let cgroups = match (fs::create_dir_all(&memory), fs::create_dir_all(&pids)) {
             (Ok(()), Ok(())) => Some(CgroupRoots { memory, pids }),
             (m, p) => {
@@ -154,8 +229,14 @@ impl Sandbox {
         Ok(Self {
             cgroups,
             instances_dir,
-            spawner: Spawner::new()?,
+            spawner,
+            jail,
         })
+    }
+
+    /// Whether instances are isolated.
+    pub fn isolated(&self) -> bool {
+        self.jail.is_some()
     }
 
     /// Removes this server's cgroup roots; call after every instance stopped.
@@ -166,103 +247,223 @@ impl Sandbox {
         }
     }
 
-    /// Creates the instance's directories, code copy and cgroups. Blocking
-    /// file I/O: run it off the async workers.
-    pub fn prepare(
-        &self,
-        instance_name: &str,
-        staged_code: &Path,
-        memory_mb: u32,
-    ) -> io::Result<Prepared> {
-        let dir = self.instances_dir.join(instance_name);
-        let task = dir.join("task");
-        let tmp = dir.join("tmp");
-        let _ = remove_tree(&dir);
-        fs::create_dir_all(&tmp)?;
-        let staged = copy_tree(staged_code, &task, &mut CopyBudget::default())
-            .and_then(|()| seal_tree(&task));
-        let cgroup = staged.and_then(|()| match &self.cgroups {
-            Some(roots) => InstanceCgroup::create(roots, instance_name, memory_mb).map(Some),
-            None => Ok(None),
-        });
-        match cgroup {
-            Ok(cgroup) => Ok(Prepared {
-                dir,
-                task,
-                tmp,
-                cgroup,
-                spawner: self.spawner.clone(),
-            }),
-            Err(e) => {
-                let _ = remove_tree(&dir);
-                Err(e)
+    /// Takes the instance's uid, plans its root (or makes its `/tmp`
+    /// directory when unisolated) and creates its cgroups. Blocking file
+    /// I/O: run it off the async workers.
+    pub fn prepare(&self, spec: &PrepareSpec<'_>) -> io::Result<Prepared> {
+        let f = spec.function;
+        let view = match &self.jail {
+            Some(jail) => {
+                let lease = jail.uids.lease().ok_or_else(|| {
+                    io::Error::new(
+                        io::ErrorKind::ResourceBusy,
+                        "every uid in [server] instance_uids is held by a live instance",
+                    )
+                })?;
+                let mut shown = spec.needs.paths.clone();
+                shown.extend(f.runtime_paths.iter().cloned());
+                let plan = jail::Plan::new(
+                    &jail.root,
+                    &jail::RootSpec {
+                        staged_code: spec.staged_code,
+                        uid: lease.uid,
+                        tmp_bytes: f.ephemeral_storage_bytes,
+                        runtime_paths: &shown,
+                    },
+                    jail.last_cap,
+                    Arc::clone(&jail.filters),
+                )?;
+                View::Isolated {
+                    plan: Box::new(plan),
+                    lease,
+                }
             }
+            None => {
+                let dir = self.instances_dir.join(spec.instance_name);
+                let _ = remove_tree(&dir);
+                fs::create_dir_all(dir.join("tmp"))?;
+                View::Shared {
+                    task: spec.staged_code.to_path_buf(),
+                    dir,
+                }
+            }
+        };
+        let cgroup = match &self.cgroups {
+            Some(roots) => match InstanceCgroup::create(roots, spec.instance_name, f.memory_mb) {
+                Ok(cg) => Some(cg),
+                Err(e) => {
+                    view.discard();
+                    return Err(e);
+                }
+            },
+            None => None,
+        };
+        Ok(Prepared {
+            view,
+            cgroup,
+            spawner: self.spawner.clone(),
+        })
+    }
+}
+
+/// What [`Sandbox::prepare`] needs to know of the instance.
+#[derive(Debug)]
+pub struct PrepareSpec<'a> {
+    pub function: &'a Function,
+    pub instance_name: &'a str,
+    pub staged_code: &'a Path,
+    pub needs: &'a Needs,
+}
+
+/// How the instance sees the machine.
+#[derive(Debug)]
+enum View {
+    Isolated {
+        plan: Box<jail::Plan>,
+        /// Held until the instance is gone, process and cgroup.
+        lease: uids::Lease,
+    },
+    /// Unisolated: the staged code in place, and `dir/tmp` as `/tmp`.
+    Shared { task: PathBuf, dir: PathBuf },
+}
+
+impl View {
+    fn discard(self) {
+        if let View::Shared { dir, .. } = self {
+            let _ = remove_tree(&dir);
         }
     }
 }
 
-/// An instance's directories and cgroups, ready for its process.
+/// An instance's view and cgroups, ready for its process.
 #[derive(Debug)]
 pub struct Prepared {
-    dir: PathBuf,
-    task: PathBuf,
-    tmp: PathBuf,
+    view: View,
     cgroup: Option<InstanceCgroup>,
     spawner: Spawner,
 }
 
 impl Prepared {
-    /// Starts the process *at the gate*: inside its cgroups, with its
-    /// environment and directories, but running a shell that waits for one
-    /// line on stdin before it `exec`s the function's command (see
-    /// [`open_gate`]). Everything slow about a cold start happens
-    /// here, so a standby can be prepared ahead of demand.
+    /// Starts the process *at the gate*: inside its cgroups and namespaces,
+    /// with its environment, but running a shell that waits for one line on
+    /// stdin before it `exec`s the function's command (see [`open_gate`]).
+    /// Everything slow about a cold start happens here, so a standby can be
+    /// prepared ahead of demand.
     pub async fn spawn(self, spec: &SpawnSpec<'_>) -> io::Result<Spawned> {
-        let program = &spec.function.command[0];
-        if let Err(e) = check_executable(Path::new(program)) {
-            self.discard();
-            return Err(e);
-        }
-        let mut cmd = tokio::process::Command::new(SHELL);
+        let f = spec.function;
+        let Prepared {
+            view,
+            cgroup,
+            spawner,
+        } = self;
+        let host_program = &f.command[0];
+        let shared_api = match &view {
+            View::Shared { .. } => Some(TcpListener::bind((Ipv4Addr::LOCALHOST, 0))),
+            View::Isolated { .. } => None,
+        };
+        let checked = check_executable(Path::new(host_program)).and_then(|()| match shared_api {
+            Some(bound) => bound.map(Some),
+            None => Ok(None),
+        });
+        let shared_api = match checked {
+            Ok(api) => api,
+            Err(e) => {
+                discard(view, cgroup);
+                return Err(e);
+            }
+        };
+        let (api_addr, task, tmp) = match (&view, &shared_api) {
+            (View::Shared { task, dir }, Some(api)) => {
+                (api.local_addr()?, task.clone(), dir.join("tmp"))
+            }
+            _ => (
+                SocketAddr::V4(ISOLATED_API),
+                PathBuf::from("/var/task"),
+                PathBuf::from("/tmp"),
+            ),
+        };
+        let mut cmd = std::process::Command::new(SHELL);
         cmd.arg("-c")
             .arg(GATE)
-            .args(&spec.function.command)
-            .current_dir(&self.task)
+            .arg(&spec.needs.program)
+            .args(&f.command[1..])
+            .current_dir(match &view {
+                View::Shared { task, .. } => task.as_path(),
+                // The child changes into /var/task once its root is built.
+                View::Isolated { .. } => Path::new("/"),
+            })
             .env_clear()
-            .envs(instance_env(spec, &self.task, &self.tmp))
+            .envs(instance_env(spec, api_addr, &task, &tmp))
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
-            .process_group(0)
-            .kill_on_drop(true);
-        let memory_bytes = u64::from(spec.function.memory_mb) * 1024 * 1024;
-        let join_fds: Vec<i32> = self
-            .cgroup
+            .process_group(0);
+        let memory_bytes = u64::from(f.memory_mb) * 1024 * 1024;
+        let join_fds: Vec<i32> = cgroup
             .as_ref()
             .map(|c| c.join_files.iter().map(|f| f.as_raw_fd()).collect())
             .unwrap_or_default();
-        pre_exec_limits(&mut cmd, join_fds, memory_bytes);
-        match self.spawner.spawn(cmd).await {
-            Ok(mut child) => Ok(Spawned {
+        let (plan, lease, shared_dir) = match view {
+            View::Isolated { plan, lease } => (Some(plan), Some(lease), None),
+            View::Shared { dir, .. } => (None, None, Some(dir)),
+        };
+        let forwards = f.forward.clone();
+        let started = spawner
+            .run(move |host| {
+                if let Some(plan) = plan {
+                    let host = host.ok_or_else(|| io::Error::other("spawner has no namespaces"))?;
+                    let fresh = host.enter_fresh()?;
+                    let api = TcpListener::bind(ISOLATED_API)?;
+                    let forwards = forwards
+                        .iter()
+                        .map(|&addr| TcpListener::bind(addr).map(|l| (l, addr)))
+                        .collect::<io::Result<Vec<_>>>()?;
+                    pre_exec(&mut cmd, join_fds, memory_bytes, Some(plan));
+                    let child = spawn_child(cmd)?;
+                    drop(fresh);
+                    Ok((child, Some(api), forwards))
+                } else {
+                    pre_exec(&mut cmd, join_fds, memory_bytes, None);
+                    Ok((spawn_child(cmd)?, None, Vec::new()))
+                }
+            })
+            .await;
+        match started {
+            Ok((mut child, isolated_api, forwards)) => Ok(Spawned {
                 pgid: child.id().map(|p| p as i32).unwrap_or(0),
                 gate: child.stdin.take(),
                 child,
-                cgroup: self.cgroup.map(InstanceCgroup::close_join_files),
-                dir: self.dir,
+                cgroup: cgroup.map(InstanceCgroup::close_join_files),
+                dir: shared_dir,
+                api: isolated_api.or(shared_api),
+                forwards,
+                lease,
             }),
             Err(e) => {
-                self.discard();
+                if let Some(cg) = cgroup {
+                    cg.remove();
+                }
+                if let Some(dir) = shared_dir {
+                    let _ = remove_tree(&dir);
+                }
+                drop(lease);
                 Err(e)
             }
         }
     }
+}
 
-    fn discard(self) {
-        if let Some(cg) = self.cgroup {
-            cg.remove();
-        }
-        let _ = remove_tree(&self.dir);
+fn discard(view: View, cgroup: Option<InstanceCgroup>) {
+    if let Some(cg) = cgroup {
+        cg.remove();
     }
+    view.discard();
+}
+
+fn spawn_child(cmd: std::process::Command) -> io::Result<tokio::process::Child> {
+    let mut cmd = tokio::process::Command::from(cmd);
+    cmd.kill_on_drop(true);
+    cmd.spawn()
 }
 
 /// Refuses a program that cannot be executed, before anything is started:
@@ -284,29 +485,36 @@ fn check_executable(program: &Path) -> io::Result<()> {
 pub struct SpawnSpec<'a> {
     /// The function's configuration.
     pub function: &'a Function,
+    /// What its command needs (see [`resolve_needs`]).
+    pub needs: &'a Needs,
     /// Unique per server: names the instance's log stream.
     pub instance_name: &'a str,
-    /// This instance's own Runtime API listener.
-    pub runtime_api: SocketAddr,
     /// `on-demand` or `provisioned-concurrency`.
     pub init_type: &'static str,
 }
 
-fn instance_env(spec: &SpawnSpec<'_>, task: &Path, tmp: &Path) -> Vec<(OsString, OsString)> {
+fn instance_env(
+    spec: &SpawnSpec<'_>,
+    runtime_api: SocketAddr,
+    task: &Path,
+    tmp: &Path,
+) -> Vec<(OsString, OsString)> {
     let f = spec.function;
-    let mut path = OsString::from(PATH);
-    if let Some(parent) = Path::new(&f.command[0])
+    let mut dirs: Vec<String> = Vec::new();
+    if let Some(parent) = Path::new(&spec.needs.program)
         .parent()
         .filter(|p| p.is_absolute())
     {
-        path = OsString::from(format!("{}:{PATH}", parent.display()));
+        dirs.push(parent.display().to_string());
     }
+    dirs.extend(spec.needs.path_dirs.iter().map(|d| d.display().to_string()));
+    dirs.push(PATH.to_string());
     // `YYYY/MM/DD` in UTC, as in Lambda log stream names.
     let day = chrono::Utc::now().format("%Y/%m/%d");
     let mut env: Vec<(OsString, OsString)> = vec![
         (
             "AWS_LAMBDA_RUNTIME_API".into(),
-            spec.runtime_api.to_string().into(),
+            runtime_api.to_string().into(),
         ),
         ("_HANDLER".into(), f.handler.clone().into()),
         ("LAMBDA_TASK_ROOT".into(), task.into()),
@@ -337,7 +545,7 @@ fn instance_env(spec: &SpawnSpec<'_>, task: &Path, tmp: &Path) -> Vec<(OsString,
         ("AWS_DEFAULT_REGION".into(), REGION.into()),
         ("TZ".into(), "UTC".into()),
         ("LANG".into(), "C.UTF-8".into()),
-        ("PATH".into(), path),
+        ("PATH".into(), dirs.join(":").into()),
         ("HOME".into(), tmp.into()),
         ("TMPDIR".into(), tmp.into()),
     ];
@@ -345,22 +553,28 @@ fn instance_env(spec: &SpawnSpec<'_>, task: &Path, tmp: &Path) -> Vec<(OsString,
     env
 }
 
+/// The child's steps between fork and exec, in order: join the cgroups
+/// (before any byte is allocated, and before the cgroup namespace), build
+/// and enter the root, cap open files, then become the instance.
 #[allow(unsafe_code)]
-fn pre_exec_limits(cmd: &mut tokio::process::Command, join_fds: Vec<i32>, memory_bytes: u64) {
+fn pre_exec(
+    cmd: &mut std::process::Command,
+    join_fds: Vec<i32>,
+    memory_bytes: u64,
+    plan: Option<Box<jail::Plan>>,
+) {
     // SAFETY: the closure runs between fork and exec, so it only makes
-    // async-signal-safe calls (write, setrlimit, prctl) on values prepared
-    // before the fork; it allocates nothing.
+    // async-signal-safe calls (write, mount, setrlimit, prctl, ...) on values
+    // prepared before the fork; it allocates nothing.
     unsafe {
         cmd.pre_exec(move || {
-            // Die with the server, even on kill -9, instead of lingering.
-            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
-                return Err(io::Error::last_os_error());
-            }
-            // Join the cgroups before exec, so no byte is allocated outside them.
             for fd in &join_fds {
                 if libc::write(*fd, b"0".as_ptr().cast(), 1) != 1 {
                     return Err(io::Error::last_os_error());
                 }
+            }
+            if let Some(plan) = &plan {
+                plan.enter_root()?;
             }
             let nofile = libc::rlimit {
                 rlim_cur: NOFILE_MAX,
@@ -378,7 +592,16 @@ fn pre_exec_limits(cmd: &mut tokio::process::Command, join_fds: Vec<i32>, memory
                     return Err(io::Error::last_os_error());
                 }
             }
-            Ok(())
+            match &plan {
+                Some(plan) => plan.become_instance(),
+                None => {
+                    // Die with the server, even on kill -9, instead of lingering.
+                    if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
+                        return Err(io::Error::last_os_error());
+                    }
+                    Ok(())
+                }
+            }
         });
     }
 }
@@ -386,19 +609,47 @@ fn pre_exec_limits(cmd: &mut tokio::process::Command, join_fds: Vec<i32>, memory
 /// A running instance process and what must be cleaned up after it.
 #[derive(Debug)]
 pub struct Spawned {
-    /// The process (leader of its own process group).
+    /// The process (leader of its own process group; when isolated, the
+    /// init of its pid namespace, whose death takes every process in it).
     pub child: tokio::process::Child,
     /// The gate's stdin; see [`open_gate`].
     gate: Option<tokio::process::ChildStdin>,
     pgid: i32,
     cgroup: Option<InstanceCgroup>,
-    dir: PathBuf,
+    /// Unisolated: the instance's directory (its `/tmp`).
+    dir: Option<PathBuf>,
+    /// The Runtime API listener, bound where the instance can reach it.
+    api: Option<TcpListener>,
+    /// `forward` listeners inside the instance's network, with the host
+    /// address each stands for.
+    forwards: Vec<(TcpListener, SocketAddr)>,
+    lease: Option<uids::Lease>,
 }
 
 impl Spawned {
     /// Takes the gate, to be opened later with [`open_gate`].
     pub fn take_gate(&mut self) -> Option<tokio::process::ChildStdin> {
         self.gate.take()
+    }
+
+    /// Takes the Runtime API listener (non-blocking once taken).
+    pub fn take_api_listener(&mut self) -> io::Result<TcpListener> {
+        let api = self
+            .api
+            .take()
+            .ok_or_else(|| io::Error::other("the Runtime API listener was taken"))?;
+        api.set_nonblocking(true)?;
+        Ok(api)
+    }
+
+    /// Takes the `forward` listeners.
+    pub fn take_forwards(&mut self) -> Vec<(TcpListener, SocketAddr)> {
+        std::mem::take(&mut self.forwards)
+    }
+
+    /// The instance's uid, when isolated.
+    pub fn uid(&self) -> Option<u32> {
+        self.lease.as_ref().map(|l| l.uid)
     }
 
     /// Kills the whole process group (and, with cgroups, every process in the
@@ -421,102 +672,25 @@ impl Spawned {
         self.cgroup.as_ref().is_some_and(InstanceCgroup::oom_killed)
     }
 
-    /// Kills what is left and removes the instance's directories and cgroups.
+    /// Kills what is left and removes the instance's directories and
+    /// cgroups; only then is its uid free for another instance.
     pub async fn teardown(mut self) {
         self.kill();
         let _ = self.child.wait().await;
-        let dir = std::mem::take(&mut self.dir);
+        let dir = self.dir.take();
         let cgroup = self.cgroup.take();
+        let lease = self.lease.take();
         let _ = tokio::task::spawn_blocking(move || {
             if let Some(cg) = cgroup {
                 cg.remove();
             }
-            let _ = remove_tree(&dir);
+            if let Some(dir) = dir {
+                let _ = remove_tree(&dir);
+            }
+            drop(lease);
         })
         .await;
     }
-}
-
-#[derive(Debug)]
-struct InstanceCgroup {
-    memory: PathBuf,
-    pids: PathBuf,
-    /// Open `cgroup.procs` files written from the child before exec.
-    join_files: Vec<fs::File>,
-}
-
-impl InstanceCgroup {
-    fn create(roots: &CgroupRoots, name: &str, memory_mb: u32) -> io::Result<Self> {
-        let memory = roots.memory.join(name);
-        let pids = roots.pids.join(name);
-        fs::create_dir_all(&memory)?;
-        fs::create_dir_all(&pids)?;
-        let bytes = u64::from(memory_mb) * 1024 * 1024;
-        fs::write(memory.join("memory.limit_in_bytes"), bytes.to_string())?;
-        // Without this the instance could spill into swap instead of being
-        // held to its size; absent when swap accounting is off, which is fine.
-        let _ = fs::write(
-            memory.join("memory.memsw.limit_in_bytes"),
-            bytes.to_string(),
-        );
-        fs::write(pids.join("pids.max"), PIDS_MAX.to_string())?;
-        let open = |p: PathBuf| fs::OpenOptions::new().write(true).open(p);
-        let join_files = vec![
-            open(memory.join("cgroup.procs"))?,
-            open(pids.join("cgroup.procs"))?,
-        ];
-        Ok(Self {
-            memory,
-            pids,
-            join_files,
-        })
-    }
-
-    fn close_join_files(mut self) -> Self {
-        self.join_files.clear();
-        self
-    }
-
-    fn oom_killed(&self) -> bool {
-        let Ok(text) = fs::read_to_string(self.memory.join("memory.oom_control")) else {
-            return false;
-        };
-        text.lines()
-            .filter_map(|l| l.strip_prefix("oom_kill "))
-            .any(|n| n.trim().parse::<u64>().is_ok_and(|n| n > 0))
-    }
-
-    #[allow(unsafe_code)]
-    fn kill_all(&self) {
-        let Ok(procs) = fs::read_to_string(self.pids.join("cgroup.procs")) else {
-            return;
-        };
-        for pid in procs.lines().filter_map(|l| l.trim().parse::<i32>().ok()) {
-            // SAFETY: plain syscall; the pids are members of this instance's cgroup.
-            unsafe {
-                libc::kill(pid, libc::SIGKILL);
-            }
-        }
-    }
-
-    fn remove(self) {
-        // rmdir fails while a killed process is still exiting; retry briefly.
-        for _ in 0..50 {
-            let m = fs::remove_dir(&self.memory);
-            let p = fs::remove_dir(&self.pids);
-            let gone = |r: io::Result<()>| r.is_ok() || !self_exists(&r);
-            if gone(m) && gone(p) {
-                return;
-            }
-            self.kill_all();
-            std::thread::sleep(std::time::Duration::from_millis(10));
-        }
-        tracing::warn!(cgroup = %self.memory.display(), "could not remove instance cgroup");
-    }
-}
-
-fn self_exists(r: &io::Result<()>) -> bool {
-    !matches!(r, Err(e) if e.kind() == io::ErrorKind::NotFound)
 }
 
 /// Lets a process waiting at the gate `exec` the function. The function

@@ -92,7 +92,7 @@ impl Scheduler {
             source,
         };
         let _ = sandbox::remove_tree(&data_dir.join("instances"));
-        let sandbox = Sandbox::new(data_dir).map_err(|e| stage_err("*", data_dir, e))?;
+        let sandbox = Sandbox::new(&config.server)?;
         let reserved_total = config
             .functions
             .values()
@@ -110,12 +110,30 @@ impl Scheduler {
             })?;
             let mut function = f.clone();
             function.command[0] = sandbox::resolve_program(&function.command[0]);
+            let needs = sandbox::resolve_needs(&function.command[0], &f.code).await;
+            // Shown at their real place: a symlinked `/lib/...` would point
+            // into the read-only `/usr` of the instance's root.
+            for path in &mut function.runtime_paths {
+                if let Ok(real) = path.canonicalize() {
+                    *path = real;
+                }
+            }
+            if sandbox.isolated() {
+                let shown = needs.paths.iter().chain(&function.runtime_paths);
+                if let Some(path) = shown.into_iter().find(|p| sandbox::exposes(p, data_dir)) {
+                    return Err(RuntimeError::ExposesData {
+                        function: name.clone(),
+                        path: path.clone(),
+                    });
+                }
+            }
             let pool = Arc::new(Pool {
                 bp: Blueprint {
                     arn: function_arn(name),
                     name: Arc::from(name.as_str()),
                     function,
                     staged_code,
+                    needs,
                     sandbox: sandbox.clone(),
                 },
                 slots: FunctionSlots::new(f.reserved_concurrency, &account),

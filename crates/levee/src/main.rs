@@ -246,7 +246,16 @@ fn main() -> ExitCode {
             config.functions.len(),
             config.routes.len()
         );
-        return ExitCode::SUCCESS;
+        return match levee_runtime::sandbox::describe(&config.server) {
+            Ok(layers) => {
+                println!("{layers}");
+                ExitCode::SUCCESS
+            }
+            Err(why) => {
+                eprintln!("isolation: unavailable: {why}; set [server] isolation = \"none\" to run instances unisolated, as this user");
+                ExitCode::from(EXIT_CONFIG)
+            }
+        };
     };
     if let Some(a) = listen {
         config.server.listen = a;

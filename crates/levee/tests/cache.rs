@@ -12,8 +12,16 @@ use support::{get, hello_function, python, request, workspace, Server};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpSocket;
 
+fn flaky_dir(name: &str) -> std::path::PathBuf {
+    std::env::temp_dir().join(format!("levee-flaky-{name}-{}", std::process::id()))
+}
+
 fn cached_server(name: &str, extra_env: &[(&str, &str)]) -> Server {
-    let flaky = std::env::temp_dir().join(format!("levee-flaky-{name}-{}", std::process::id()));
+    // The function looks for the file through `runtime_paths`: an
+    // isolated instance sees nothing else of the host.
+    let shared = flaky_dir(name);
+    std::fs::create_dir_all(&shared).unwrap();
+    let flaky = shared.join("fail");
     let _ = std::fs::remove_file(&flaky);
     Server::start_with_env(
         name,
@@ -27,6 +35,7 @@ command = ["{py}", "-m", "awslambdaric", "app.handler"]
 code = "{code}"
 timeout = "5s"
 env = {{ FLAKY_FILE = "{flaky}" }}
+runtime_paths = ["{shared}"]
 
 [[routes]]
 route = "GET /c"
@@ -57,6 +66,7 @@ cache = {{ ttl = "1m", query = ["action"], headers = ["accept-language"] }}
             py = python(),
             code = workspace().join("examples/python").display(),
             flaky = flaky.display(),
+            shared = shared.display(),
         ),
         extra_env,
     )
@@ -163,13 +173,13 @@ async fn a_thousand_concurrent_misses_cause_one_invocation() {
 #[test]
 fn stale_answers_are_served_while_the_function_fails() {
     let s = cached_server("stale", &[]);
-    let flaky = std::env::temp_dir().join(format!("levee-flaky-stale-{}", std::process::id()));
+    let flaky = flaky_dir("stale").join("fail");
     let good = get(s.edge, "/flaky?action=flaky");
     assert_eq!(good.status, 200, "{}", good.text());
     std::fs::write(&flaky, "fail").unwrap();
     std::thread::sleep(Duration::from_millis(1500));
     let stale = get(s.edge, "/flaky?action=flaky");
-    std::fs::remove_file(&flaky).unwrap();
+    std::fs::remove_dir_all(flaky_dir("stale")).unwrap();
     assert_eq!(stale.status, 200, "the last good answer, not the error");
     assert_eq!(stale.header("x-cache"), Some("Stale"));
     assert_eq!(stale.body, good.body);

@@ -140,7 +140,7 @@ fn a_second_server_on_the_same_data_dir_stops_before_touching_it() {
         support::hello_function("f", "") + "\n[[routes]]\nroute = \"GET /f\"\nfunction = \"f\"\n";
     let first = support::Server::start("twice", &body);
     assert_eq!(support::get(first.edge, "/f").status, 200);
-    let instances = first.dir.join("data/instances");
+    let instances = first.dir.join("data/functions/f/code");
     let listing = || {
         let mut names: Vec<_> = std::fs::read_dir(&instances)
             .map(|d| d.filter_map(|e| Some(e.ok()?.file_name())).collect())
@@ -149,7 +149,7 @@ fn a_second_server_on_the_same_data_dir_stops_before_touching_it() {
         names
     };
     let before = listing();
-    assert!(!before.is_empty(), "the warm instance has a directory");
+    assert!(!before.is_empty(), "the staged code is in place");
     let config = first.dir.join("levee.toml");
     let (code, _, stderr) = levee(&["serve", "--config", config.to_str().unwrap()]);
     assert_ne!(code, 0, "the second server must not start");
@@ -157,7 +157,7 @@ fn a_second_server_on_the_same_data_dir_stops_before_touching_it() {
     assert_eq!(
         listing(),
         before,
-        "the running server's instances are untouched"
+        "the running server's staged code is untouched"
     );
     assert_eq!(support::get(first.edge, "/f").status, 200);
 }

@@ -8,23 +8,15 @@ mod support;
 use std::process::Command;
 use std::time::Duration;
 
-use support::{hello_function, python, request, workspace, Server, ADMIN_TOKEN};
+use support::{hello_function, python, request, workspace, Collector, Server, ADMIN_TOKEN};
 
-fn py_function(name: &str, processed: &std::path::Path, extra: &str) -> String {
+fn py_function(name: &str, processed: &Collector, extra: &str) -> String {
     format!(
-        "[functions.{name}]\ncommand = [\"{}\", \"-m\", \"awslambdaric\", \"app.handler\"]\ncode = \"{}\"\ntimeout = \"2s\"\nenv = {{ PROCESSED_FILE = \"{}\" }}\n{extra}\n",
+        "[functions.{name}]\ncommand = [\"{}\", \"-m\", \"awslambdaric\", \"app.handler\"]\ncode = \"{}\"\ntimeout = \"2s\"\nenv = {{ PROCESSED_ADDR = \"{addr}\" }}\nforward = [\"{addr}\"]\n{extra}\n",
         python(),
         workspace().join("examples/python").display(),
-        processed.display()
+        addr = processed.addr
     )
-}
-
-fn lines(path: &std::path::Path) -> Vec<String> {
-    std::fs::read_to_string(path)
-        .unwrap_or_default()
-        .lines()
-        .map(str::to_owned)
-        .collect()
 }
 
 fn queue_count(s: &Server, name: &str) -> u64 {
@@ -61,7 +53,7 @@ fn boto3_sqs_client_works_unmodified() {
 
 #[test]
 fn batches_reach_the_function_with_partial_failures_and_redrive() {
-    let processed = support::scratch("batches").join("processed.txt");
+    let processed = Collector::start();
     let s = Server::start(
         "batches",
         &format!(
@@ -99,12 +91,12 @@ report_batch_item_failures = true
         );
     }
     assert!(
-        s.wait_until(Duration::from_secs(30), || lines(&processed).len() >= 30),
+        s.wait_until(Duration::from_secs(30), || processed.lines().len() >= 30),
         "processed {} of 30:\n{}",
-        lines(&processed).len(),
+        processed.lines().len(),
         s.stderr()
     );
-    let mut got = lines(&processed);
+    let mut got = processed.lines();
     got.sort();
     got.dedup();
     assert_eq!(got.len(), 30, "every good message processed");
@@ -123,7 +115,7 @@ report_batch_item_failures = true
 
 #[test]
 fn an_async_route_queues_under_a_flood_and_the_function_stays_within_its_limit() {
-    let processed = support::scratch("asyncflood").join("processed.txt");
+    let processed = Collector::start();
     let s = Server::start(
         "asyncflood",
         &format!(
@@ -175,10 +167,10 @@ queue = "inbox"
     assert!(accepted >= 50, "the queue took at least its bound");
     assert!(s.instances("worker")["live"].as_u64().unwrap() <= 2);
     assert!(
-        s.wait_until(Duration::from_secs(60), || lines(&processed).len()
+        s.wait_until(Duration::from_secs(60), || processed.lines().len()
             >= accepted),
         "every accepted request reaches the function: {} of {accepted}",
-        lines(&processed).len()
+        processed.lines().len()
     );
     assert!(
         s.instances("worker")["live"].as_u64().unwrap() <= 2,

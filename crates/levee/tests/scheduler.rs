@@ -6,7 +6,7 @@ mod support;
 
 use std::time::Duration;
 
-use support::{get, hello_function, Server};
+use support::{get, hello_function, processes_of_uid, Server};
 
 fn route(path: &str, function: &str) -> String {
     format!("\n[[routes]]\nroute = \"GET {path}\"\nfunction = \"{function}\"\n")
@@ -116,9 +116,12 @@ fn warm_instances_are_reused_then_reaped_to_zero() {
             route("/p", "hello")
         ),
     );
-    let first = get(s.edge, "/p?action=pid").json()["pid"].clone();
-    let second = get(s.edge, "/p?action=pid").json()["pid"].clone();
-    assert_eq!(first, second, "the warm instance takes the next invocation");
+    let first = get(s.edge, "/p?action=pid").json();
+    let second = get(s.edge, "/p?action=pid").json();
+    assert_eq!(
+        first["instance"], second["instance"],
+        "the warm instance takes the next invocation"
+    );
     assert_eq!(s.instances("hello")["live"], 1);
     assert!(
         s.wait_until(Duration::from_secs(10), || s.instances("hello")["live"]
@@ -126,15 +129,16 @@ fn warm_instances_are_reused_then_reaped_to_zero() {
         "idle instance was not reaped: {}",
         s.instances("hello")
     );
-    let pid = first.as_u64().unwrap();
+    let uid = first["uid"].as_u64().unwrap();
     assert!(
-        !std::path::Path::new(&format!("/proc/{pid}")).exists()
-            || std::fs::read_to_string(format!("/proc/{pid}/stat"))
-                .is_ok_and(|st| st.contains(") Z ")),
-        "reaped instance process {pid} still running"
+        processes_of_uid(uid).is_empty(),
+        "reaped instance's processes (uid {uid}) still running"
     );
-    let third = get(s.edge, "/p?action=pid").json()["pid"].clone();
-    assert_ne!(first, third, "a new instance starts after scale to zero");
+    let third = get(s.edge, "/p?action=pid").json();
+    assert_ne!(
+        first["instance"], third["instance"],
+        "a new instance starts after scale to zero"
+    );
     assert_eq!(s.instances("hello")["starts"], 2);
 }
 

@@ -6,7 +6,7 @@
 //! a query parameter) that exercises one platform behaviour:
 //! `sleep` (`ms`), `crash` (exit 3, after `ms`), `error` (after `ms`),
 //! `header` (`name`, `value`), `big` (`bytes`), `alloc` (`mb`), `env`, `log`,
-//! `pid`, `status` (`code`), `spawn` (a child that outlives the invocation
+//! `pid` (with `uid` and `instance`, the log stream), `status` (`code`), `spawn` (a child that outlives the invocation
 //! unless the platform kills the process group).
 
 use lambda_runtime::{service_fn, Error, LambdaEvent};
@@ -61,9 +61,19 @@ async fn handle(event: LambdaEvent<Value>) -> Result<Value, Error> {
             eprintln!("stderr line");
             Ok(json!({ "logged": true }))
         }
-        Some("pid") => Ok(
-            json!({ "pid": std::process::id(), "request_id": ctx.request_id, "deadline": ctx.deadline, "arn": ctx.invoked_function_arn }),
-        ),
+        Some("pid") => {
+            use std::os::unix::fs::MetadataExt;
+            // `/proc/self` belongs to the process's uid: no libc needed.
+            let uid = std::fs::metadata("/proc/self").map(|m| m.uid()).ok();
+            Ok(json!({
+                "pid": std::process::id(),
+                "uid": uid,
+                "instance": std::env::var("AWS_LAMBDA_LOG_STREAM_NAME").ok(),
+                "request_id": ctx.request_id,
+                "deadline": ctx.deadline,
+                "arn": ctx.invoked_function_arn,
+            }))
+        }
         Some("status") => Ok(json!({
             "statusCode": num("code", 201),
             "headers": { "content-type": "text/plain", "x-custom": "yes" },

@@ -53,6 +53,63 @@ pub fn python() -> String {
     .clone()
 }
 
+/// A TCP service on the host that collects the lines functions send it
+/// (reached from isolated instances through `forward`).
+pub struct Collector {
+    pub addr: SocketAddr,
+    lines: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+}
+
+impl Collector {
+    /// Most connections served; each is read to its end.
+    const MAX_CONNECTIONS: usize = 10_000;
+
+    pub fn start() -> Collector {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let lines = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let sink = std::sync::Arc::clone(&lines);
+        std::thread::spawn(move || {
+            for conn in listener.incoming().take(Self::MAX_CONNECTIONS).flatten() {
+                let _ = conn.set_read_timeout(Some(Duration::from_secs(10)));
+                let got: Vec<String> = BufReader::new(conn).lines().map_while(Result::ok).collect();
+                sink.lock().unwrap().extend(got);
+            }
+        });
+        Collector { addr, lines }
+    }
+
+    pub fn lines(&self) -> Vec<String> {
+        self.lines.lock().unwrap().clone()
+    }
+}
+
+/// Host pids of live (not zombie) processes running as `uid`: an isolated
+/// instance's uid is its own, so none may be left once it is gone.
+pub fn processes_of_uid(uid: u64) -> Vec<u32> {
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    entries
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|pid| {
+            let Ok(status) = std::fs::read_to_string(format!("/proc/{pid}/status")) else {
+                return false;
+            };
+            let field = |name: &str| {
+                status
+                    .lines()
+                    .find_map(|l| l.strip_prefix(name))
+                    .map(str::trim)
+                    .unwrap_or("")
+                    .to_string()
+            };
+            field("Uid:").split_whitespace().next() == Some(&uid.to_string())
+                && !field("State:").starts_with('Z')
+        })
+        .collect()
+}
+
 /// A unique scratch directory for one test.
 pub fn scratch(name: &str) -> PathBuf {
     static N: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
