@@ -32,13 +32,18 @@ pub fn hello_function(name: &str, path: &str, hello_fn: &Path, code: &Path) -> S
 }
 
 impl Levee {
-    /// Writes `dir/levee.toml` (`[server]` on port 0 plus `body`) and starts
-    /// `levee serve` on it with `LEVEE_LOG=warn`.
-    pub async fn start(levee: &Path, dir: &Path, body: &str) -> anyhow::Result<Levee> {
+    /// Writes `dir/levee.toml` (`[server]` on port 0 with `server_keys`,
+    /// plus `body`) and starts `levee serve` on it with `LEVEE_LOG=warn`.
+    pub async fn start(
+        levee: &Path,
+        dir: &Path,
+        server_keys: &str,
+        body: &str,
+    ) -> anyhow::Result<Levee> {
         let config = dir.join("levee.toml");
         std::fs::write(
             &config,
-            format!("[server]\nlisten = \"127.0.0.1:0\"\nadmin_listen = \"127.0.0.1:0\"\ndata_dir = \"data\"\n\n{body}"),
+            format!("[server]\nlisten = \"127.0.0.1:0\"\nadmin_listen = \"127.0.0.1:0\"\ndata_dir = \"data\"\n{server_keys}\n{body}"),
         )?;
         let stderr: PathBuf = dir.join("levee.stderr");
         let mut child = Command::new(levee)

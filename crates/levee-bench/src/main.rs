@@ -22,12 +22,16 @@ use wrk::WrkResult;
 const TARGET_RPS: f64 = 10_000.0;
 const TARGET_ADDED_P50_US: f64 = 100.0;
 const TARGET_COLD_US: f64 = 5_000.0;
+/// Isolated cold-start overhead at the median (issue 13).
+const TARGET_ISOLATED_COLD_P50_US: f64 = 500.0;
 /// Shield-on throughput as a share of shield-off (DESIGN.md: ≥ 70 %).
 const TARGET_SHIELD_RATIO: f64 = 0.70;
 /// Key-protected route throughput as a share of an open one (issue 4: ≥ 80 %).
 const TARGET_KEYED_RATIO: f64 = 0.80;
 /// Throughput with metering on as a share of metering off (issue 7: ≥ 90 %).
 const TARGET_METERED_RATIO: f64 = 0.90;
+/// Throughput with isolation on as a share of isolation off (issue 13: ≥ 95 %).
+const TARGET_ISOLATED_RATIO: f64 = 0.95;
 
 #[derive(Debug)]
 struct Args {
@@ -89,6 +93,8 @@ struct Round {
     unkeyed_c4: WrkResult,
     metered_c4: WrkResult,
     unmetered_c4: WrkResult,
+    isolated_c4: WrkResult,
+    unisolated_c4: WrkResult,
 }
 
 /// Runs wrk on both targets, in alternating order per round.
@@ -143,14 +149,10 @@ async fn main() -> anyhow::Result<()> {
     let scratch: PathBuf = std::env::temp_dir().join(format!("levee-bench-{}", std::process::id()));
     std::fs::create_dir_all(&scratch)?;
 
-    let mut body = format!("[account]\nconcurrency = {}\n\n", a.rounds * a.cold + 10);
-    body += &levee::hello_function("echo", "/echo", &hello_fn, &code);
-    // The same function behind an API key, on a plan whose limits never bite.
-    body += "[[routes]]\nroute = \"GET /keyed\"\nfunction = \"echo\"\napi_key_required = true\n\n";
-    body += "[plans.bench]\nthrottle = { rate = 1000000000, burst = 1000000000 }\nquota = { limit = 1000000000000, period = \"DAY\" }\n\n";
+    let mut cold_functions = String::new();
     for r in 0..a.rounds {
         for i in 0..a.cold {
-            body += &levee::hello_function(
+            cold_functions += &levee::hello_function(
                 &format!("cold_{r}_{i}"),
                 &format!("/cold_{r}_{i}"),
                 &hello_fn,
@@ -158,18 +160,44 @@ async fn main() -> anyhow::Result<()> {
             );
         }
     }
-    let server = levee::Levee::start(&levee_bin, &scratch, &body).await?;
+    let mut body = levee::hello_function("echo", "/echo", &hello_fn, &code);
+    // The same function behind an API key, on a plan whose limits never bite.
+    body += "[[routes]]\nroute = \"GET /keyed\"\nfunction = \"echo\"\napi_key_required = true\n\n";
+    body += "[plans.bench]\nthrottle = { rate = 1000000000, burst = 1000000000 }\nquota = { limit = 1000000000000, period = \"DAY\" }\n\n";
+    let server = levee::Levee::start(&levee_bin, &scratch, "", &body).await?;
     let shielded_dir = scratch.join("shielded");
     std::fs::create_dir_all(&shielded_dir)?;
     let shielded_body =
         shield::full_stack() + &levee::hello_function("echo", "/echo", &hello_fn, &code);
-    let shielded = levee::Levee::start(&levee_bin, &shielded_dir, &shielded_body).await?;
+    let shielded = levee::Levee::start(&levee_bin, &shielded_dir, "", &shielded_body).await?;
     let unmetered_dir = scratch.join("unmetered");
     std::fs::create_dir_all(&unmetered_dir)?;
     let unmetered_body = String::from("[metering]\nenabled = false\n\n")
         + &levee::hello_function("echo", "/echo", &hello_fn, &code);
-    let unmetered = levee::Levee::start(&levee_bin, &unmetered_dir, &unmetered_body).await?;
-    let result = measure(&a, &server, &shielded, &unmetered, &hello_fn, &scratch).await;
+    let unmetered = levee::Levee::start(&levee_bin, &unmetered_dir, "", &unmetered_body).await?;
+    // Twins for isolation on vs off: the same echo and cold functions,
+    // differing only in `[server] isolation`.
+    let twin_body = format!("[account]\nconcurrency = {}\n\n", a.rounds * a.cold + 10)
+        + &levee::hello_function("echo", "/echo", &hello_fn, &code)
+        + &cold_functions;
+    let mut twins = Vec::new();
+    for (name, keys) in [("isolated", ""), ("unisolated", "isolation = \"none\"\n")] {
+        let dir = scratch.join(name);
+        std::fs::create_dir_all(&dir)?;
+        twins.push(levee::Levee::start(&levee_bin, &dir, keys, &twin_body).await?);
+    }
+    let (isolated, unisolated) = (&twins[0], &twins[1]);
+    let servers = Servers {
+        main: &server,
+        shielded: &shielded,
+        unmetered: &unmetered,
+        isolated,
+        unisolated,
+    };
+    let result = measure(&a, &servers, &hello_fn, &scratch).await;
+    for twin in twins {
+        twin.stop().await?;
+    }
     server.stop().await?;
     shielded.stop().await?;
     unmetered.stop().await?;
@@ -183,14 +211,73 @@ async fn main() -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The servers measured side by side.
+struct Servers<'a> {
+    /// Every stage on, instances isolated (the defaults).
+    main: &'a levee::Levee,
+    shielded: &'a levee::Levee,
+    unmetered: &'a levee::Levee,
+    /// Twins with the cold functions: isolation on (the default) and off.
+    isolated: &'a levee::Levee,
+    unisolated: &'a levee::Levee,
+}
+
+/// Cold starts on one server: (own start, cold, warm, overhead) samples.
+#[derive(Default)]
+struct ColdSamples {
+    own: Vec<f64>,
+    cold: Vec<f64>,
+    warm: Vec<f64>,
+    over: Vec<f64>,
+}
+
+impl ColdSamples {
+    async fn sample(
+        &mut self,
+        server: &levee::Levee,
+        path: &str,
+        hello_fn: &Path,
+        scratch: &Path,
+    ) -> anyhow::Result<()> {
+        let o = cold::own_start(hello_fn, scratch).await?;
+        let mut client = cold::Client::connect(server.edge).await?;
+        let (_, c) = client.get(path).await?;
+        let (_, w) = client.get(path).await?;
+        self.own.push(o);
+        self.cold.push(c);
+        self.warm.push(w);
+        self.over.push(c - w - o);
+        Ok(())
+    }
+}
+
+/// Checks that each cold function started exactly once, without init failures.
+async fn check_cold_starts(server: &levee::Levee, expected: usize) -> anyhow::Result<()> {
+    let (doc, _) = cold::Client::connect(server.admin)
+        .await?
+        .get("/admin/functions")
+        .await?;
+    let doc: serde_json::Value = serde_json::from_slice(&doc)?;
+    let (mut starts, mut failures) = (0, 0);
+    for f in doc["functions"].as_array().context("no functions")? {
+        if f["name"].as_str().is_some_and(|n| n.starts_with("cold_")) {
+            starts += f["instances"]["starts"].as_u64().unwrap_or(0);
+            failures += f["instances"]["init_failures"].as_u64().unwrap_or(0);
+        }
+    }
+    if starts != expected as u64 || failures != 0 {
+        bail!("admin reports {starts} cold starts and {failures} init failures: {doc}");
+    }
+    Ok(())
+}
+
 async fn measure(
     a: &Args,
-    server: &levee::Levee,
-    shielded: &levee::Levee,
-    unmetered: &levee::Levee,
+    servers: &Servers<'_>,
     hello_fn: &Path,
     scratch: &Path,
 ) -> anyhow::Result<String> {
+    let (server, shielded, unmetered) = (servers.main, servers.shielded, servers.unmetered);
     let (echo, _) = cold::Client::connect(server.edge)
         .await?
         .get("/echo")
@@ -203,13 +290,17 @@ async fn measure(
     let surl = format!("http://{}/echo", shielded.edge);
     let kurl = format!("http://{}/keyed", server.edge);
     let uurl = format!("http://{}/echo", unmetered.edge);
+    let (onurl, offurl) = (
+        format!("http://{}/echo", servers.isolated.edge),
+        format!("http://{}/echo", servers.unisolated.edge),
+    );
     let key_header = vec![format!("x-api-key: {}", create_key(server).await?)];
     eprintln!("levee-bench: warming up (1 s each)");
     pair(&lurl, &burl, false, 2, 4, 1).await?;
     pair(&surl, &lurl, false, 2, 4, 1).await?;
 
-    let (mut rounds, mut own, mut cold_us, mut warm_us, mut over) =
-        (vec![], vec![], vec![], vec![], vec![]);
+    let (mut rounds, mut isolated, mut unisolated) =
+        (vec![], ColdSamples::default(), ColdSamples::default());
     for r in 0..a.rounds {
         let swap = r % 2 == 1;
         let (levee_c4, base_c4) = pair(&lurl, &burl, swap, 2, 4, a.secs).await?;
@@ -223,22 +314,25 @@ async fn measure(
             (k, wrk::run(&lurl, 2, 4, a.secs).await?)
         };
         for i in 0..a.cold {
-            let o = cold::own_start(hello_fn, scratch).await?;
-            let mut client = cold::Client::connect(server.edge).await?;
-            let (_, c) = client.get(&format!("/cold_{r}_{i}")).await?;
-            let (_, w) = client.get(&format!("/cold_{r}_{i}")).await?;
-            own.push(o);
-            cold_us.push(c);
-            warm_us.push(w);
-            over.push(c - w - o);
-            // Isolated cold starts, as in real traffic (bursts are cheaper, see docs).
-            tokio::time::sleep(Duration::from_millis(50)).await;
+            let path = format!("/cold_{r}_{i}");
+            // Isolation on and off alternate first, round by round.
+            for on in [!swap, swap] {
+                let (samples, target) = if on {
+                    (&mut isolated, servers.isolated)
+                } else {
+                    (&mut unisolated, servers.unisolated)
+                };
+                samples.sample(target, &path, hello_fn, scratch).await?;
+                // Cold starts apart, as in real traffic (bursts are cheaper, see docs).
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
         }
         eprintln!(
             "levee-bench: round {}: c4 levee {:.0} / base {:.0} req/s; c1 p50 levee {:.0} / base {:.0} us; cold p50 so far {:.0} us",
-            r + 1, levee_c4.rps, base_c4.rps, levee_c1.p50_us, base_c1.p50_us, pct(&cold_us, 50.0)
+            r + 1, levee_c4.rps, base_c4.rps, levee_c1.p50_us, base_c1.p50_us, pct(&isolated.cold, 50.0)
         );
         let (metered_c4, unmetered_c4) = pair(&lurl, &uurl, swap, 2, 4, a.secs).await?;
+        let (isolated_c4, unisolated_c4) = pair(&onurl, &offurl, swap, 2, 4, a.secs).await?;
         rounds.push(Round {
             levee_c4,
             base_c4,
@@ -250,32 +344,15 @@ async fn measure(
             unkeyed_c4,
             metered_c4,
             unmetered_c4,
+            isolated_c4,
+            unisolated_c4,
         });
     }
     base_task.abort();
 
-    // Sanity: each cold function started exactly once, without init failures.
-    let (doc, _) = cold::Client::connect(server.admin)
-        .await?
-        .get("/admin/functions")
-        .await?;
-    let doc: serde_json::Value = serde_json::from_slice(&doc)?;
-    let (mut starts, mut failures) = (0, 0);
-    for f in doc["functions"].as_array().context("no functions")? {
-        if f["name"].as_str().is_some_and(|n| n.starts_with("cold_")) {
-            starts += f["instances"]["starts"].as_u64().unwrap_or(0);
-            failures += f["instances"]["init_failures"].as_u64().unwrap_or(0);
-        }
-    }
-    if starts != (a.rounds * a.cold) as u64 || failures != 0 {
-        bail!("admin reports {starts} cold starts and {failures} init failures: {doc}");
-    }
-    Ok(report(
-        a,
-        &rounds,
-        [&own, &cold_us, &warm_us, &over],
-        echo.len(),
-    ))
+    check_cold_starts(servers.isolated, a.rounds * a.cold).await?;
+    check_cold_starts(servers.unisolated, a.rounds * a.cold).await?;
+    Ok(report(a, &rounds, [&isolated, &unisolated], echo.len()))
 }
 
 /// Creates a key on the `bench` plan through the admin API; returns its secret.
@@ -301,7 +378,7 @@ async fn create_key(server: &levee::Levee) -> anyhow::Result<String> {
         .context("no secret in the admin API's answer")
 }
 
-fn report(a: &Args, rounds: &[Round], cold: [&Vec<f64>; 4], body_len: usize) -> String {
+fn report(a: &Args, rounds: &[Round], cold: [&ColdSamples; 2], body_len: usize) -> String {
     let m = |f: &dyn Fn(&Round) -> f64| median(rounds.iter().map(f));
     let (l_rps, b_rps) = (m(&|r| r.levee_c4.rps), m(&|r| r.base_c4.rps));
     let (l50, b50) = (m(&|r| r.levee_c1.p50_us), m(&|r| r.base_c1.p50_us));
@@ -314,9 +391,12 @@ fn report(a: &Args, rounds: &[Round], cold: [&Vec<f64>; 4], body_len: usize) -> 
     let (me_rps, un_rps) = (m(&|r| r.metered_c4.rps), m(&|r| r.unmetered_c4.rps));
     let (k_rps, u_rps) = (m(&|r| r.keyed_c4.rps), m(&|r| r.unkeyed_c4.rps));
     let (s_rps, o_rps) = (m(&|r| r.shield_c4.rps), m(&|r| r.open_c4.rps));
-    let [own, cold_us, warm, over] = cold;
-    let (o50, o99) = (pct(over, 50.0), pct(over, 99.0));
-    let n = own.len();
+    let isolated_ratio = m(&|r| r.isolated_c4.rps / r.unisolated_c4.rps);
+    let (is_rps, un_is_rps) = (m(&|r| r.isolated_c4.rps), m(&|r| r.unisolated_c4.rps));
+    let [isolated, unisolated] = cold;
+    let (o50, o99) = (pct(&isolated.over, 50.0), pct(&isolated.over, 99.0));
+    let (u50, u99) = (pct(&unisolated.over, 50.0), pct(&unisolated.over, 99.0));
+    let n = isolated.own.len();
     let mut s = machine();
     s += &format!(
         "- Rounds: {} × {} s per wrk run (Levee and baseline alternate first), {n} cold starts; JSON body {body_len} bytes\n\n",
@@ -348,29 +428,50 @@ fn report(a: &Args, rounds: &[Round], cold: [&Vec<f64>; 4], body_len: usize) -> 
         verdict(metered_ratio >= TARGET_METERED_RATIO)
     );
     s += &format!(
-        "| Cold-start overhead p50 (n={n}) | | | {:.2} ms | ≤ 5 ms | {} |\n",
-        o50 / 1e3,
-        verdict(o50 <= TARGET_COLD_US)
+        "| Isolation on vs off, c=4 | {is_rps:.0} req/s on | {un_is_rps:.0} req/s off | on/off = {isolated_ratio:.2} | ≥ {TARGET_ISOLATED_RATIO:.2} | {} |\n",
+        verdict(isolated_ratio >= TARGET_ISOLATED_RATIO)
     );
     s += &format!(
-        "| Cold-start overhead p99 (n={n}) | | | {:.2} ms | ≤ 5 ms | {} |\n\n",
+        "| Cold-start overhead p50, isolated (n={n}) | | | {:.2} ms (off: {:.2} ms) | ≤ 0.5 ms | {} |\n",
+        o50 / 1e3,
+        u50 / 1e3,
+        verdict(o50 <= TARGET_ISOLATED_COLD_P50_US)
+    );
+    s += &format!(
+        "| Cold-start overhead p99, isolated (n={n}) | | | {:.2} ms (off: {:.2} ms) | ≤ 5 ms | {} |\n\n",
         o99 / 1e3,
+        u99 / 1e3,
         verdict(o99 <= TARGET_COLD_US)
     );
-    s += "| Cold-start component | p50 | p99 |\n|---|---|---|\n";
-    for (name, v) in [
-        ("own start: spawn `hello-fn` → first `next` (no Levee)", own),
-        ("first request through Levee (cold)", cold_us),
-        ("second request, same function (warm)", warm),
+    s += "| Cold-start component | isolated p50 | p99 | unisolated p50 | p99 |\n|---|---|---|---|---|\n";
+    for (name, on, off) in [
+        (
+            "own start: spawn `hello-fn` → first `next` (no Levee)",
+            &isolated.own,
+            &unisolated.own,
+        ),
+        (
+            "first request through Levee (cold)",
+            &isolated.cold,
+            &unisolated.cold,
+        ),
+        (
+            "second request, same function (warm)",
+            &isolated.warm,
+            &unisolated.warm,
+        ),
         (
             "overhead = cold − warm − own start (paired per sample)",
-            over,
+            &isolated.over,
+            &unisolated.over,
         ),
     ] {
         s += &format!(
-            "| {name} | {:.2} ms | {:.2} ms |\n",
-            pct(v, 50.0) / 1e3,
-            pct(v, 99.0) / 1e3
+            "| {name} | {:.2} ms | {:.2} ms | {:.2} ms | {:.2} ms |\n",
+            pct(on, 50.0) / 1e3,
+            pct(on, 99.0) / 1e3,
+            pct(off, 50.0) / 1e3,
+            pct(off, 99.0) / 1e3
         );
     }
     s += "\n| Round | Levee c4 req/s | plain c4 req/s | Levee c1 p50/p99 µs | plain c1 p50/p99 µs |\n|---|---|---|---|---|\n";

@@ -17,6 +17,7 @@ mod needs;
 mod netns;
 mod seccomp;
 mod uids;
+mod userns;
 
 use std::ffi::OsString;
 use std::fs;
@@ -74,9 +75,20 @@ pub struct Sandbox {
 #[derive(Debug)]
 struct JailSetup {
     root: PathBuf,
+    /// How instances get their identity.
+    kind: JailKind,
     uids: uids::UidPool,
     filters: Arc<seccomp::Filters>,
     last_cap: u32,
+}
+
+/// Root gives each instance a uid of its own and prepares its network and
+/// pid namespaces on the spawner thread; an ordinary user's instances make
+/// a user namespace of their own, mapping only Levee's uid (see [`userns`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum JailKind {
+    Root,
+    UserNamespace,
 }
 
 /// A job for the spawner thread, which may enter fresh namespaces first.
@@ -94,7 +106,9 @@ struct Spawner {
 }
 
 impl Spawner {
-    fn new(isolated: bool) -> io::Result<Self> {
+    /// `fresh_namespaces`: the thread will enter fresh net and pid
+    /// namespaces for its children (root isolation), so check it can now.
+    fn new(fresh_namespaces: bool) -> io::Result<Self> {
         let runtime = tokio::runtime::Handle::try_current().map_err(io::Error::other)?;
         let (jobs, queue) = std::sync::mpsc::channel::<SpawnJob>();
         let (ready_tx, ready) = std::sync::mpsc::sync_channel(1);
@@ -103,7 +117,7 @@ impl Spawner {
             .spawn(move || {
                 // Children are reaped by the runtime's process driver.
                 let _runtime = runtime.enter();
-                let host = match isolated.then(netns::HostNamespaces::of_this_thread) {
+                let host = match fresh_namespaces.then(netns::HostNamespaces::of_this_thread) {
                     Some(Err(e)) => {
                         let _ = ready_tx.send(Err(e));
                         return;
@@ -145,16 +159,35 @@ impl Spawner {
     }
 }
 
-/// Why instances cannot be isolated on this machine, if they cannot.
-fn isolation_unavailable() -> Option<String> {
+/// How instances can be isolated here, or why they cannot. Root isolates
+/// with a uid per instance; anyone else needs user namespaces, tried once
+/// in a throwaway child.
+#[allow(unsafe_code)]
+fn jail_kind() -> Result<JailKind, String> {
     // SAFETY: plain syscall with no arguments.
-    #[allow(unsafe_code)]
     let euid = unsafe { libc::geteuid() };
-    (euid != 0).then(|| {
-        format!(
-            "Levee runs as uid {euid}, and giving each instance a uid, namespaces and mounts of its own needs root (a user-namespace mode for ordinary users is not built yet)"
-        )
-    })
+    if euid == 0 {
+        return Ok(JailKind::Root);
+    }
+    let mut probe = std::process::Command::new("/bin/true");
+    probe
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    let plan = userns::UserPlan::new(Vec::new(), -1);
+    // SAFETY: the closure only makes the syscalls of `UserPlan::probe`.
+    unsafe {
+        probe.pre_exec(move || plan.probe());
+    }
+    match probe.status() {
+        Ok(status) if status.success() => Ok(JailKind::UserNamespace),
+        Ok(status) => Err(format!(
+            "Levee runs as uid {euid}, and the user-namespace probe exited with {status}"
+        )),
+        Err(e) => Err(format!(
+            "Levee runs as uid {euid}, not root, and this machine refuses it a user namespace with the others inside ({e})"
+        )),
+    }
 }
 
 /// One line for `levee check`: which layers instances will get, or why
@@ -163,14 +196,18 @@ pub fn describe(server: &Server) -> Result<String, String> {
     match server.isolation {
         Isolation::None => Ok("isolation: none (instances run as this user, in its namespaces, with only memory, pids and file limits)".into()),
         Isolation::Namespaces => {
-            if let Some(why) = isolation_unavailable() {
-                return Err(why);
-            }
+            let kind = jail_kind()?;
             seccomp::Filters::compile().map_err(|e| format!("seccomp: {e}"))?;
+            let identity = match kind {
+                JailKind::Root => format!(
+                    "a uid per instance from {}..={}, no capabilities, no_new_privs; pid",
+                    server.instance_uids.start(),
+                    server.instance_uids.end()
+                ),
+                JailKind::UserNamespace => "without root: Levee's own uid in a user namespace per instance, no capabilities, no_new_privs; user, pid".into(),
+            };
             Ok(format!(
-                "isolation: namespaces (a uid per instance from {}..={}, no capabilities, no_new_privs; pid, mount, net, ipc, uts and cgroup namespaces; read-only root with /usr, /var/task and the runtime; private /tmp tmpfs; seccomp filter; no network but the Runtime API at {ISOLATED_API} and `forward` addresses)",
-                server.instance_uids.start(),
-                server.instance_uids.end()
+                "isolation: namespaces ({identity}, mount, net, ipc, uts and cgroup namespaces; read-only root with /usr, /var/task and the runtime; private /tmp tmpfs; seccomp filter; no network but the Runtime API at {ISOLATED_API} and `forward` addresses)"
             ))
         }
     }
@@ -192,8 +229,9 @@ impl Sandbox {
         let jail = match server.isolation {
             Isolation::None => None,
             Isolation::Namespaces => {
-                if let Some(why) = isolation_unavailable() {
-                    return Err(crate::RuntimeError::Isolation(why));
+                let kind = jail_kind().map_err(crate::RuntimeError::Isolation)?;
+                if kind == JailKind::UserNamespace {
+                    tracing::warn!("not root: instances share Levee's uid, each in a user namespace of its own");
                 }
                 let filters = seccomp::Filters::compile()
                     .map_err(|e| crate::RuntimeError::Isolation(format!("seccomp: {e}")))?;
@@ -201,13 +239,15 @@ impl Sandbox {
                 fs::create_dir_all(&root).map_err(io_err)?;
                 Some(Arc::new(JailSetup {
                     root,
+                    kind,
                     uids: uids::UidPool::new(server.instance_uids.clone()),
                     filters: Arc::new(filters),
                     last_cap: jail::last_cap(),
                 }))
             }
         };
-        let spawner = Spawner::new(jail.is_some()).map_err(|e| {
+        let root_jail = jail.as_ref().is_some_and(|j| j.kind == JailKind::Root);
+        let spawner = Spawner::new(root_jail).map_err(|e| {
             crate::RuntimeError::Isolation(format!("fresh network and pid namespaces: {e}"))
         })?;
         for hierarchy in cgroup::HIERARCHIES {
@@ -254,19 +294,26 @@ impl Sandbox {
         let f = spec.function;
         let view = match &self.jail {
             Some(jail) => {
-                let lease = jail.uids.lease().ok_or_else(|| {
-                    io::Error::new(
-                        io::ErrorKind::ResourceBusy,
-                        "every uid in [server] instance_uids is held by a live instance",
-                    )
-                })?;
+                let lease = match jail.kind {
+                    JailKind::Root => Some(jail.uids.lease().ok_or_else(|| {
+                        io::Error::new(
+                            io::ErrorKind::ResourceBusy,
+                            "every uid in [server] instance_uids is held by a live instance",
+                        )
+                    })?),
+                    JailKind::UserNamespace => None,
+                };
+                // SAFETY: plain syscall with no arguments.
+                #[allow(unsafe_code)]
+                let own_uid = unsafe { libc::geteuid() };
                 let mut shown = spec.needs.paths.clone();
                 shown.extend(f.runtime_paths.iter().cloned());
                 let plan = jail::Plan::new(
                     &jail.root,
                     &jail::RootSpec {
                         staged_code: spec.staged_code,
-                        uid: lease.uid,
+                        uid: lease.as_ref().map_or(own_uid, |l| l.uid),
+                        switch_ids: lease.is_some(),
                         tmp_bytes: f.ephemeral_storage_bytes,
                         runtime_paths: &shown,
                     },
@@ -320,8 +367,8 @@ pub struct PrepareSpec<'a> {
 enum View {
     Isolated {
         plan: Box<jail::Plan>,
-        /// Held until the instance is gone, process and cgroup.
-        lease: uids::Lease,
+        /// Held until the instance is gone, process and cgroup (root only).
+        lease: Option<uids::Lease>,
     },
     /// Unisolated: the staged code in place, and `dir/tmp` as `/tmp`.
     Shared { task: PathBuf, dir: PathBuf },
@@ -404,25 +451,44 @@ impl Prepared {
             .map(|c| c.join_files.iter().map(|f| f.as_raw_fd()).collect())
             .unwrap_or_default();
         let (plan, lease, shared_dir) = match view {
-            View::Isolated { plan, lease } => (Some(plan), Some(lease), None),
+            View::Isolated { plan, lease } => (Some(plan), lease, None),
             View::Shared { dir, .. } => (None, None, Some(dir)),
         };
         let forwards = f.forward.clone();
+        let rootless = lease.is_none() && plan.is_some();
         let started = spawner
-            .run(move |host| {
-                if let Some(plan) = plan {
-                    let host = host.ok_or_else(|| io::Error::other("spawner has no namespaces"))?;
+            .run(move |host| match (plan, host) {
+                (Some(plan), _) if rootless => {
+                    let (handoff, theirs) = userns::handoff_pair()?;
+                    let mut wanted = vec![ISOLATED_API];
+                    wanted.extend(forwards.iter().filter_map(|a| match a {
+                        SocketAddr::V4(v4) => Some(*v4),
+                        SocketAddr::V6(_) => None,
+                    }));
+                    let count = wanted.len();
+                    let user = userns::UserPlan::new(wanted, theirs.as_raw_fd());
+                    pre_exec(&mut cmd, join_fds, memory_bytes, Some((plan, Some(user))));
+                    let child = spawn_child(cmd)?;
+                    drop(theirs);
+                    let mut listeners = handoff.receive(count)?.into_iter();
+                    let api = listeners.next();
+                    let forwards = listeners.zip(forwards).collect();
+                    Ok((child, api, forwards))
+                }
+                (Some(plan), Some(host)) => {
                     let fresh = host.enter_fresh()?;
                     let api = TcpListener::bind(ISOLATED_API)?;
                     let forwards = forwards
                         .iter()
                         .map(|&addr| TcpListener::bind(addr).map(|l| (l, addr)))
                         .collect::<io::Result<Vec<_>>>()?;
-                    pre_exec(&mut cmd, join_fds, memory_bytes, Some(plan));
+                    pre_exec(&mut cmd, join_fds, memory_bytes, Some((plan, None)));
                     let child = spawn_child(cmd)?;
                     drop(fresh);
                     Ok((child, Some(api), forwards))
-                } else {
+                }
+                (Some(_), None) => Err(io::Error::other("spawner has no namespaces")),
+                (None, _) => {
                     pre_exec(&mut cmd, join_fds, memory_bytes, None);
                     Ok((spawn_child(cmd)?, None, Vec::new()))
                 }
@@ -554,14 +620,15 @@ fn instance_env(
 }
 
 /// The child's steps between fork and exec, in order: join the cgroups
-/// (before any byte is allocated, and before the cgroup namespace), build
-/// and enter the root, cap open files, then become the instance.
+/// (before any byte is allocated, and before the cgroup namespace), without
+/// root make the user namespace, build and enter the root, cap open files,
+/// then become the instance.
 #[allow(unsafe_code)]
 fn pre_exec(
     cmd: &mut std::process::Command,
     join_fds: Vec<i32>,
     memory_bytes: u64,
-    plan: Option<Box<jail::Plan>>,
+    jail: Option<(Box<jail::Plan>, Option<userns::UserPlan>)>,
 ) {
     // SAFETY: the closure runs between fork and exec, so it only makes
     // async-signal-safe calls (write, mount, setrlimit, prctl, ...) on values
@@ -573,7 +640,10 @@ fn pre_exec(
                     return Err(io::Error::last_os_error());
                 }
             }
-            if let Some(plan) = &plan {
+            if let Some((plan, user)) = &jail {
+                if let Some(user) = user {
+                    user.enter()?;
+                }
                 plan.enter_root()?;
             }
             let nofile = libc::rlimit {
@@ -592,8 +662,8 @@ fn pre_exec(
                     return Err(io::Error::last_os_error());
                 }
             }
-            match &plan {
-                Some(plan) => plan.become_instance(),
+            match &jail {
+                Some((plan, _)) => plan.become_instance(),
                 None => {
                     // Die with the server, even on kill -9, instead of lingering.
                     if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {

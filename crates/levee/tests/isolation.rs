@@ -346,3 +346,69 @@ fn instances_die_with_a_killed_server_and_starts_leave_nothing_behind() {
     }
     assert!(gone(), "an instance outlived its server");
 }
+
+/// `nobody` on Debian: a uid with no home, no groups and no privilege.
+const NOBODY: u32 = 65534;
+
+#[test]
+fn an_ordinary_user_still_isolates_instances_in_user_namespaces() {
+    let body = hello_function("f", "\n[[routes]]\nroute = \"ANY /f\"\nfunction = \"f\"");
+    let s = Server::start_unprivileged("rootless", &body, NOBODY);
+    let me = get(s.edge, "/f?action=pid");
+    assert_eq!(me.status, 200, "{} {}", me.text(), s.stderr());
+    let me = me.json();
+    assert_eq!(me["pid"], 1, "pid 1 of its own pid namespace");
+    assert_eq!(me["uid"], NOBODY, "Levee's own uid, mapped");
+    // Seen from the host: the function process and what it holds.
+    let status = processes_of_uid(NOBODY.into())
+        .into_iter()
+        .filter(|pid| {
+            std::fs::read_to_string(format!("/proc/{pid}/comm"))
+                .is_ok_and(|c| c.trim() == "hello-fn")
+        })
+        .map(|pid| std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap())
+        .next()
+        .expect("the instance runs as Levee's uid");
+    for (field, want) in [
+        ("CapEff:", "0000000000000000"),
+        ("CapBnd:", "0000000000000000"),
+        ("NoNewPrivs:", "1"),
+        ("Seccomp:", "2"),
+    ] {
+        let got = status
+            .lines()
+            .find_map(|l| l.strip_prefix(field))
+            .map(str::trim);
+        assert_eq!(got, Some(want), "{field} in\n{status}");
+    }
+    let nspid = status
+        .lines()
+        .find_map(|l| l.strip_prefix("NSpid:"))
+        .unwrap();
+    assert!(
+        nspid.trim().ends_with("\t1") || nspid.split_whitespace().last() == Some("1"),
+        "{nspid}"
+    );
+    let env = get(s.edge, "/f?action=env").json();
+    assert_eq!(env["AWS_LAMBDA_RUNTIME_API"], "127.0.0.1:9001");
+    assert_eq!(env["LAMBDA_TASK_ROOT"], "/var/task");
+    let check = std::process::Command::new("setpriv")
+        .arg(format!("--reuid={NOBODY}"))
+        .arg(format!("--regid={NOBODY}"))
+        .args([
+            "--clear-groups",
+            "--",
+            env!("CARGO_BIN_EXE_levee"),
+            "check",
+            "--config",
+        ])
+        .arg(s.dir.join("levee.toml"))
+        .output()
+        .unwrap();
+    let printed = String::from_utf8_lossy(&check.stdout);
+    assert!(check.status.success(), "{printed}");
+    assert!(
+        printed.contains("without root: Levee's own uid in a user namespace"),
+        "{printed}"
+    );
+}

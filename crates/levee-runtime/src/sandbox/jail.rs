@@ -44,11 +44,13 @@ enum Step {
         contents: Vec<u8>,
     },
     /// Bind `src` at `at` (an existing placeholder); read-only binds are
-    /// also `nosuid,nodev`.
+    /// also `nosuid,nodev`, and keep the flags `src`'s mount already has
+    /// (inside a user namespace the kernel refuses to drop them).
     Bind {
         src: CString,
         at: CString,
         read_only: bool,
+        kept: libc::c_ulong,
     },
     Tmpfs {
         at: CString,
@@ -61,6 +63,9 @@ enum Step {
 pub(crate) struct RootSpec<'a> {
     pub staged_code: &'a Path,
     pub uid: u32,
+    /// Take `uid` as the instance's (root); without root the ids stay
+    /// Levee's own, mapped in the instance's user namespace.
+    pub switch_ids: bool,
     pub tmp_bytes: u64,
     /// Host paths shown read-only at the same place.
     pub runtime_paths: &'a [PathBuf],
@@ -70,8 +75,11 @@ pub(crate) struct RootSpec<'a> {
 #[derive(Debug)]
 pub(crate) struct Plan {
     root: CString,
+    /// `/proc` inside the root, as the host sees it before the pivot.
+    proc_at: CString,
     steps: Vec<Step>,
     uid: u32,
+    switch_ids: bool,
     last_cap: u32,
     filters: std::sync::Arc<Filters>,
 }
@@ -142,9 +150,15 @@ impl Builder<'_> {
         } else {
             self.file(inside, Vec::new())?;
         }
+        let kept = mount_flags(src);
         let src = c(src)?;
         let at = c(&self.at(inside))?;
-        self.steps.push(Step::Bind { src, at, read_only });
+        self.steps.push(Step::Bind {
+            src,
+            at,
+            read_only,
+            kept,
+        });
         Ok(())
     }
 
@@ -223,8 +237,10 @@ impl Plan {
         }
         Ok(Self {
             root: c(root)?,
+            proc_at: c(&root.join("proc"))?,
             steps: b.steps,
             uid,
+            switch_ids: spec.switch_ids,
             last_cap,
             filters,
         })
@@ -239,9 +255,15 @@ impl Plan {
         // SAFETY: raw syscalls between fork and exec on C strings the plan
         // owns; nothing here allocates.
         unsafe {
-            check(libc::unshare(
-                libc::CLONE_NEWNS | libc::CLONE_NEWIPC | libc::CLONE_NEWUTS | libc::CLONE_NEWCGROUP,
-            ))?;
+            // Without root they came with the user namespace.
+            if self.switch_ids {
+                check(libc::unshare(
+                    libc::CLONE_NEWNS
+                        | libc::CLONE_NEWIPC
+                        | libc::CLONE_NEWUTS
+                        | libc::CLONE_NEWCGROUP,
+                ))?;
+            }
             // No mount made from here on may reach the host.
             check(libc::mount(
                 std::ptr::null(),
@@ -261,19 +283,21 @@ impl Plan {
             for step in &self.steps {
                 run(step)?;
             }
+            // Before the old root goes: inside a user namespace the kernel
+            // mounts a procfs only where one is already fully visible.
+            check(libc::mount(
+                c"proc".as_ptr(),
+                self.proc_at.as_ptr(),
+                c"proc".as_ptr(),
+                libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC,
+                std::ptr::null(),
+            ))?;
             check(libc::chdir(self.root.as_ptr()))?;
             // pivot_root(".", "."): the old root ends up stacked under the
             // new one, and detaching it leaves nothing of the host behind.
             check(libc::syscall(libc::SYS_pivot_root, c".".as_ptr(), c".".as_ptr()) as i32)?;
             check(libc::umount2(c".".as_ptr(), libc::MNT_DETACH))?;
             check(libc::chdir(c"/".as_ptr()))?;
-            check(libc::mount(
-                c"proc".as_ptr(),
-                c"/proc".as_ptr(),
-                c"proc".as_ptr(),
-                libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC,
-                std::ptr::null(),
-            ))?;
             check(libc::mount(
                 std::ptr::null(),
                 c"/".as_ptr(),
@@ -309,9 +333,11 @@ impl Plan {
                     0,
                 ))?;
             }
-            check(libc::setgroups(0, std::ptr::null()))?;
-            check(libc::setresgid(self.uid, self.uid, self.uid))?;
-            check(libc::setresuid(self.uid, self.uid, self.uid))?;
+            if self.switch_ids {
+                check(libc::setgroups(0, std::ptr::null()))?;
+                check(libc::setresgid(self.uid, self.uid, self.uid))?;
+                check(libc::setresuid(self.uid, self.uid, self.uid))?;
+            }
             check(libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL, 0, 0, 0))?;
         }
         self.filters.install()
@@ -352,7 +378,12 @@ fn run(step: &Step) -> io::Result<()> {
                     return Err(io::Error::from_raw_os_error(libc::EIO));
                 }
             }
-            Step::Bind { src, at, read_only } => {
+            Step::Bind {
+                src,
+                at,
+                read_only,
+                kept,
+            } => {
                 check(libc::mount(
                     src.as_ptr(),
                     at.as_ptr(),
@@ -369,7 +400,8 @@ fn run(step: &Step) -> io::Result<()> {
                             | libc::MS_BIND
                             | libc::MS_RDONLY
                             | libc::MS_NOSUID
-                            | libc::MS_NODEV,
+                            | libc::MS_NODEV
+                            | kept,
                         std::ptr::null(),
                     ))?;
                 }
@@ -387,6 +419,29 @@ fn run(step: &Step) -> io::Result<()> {
         }
     }
     Ok(())
+}
+
+/// The flags of the mount holding `path` that a read-only remount of a
+/// bind of it must keep: `noexec` and the access-time ones.
+#[allow(unsafe_code)]
+fn mount_flags(path: &Path) -> libc::c_ulong {
+    let Ok(p) = c(path) else {
+        return 0;
+    };
+    // SAFETY: `statvfs` fills the zeroed struct it is given.
+    let mut st: libc::statvfs = unsafe { std::mem::zeroed() };
+    if unsafe { libc::statvfs(p.as_ptr(), &mut st) } != 0 {
+        return 0;
+    }
+    [
+        (libc::ST_NOEXEC, libc::MS_NOEXEC),
+        (libc::ST_NOATIME, libc::MS_NOATIME),
+        (libc::ST_NODIRATIME, libc::MS_NODIRATIME),
+        (libc::ST_RELATIME, libc::MS_RELATIME),
+    ]
+    .iter()
+    .filter(|(st_flag, _)| st.f_flag & st_flag != 0)
+    .fold(0, |acc, (_, ms_flag)| acc | ms_flag)
 }
 
 /// The highest capability number this kernel knows.

@@ -63,9 +63,10 @@ impl Drop for Fresh<'_> {
     }
 }
 
-/// Brings `lo` up in the thread's current net namespace.
+/// Brings `lo` up in the calling thread's current net namespace; makes
+/// only async-signal-safe syscalls, so a child may call it before `exec`.
 #[allow(unsafe_code)]
-fn loopback_up() -> io::Result<()> {
+pub(crate) fn loopback_up() -> io::Result<()> {
     // SAFETY: plain syscalls on a socket this function owns; `ifreq` is
     // zeroed and only its name and flags are read or written.
     unsafe {

@@ -157,11 +157,30 @@ impl Server {
         Self::launch_in(dir, body, env, true)
     }
 
+    /// Like [`Server::start`], with levee running as the unprivileged uid
+    /// and gid `id` (through `setpriv`, no supplementary groups), in a
+    /// directory it owns.
+    pub fn start_unprivileged(name: &str, body: &str, id: u32) -> Server {
+        let dir = scratch(name);
+        std::os::unix::fs::chown(&dir, Some(id), Some(id)).unwrap();
+        Self::launch_as(dir, body, &[], true, Some(id))
+    }
+
     fn launch(name: &str, body: &str, env: &[(&str, &str)], env_token: bool) -> Server {
         Self::launch_in(scratch(name), body, env, env_token)
     }
 
     fn launch_in(dir: PathBuf, body: &str, env: &[(&str, &str)], env_token: bool) -> Server {
+        Self::launch_as(dir, body, env, env_token, None)
+    }
+
+    fn launch_as(
+        dir: PathBuf,
+        body: &str,
+        env: &[(&str, &str)],
+        env_token: bool,
+        id: Option<u32>,
+    ) -> Server {
         let config = dir.join("levee.toml");
         std::fs::write(
             &config,
@@ -171,7 +190,16 @@ impl Server {
         )
         .unwrap();
         let stderr_path = dir.join("levee.stderr");
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_levee"));
+        let mut cmd = match id {
+            Some(id) => {
+                let mut cmd = Command::new("setpriv");
+                cmd.arg(format!("--reuid={id}"))
+                    .arg(format!("--regid={id}"))
+                    .args(["--clear-groups", "--", env!("CARGO_BIN_EXE_levee")]);
+                cmd
+            }
+            None => Command::new(env!("CARGO_BIN_EXE_levee")),
+        };
         if env_token {
             cmd.env("LEVEE_ADMIN_TOKEN", ADMIN_TOKEN);
         } else {
