@@ -173,6 +173,9 @@ async fn respond_with(
     let resp = edge
         .handle(Request::from_parts(parts, &mut body), peer)
         .await;
+    if h2 && !hyper::body::Body::is_end_stream(&body) {
+        drain_early(&mut body).await;
+    }
     // hyper drops these bodies on HTTP/1.1 only; on HTTP/2 it would send them.
     let resp = crate::conformance::without_forbidden_body(&method, resp);
     if let Some(info) = resp.extensions().get::<RequestInfo>() {
@@ -194,6 +197,31 @@ async fn respond_with(
         body: Full::new(answer),
         _request_body: h2.then_some(body),
     })
+}
+
+/// The most of an unread HTTP/2 request body read and dropped before an
+/// early answer, and how long that may take: a client still sending (curl
+/// sends the end of its body as a frame of its own) sees its stream
+/// reset mid-upload otherwise, and reports a failure instead of the 413.
+/// 64 KiB is the stream's initial flow-control window: a client cannot
+/// send more without the edge asking for it.
+const EARLY_DRAIN_BYTES: usize = 64 * 1024;
+const EARLY_DRAIN_WAIT: Duration = Duration::from_millis(200);
+
+/// Reads what is left of a request body, within [`EARLY_DRAIN_BYTES`] and
+/// [`EARLY_DRAIN_WAIT`], and drops it.
+async fn drain_early(body: &mut Incoming) {
+    use http_body_util::BodyExt;
+    let drain = async {
+        let mut read = 0;
+        while read <= EARLY_DRAIN_BYTES {
+            match body.frame().await {
+                Some(Ok(frame)) => read += frame.data_ref().map_or(0, |d| d.len()),
+                _ => return,
+            }
+        }
+    };
+    let _ = tokio::time::timeout(EARLY_DRAIN_WAIT, drain).await;
 }
 
 /// The edge's answer, holding on to the request's body until the answer is
