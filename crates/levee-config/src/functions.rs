@@ -173,13 +173,7 @@ pub(crate) fn function(
     );
     let network = match raw.network {
         RawNetwork::None => Network::None,
-        RawNetwork::Egress => {
-            found.push(
-                "network",
-                "\"egress\" is not available yet; instances have no network, and `forward = [\"127.0.0.1:PORT\"]` makes a host service reachable",
-            );
-            Network::None
-        }
+        RawNetwork::Egress => Network::Egress,
     };
     Some(Function {
         name: name?,

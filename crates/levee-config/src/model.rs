@@ -125,6 +125,9 @@ pub enum Network {
     /// Runtime API and the addresses in `forward` answer.
     #[default]
     None,
+    /// Outbound access through a veth pair and NAT, never to the host's
+    /// own addresses or to other instances.
+    Egress,
 }
 
 /// `[server] access_log`.

@@ -322,7 +322,6 @@ code = "."
 fn isolation_keys() {
     check_hello(
         r#"ephemeral_storage = "100MB"
-network = "egress"
 forward = ["10.0.0.5:5432", "127.0.0.1:9001", "localhost"]
 runtime_paths = ["opt/layer", "/"]
 
@@ -330,13 +329,20 @@ runtime_paths = ["opt/layer", "/"]
 isolation = "chroot"
 "#,
         "levee.toml:4: functions.hello.ephemeral_storage: must be between 512MiB and 10GiB, not 100000000 bytes\n\
-         levee.toml:5: functions.hello.network: \"egress\" is not available yet; instances have no network, and `forward = [\"127.0.0.1:PORT\"]` makes a host service reachable\n\
-         levee.toml:6: functions.hello.forward[0]: `10.0.0.5:5432` must be a loopback IPv4 address with a port, like \"127.0.0.1:5432\"\n\
-         levee.toml:6: functions.hello.forward[1]: `127.0.0.1:9001` is where the instance finds its own Runtime API\n\
-         levee.toml:6: functions.hello.forward[2]: `localhost` is not an address: invalid socket address syntax\n\
-         levee.toml:7: functions.hello.runtime_paths[0]: `opt/layer` must be an absolute path\n\
-         levee.toml:7: functions.hello.runtime_paths[1]: `/` would show the whole machine; name what the runtime needs\n\
-         levee.toml:10: server.isolation: unknown variant `chroot`, expected `namespaces` or `none`",
+         levee.toml:5: functions.hello.forward[0]: `10.0.0.5:5432` must be a loopback IPv4 address with a port, like \"127.0.0.1:5432\"\n\
+         levee.toml:5: functions.hello.forward[1]: `127.0.0.1:9001` is where the instance finds its own Runtime API\n\
+         levee.toml:5: functions.hello.forward[2]: `localhost` is not an address: invalid socket address syntax\n\
+         levee.toml:6: functions.hello.runtime_paths[0]: `opt/layer` must be an absolute path\n\
+         levee.toml:6: functions.hello.runtime_paths[1]: `/` would show the whole machine; name what the runtime needs\n\
+         levee.toml:9: server.isolation: unknown variant `chroot`, expected `namespaces` or `none`",
+    );
+}
+
+#[test]
+fn an_unknown_network() {
+    check_hello(
+        "network = \"internet\"\n",
+        "levee.toml:4: functions.hello.network: unknown variant `internet`, expected `none` or `egress`",
     );
 }
 

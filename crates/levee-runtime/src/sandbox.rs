@@ -12,6 +12,7 @@
 //! *when* to start or kill an instance; the scheduler does that.
 
 mod cgroup;
+mod egress;
 mod jail;
 mod needs;
 mod netns;
@@ -30,7 +31,7 @@ use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::sync::Arc;
 
-use levee_config::{Function, Isolation, Server};
+use levee_config::{Function, Isolation, Network, Server};
 
 pub use cgroup::PIDS_MAX;
 use cgroup::{CgroupRoots, InstanceCgroup};
@@ -78,6 +79,8 @@ struct JailSetup {
     /// How instances get their identity.
     kind: JailKind,
     uids: uids::UidPool,
+    /// Made at start when a function asks for `network = "egress"`.
+    egress: Option<egress::Egress>,
     filters: Arc<seccomp::Filters>,
     last_cap: u32,
 }
@@ -214,10 +217,11 @@ pub fn describe(server: &Server) -> Result<String, String> {
 }
 
 impl Sandbox {
-    /// Probes cgroup v1 and, when isolating, namespaces and seccomp, once.
-    /// Groups live under `levee/<server pid>` so that two servers on one
-    /// machine never share or remove each other's groups.
-    pub fn new(server: &Server) -> Result<Self, crate::RuntimeError> {
+    /// Probes cgroup v1 and, when isolating, namespaces and seccomp, once;
+    /// with `egress`, makes the egress firewall. Groups live under
+    /// `levee/<server pid>` so that two servers on one machine never share
+    /// or remove each other's groups.
+    pub fn new(server: &Server, egress: bool) -> Result<Self, crate::RuntimeError> {
         let data_dir = &server.data_dir;
         let io_err = |e: io::Error| crate::RuntimeError::Stage {
             function: "*".into(),
@@ -237,9 +241,24 @@ impl Sandbox {
                     .map_err(|e| crate::RuntimeError::Isolation(format!("seccomp: {e}")))?;
                 let root = data_dir.join("root");
                 fs::create_dir_all(&root).map_err(io_err)?;
+                let egress = match (egress, kind) {
+                    (false, _) => None,
+                    (true, JailKind::Root) => {
+                        Some(egress::Egress::start(&server.instance_uids).map_err(|e| {
+                            crate::RuntimeError::Isolation(format!("network = \"egress\": {e}"))
+                        })?)
+                    }
+                    (true, JailKind::UserNamespace) => {
+                        return Err(crate::RuntimeError::Isolation(
+                            "network = \"egress\" needs root (a veth pair and NAT per instance)"
+                                .into(),
+                        ))
+                    }
+                };
                 Some(Arc::new(JailSetup {
                     root,
                     kind,
+                    egress,
                     uids: uids::UidPool::new(server.instance_uids.clone()),
                     filters: Arc::new(filters),
                     last_cap: jail::last_cap(),
@@ -281,6 +300,9 @@ impl Sandbox {
 
     /// Removes this server's cgroup roots; call after every instance stopped.
     pub fn close(&self) {
+        if let Some(egress) = self.jail.as_ref().and_then(|j| j.egress.as_ref()) {
+            egress.close();
+        }
         if let Some(roots) = &self.cgroups {
             let _ = fs::remove_dir(&roots.memory);
             let _ = fs::remove_dir(&roots.pids);
@@ -306,8 +328,16 @@ impl Sandbox {
                 // SAFETY: plain syscall with no arguments.
                 #[allow(unsafe_code)]
                 let own_uid = unsafe { libc::geteuid() };
+                let link = match (&jail.egress, &lease, f.network) {
+                    (Some(egress), Some(lease), Network::Egress) => Some(egress.link(lease.uid)?),
+                    _ => None,
+                };
                 let mut shown = spec.needs.paths.clone();
                 shown.extend(f.runtime_paths.iter().cloned());
+                if link.is_some() {
+                    // Name servers, for an instance that can reach them.
+                    shown.push(PathBuf::from("/etc/resolv.conf"));
+                }
                 let plan = jail::Plan::new(
                     &jail.root,
                     &jail::RootSpec {
@@ -323,6 +353,7 @@ impl Sandbox {
                 View::Isolated {
                     plan: Box::new(plan),
                     lease,
+                    link,
                 }
             }
             None => {
@@ -369,6 +400,8 @@ enum View {
         plan: Box<jail::Plan>,
         /// Held until the instance is gone, process and cgroup (root only).
         lease: Option<uids::Lease>,
+        /// `network = "egress"`: its veth pair, made once it is spawned.
+        link: Option<egress::Link>,
     },
     /// Unisolated: the staged code in place, and `dir/tmp` as `/tmp`.
     Shared { task: PathBuf, dir: PathBuf },
@@ -450,10 +483,11 @@ impl Prepared {
             .as_ref()
             .map(|c| c.join_files.iter().map(|f| f.as_raw_fd()).collect())
             .unwrap_or_default();
-        let (plan, lease, shared_dir) = match view {
-            View::Isolated { plan, lease } => (Some(plan), lease, None),
-            View::Shared { dir, .. } => (None, None, Some(dir)),
+        let (plan, lease, link, shared_dir) = match view {
+            View::Isolated { plan, lease, link } => (Some(plan), lease, Some(link), None),
+            View::Shared { dir, .. } => (None, None, None, Some(dir)),
         };
+        let link = link.flatten();
         let forwards = f.forward.clone();
         let rootless = lease.is_none() && plan.is_some();
         let started = spawner
@@ -473,7 +507,7 @@ impl Prepared {
                     let mut listeners = handoff.receive(count)?.into_iter();
                     let api = listeners.next();
                     let forwards = listeners.zip(forwards).collect();
-                    Ok((child, api, forwards))
+                    Ok((child, api, forwards, None))
                 }
                 (Some(plan), Some(host)) => {
                     let fresh = host.enter_fresh()?;
@@ -485,17 +519,21 @@ impl Prepared {
                     pre_exec(&mut cmd, join_fds, memory_bytes, Some((plan, None)));
                     let child = spawn_child(cmd)?;
                     drop(fresh);
-                    Ok((child, Some(api), forwards))
+                    if let Some(link) = &link {
+                        // The child waits at its gate; dropping it kills it.
+                        link.create(child.id().unwrap_or(0))?;
+                    }
+                    Ok((child, Some(api), forwards, link))
                 }
                 (Some(_), None) => Err(io::Error::other("spawner has no namespaces")),
                 (None, _) => {
                     pre_exec(&mut cmd, join_fds, memory_bytes, None);
-                    Ok((spawn_child(cmd)?, None, Vec::new()))
+                    Ok((spawn_child(cmd)?, None, Vec::new(), None))
                 }
             })
             .await;
         match started {
-            Ok((mut child, isolated_api, forwards)) => Ok(Spawned {
+            Ok((mut child, isolated_api, forwards, link)) => Ok(Spawned {
                 pgid: child.id().map(|p| p as i32).unwrap_or(0),
                 gate: child.stdin.take(),
                 child,
@@ -504,6 +542,7 @@ impl Prepared {
                 api: isolated_api.or(shared_api),
                 forwards,
                 lease,
+                link,
             }),
             Err(e) => {
                 if let Some(cg) = cgroup {
@@ -694,6 +733,7 @@ pub struct Spawned {
     /// address each stands for.
     forwards: Vec<(TcpListener, SocketAddr)>,
     lease: Option<uids::Lease>,
+    link: Option<egress::Link>,
 }
 
 impl Spawned {
@@ -750,9 +790,13 @@ impl Spawned {
         let dir = self.dir.take();
         let cgroup = self.cgroup.take();
         let lease = self.lease.take();
+        let link = self.link.take();
         let _ = tokio::task::spawn_blocking(move || {
             if let Some(cg) = cgroup {
                 cg.remove();
+            }
+            if let Some(link) = link {
+                link.remove();
             }
             if let Some(dir) = dir {
                 let _ = remove_tree(&dir);

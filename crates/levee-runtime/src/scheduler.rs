@@ -92,7 +92,11 @@ impl Scheduler {
             source,
         };
         let _ = sandbox::remove_tree(&data_dir.join("instances"));
-        let sandbox = Sandbox::new(&config.server)?;
+        let egress = config
+            .functions
+            .values()
+            .any(|f| f.network == levee_config::Network::Egress);
+        let sandbox = Sandbox::new(&config.server, egress)?;
         let reserved_total = config
             .functions
             .values()

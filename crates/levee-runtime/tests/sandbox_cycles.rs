@@ -1,8 +1,8 @@
 //! 1,000 back-to-back instance starts and stops through the real sandbox,
-//! isolated and unisolated alternately: each start ends at the function's
-//! first Runtime API connection, each stop at the end of teardown. They must
-//! leave no mounts, cgroups, network namespaces or processes of instance
-//! uids behind. Prints the timings `docs/BENCHMARKS.md` records:
+//! isolated and unisolated alternately, then 100 with `network = "egress"`:
+//! each start ends at the function's first Runtime API connection, each
+//! stop at the end of teardown. They must leave no mounts, cgroups, network
+//! namespaces, links or processes of instance uids behind. Prints the timings `docs/BENCHMARKS.md` records:
 //! `cargo test --release -p levee-runtime --test sandbox_cycles -- --nocapture`.
 
 use std::collections::HashSet;
@@ -14,6 +14,7 @@ use levee_config::Config;
 use levee_runtime::sandbox::{self, PrepareSpec, Sandbox, SpawnSpec};
 
 const CYCLES: usize = 1000;
+const EGRESS_CYCLES: usize = 100;
 const UIDS: (u32, u32) = (300_000, 300_063);
 
 fn hello_fn() -> PathBuf {
@@ -32,12 +33,12 @@ fn hello_fn() -> PathBuf {
 
 fn config(dir: &Path, isolation: &str, hello: &Path, code: &Path) -> Config {
     let text = format!(
-        "[server]\ndata_dir = \"{}\"\nisolation = \"{isolation}\"\ninstance_uids = [{}, {}]\n\n[functions.f]\ncommand = [\"{}\"]\ncode = \"{}\"\n",
+        "[server]\ndata_dir = \"{}\"\nisolation = \"{isolation}\"\ninstance_uids = [{}, {}]\n\n[functions.f]\ncommand = [\"{hello}\"]\ncode = \"{code}\"\n\n[functions.e]\ncommand = [\"{hello}\"]\ncode = \"{code}\"\nnetwork = \"egress\"\n",
         dir.join(isolation).display(),
         UIDS.0,
         UIDS.1,
-        hello.display(),
-        code.display()
+        hello = hello.display(),
+        code = code.display()
     );
     Config::parse(&text, "cycles.toml", dir).unwrap()
 }
@@ -48,8 +49,9 @@ fn pct(samples: &mut [f64], p: f64) -> f64 {
 }
 
 /// What could be left behind: mount lines, the server's cgroup children,
-/// distinct network namespaces in use, processes of the instance uids.
-fn leftovers() -> (usize, usize, usize, usize) {
+/// distinct network namespaces in use, processes of the instance uids, and
+/// network links.
+fn leftovers() -> (usize, usize, usize, usize, usize) {
     let mounts = std::fs::read_to_string("/proc/self/mountinfo")
         .unwrap()
         .lines()
@@ -81,7 +83,52 @@ fn leftovers() -> (usize, usize, usize, usize) {
             uids += 1;
         }
     }
-    (mounts, cgroups, nets.len(), uids)
+    let links = std::fs::read_dir("/sys/class/net").map_or(0, |d| d.count());
+    (mounts, cgroups, nets.len(), uids, links)
+}
+
+/// One start and stop of function `f`'s instance: (prepare+spawn,
+/// gate→connect, teardown) in µs.
+async fn cycle(
+    sandbox: &Sandbox,
+    f: &levee_config::Function,
+    needs: &sandbox::Needs,
+    code: &Path,
+    name: &str,
+) -> [f64; 3] {
+    let t0 = Instant::now();
+    let prepared = sandbox
+        .prepare(&PrepareSpec {
+            function: f,
+            instance_name: name,
+            staged_code: code,
+            needs,
+        })
+        .unwrap();
+    let mut spawned = prepared
+        .spawn(&SpawnSpec {
+            function: f,
+            needs,
+            instance_name: name,
+            init_type: "on-demand",
+        })
+        .await
+        .unwrap();
+    let prepare = t0.elapsed().as_secs_f64() * 1e6;
+    let listener = tokio::net::TcpListener::from_std(spawned.take_api_listener().unwrap()).unwrap();
+    let t1 = Instant::now();
+    sandbox::open_gate(spawned.take_gate().unwrap())
+        .await
+        .unwrap();
+    let accepted = tokio::time::timeout(Duration::from_secs(10), listener.accept()).await;
+    assert!(
+        matches!(accepted, Ok(Ok(_))),
+        "{name}: the function never connected"
+    );
+    let connect = t1.elapsed().as_secs_f64() * 1e6;
+    let t2 = Instant::now();
+    spawned.teardown().await;
+    [prepare, connect, t2.elapsed().as_secs_f64() * 1e6]
 }
 
 #[allow(unsafe_code)]
@@ -100,59 +147,27 @@ async fn a_thousand_starts_and_stops_leave_nothing_behind() {
     let code = dir.join("code");
     std::fs::create_dir_all(&code).unwrap();
     let hello = hello_fn();
-    let modes: Vec<(bool, Sandbox, levee_config::Function, sandbox::Needs)> = {
-        let mut modes = Vec::new();
-        for isolation in ["namespaces", "none"] {
-            let c = config(&dir, isolation, &hello, &code);
-            let sandbox = Sandbox::new(&c.server).unwrap();
-            let f = c.functions["f"].clone();
-            let needs = sandbox::resolve_needs(&f.command[0], &f.code).await;
-            modes.push((isolation == "namespaces", sandbox, f, needs));
-        }
-        modes
-    };
+    let mut modes = Vec::new();
+    for isolation in ["namespaces", "none"] {
+        let c = config(&dir, isolation, &hello, &code);
+        let sandbox = Sandbox::new(&c.server, isolation == "namespaces").unwrap();
+        let (f, e) = (c.functions["f"].clone(), c.functions["e"].clone());
+        let needs = sandbox::resolve_needs(&f.command[0], &f.code).await;
+        modes.push((sandbox, f, e, needs));
+    }
     let before = leftovers();
-    let mut prepare_us: [Vec<f64>; 2] = Default::default();
-    let mut connect_us: [Vec<f64>; 2] = Default::default();
-    let mut stop_us: [Vec<f64>; 2] = Default::default();
-    for i in 0..CYCLES {
-        let (isolated, sandbox, f, needs) = &modes[i % 2];
-        let m = usize::from(!isolated);
-        let name = format!("c{i}");
-        let t0 = Instant::now();
-        let prepared = sandbox
-            .prepare(&PrepareSpec {
-                function: f,
-                instance_name: &name,
-                staged_code: &code,
-                needs,
-            })
-            .unwrap();
-        let mut spawned = prepared
-            .spawn(&SpawnSpec {
-                function: f,
-                needs,
-                instance_name: &name,
-                init_type: "on-demand",
-            })
-            .await
-            .unwrap();
-        prepare_us[m].push(t0.elapsed().as_secs_f64() * 1e6);
-        let listener =
-            tokio::net::TcpListener::from_std(spawned.take_api_listener().unwrap()).unwrap();
-        let t1 = Instant::now();
-        sandbox::open_gate(spawned.take_gate().unwrap())
-            .await
-            .unwrap();
-        let accepted = tokio::time::timeout(Duration::from_secs(10), listener.accept()).await;
-        assert!(
-            matches!(accepted, Ok(Ok(_))),
-            "cycle {i}: the function never connected"
-        );
-        connect_us[m].push(t1.elapsed().as_secs_f64() * 1e6);
-        let t2 = Instant::now();
-        spawned.teardown().await;
-        stop_us[m].push(t2.elapsed().as_secs_f64() * 1e6);
+    // [isolated, unisolated, egress] × [prepare, connect, teardown]
+    let mut times: [[Vec<f64>; 3]; 3] = Default::default();
+    for i in 0..CYCLES + EGRESS_CYCLES {
+        let (m, (sandbox, f, e, needs)) = match i {
+            i if i < CYCLES => (i % 2, &modes[i % 2]),
+            _ => (2, &modes[0]),
+        };
+        let function = if m == 2 { e } else { f };
+        let sample = cycle(sandbox, function, needs, &code, &format!("c{i}")).await;
+        for (all, one) in times[m].iter_mut().zip(sample) {
+            all.push(one);
+        }
     }
     // Network namespaces die asynchronously once their last socket closes.
     let deadline = Instant::now() + Duration::from_secs(10);
@@ -163,21 +178,22 @@ async fn a_thousand_starts_and_stops_leave_nothing_behind() {
     }
     assert_eq!(
         before, after,
-        "(mounts, cgroups, net namespaces, instance processes) before and after {CYCLES} cycles"
+        "(mounts, cgroups, net namespaces, instance processes, links) before and after {CYCLES} + {EGRESS_CYCLES} cycles"
     );
-    for (m, label) in ["isolated", "unisolated"].iter().enumerate() {
+    for (m, label) in ["isolated", "unisolated", "egress"].iter().enumerate() {
+        let [prepare, connect, stop] = &mut times[m];
         println!(
             "{label}: prepare+spawn p50 {:.0} µs p99 {:.0} µs; gate→connect p50 {:.0} µs p99 {:.0} µs; teardown p50 {:.0} µs p99 {:.0} µs (n={})",
-            pct(&mut prepare_us[m], 50.0),
-            pct(&mut prepare_us[m], 99.0),
-            pct(&mut connect_us[m], 50.0),
-            pct(&mut connect_us[m], 99.0),
-            pct(&mut stop_us[m], 50.0),
-            pct(&mut stop_us[m], 99.0),
-            prepare_us[m].len()
+            pct(prepare, 50.0),
+            pct(prepare, 99.0),
+            pct(connect, 50.0),
+            pct(connect, 99.0),
+            pct(stop, 50.0),
+            pct(stop, 99.0),
+            prepare.len()
         );
     }
-    for (_, sandbox, _, _) in &modes {
+    for (sandbox, ..) in &modes {
         sandbox.close();
     }
     let _ = std::fs::remove_dir_all(&dir);

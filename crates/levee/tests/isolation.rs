@@ -412,3 +412,136 @@ fn an_ordinary_user_still_isolates_instances_in_user_namespaces() {
         "{printed}"
     );
 }
+
+/// A host outside Levee's machine: a network namespace of the test's own,
+/// reached from the host over a veth pair, with a TCP service that answers
+/// "outside". Removed (namespace, link, service) on drop.
+struct Outside {
+    ns: String,
+    service: std::process::Child,
+    addr: std::net::SocketAddr,
+    gateway: std::net::Ipv4Addr,
+}
+
+impl Outside {
+    fn start() -> Outside {
+        let pid = std::process::id();
+        let ns = format!("levee-it-{pid}");
+        let link = format!("lit{:x}", pid & 0xff_ffff);
+        let net = 10 + pid % 200;
+        let (gateway, addr) = (format!("10.251.{net}.1"), format!("10.251.{net}.2"));
+        let ip = |args: &str| {
+            let ok = std::process::Command::new("ip")
+                .args(args.split_whitespace())
+                .status()
+                .unwrap()
+                .success();
+            assert!(ok, "ip {args}");
+        };
+        ip(&format!("netns add {ns}"));
+        ip(&format!(
+            "link add {link} type veth peer name eth0 netns {ns}"
+        ));
+        ip(&format!("address add {gateway}/30 dev {link}"));
+        ip(&format!("link set {link} up"));
+        ip(&format!("-n {ns} address add {addr}/30 dev eth0"));
+        ip(&format!("-n {ns} link set eth0 up"));
+        ip(&format!("-n {ns} link set lo up"));
+        ip(&format!("-n {ns} route add default via {gateway}"));
+        let script = format!(
+            "import socket\ns = socket.create_server(('{addr}', 8000))\ns.settimeout(60)\nfor _ in range(50):\n    c, _ = s.accept()\n    c.sendall(b'outside\\n')\n    c.close()\n"
+        );
+        let service = std::process::Command::new("ip")
+            .args(["netns", "exec", &ns, "python3", "-c", &script])
+            .spawn()
+            .unwrap();
+        let addr: std::net::SocketAddr = format!("{addr}:8000").parse().unwrap();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while std::net::TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_err() {
+            assert!(
+                Instant::now() < deadline,
+                "the outside service did not start"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Outside {
+            ns,
+            service,
+            addr,
+            gateway: gateway.parse().unwrap(),
+        }
+    }
+}
+
+impl Drop for Outside {
+    fn drop(&mut self) {
+        let _ = self.service.kill();
+        let _ = self.service.wait();
+        // Deleting the namespace deletes its end of the pair, and so the pair.
+        let _ = std::process::Command::new("ip")
+            .args(["netns", "delete", &self.ns])
+            .status();
+    }
+}
+
+#[test]
+fn egress_reaches_the_outside_and_never_the_host_or_other_instances() {
+    let outside = Outside::start();
+    // A host service on every address: the case a firewall must cover.
+    let host_service = std::net::TcpListener::bind("0.0.0.0:0").unwrap();
+    let port = host_service.local_addr().unwrap().port();
+    let s = Server::start(
+        "egress",
+        &format!(
+            "{}{}{}",
+            hostile("out", "network = \"egress\""),
+            hostile("peer", "network = \"egress\""),
+            hostile("closed", "")
+        ),
+    );
+    let talk = |function: &str, addr: String| {
+        invoke(&s, function, &json!({"action": "talk", "addr": addr}))
+    };
+    let reached = talk("out", outside.addr.to_string());
+    assert_eq!(reached["answer"], "outside\n", "{reached}");
+    let closed = talk("closed", outside.addr.to_string());
+    assert_eq!(closed["error"], "ENETUNREACH", "{closed}");
+
+    let me = invoke(
+        &s,
+        "out",
+        &json!({"action": "whoami", "toward": outside.addr.ip().to_string()}),
+    );
+    let my_ip: std::net::Ipv4Addr = me["ip"].as_str().unwrap().parse().unwrap();
+    assert_eq!(
+        my_ip.octets()[0],
+        100,
+        "an address of its own in 100.64.0.0/10: {me}"
+    );
+    let my_gateway = std::net::Ipv4Addr::from(u32::from(my_ip) - 1);
+    for target in [
+        format!("{my_gateway}:{port}"),
+        format!("{}:{port}", outside.gateway),
+        format!("{my_gateway}:{}", s.admin.port()),
+        format!("{my_gateway}:{}", s.edge.port()),
+    ] {
+        let got = talk("out", target.clone());
+        assert_eq!(
+            got["error"], "EHOSTUNREACH",
+            "refused by the firewall, not answered, at {target}: {got}"
+        );
+    }
+    let peer = invoke(
+        &s,
+        "peer",
+        &json!({"action": "listen", "port": 7000, "secs": 20, "toward": outside.addr.ip().to_string()}),
+    );
+    let peer_ip = peer["ip"].as_str().unwrap().to_string();
+    assert_ne!(peer_ip, my_ip.to_string());
+    let got = talk("out", format!("{peer_ip}:7000"));
+    assert!(
+        got.get("answer").is_none(),
+        "reached another instance: {got}"
+    );
+    drop(host_service);
+}
