@@ -17,7 +17,7 @@ use crate::error::InvokeError;
 use crate::forward;
 use crate::logs;
 use crate::runtime_api::{Delivery, InitSignal, Outcome, RuntimeApi};
-use crate::sandbox::{self, Needs, PrepareSpec, Sandbox, SpawnSpec};
+use crate::sandbox::{self, InstanceSpec, Needs, Sandbox};
 
 /// Lambda's cap on initialisation.
 pub const INIT_TIMEOUT: Duration = Duration::from_secs(10);
@@ -93,26 +93,30 @@ impl Instance {
         let (init_tx, init_rx) = oneshot::channel();
         let log_id = Arc::new(Mutex::new(None));
         let sandbox = bp.sandbox.clone();
-        let function = bp.function.clone();
-        let staged = bp.staged_code.clone();
-        let needs = bp.needs.clone();
+        let (function, staged, needs) = (
+            bp.function.clone(),
+            bp.staged_code.clone(),
+            bp.needs.clone(),
+        );
         let name = instance_name.clone();
         // Blocking file I/O (cgroups, lstat of what is shown): keep it off the workers.
         let prepared = tokio::task::spawn_blocking(move || {
-            sandbox.prepare(&PrepareSpec {
+            sandbox.prepare(&InstanceSpec {
                 function: &function,
+                needs: &needs,
                 instance_name: &name,
                 staged_code: &staged,
-                needs: &needs,
+                init_type,
             })
         })
         .await
         .map_err(|e| InvokeError::Unavailable(e.to_string()))?
         .map_err(|e| InvokeError::Unavailable(format!("preparing instance: {e}")))?;
-        let spec = SpawnSpec {
+        let spec = InstanceSpec {
             function: &bp.function,
             needs: &bp.needs,
             instance_name: &instance_name,
+            staged_code: &bp.staged_code,
             init_type,
         };
         let mut spawned = prepared.spawn(&spec).await.map_err(|e| InvokeError::Init {

@@ -312,7 +312,7 @@ impl Sandbox {
     /// Takes the instance's uid, plans its root (or makes its `/tmp`
     /// directory when unisolated) and creates its cgroups. Blocking file
     /// I/O: run it off the async workers.
-    pub fn prepare(&self, spec: &PrepareSpec<'_>) -> io::Result<Prepared> {
+    pub fn prepare(&self, spec: &InstanceSpec<'_>) -> io::Result<Prepared> {
         let f = spec.function;
         let view = match &self.jail {
             Some(jail) => {
@@ -384,15 +384,6 @@ impl Sandbox {
     }
 }
 
-/// What [`Sandbox::prepare`] needs to know of the instance.
-#[derive(Debug)]
-pub struct PrepareSpec<'a> {
-    pub function: &'a Function,
-    pub instance_name: &'a str,
-    pub staged_code: &'a Path,
-    pub needs: &'a Needs,
-}
-
 /// How the instance sees the machine.
 #[derive(Debug)]
 enum View {
@@ -429,7 +420,7 @@ impl Prepared {
     /// stdin before it `exec`s the function's command (see [`open_gate`]).
     /// Everything slow about a cold start happens here, so a standby can be
     /// prepared ahead of demand.
-    pub async fn spawn(self, spec: &SpawnSpec<'_>) -> io::Result<Spawned> {
+    pub async fn spawn(self, spec: &InstanceSpec<'_>) -> io::Result<Spawned> {
         let f = spec.function;
         let Prepared {
             view,
@@ -558,6 +549,16 @@ impl Prepared {
     }
 }
 
+/// A raw syscall's result as an `io::Result`; allocation-free, for the
+/// steps between fork and exec.
+fn check(rc: libc::c_int) -> io::Result<()> {
+    if rc < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(())
+    }
+}
+
 fn discard(view: View, cgroup: Option<InstanceCgroup>) {
     if let Some(cg) = cgroup {
         cg.remove();
@@ -585,21 +586,23 @@ fn check_executable(program: &Path) -> io::Result<()> {
     }
 }
 
-/// What to start.
+/// What to start: read by [`Sandbox::prepare`] and [`Prepared::spawn`].
 #[derive(Debug)]
-pub struct SpawnSpec<'a> {
+pub struct InstanceSpec<'a> {
     /// The function's configuration.
     pub function: &'a Function,
     /// What its command needs (see [`resolve_needs`]).
     pub needs: &'a Needs,
-    /// Unique per server: names the instance's log stream.
+    /// Unique per server: names the instance's log stream and cgroups.
     pub instance_name: &'a str,
+    /// The function's staged code, shown at `/var/task`.
+    pub staged_code: &'a Path,
     /// `on-demand` or `provisioned-concurrency`.
     pub init_type: &'static str,
 }
 
 fn instance_env(
-    spec: &SpawnSpec<'_>,
+    spec: &InstanceSpec<'_>,
     runtime_api: SocketAddr,
     task: &Path,
     tmp: &Path,

@@ -11,7 +11,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use levee_config::Config;
-use levee_runtime::sandbox::{self, PrepareSpec, Sandbox, SpawnSpec};
+use levee_runtime::sandbox::{self, InstanceSpec, Sandbox};
 
 const CYCLES: usize = 1000;
 const EGRESS_CYCLES: usize = 100;
@@ -96,24 +96,16 @@ async fn cycle(
     code: &Path,
     name: &str,
 ) -> [f64; 3] {
+    let spec = InstanceSpec {
+        function: f,
+        needs,
+        instance_name: name,
+        staged_code: code,
+        init_type: "on-demand",
+    };
     let t0 = Instant::now();
-    let prepared = sandbox
-        .prepare(&PrepareSpec {
-            function: f,
-            instance_name: name,
-            staged_code: code,
-            needs,
-        })
-        .unwrap();
-    let mut spawned = prepared
-        .spawn(&SpawnSpec {
-            function: f,
-            needs,
-            instance_name: name,
-            init_type: "on-demand",
-        })
-        .await
-        .unwrap();
+    let prepared = sandbox.prepare(&spec).unwrap();
+    let mut spawned = prepared.spawn(&spec).await.unwrap();
     let prepare = t0.elapsed().as_secs_f64() * 1e6;
     let listener = tokio::net::TcpListener::from_std(spawned.take_api_listener().unwrap()).unwrap();
     let t1 = Instant::now();

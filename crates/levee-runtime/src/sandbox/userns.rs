@@ -17,6 +17,8 @@ use std::io;
 use std::net::SocketAddrV4;
 use std::os::fd::{FromRawFd, OwnedFd, RawFd};
 
+use super::check;
+
 /// Listeners one instance can hand over: its Runtime API and `forward`s.
 pub(crate) const MAX_LISTENERS: usize = 1 + 16;
 
@@ -140,20 +142,11 @@ impl Handoff {
     /// returns they are here or the child failed.
     #[allow(unsafe_code)]
     pub(crate) fn receive(&self, expected: usize) -> io::Result<Vec<std::net::TcpListener>> {
-        let mut byte = [0u8; 1];
-        let mut iov = libc::iovec {
-            iov_base: byte.as_mut_ptr().cast(),
-            iov_len: 1,
-        };
-        let mut space = [0u64; 32];
-        // SAFETY: msghdr points at live local buffers of the stated sizes;
-        // CMSG_* walk only within `space`; each received fd is taken once.
+        let mut buffers = FdMessage::new();
+        let mut msg = buffers.header();
+        // SAFETY: msghdr points at `buffers`, which stays put; CMSG_* walk
+        // only within its room; each received fd is taken once.
         unsafe {
-            let mut msg: libc::msghdr = std::mem::zeroed();
-            msg.msg_iov = &mut iov;
-            msg.msg_iovlen = 1;
-            msg.msg_control = space.as_mut_ptr().cast();
-            msg.msg_controllen = std::mem::size_of_val(&space);
             if libc::recvmsg(
                 std::os::fd::AsRawFd::as_raw_fd(&self.ours),
                 &mut msg,
@@ -183,14 +176,6 @@ impl Handoff {
             }
             Ok(listeners)
         }
-    }
-}
-
-fn check(rc: libc::c_int) -> io::Result<()> {
-    if rc < 0 {
-        Err(io::Error::last_os_error())
-    } else {
-        Ok(())
     }
 }
 
@@ -236,19 +221,11 @@ unsafe fn listen(addr: SocketAddrV4) -> io::Result<RawFd> {
 
 #[allow(unsafe_code)]
 unsafe fn send_fds(socket: RawFd, fds: &[RawFd]) -> io::Result<()> {
-    let mut byte = [0u8; 1];
-    let mut iov = libc::iovec {
-        iov_base: byte.as_mut_ptr().cast(),
-        iov_len: 1,
-    };
-    let mut space = [0u64; 32];
-    // SAFETY: msghdr points at live local buffers; the control message holds
-    // `fds.len()` ≤ MAX_LISTENERS fds, which fits `space` (256 bytes).
+    let mut buffers = FdMessage::new();
+    let mut msg = buffers.header();
+    // SAFETY: msghdr points at `buffers`, which stays put; the control
+    // message holds `fds.len()` ≤ MAX_LISTENERS fds, which fits its room.
     unsafe {
-        let mut msg: libc::msghdr = std::mem::zeroed();
-        msg.msg_iov = &mut iov;
-        msg.msg_iovlen = 1;
-        msg.msg_control = space.as_mut_ptr().cast();
         let data_len = std::mem::size_of_val(fds) as u32;
         msg.msg_controllen = libc::CMSG_SPACE(data_len) as usize;
         let cmsg = libc::CMSG_FIRSTHDR(&msg);
@@ -265,6 +242,41 @@ unsafe fn send_fds(socket: RawFd, fds: &[RawFd]) -> io::Result<()> {
         }
     }
     Ok(())
+}
+
+/// The buffers of one `SCM_RIGHTS` message: the byte of data a message
+/// must carry, and room (256 bytes) for [`MAX_LISTENERS`] fds.
+struct FdMessage {
+    byte: [u8; 1],
+    iov: libc::iovec,
+    space: [u64; 32],
+}
+
+impl FdMessage {
+    fn new() -> Self {
+        Self {
+            byte: [0],
+            iov: libc::iovec {
+                iov_base: std::ptr::null_mut(),
+                iov_len: 1,
+            },
+            space: [0; 32],
+        }
+    }
+
+    /// A header pointing into `self`, valid while `self` stays put; its
+    /// control length is the whole room, for receiving.
+    #[allow(unsafe_code)]
+    fn header(&mut self) -> libc::msghdr {
+        self.iov.iov_base = self.byte.as_mut_ptr().cast();
+        // SAFETY: msghdr is plain data; zeroed is its empty value.
+        let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
+        msg.msg_iov = &mut self.iov;
+        msg.msg_iovlen = 1;
+        msg.msg_control = self.space.as_mut_ptr().cast();
+        msg.msg_controllen = std::mem::size_of_val(&self.space);
+        msg
+    }
 }
 
 /// The middle process: closes everything but the standard streams (so the
