@@ -15,6 +15,7 @@ mod cgroup;
 mod egress;
 mod jail;
 mod needs;
+mod netlink;
 mod netns;
 mod seccomp;
 mod uids;
@@ -502,6 +503,9 @@ impl Prepared {
                 }
                 (Some(plan), Some(host)) => {
                     let fresh = host.enter_fresh()?;
+                    if let Some(link) = &link {
+                        link.create_inside(host.net_fd())?;
+                    }
                     let api = TcpListener::bind(ISOLATED_API)?;
                     let forwards = forwards
                         .iter()
@@ -512,7 +516,7 @@ impl Prepared {
                     drop(fresh);
                     if let Some(link) = &link {
                         // The child waits at its gate; dropping it kills it.
-                        link.create(child.id().unwrap_or(0))?;
+                        link.create_host_side()?;
                     }
                     Ok((child, Some(api), forwards, link))
                 }

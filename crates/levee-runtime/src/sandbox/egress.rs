@@ -8,15 +8,18 @@
 //! instances send to the host's own addresses (the input hook: its
 //! listeners on any address) and to each other, and masquerades the rest.
 //! The address follows the instance's uid, which no other live instance
-//! holds. Links and addresses are made with `ip` and `nsenter` from
-//! iproute2 and util-linux, the table with `nft`; this module must never
+//! holds. Links, addresses and routes are made over rtnetlink
+//! ([`super::netlink`]), the table with `nft`; this module must never
 //! touch a link or a table it did not make.
 
 use std::io::{self, Write};
 use std::net::Ipv4Addr;
 use std::ops::RangeInclusive;
+use std::os::fd::RawFd;
 use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
+
+use super::netlink::{self, Netlink};
 
 /// 100.64.0.0/10 holds 2^20 /30 networks.
 const BASE: u32 = u32::from_be_bytes([100, 64, 0, 0]);
@@ -96,42 +99,32 @@ impl Egress {
 }
 
 impl Link {
-    /// Makes the pair with one end inside the network namespace of `pid`
-    /// (the instance's init, waiting at its gate), and addresses both ends.
-    pub(crate) fn create(&self, pid: u32) -> io::Result<()> {
-        let Link {
-            host,
-            inside,
-            host_ip,
-            inside_ip,
-        } = self;
-        batch(
-            Command::new("ip").arg("-batch").arg("-"),
-            &format!(
-                "link add {host} type veth peer name {inside} netns {pid}\n\
-                 address add {host_ip}/30 dev {host}\n\
-                 link set {host} up\n"
-            ),
-        )?;
-        batch(
-            Command::new("nsenter")
-                .arg(format!("--net=/proc/{pid}/ns/net"))
-                .args(["ip", "-batch", "-"]),
-            &format!(
-                "address add {inside_ip}/30 dev {inside}\n\
-                 link set {inside} up\n\
-                 route add default via {host_ip}\n"
-            ),
-        )
+    /// On the spawner thread, inside the instance's fresh network
+    /// namespace: the pair, with its host end put in `host_ns`, and the
+    /// inside end addressed, up and routed through the host end.
+    pub(crate) fn create_inside(&self, host_ns: RawFd) -> io::Result<()> {
+        let mut nl = Netlink::open()?;
+        nl.add_veth(&self.inside, &self.host, host_ns)?;
+        let inside = netlink::index(&self.inside)?;
+        nl.add_address(inside, self.inside_ip, 30)?;
+        nl.set_up(inside)?;
+        nl.add_default_route(self.host_ip)
     }
 
-    /// Deletes the pair (deleting the host end takes the other with it).
+    /// Back in the host's namespace: the host end addressed and up.
+    pub(crate) fn create_host_side(&self) -> io::Result<()> {
+        let mut nl = Netlink::open()?;
+        let host = netlink::index(&self.host)?;
+        nl.add_address(host, self.host_ip, 30)?;
+        nl.set_up(host)
+    }
+
+    /// Deletes the pair (deleting the host end takes the other with it;
+    /// when the instance's namespace went first, the pair is already gone).
     pub(crate) fn remove(&self) {
-        let _ = Command::new("ip")
-            .args(["link", "delete", &self.host])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status();
+        if let Ok(mut nl) = Netlink::open() {
+            let _ = nl.delete_link(&self.host);
+        }
     }
 }
 

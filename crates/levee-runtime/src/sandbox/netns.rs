@@ -33,6 +33,11 @@ impl HostNamespaces {
         })
     }
 
+    /// The host's network namespace, for a link whose end goes there.
+    pub(crate) fn net_fd(&self) -> std::os::fd::RawFd {
+        self.net.as_raw_fd()
+    }
+
     #[allow(unsafe_code)]
     pub(crate) fn enter_fresh(&self) -> io::Result<Fresh<'_>> {
         // SAFETY: plain syscall; affects only the calling (spawner) thread.
