@@ -479,62 +479,36 @@ impl Prepared {
             View::Isolated { plan, lease, link } => (Some(plan), lease, Some(link), None),
             View::Shared { dir, .. } => (None, None, None, Some(dir)),
         };
-        let link = link.flatten();
-        let forwards = f.forward.clone();
-        let rootless = lease.is_none() && plan.is_some();
+        let launch = Launch {
+            cmd,
+            join_fds,
+            memory_bytes,
+            plan,
+            forwards: f.forward.clone(),
+            link: link.flatten(),
+        };
+        let rootless = lease.is_none();
         let started = spawner
-            .run(move |host| match (plan, host) {
-                (Some(plan), _) if rootless => {
-                    let (handoff, theirs) = userns::handoff_pair()?;
-                    let mut wanted = vec![ISOLATED_API];
-                    wanted.extend(forwards.iter().filter_map(|a| match a {
-                        SocketAddr::V4(v4) => Some(*v4),
-                        SocketAddr::V6(_) => None,
-                    }));
-                    let count = wanted.len();
-                    let user = userns::UserPlan::new(wanted, theirs.as_raw_fd());
-                    pre_exec(&mut cmd, join_fds, memory_bytes, Some((plan, Some(user))));
-                    let child = spawn_child(cmd)?;
-                    drop(theirs);
-                    let mut listeners = handoff.receive(count)?.into_iter();
-                    let api = listeners.next();
-                    let forwards = listeners.zip(forwards).collect();
-                    Ok((child, api, forwards, None))
-                }
-                (Some(plan), Some(host)) => {
-                    let fresh = host.enter_fresh()?;
-                    if let Some(link) = &link {
-                        link.create_inside(host.net_fd())?;
-                    }
-                    let api = TcpListener::bind(ISOLATED_API)?;
-                    let forwards = forwards
-                        .iter()
-                        .map(|&addr| TcpListener::bind(addr).map(|l| (l, addr)))
-                        .collect::<io::Result<Vec<_>>>()?;
-                    pre_exec(&mut cmd, join_fds, memory_bytes, Some((plan, None)));
-                    let child = spawn_child(cmd)?;
-                    drop(fresh);
-                    if let Some(link) = &link {
-                        // The child waits at its gate; dropping it kills it.
-                        link.create_host_side()?;
-                    }
-                    Ok((child, Some(api), forwards, link))
-                }
-                (Some(_), None) => Err(io::Error::other("spawner has no namespaces")),
-                (None, _) => {
-                    pre_exec(&mut cmd, join_fds, memory_bytes, None);
-                    Ok((spawn_child(cmd)?, None, Vec::new(), None))
-                }
+            .run(move |host| match (launch.plan.is_some(), host) {
+                (false, _) => launch.shared(),
+                (true, _) if rootless => launch.rootless(),
+                (true, Some(host)) => launch.root(host),
+                (true, None) => Err(io::Error::other("spawner has no namespaces")),
             })
             .await;
         match started {
-            Ok((mut child, isolated_api, forwards, link)) => Ok(Spawned {
+            Ok(Started {
+                mut child,
+                api,
+                forwards,
+                link,
+            }) => Ok(Spawned {
                 pgid: child.id().map(|p| p as i32).unwrap_or(0),
                 gate: child.stdin.take(),
                 child,
                 cgroup: cgroup.map(InstanceCgroup::close_join_files),
                 dir: shared_dir,
-                api: isolated_api.or(shared_api),
+                api: api.or(shared_api),
                 forwards,
                 lease,
                 link,
@@ -550,6 +524,100 @@ impl Prepared {
                 Err(e)
             }
         }
+    }
+}
+
+/// Everything the spawner thread needs to start one child.
+struct Launch {
+    cmd: std::process::Command,
+    join_fds: Vec<i32>,
+    memory_bytes: u64,
+    plan: Option<Box<jail::Plan>>,
+    forwards: Vec<SocketAddr>,
+    link: Option<egress::Link>,
+}
+
+/// A started child and the listeners bound where it can reach them.
+struct Started {
+    child: tokio::process::Child,
+    api: Option<TcpListener>,
+    forwards: Vec<(TcpListener, SocketAddr)>,
+    link: Option<egress::Link>,
+}
+
+impl Launch {
+    /// Unisolated: the child in the host's namespaces.
+    fn shared(mut self) -> io::Result<Started> {
+        pre_exec(&mut self.cmd, self.join_fds, self.memory_bytes, None);
+        Ok(Started {
+            child: spawn_child(self.cmd)?,
+            api: None,
+            forwards: Vec::new(),
+            link: None,
+        })
+    }
+
+    /// Root: the thread enters fresh net and pid namespaces, makes the
+    /// egress link and binds the listeners there, forks, and returns.
+    fn root(mut self, host: &netns::HostNamespaces) -> io::Result<Started> {
+        let fresh = host.enter_fresh()?;
+        if let Some(link) = &self.link {
+            link.create_inside(host.net_fd())?;
+        }
+        let api = TcpListener::bind(ISOLATED_API)?;
+        let forwards = self
+            .forwards
+            .iter()
+            .map(|&addr| TcpListener::bind(addr).map(|l| (l, addr)))
+            .collect::<io::Result<Vec<_>>>()?;
+        pre_exec(
+            &mut self.cmd,
+            self.join_fds,
+            self.memory_bytes,
+            self.plan.map(|plan| (plan, None)),
+        );
+        let child = spawn_child(self.cmd)?;
+        drop(fresh);
+        if let Some(link) = &self.link {
+            // The child waits at its gate; on failure dropping it kills it.
+            link.create_host_side()?;
+        }
+        Ok(Started {
+            child,
+            api: Some(api),
+            forwards,
+            link: self.link,
+        })
+    }
+
+    /// Without root: the child makes its own namespaces and hands its
+    /// listeners back (see [`userns`]).
+    fn rootless(mut self) -> io::Result<Started> {
+        let (handoff, theirs) = userns::handoff_pair()?;
+        let mut wanted = vec![ISOLATED_API];
+        // `forward` addresses are IPv4 loopback (checked at load).
+        wanted.extend(self.forwards.iter().filter_map(|a| match a {
+            SocketAddr::V4(v4) => Some(*v4),
+            SocketAddr::V6(_) => None,
+        }));
+        let count = wanted.len();
+        let user = userns::UserPlan::new(wanted, theirs.as_raw_fd());
+        pre_exec(
+            &mut self.cmd,
+            self.join_fds,
+            self.memory_bytes,
+            self.plan.map(|plan| (plan, Some(user))),
+        );
+        let child = spawn_child(self.cmd)?;
+        drop(theirs);
+        let mut listeners = handoff.receive(count)?.into_iter();
+        let api = listeners.next();
+        Ok(Started {
+            child,
+            api,
+            forwards: listeners.zip(self.forwards).collect(),
+            link: None,
+        })
     }
 }
 

@@ -231,9 +231,17 @@ impl Plan {
                 .map_err(|_| io::ErrorKind::InvalidInput)?,
         });
         b.show(spec.staged_code, Path::new("/var/task"), true)?;
-        for path in spec.runtime_paths {
-            if !path.starts_with("/usr") && !path.starts_with("/var/task") {
+        // Ancestors first, so a path inside one already shown is skipped
+        // rather than made inside a read-only bind.
+        let mut paths: Vec<&PathBuf> = spec.runtime_paths.iter().collect();
+        paths.sort_by_key(|p| p.components().count());
+        let mut shown: Vec<PathBuf> = vec!["/usr".into(), "/var/task".into()];
+        let written = ["passwd", "group", "hosts"];
+        shown.extend(ETC_SHOWN.iter().chain(&written).map(|name| etc.join(name)));
+        for path in paths {
+            if !shown.iter().any(|s| path.starts_with(s)) {
                 b.show(path, path, true)?;
+                shown.push(path.clone());
             }
         }
         Ok(Self {
@@ -450,4 +458,61 @@ pub(crate) fn last_cap() -> u32 {
 pub fn exposes(path: &Path, secret: &Path) -> bool {
     let real = |p: &Path| p.canonicalize().unwrap_or_else(|_| p.to_path_buf());
     real(secret).starts_with(real(path))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn binds(plan: &Plan) -> Vec<String> {
+        plan.steps
+            .iter()
+            .filter_map(|s| match s {
+                Step::Bind { at, .. } => Some(at.to_string_lossy().into_owned()),
+                _ => None,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_path_inside_one_already_shown_is_not_shown_again() {
+        let base = std::env::temp_dir().join(format!("levee-jail-{}", std::process::id()));
+        let layer = base.join("layer");
+        std::fs::create_dir_all(layer.join("inner")).unwrap();
+        let root = base.join("root");
+        let plan = Plan::new(
+            &root,
+            &RootSpec {
+                staged_code: &layer,
+                uid: 200_000,
+                switch_ids: true,
+                tmp_bytes: 1 << 20,
+                runtime_paths: &[
+                    layer.join("inner"),
+                    layer.clone(),
+                    PathBuf::from("/etc/passwd"),
+                    PathBuf::from("/usr/bin"),
+                ],
+            },
+            40,
+            std::sync::Arc::new(Filters::compile().unwrap()),
+        )
+        .unwrap();
+        let binds = binds(&plan);
+        let at = |p: &Path| {
+            root.join(p.strip_prefix("/").unwrap())
+                .to_string_lossy()
+                .into_owned()
+        };
+        assert_eq!(
+            binds.iter().filter(|b| **b == at(&layer)).count(),
+            1,
+            "{binds:?}"
+        );
+        assert!(!binds.contains(&at(&layer.join("inner"))), "{binds:?}");
+        assert!(!binds.contains(&at(Path::new("/etc/passwd"))), "{binds:?}");
+        assert!(!binds.contains(&at(Path::new("/usr/bin"))), "{binds:?}");
+        assert!(binds.contains(&at(Path::new("/var/task"))), "{binds:?}");
+        std::fs::remove_dir_all(&base).unwrap();
+    }
 }
