@@ -25,6 +25,12 @@ fn the_example_config_checks_clean() {
     let (code, stdout, stderr) = levee(&["check", "--config", config.to_str().unwrap()]);
     assert_eq!(code, 0, "{stderr}");
     assert!(stdout.contains("ok (2 functions, 3 routes)"), "{stdout}");
+    // Run as root, as the tests are: every layer, with the default uid range.
+    assert!(
+        stdout.contains("isolation: namespaces (a uid per instance from 200000..=265535")
+            && stdout.contains("seccomp filter"),
+        "{stdout}"
+    );
 }
 
 #[test]

@@ -56,6 +56,7 @@ fn a_hostile_function_reaches_nothing_outside_its_sandbox() {
     let data = s.dir.join("data");
     let mut secrets = serde_json::Map::new();
     secrets.insert("shadow".into(), json!("/etc/shadow"));
+    secrets.insert("admin token".into(), json!(data.join("admin.token")));
     secrets.insert("config".into(), json!(s.dir.join("levee.toml")));
     secrets.insert(
         "neighbour staged code".into(),
@@ -544,4 +545,85 @@ fn egress_reaches_the_outside_and_never_the_host_or_other_instances() {
         "reached another instance: {got}"
     );
     drop(host_service);
+}
+
+/// Starts `levee serve` as `nobody` under a seccomp filter that refuses
+/// `unshare`, so neither root nor user namespaces are to be had.
+#[allow(unsafe_code)]
+fn serve_without_namespaces(dir: &std::path::Path) -> std::process::Child {
+    use std::os::unix::process::CommandExt;
+    let rules = [(libc::SYS_unshare, Vec::new())].into_iter().collect();
+    let filter: seccompiler::BpfProgram = seccompiler::SeccompFilter::new(
+        rules,
+        seccompiler::SeccompAction::Allow,
+        seccompiler::SeccompAction::Errno(libc::EPERM as u32),
+        std::env::consts::ARCH.try_into().unwrap(),
+    )
+    .and_then(TryInto::try_into)
+    .unwrap();
+    let mut cmd = std::process::Command::new("setpriv");
+    cmd.arg(format!("--reuid={NOBODY}"))
+        .arg(format!("--regid={NOBODY}"))
+        .args([
+            "--clear-groups",
+            "--",
+            env!("CARGO_BIN_EXE_levee"),
+            "serve",
+            "--config",
+        ])
+        .arg(dir.join("levee.toml"))
+        .env("LEVEE_ADMIN_TOKEN", support::ADMIN_TOKEN)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    // SAFETY: installing a filter only makes the seccomp syscalls on a
+    // program built before the fork.
+    unsafe {
+        cmd.pre_exec(move || seccompiler::apply_filter(&filter).map_err(std::io::Error::other));
+    }
+    cmd.spawn().unwrap()
+}
+
+/// The first line of `stream` that contains `needle`, within 20 s.
+fn line_with(stream: impl std::io::Read + Send + 'static, needle: &'static str) -> Option<String> {
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stream).lines().map_while(Result::ok) {
+            if line.contains(needle) {
+                let _ = tx.send(line);
+                return;
+            }
+        }
+    });
+    rx.recv_timeout(Duration::from_secs(20)).ok()
+}
+
+#[test]
+fn without_root_or_user_namespaces_levee_refuses_to_start_functions() {
+    let dir = support::scratch("refuse");
+    std::os::unix::fs::chown(&dir, Some(NOBODY), Some(NOBODY)).unwrap();
+    let config = |extra: &str| {
+        format!(
+            "[server]\nlisten = \"127.0.0.1:0\"\nadmin_listen = \"127.0.0.1:0\"\ndata_dir = \"data\"\n{extra}\n{}",
+            hello_function("f", "")
+        )
+    };
+    std::fs::write(dir.join("levee.toml"), config("")).unwrap();
+    let mut refused = serve_without_namespaces(&dir);
+    let why = line_with(refused.stderr.take().unwrap(), "cannot be isolated");
+    let _ = refused.kill();
+    let status = refused.wait().unwrap();
+    let why = why.expect("levee says why it will not start functions");
+    assert!(
+        why.contains("isolation = \"none\""),
+        "and what to do: {why}"
+    );
+    assert!(!status.success(), "{status}");
+    // Said explicitly, unisolated instances are what the operator asked for.
+    std::fs::write(dir.join("levee.toml"), config("isolation = \"none\"")).unwrap();
+    let mut serving = serve_without_namespaces(&dir);
+    let edge = line_with(serving.stdout.take().unwrap(), "edge listening");
+    let _ = serving.kill();
+    let _ = serving.wait();
+    assert!(edge.is_some(), "levee serves unisolated when told to");
+    let _ = std::fs::remove_dir_all(&dir);
 }

@@ -39,6 +39,58 @@ pub fn hello_fn() -> PathBuf {
         .clone()
 }
 
+/// `hello-fn` linked statically (`crt-static`), built once into its own
+/// target directory: a function binary that needs nothing of the host.
+pub fn static_hello_fn() -> PathBuf {
+    static BUILT: OnceLock<PathBuf> = OnceLock::new();
+    BUILT
+        .get_or_init(|| {
+            let target = workspace().join("target/static");
+            let status = Command::new(env!("CARGO"))
+                .args(["build", "--quiet", "-p", "hello-fn", "--target"])
+                .arg(format!("{}-unknown-linux-gnu", std::env::consts::ARCH))
+                .arg("--target-dir")
+                .arg(&target)
+                .env("RUSTFLAGS", "-C target-feature=+crt-static")
+                .current_dir(workspace())
+                .status()
+                .expect("running cargo build -p hello-fn");
+            assert!(status.success(), "building a static hello-fn failed");
+            target
+                .join(format!("{}-unknown-linux-gnu", std::env::consts::ARCH))
+                .join("debug/hello-fn")
+        })
+        .clone()
+}
+
+/// The Node.js fixture (`tests/fixtures/node`) with the real aws-lambda-ric
+/// installed by `npm ci` (once; its native part builds with cmake), and the
+/// sources it built from removed so staging copies only what runs.
+pub fn node_fixture() -> PathBuf {
+    static INSTALLED: OnceLock<PathBuf> = OnceLock::new();
+    INSTALLED
+        .get_or_init(|| {
+            let dir = workspace().join("crates/levee/tests/fixtures/node");
+            let ric = dir.join("node_modules/aws-lambda-ric");
+            if !ric.join("dist/rapid-client.node").exists() {
+                let out = Command::new("npm")
+                    .args(["ci", "--no-audit", "--no-fund"])
+                    .current_dir(&dir)
+                    .output()
+                    .expect("npm must be installed");
+                assert!(
+                    out.status.success(),
+                    "npm ci in {}: {}",
+                    dir.display(),
+                    String::from_utf8_lossy(&out.stderr)
+                );
+            }
+            let _ = std::fs::remove_dir_all(ric.join("deps"));
+            dir
+        })
+        .clone()
+}
+
 /// The Python that has `awslambdaric` and `boto3` (the pyenv one here, or
 /// whatever `python3` resolves to), as an absolute path.
 pub fn python() -> String {
