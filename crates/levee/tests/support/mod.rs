@@ -18,6 +18,18 @@ pub fn workspace() -> PathBuf {
         .unwrap()
 }
 
+/// Runs `cargo build --quiet -p hello-fn` with `args` and `env`.
+fn build_hello_fn(args: &[String], env: &[(&str, &str)]) {
+    let status = Command::new(env!("CARGO"))
+        .args(["build", "--quiet", "-p", "hello-fn"])
+        .args(args)
+        .envs(env.iter().copied())
+        .current_dir(workspace())
+        .status()
+        .expect("running cargo build -p hello-fn");
+    assert!(status.success(), "building hello-fn {args:?} failed");
+}
+
 /// Path of the `hello-fn` example binary, built once per test binary.
 pub fn hello_fn() -> PathBuf {
     static BUILT: OnceLock<PathBuf> = OnceLock::new();
@@ -26,14 +38,12 @@ pub fn hello_fn() -> PathBuf {
             let levee = PathBuf::from(env!("CARGO_BIN_EXE_levee"));
             let profile_dir = levee.parent().unwrap().to_path_buf();
             let release = profile_dir.file_name().is_some_and(|n| n == "release");
-            let mut cmd = Command::new(env!("CARGO"));
-            cmd.args(["build", "--quiet", "-p", "hello-fn"])
-                .current_dir(workspace());
-            if release {
-                cmd.arg("--release");
-            }
-            let status = cmd.status().expect("running cargo build -p hello-fn");
-            assert!(status.success(), "building hello-fn failed");
+            let args: &[String] = if release {
+                &["--release".to_string()]
+            } else {
+                &[]
+            };
+            build_hello_fn(args, &[]);
             profile_dir.join("hello-fn")
         })
         .clone()
@@ -46,19 +56,15 @@ pub fn static_hello_fn() -> PathBuf {
     BUILT
         .get_or_init(|| {
             let target = workspace().join("target/static");
-            let status = Command::new(env!("CARGO"))
-                .args(["build", "--quiet", "-p", "hello-fn", "--target"])
-                .arg(format!("{}-unknown-linux-gnu", std::env::consts::ARCH))
-                .arg("--target-dir")
-                .arg(&target)
-                .env("RUSTFLAGS", "-C target-feature=+crt-static")
-                .current_dir(workspace())
-                .status()
-                .expect("running cargo build -p hello-fn");
-            assert!(status.success(), "building a static hello-fn failed");
-            target
-                .join(format!("{}-unknown-linux-gnu", std::env::consts::ARCH))
-                .join("debug/hello-fn")
+            let triple = format!("{}-unknown-linux-gnu", std::env::consts::ARCH);
+            let args = [
+                "--target".to_string(),
+                triple.clone(),
+                "--target-dir".to_string(),
+                target.display().to_string(),
+            ];
+            build_hello_fn(&args, &[("RUSTFLAGS", "-C target-feature=+crt-static")]);
+            target.join(triple).join("debug/hello-fn")
         })
         .clone()
 }
