@@ -30,6 +30,7 @@ pub fn settings(q: &QueueConfig) -> QueueSettings {
             dead_letter: d.queue.clone(),
             max_receive_count: d.max_receive_count,
         }),
+        ..QueueSettings::default()
     }
 }
 

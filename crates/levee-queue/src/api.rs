@@ -204,6 +204,35 @@ async fn dispatch(api: &Api, headers: &HeaderMap, body: Body) -> Result<Value, A
             Ok(json!({}))
         }
         "ChangeMessageVisibilityBatch" => visibility_batch(api, parse(b)?).await,
+        "TagQueue" => {
+            let r: TagReq = parse(b)?;
+            change_tags(api, &r.queue_url, |s| s.add_tags(&r.tags)).await
+        }
+        "UntagQueue" => {
+            let r: UntagReq = parse(b)?;
+            change_tags(api, &r.queue_url, |s| {
+                for key in &r.tag_keys {
+                    s.tags.remove(key);
+                }
+                Ok(())
+            })
+            .await
+        }
+        "ListQueueTags" => {
+            let r: UrlOnly = parse(b)?;
+            let name = name_of(&r.queue_url)?;
+            let tags = api
+                .queues
+                .settings(&name)
+                .ok_or_else(|| QueueError::not_found(&name))?
+                .tags;
+            // SQS leaves `Tags` out when a queue has none.
+            Ok(match tags.is_empty() {
+                true => json!({}),
+                false => json!({ "Tags": tags }),
+            })
+        }
+        "ListDeadLetterSourceQueues" => dead_letter_sources(api, parse(b)?),
         other => Err(ApiError::new(
             AwsCode::sender(
                 "AWS.SimpleQueueService.UnsupportedOperation",
@@ -265,6 +294,88 @@ struct CreateReq {
     queue_name: String,
     #[serde(default)]
     attributes: BTreeMap<String, String>,
+    /// Lowercase in SQS's JSON protocol, unlike every other member.
+    #[serde(default, rename = "tags")]
+    tags: BTreeMap<String, String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct TagReq {
+    queue_url: String,
+    tags: BTreeMap<String, String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct UntagReq {
+    queue_url: String,
+    tag_keys: Vec<String>,
+}
+
+/// Applies `change` to a queue's tags and stores the result.
+async fn change_tags(
+    api: &Api,
+    url: &str,
+    change: impl FnOnce(&mut QueueSettings) -> Result<(), QueueError>,
+) -> Result<Value, ApiError> {
+    let name = name_of(url)?;
+    let mut settings = api
+        .queues
+        .settings(&name)
+        .ok_or_else(|| QueueError::not_found(&name))?;
+    change(&mut settings)?;
+    api.queues.set_settings(&name, settings).await?;
+    Ok(json!({}))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct SourcesReq {
+    queue_url: String,
+    max_results: Option<i64>,
+    next_token: Option<String>,
+}
+
+/// The queues whose redrive policy names this one, in name order, a page
+/// at a time (`NextToken` is the last name of the page before).
+fn dead_letter_sources(api: &Api, r: SourcesReq) -> Result<Value, ApiError> {
+    let name = name_of(&r.queue_url)?;
+    if api.queues.settings(&name).is_none() {
+        return Err(QueueError::not_found(&name).into());
+    }
+    let page = match r.max_results {
+        None => MAX_LIST_RESULTS,
+        Some(n) if (1..=MAX_LIST_RESULTS as i64).contains(&n) => n as usize,
+        Some(n) => {
+            return Err(QueueError::invalid(format!(
+                "MaxResults must be between 1 and {MAX_LIST_RESULTS}, not {n}"
+            ))
+            .into())
+        }
+    };
+    let mut sources: Vec<String> = api
+        .queues
+        .names()
+        .into_iter()
+        .filter(|q| r.next_token.as_ref().is_none_or(|after| q > after))
+        .filter(|q| {
+            api.queues
+                .settings(q)
+                .and_then(|s| s.redrive)
+                .is_some_and(|rd| rd.dead_letter == name)
+        })
+        .collect();
+    sources.sort();
+    let more = sources.len() > page;
+    sources.truncate(page);
+    let mut out = json!({
+        "queueUrls": sources.iter().map(|q| queue_url(&api.base_url, q)).collect::<Vec<_>>(),
+    });
+    if more {
+        out["NextToken"] = json!(sources.last());
+    }
+    Ok(out)
 }
 
 async fn create_queue(api: &Api, r: CreateReq) -> Result<Value, ApiError> {
@@ -272,6 +383,7 @@ async fn create_queue(api: &Api, r: CreateReq) -> Result<Value, ApiError> {
     let url = queue_url(&api.base_url, &r.queue_name);
     // Same name and the given attributes already hold: SQS answers with the
     // existing URL (attributes not named are not compared).
+    // (Tags are not compared either: SQS keeps the existing queue's.)
     if let Some(current) = api.queues.settings(&r.queue_name) {
         let mut wanted = current.clone();
         wanted.apply_attributes(&r.attributes)?;
@@ -282,6 +394,7 @@ async fn create_queue(api: &Api, r: CreateReq) -> Result<Value, ApiError> {
     }
     let mut settings = QueueSettings::default();
     settings.apply_attributes(&r.attributes)?;
+    settings.add_tags(&r.tags)?;
     api.queues.create_queue(&r.queue_name, settings).await?;
     Ok(json!({ "QueueUrl": url }))
 }
@@ -352,7 +465,7 @@ struct GetAttrsReq {
     attribute_names: Vec<String>,
 }
 
-const QUEUE_ATTRIBUTES: [&str; 13] = [
+const QUEUE_ATTRIBUTES: [&str; 18] = [
     "ApproximateNumberOfMessages",
     "ApproximateNumberOfMessagesNotVisible",
     "ApproximateNumberOfMessagesDelayed",
@@ -366,6 +479,11 @@ const QUEUE_ATTRIBUTES: [&str; 13] = [
     "ReceiveMessageWaitTimeSeconds",
     "RedrivePolicy",
     "MaxMessages",
+    "Policy",
+    "RedriveAllowPolicy",
+    "KmsMasterKeyId",
+    "KmsDataKeyReusePeriodSeconds",
+    "SqsManagedSseEnabled",
 ];
 
 async fn get_attributes(api: &Api, r: GetAttrsReq) -> Result<Value, ApiError> {
@@ -409,6 +527,25 @@ async fn get_attributes(api: &Api, r: GetAttrsReq) -> Result<Value, ApiError> {
                 // SQS leaves out attributes a queue doesn't have.
                 None => continue,
             },
+            "Policy" | "RedriveAllowPolicy" | "KmsMasterKeyId" | "KmsDataKeyReusePeriodSeconds" => {
+                let u = &s.unenforced;
+                let v = match n {
+                    "Policy" => u.policy.clone(),
+                    "RedriveAllowPolicy" => u.redrive_allow_policy.clone(),
+                    "KmsMasterKeyId" => u.kms_master_key_id.clone(),
+                    _ => u.kms_data_key_reuse_period.map(|p| p.to_string()),
+                };
+                match v {
+                    Some(v) => v,
+                    None => continue,
+                }
+            }
+            // SQS encrypts new queues with its own keys unless told not to,
+            // or told to use KMS.
+            "SqsManagedSseEnabled" => {
+                let u = &s.unenforced;
+                (u.sqs_managed_sse != Some(false) && u.kms_master_key_id.is_none()).to_string()
+            }
             other => {
                 return Err(QueueError::InvalidAttributeName { name: quote(other) }.into());
             }

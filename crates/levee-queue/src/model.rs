@@ -75,7 +75,36 @@ pub struct QueueSettings {
     /// Messages the queue may hold; beyond it sends fail with `Full`.
     pub max_messages: u64,
     pub redrive: Option<Redrive>,
+    /// Attributes stored and returned, never enforced.
+    #[serde(default)]
+    pub unenforced: Unenforced,
+    /// Cost-allocation tags; at most [`MAX_TAGS`].
+    #[serde(default)]
+    pub tags: BTreeMap<String, String>,
 }
+
+/// What SQS keeps about a queue that means nothing on one self-hosted node:
+/// its access policy, encryption settings and which queues may use it as a
+/// dead-letter queue. Levee stores and returns them, so tools that set them
+/// keep working, and enforces none (documented in the README).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Unenforced {
+    pub policy: Option<String>,
+    pub kms_master_key_id: Option<String>,
+    /// 60..=86 400 seconds.
+    pub kms_data_key_reuse_period: Option<u32>,
+    pub sqs_managed_sse: Option<bool>,
+    pub redrive_allow_policy: Option<String>,
+}
+
+/// Most tags on one queue (SQS's quota).
+pub const MAX_TAGS: usize = 50;
+/// Longest tag key and value, in characters (SQS's quota).
+pub const MAX_TAG_KEY: usize = 128;
+pub const MAX_TAG_VALUE: usize = 256;
+/// Largest stored `Policy` or `RedriveAllowPolicy` document.
+pub const MAX_POLICY_BYTES: usize = 20 * 1024;
+const KMS_REUSE_SECS: (u32, u32) = (60, 86_400);
 
 impl Default for QueueSettings {
     fn default() -> Self {
@@ -87,6 +116,8 @@ impl Default for QueueSettings {
             receive_wait: 0,
             max_messages: DEFAULT_MAX_MESSAGES,
             redrive: None,
+            unenforced: Unenforced::default(),
+            tags: BTreeMap::new(),
         }
     }
 }
@@ -173,18 +204,82 @@ impl QueueSettings {
                 // Levee's own attribute: the depth bound.
                 "MaxMessages" => self.max_messages = num(value)?,
                 "RedrivePolicy" => self.redrive = parse_redrive_policy(value)?,
-                // Accepted and ignored: encryption and policies have no
-                // meaning on a single self-hosted node.
-                "Policy"
-                | "SqsManagedSseEnabled"
-                | "KmsMasterKeyId"
-                | "KmsDataKeyReusePeriodSeconds" => {}
+                "Policy" => self.unenforced.policy = json_document(name, value)?,
+                "RedriveAllowPolicy" => {
+                    self.unenforced.redrive_allow_policy = json_document(name, value)?
+                }
+                "KmsMasterKeyId" => {
+                    self.unenforced.kms_master_key_id = (!value.is_empty()).then(|| value.clone())
+                }
+                "KmsDataKeyReusePeriodSeconds" => {
+                    let secs = secs(value)?;
+                    in_range(name, secs, KMS_REUSE_SECS.0, KMS_REUSE_SECS.1)?;
+                    self.unenforced.kms_data_key_reuse_period = Some(secs);
+                }
+                "SqsManagedSseEnabled" => {
+                    self.unenforced.sqs_managed_sse = Some(match value.as_str() {
+                        "true" => true,
+                        "false" => false,
+                        _ => return Err(QueueError::bad_attribute(name, "must be true or false")),
+                    })
+                }
                 _ => {
                     return Err(QueueError::InvalidAttributeName { name: quote(name) });
                 }
             }
         }
         self.validate()
+    }
+}
+
+impl QueueSettings {
+    /// Adds or replaces tags (`TagQueue`, `tags` on `CreateQueue`).
+    pub fn add_tags(&mut self, tags: &BTreeMap<String, String>) -> Result<(), QueueError> {
+        for (key, value) in tags {
+            let chars = key.chars().count();
+            if chars == 0 || chars > MAX_TAG_KEY {
+                return Err(QueueError::invalid(format!(
+                    "tag keys are 1 to {MAX_TAG_KEY} characters, not {chars}"
+                )));
+            }
+            if value.chars().count() > MAX_TAG_VALUE {
+                return Err(QueueError::invalid(format!(
+                    "the value of tag '{}' is longer than {MAX_TAG_VALUE} characters",
+                    quote(key)
+                )));
+            }
+        }
+        let mut all = self.tags.clone();
+        all.extend(tags.iter().map(|(k, v)| (k.clone(), v.clone())));
+        if all.len() > MAX_TAGS {
+            return Err(QueueError::invalid(format!(
+                "a queue has at most {MAX_TAGS} tags; this would make {}",
+                all.len()
+            )));
+        }
+        self.tags = all;
+        Ok(())
+    }
+}
+
+/// A JSON object document (`Policy`, `RedriveAllowPolicy`), kept as sent;
+/// an empty string removes it.
+fn json_document(attribute: &str, text: &str) -> Result<Option<String>, QueueError> {
+    if text.trim().is_empty() {
+        return Ok(None);
+    }
+    if text.len() > MAX_POLICY_BYTES {
+        return Err(QueueError::bad_attribute(
+            attribute,
+            format!("is longer than {MAX_POLICY_BYTES} bytes"),
+        ));
+    }
+    match serde_json::from_str::<serde_json::Value>(text) {
+        Ok(serde_json::Value::Object(_)) => Ok(Some(text.to_string())),
+        _ => Err(QueueError::bad_attribute(
+            attribute,
+            "must be a JSON object",
+        )),
     }
 }
 

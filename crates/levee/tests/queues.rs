@@ -357,6 +357,11 @@ queue = "inbox"
         &serde_json::json!({"QueueUrl": url, "Attributes": {"VisibilityTimeout": "7"}}),
     );
     assert_eq!(set.status, 403, "{}", set.text());
+    let tag = s.admin_sqs_call(
+        "TagQueue",
+        &serde_json::json!({"QueueUrl": url, "Tags": {"team": "a"}}),
+    );
+    assert_eq!(tag.status, 403, "{}", tag.text());
     let accepted = request(s.edge, "POST", "/submit", &[], b"still queued");
     assert_eq!(accepted.status, 202, "{}", accepted.text());
     // Queues made through the API stay the API's to delete.

@@ -5,6 +5,7 @@ the first behaviour that differs from SQS's.
 """
 
 import hashlib
+import json
 import struct
 import sys
 
@@ -115,6 +116,43 @@ for bad_number in ["NaN", "inf", "-Infinity", "1e400", "1e-200", "1" * 39]:
 expect("EmptyBatchRequest", sqs.send_message_batch, QueueUrl=q, Entries=[])
 expect("BatchEntryIdsNotDistinct", sqs.send_message_batch, QueueUrl=q, Entries=[{"Id": "a", "MessageBody": "x"}, {"Id": "a", "MessageBody": "y"}])
 expect("TooManyEntriesInBatchRequest", sqs.send_message_batch, QueueUrl=q, Entries=[{"Id": str(i), "MessageBody": "x"} for i in range(11)])
+
+# Tags: on CreateQueue, added, replaced, removed, bounded.
+tq = sqs.create_queue(QueueName="tagged", tags={"team": "a"})["QueueUrl"]
+check(sqs.list_queue_tags(QueueUrl=tq).get("Tags") == {"team": "a"}, "tags on create", sqs.list_queue_tags(QueueUrl=tq))
+sqs.tag_queue(QueueUrl=tq, Tags={"env": "prod", "team": "b"})
+check(sqs.list_queue_tags(QueueUrl=tq).get("Tags") == {"env": "prod", "team": "b"}, "tag_queue", sqs.list_queue_tags(QueueUrl=tq))
+sqs.untag_queue(QueueUrl=tq, TagKeys=["team", "absent"])
+check(sqs.list_queue_tags(QueueUrl=tq).get("Tags") == {"env": "prod"}, "untag_queue", sqs.list_queue_tags(QueueUrl=tq))
+expect("InvalidParameterValue", sqs.tag_queue, QueueUrl=tq, Tags={f"k{i}": "v" for i in range(50)})
+expect("InvalidParameterValue", sqs.tag_queue, QueueUrl=tq, Tags={"k" * 129: "v"})
+expect("QueueDoesNotExist", sqs.list_queue_tags, QueueUrl=tq.replace("tagged", "nope"))
+sqs.untag_queue(QueueUrl=tq, TagKeys=["env"])
+check("Tags" not in sqs.list_queue_tags(QueueUrl=tq), "no tags left", sqs.list_queue_tags(QueueUrl=tq))
+
+# Policy and KMS attributes: stored and returned, not enforced.
+policy = json.dumps({"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Principal": "*", "Action": "sqs:SendMessage", "Resource": "*"}]})
+sqs.set_queue_attributes(QueueUrl=tq, Attributes={"Policy": policy, "KmsMasterKeyId": "alias/aws/sqs", "KmsDataKeyReusePeriodSeconds": "600"})
+got = sqs.get_queue_attributes(QueueUrl=tq, AttributeNames=["All"])["Attributes"]
+check(got.get("Policy") == policy, "Policy returned", got)
+check(got.get("KmsMasterKeyId") == "alias/aws/sqs" and got.get("KmsDataKeyReusePeriodSeconds") == "600", "KMS returned", got)
+check(got.get("SqsManagedSseEnabled") == "false", "a KMS key replaces SQS-managed encryption", got)
+expect("InvalidAttributeValue", sqs.set_queue_attributes, QueueUrl=tq, Attributes={"Policy": "not json"})
+expect("InvalidAttributeValue", sqs.set_queue_attributes, QueueUrl=tq, Attributes={"KmsDataKeyReusePeriodSeconds": "59"})
+
+# Which queues send their failures to a dead-letter queue.
+dlq = sqs.create_queue(QueueName="failures")["QueueUrl"]
+arn = sqs.get_queue_attributes(QueueUrl=dlq, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+redrive = json.dumps({"deadLetterTargetArn": arn, "maxReceiveCount": 3})
+sources = [sqs.create_queue(QueueName=f"src{i}", Attributes={"RedrivePolicy": redrive})["QueueUrl"] for i in range(3)]
+listed = sqs.list_dead_letter_source_queues(QueueUrl=dlq)
+check(sorted(listed.get("queueUrls", [])) == sorted(sources), "list_dead_letter_source_queues", listed)
+first = sqs.list_dead_letter_source_queues(QueueUrl=dlq, MaxResults=2)
+rest = sqs.list_dead_letter_source_queues(QueueUrl=dlq, MaxResults=2, NextToken=first["NextToken"])
+check(len(first["queueUrls"]) == 2 and len(rest["queueUrls"]) == 1 and "NextToken" not in rest, "paged sources", (first, rest))
+check(sqs.list_dead_letter_source_queues(QueueUrl=tq).get("queueUrls") == [], "no sources", None)
+for u in sources + [dlq, tq]:
+    sqs.delete_queue(QueueUrl=u)
 
 sqs.send_message(QueueUrl=q, MessageBody="to purge")
 sqs.purge_queue(QueueUrl=q)
