@@ -56,8 +56,10 @@ pub enum QueueError {
     #[error("{message}")]
     InvalidMessageContents { message: String },
 
-    #[error("the receipt handle is not valid for this queue")]
-    ReceiptHandleIsInvalid,
+    /// AWS's words (observed from the AWS CLI); the handle is quoted and
+    /// bounded like every other echoed input.
+    #[error("The input receipt handle \"{handle}\" is not a valid receipt handle.")]
+    ReceiptHandleIsInvalid { handle: String },
 
     #[error("the message referred to is not in flight")]
     MessageNotInflight,
@@ -157,7 +159,7 @@ impl QueueError {
             QueueError::InvalidMessageContents { .. } => {
                 AwsCode::sender("InvalidMessageContents", "InvalidMessageContents")
             }
-            QueueError::ReceiptHandleIsInvalid => {
+            QueueError::ReceiptHandleIsInvalid { .. } => {
                 AwsCode::sender("ReceiptHandleIsInvalid", "ReceiptHandleIsInvalid")
             }
             QueueError::MessageNotInflight => AwsCode::sender(
@@ -185,6 +187,12 @@ impl QueueError {
 
     pub(crate) fn not_found(name: &str) -> Self {
         QueueError::NotFound { name: quote(name) }
+    }
+
+    pub(crate) fn bad_receipt(handle: &str) -> Self {
+        QueueError::ReceiptHandleIsInvalid {
+            handle: quote(handle),
+        }
     }
 
     pub(crate) fn invalid(message: impl Into<String>) -> Self {

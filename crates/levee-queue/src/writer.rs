@@ -701,7 +701,7 @@ impl Writer {
         let mut results = Vec::with_capacity(handles.len());
         for h in handles {
             let Some((q, seq, token)) = decode_receipt(h).filter(|(q, _, _)| *q == entry.id) else {
-                results.push(Err(QueueError::ReceiptHandleIsInvalid));
+                results.push(Err(QueueError::bad_receipt(h)));
                 continue;
             };
             // A stale handle (the message was received again since) or an
@@ -728,7 +728,7 @@ impl Writer {
         let mut results = Vec::with_capacity(entries.len());
         for (h, secs) in entries {
             let Some((q, seq, token)) = decode_receipt(h).filter(|(q, _, _)| *q == entry.id) else {
-                results.push(Err(QueueError::ReceiptHandleIsInvalid));
+                results.push(Err(QueueError::bad_receipt(h)));
                 continue;
             };
             let n = self

@@ -109,7 +109,12 @@ try:
     sys.exit("FAIL 11 entries accepted")
 except sqs.exceptions.ClientError as e:
     check(e.response["Error"]["Message"] == "Maximum number of entries per request are 10. You have sent 11.", "TooManyEntries text", e.response)
-expect("ReceiptHandleIsInvalid", sqs.delete_message, QueueUrl=q, ReceiptHandle="garbage")
+try:
+    sqs.delete_message(QueueUrl=q, ReceiptHandle="garbage")
+    sys.exit("FAIL a made-up receipt handle accepted")
+except sqs.exceptions.ClientError as e:
+    check(e.response["Error"]["Code"] == "ReceiptHandleIsInvalid", "ReceiptHandleIsInvalid code", e.response)
+    check(e.response["Error"]["Message"] == 'The input receipt handle "garbage" is not a valid receipt handle.', "ReceiptHandleIsInvalid text", e.response)
 for bad_number in ["NaN", "inf", "-Infinity", "1e400", "1e-200", "1" * 39]:
     expect("InvalidParameterValue", sqs.send_message, QueueUrl=q, MessageBody="x",
            MessageAttributes={"n": {"DataType": "Number", "StringValue": bad_number}})
