@@ -272,14 +272,18 @@ fn name_of(url: &str) -> Result<String, ApiError> {
 }
 
 fn visibility(v: i64) -> Result<u32, ApiError> {
-    u32::try_from(v)
-        .ok()
-        .filter(|s| *s <= MAX_VISIBILITY_SECS)
-        .ok_or_else(|| {
-            ApiError::invalid(format!(
-                "VisibilityTimeout must be between 0 and {MAX_VISIBILITY_SECS}, not {v}"
-            ))
-        })
+    if v > i64::from(MAX_VISIBILITY_SECS) {
+        // AWS's words (observed); it counts from the message's first receive,
+        // Levee from now, so only the bound itself matches.
+        return Err(ApiError::invalid(format!(
+            "Value {v} for parameter VisibilityTimeout is invalid. Reason: Total VisibilityTimeout for the message is beyond the limit [{MAX_VISIBILITY_SECS} seconds]."
+        )));
+    }
+    u32::try_from(v).map_err(|_| {
+        ApiError::invalid(format!(
+            "Value {v} for parameter VisibilityTimeout is invalid. Reason: Must be between 0 and {MAX_VISIBILITY_SECS}."
+        ))
+    })
 }
 
 #[derive(Debug, Deserialize)]

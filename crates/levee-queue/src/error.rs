@@ -37,8 +37,13 @@ pub enum QueueError {
     )]
     InvalidName { name: String },
 
-    #[error("unknown attribute name '{name}'")]
+    /// AWS's words for a queue attribute it does not know.
+    #[error("Unknown Attribute {name}.")]
     InvalidAttributeName { name: String },
+
+    /// AWS's words for a value out of range or of the wrong form.
+    #[error("Invalid value for the parameter {attribute}.")]
+    AttributeOutOfRange { attribute: String },
 
     #[error("invalid value for {attribute}: {message}")]
     InvalidAttributeValue { attribute: String, message: String },
@@ -153,7 +158,7 @@ impl QueueError {
             QueueError::InvalidAttributeName { .. } => {
                 AwsCode::sender("InvalidAttributeName", "InvalidAttributeName")
             }
-            QueueError::InvalidAttributeValue { .. } => {
+            QueueError::InvalidAttributeValue { .. } | QueueError::AttributeOutOfRange { .. } => {
                 AwsCode::sender("InvalidAttributeValue", "InvalidAttributeValue")
             }
             QueueError::InvalidMessageContents { .. } => {
@@ -198,6 +203,12 @@ impl QueueError {
     pub(crate) fn invalid(message: impl Into<String>) -> Self {
         QueueError::InvalidParameter {
             message: message.into(),
+        }
+    }
+
+    pub(crate) fn out_of_range(attribute: &str) -> Self {
+        QueueError::AttributeOutOfRange {
+            attribute: quote(attribute),
         }
     }
 

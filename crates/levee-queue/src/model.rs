@@ -122,17 +122,9 @@ impl Default for QueueSettings {
     }
 }
 
-fn in_range<T: PartialOrd + std::fmt::Display>(
-    attribute: &str,
-    v: T,
-    lo: T,
-    hi: T,
-) -> Result<(), QueueError> {
+fn in_range<T: PartialOrd>(attribute: &str, v: T, lo: T, hi: T) -> Result<(), QueueError> {
     if v < lo || v > hi {
-        return Err(QueueError::bad_attribute(
-            attribute,
-            format!("must be between {lo} and {hi}, not {v}"),
-        ));
+        return Err(QueueError::out_of_range(attribute));
     }
     Ok(())
 }
@@ -190,10 +182,10 @@ impl QueueSettings {
             let num = |v: &str| -> Result<u64, QueueError> {
                 v.trim()
                     .parse::<u64>()
-                    .map_err(|_| QueueError::bad_attribute(name, "must be a whole number"))
+                    .map_err(|_| QueueError::out_of_range(name))
             };
             let secs = |v: &str| -> Result<u32, QueueError> {
-                u32::try_from(num(v)?).map_err(|_| QueueError::bad_attribute(name, "too large"))
+                u32::try_from(num(v)?).map_err(|_| QueueError::out_of_range(name))
             };
             match name.as_str() {
                 "VisibilityTimeout" => self.visibility_timeout = secs(value)?,
@@ -220,7 +212,7 @@ impl QueueSettings {
                     self.unenforced.sqs_managed_sse = Some(match value.as_str() {
                         "true" => true,
                         "false" => false,
-                        _ => return Err(QueueError::bad_attribute(name, "must be true or false")),
+                        _ => return Err(QueueError::out_of_range(name)),
                     })
                 }
                 _ => {
@@ -694,10 +686,15 @@ mod tests {
         ));
         let out_of_range: BTreeMap<String, String> =
             [("VisibilityTimeout".to_string(), "43201".to_string())].into();
-        assert!(matches!(
-            s.apply_attributes(&out_of_range),
-            Err(QueueError::InvalidAttributeValue { .. })
-        ));
+        let refused = s.apply_attributes(&out_of_range).unwrap_err();
+        assert_eq!(
+            refused.to_string(),
+            "Invalid value for the parameter VisibilityTimeout."
+        );
+        assert_eq!(
+            s.apply_attributes(&bad).unwrap_err().to_string(),
+            "Unknown Attribute FifoQueue."
+        );
     }
 
     #[test]

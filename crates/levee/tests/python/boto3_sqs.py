@@ -118,6 +118,19 @@ except sqs.exceptions.ClientError as e:
 for bad_number in ["NaN", "inf", "-Infinity", "1e400", "1e-200", "1" * 39]:
     expect("InvalidParameterValue", sqs.send_message, QueueUrl=q, MessageBody="x",
            MessageAttributes={"n": {"DataType": "Number", "StringValue": bad_number}})
+# Attribute and visibility errors in AWS's words.
+for call, kwargs, code, text in [
+    (sqs.set_queue_attributes, {"Attributes": {"VisibilityTimeout": "43201"}}, "InvalidAttributeValue", "Invalid value for the parameter VisibilityTimeout."),
+    (sqs.set_queue_attributes, {"Attributes": {"DelaySeconds": "soon"}}, "InvalidAttributeValue", "Invalid value for the parameter DelaySeconds."),
+    (sqs.set_queue_attributes, {"Attributes": {"Colour": "blue"}}, "InvalidAttributeName", "Unknown Attribute Colour."),
+    (sqs.change_message_visibility, {"ReceiptHandle": "garbage", "VisibilityTimeout": 43201}, "InvalidParameterValue",
+     "Value 43201 for parameter VisibilityTimeout is invalid. Reason: Total VisibilityTimeout for the message is beyond the limit [43200 seconds]."),
+]:
+    try:
+        call(QueueUrl=q, **kwargs)
+        sys.exit(f"FAIL {kwargs} accepted")
+    except sqs.exceptions.ClientError as e:
+        check((e.response["Error"]["Code"], e.response["Error"]["Message"]) == (code, text), f"error text for {kwargs}", e.response)
 expect("EmptyBatchRequest", sqs.send_message_batch, QueueUrl=q, Entries=[])
 expect("BatchEntryIdsNotDistinct", sqs.send_message_batch, QueueUrl=q, Entries=[{"Id": "a", "MessageBody": "x"}, {"Id": "a", "MessageBody": "y"}])
 expect("TooManyEntriesInBatchRequest", sqs.send_message_batch, QueueUrl=q, Entries=[{"Id": str(i), "MessageBody": "x"} for i in range(11)])
