@@ -31,6 +31,7 @@ use crate::model::{
     NewMessage, QueueSettings, ReceiveOptions, ReceivedMessage, ACCOUNT_ID, MAX_MESSAGE_SIZE,
     MAX_VISIBILITY_SECS, MAX_WAIT_SECS,
 };
+use crate::moves::MoveTasks;
 use crate::queues::{queue_url, Queues};
 
 /// Largest request body: ten 256 KiB messages, base64 attributes and JSON
@@ -56,6 +57,7 @@ const SYSTEM_ATTRIBUTES: [&str; 4] = [
 struct Api {
     queues: Arc<Queues>,
     base_url: String,
+    moves: MoveTasks,
 }
 
 /// The SQS API on `POST /`. `base_url` (e.g. `http://127.0.0.1:8081`)
@@ -64,7 +66,11 @@ struct Api {
 pub fn sqs_router(queues: Arc<Queues>, base_url: String) -> Router {
     Router::new()
         .route("/", post(handle))
-        .with_state(Arc::new(Api { queues, base_url }))
+        .with_state(Arc::new(Api {
+            queues,
+            base_url,
+            moves: MoveTasks::default(),
+        }))
 }
 
 /// An AWS-shaped error answer.
@@ -233,6 +239,21 @@ async fn dispatch(api: &Api, headers: &HeaderMap, body: Body) -> Result<Value, A
             })
         }
         "ListDeadLetterSourceQueues" => dead_letter_sources(api, parse(b)?),
+        "StartMessageMoveTask" => start_move(api, parse(b)?).await,
+        "ListMessageMoveTasks" => list_moves(api, parse(b)?),
+        "CancelMessageMoveTask" => {
+            let r: CancelMoveReq = parse(b)?;
+            let task = api.moves.cancel(&r.task_handle).ok_or_else(|| {
+                ApiError::new(
+                    AwsCode::sender("ResourceNotFoundException", "ResourceNotFoundException"),
+                    format!(
+                        "no running message move task has the handle '{}'",
+                        quote(&r.task_handle)
+                    ),
+                )
+            })?;
+            Ok(json!({ "ApproximateNumberOfMessagesMoved": task.moved() }))
+        }
         other => Err(ApiError::new(
             AwsCode::sender(
                 "AWS.SimpleQueueService.UnsupportedOperation",
@@ -331,6 +352,129 @@ async fn change_tags(
     change(&mut settings)?;
     api.queues.set_settings(&name, settings).await?;
     Ok(json!({}))
+}
+
+/// Most tasks one `ListMessageMoveTasks` returns (SQS's bound).
+const MAX_LISTED_MOVES: i64 = 10;
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct StartMoveReq {
+    source_arn: String,
+    destination_arn: Option<String>,
+    max_number_of_messages_per_second: Option<i64>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct ListMovesReq {
+    source_arn: String,
+    max_results: Option<i64>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct CancelMoveReq {
+    task_handle: String,
+}
+
+/// The queue an ARN names (`arn:aws:sqs:REGION:ACCOUNT:NAME`), if it exists.
+fn queue_of_arn(api: &Api, arn: &str) -> Result<String, ApiError> {
+    let name = arn.rsplit(':').next().unwrap_or_default();
+    if !arn.starts_with("arn:aws:sqs:") || api.queues.settings(name).is_none() {
+        return Err(QueueError::not_found(name).into());
+    }
+    Ok(name.to_string())
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+}
+
+async fn start_move(api: &Api, r: StartMoveReq) -> Result<Value, ApiError> {
+    let source = queue_of_arn(api, &r.source_arn)?;
+    let destination = r
+        .destination_arn
+        .as_deref()
+        .map(|arn| queue_of_arn(api, arn))
+        .transpose()?;
+    let is_dead_letter = api.queues.names().iter().any(|q| {
+        api.queues
+            .settings(q)
+            .and_then(|s| s.redrive)
+            .is_some_and(|rd| rd.dead_letter == source)
+    });
+    if !is_dead_letter {
+        return Err(ApiError::invalid(format!(
+            "Source queue '{}' must be configured as a Dead Letter Queue.",
+            quote(&source)
+        )));
+    }
+    let rate = r
+        .max_number_of_messages_per_second
+        .map(|n| u32::try_from(n).unwrap_or(0));
+    let (queues, base, queue) = (
+        Arc::clone(&api.queues),
+        api.base_url.clone(),
+        source.clone(),
+    );
+    let info = tokio::task::spawn_blocking(move || queues.info(&queue, &base))
+        .await
+        .map_err(|e| QueueError::Storage {
+            message: format!("counting task: {e}"),
+        })??;
+    let task = api.moves.start(
+        Arc::clone(&api.queues),
+        source,
+        destination,
+        rate,
+        info.approximate_messages,
+        now_ms(),
+    )?;
+    Ok(json!({ "TaskHandle": task.handle }))
+}
+
+fn list_moves(api: &Api, r: ListMovesReq) -> Result<Value, ApiError> {
+    let source = queue_of_arn(api, &r.source_arn)?;
+    let max = match r.max_results {
+        None => 1,
+        Some(n) if (1..=MAX_LISTED_MOVES).contains(&n) => n as usize,
+        Some(n) => {
+            return Err(ApiError::invalid(format!(
+                "MaxResults must be between 1 and {MAX_LISTED_MOVES}, not {n}"
+            )))
+        }
+    };
+    let results: Vec<Value> = api
+        .moves
+        .list(&source, max)
+        .iter()
+        .map(|t| {
+            let (status, reason) = t.status();
+            let mut v = json!({
+                "Status": status.as_str(),
+                "SourceArn": queue_arn(&t.source),
+                "MaxNumberOfMessagesPerSecond": t.rate,
+                "ApproximateNumberOfMessagesMoved": t.moved(),
+                "ApproximateNumberOfMessagesToMove": t.to_move,
+                "StartedTimestamp": t.started_ms,
+            });
+            // SQS gives the handle of a running task only: the one to cancel.
+            if status == crate::moves::Status::Running {
+                v["TaskHandle"] = json!(t.handle);
+            }
+            if let Some(d) = &t.destination {
+                v["DestinationArn"] = json!(queue_arn(d));
+            }
+            if let Some(reason) = reason {
+                v["FailureReason"] = json!(reason);
+            }
+            v
+        })
+        .collect();
+    Ok(json!({ "Results": results }))
 }
 
 #[derive(Debug, Deserialize)]

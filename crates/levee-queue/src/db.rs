@@ -43,6 +43,9 @@ pub(crate) const MIGRATIONS: &[&str] = &[
     );
     CREATE INDEX messages_ready ON messages(queue_id, visible_at);
     CREATE INDEX messages_expiry ON messages(expires_at);",
+    // v2: the queue a dead-lettered message came from, so a move task can
+    // send it back (StartMessageMoveTask without a destination).
+    "ALTER TABLE messages ADD COLUMN dead_letter_source INTEGER;",
 ];
 
 pub(crate) fn open_connection(path: &Path) -> Result<Connection, QueueError> {

@@ -29,6 +29,7 @@ pub mod digest;
 pub mod error;
 pub mod event;
 pub mod model;
+pub mod moves;
 pub mod poller;
 mod queues;
 mod writer;

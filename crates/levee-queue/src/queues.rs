@@ -257,6 +257,28 @@ impl Queues {
         .await
     }
 
+    /// Moves up to `max` visible messages out of dead-letter queue `queue`:
+    /// to `destination`, or each back to the queue it was dead-lettered
+    /// from. Returns how many moved.
+    pub async fn move_back(
+        &self,
+        queue: &str,
+        destination: Option<&str>,
+        max: usize,
+    ) -> Result<usize, QueueError> {
+        match self
+            .submit(Op::MoveBack {
+                queue: queue.to_string(),
+                destination: destination.map(str::to_string),
+                max,
+            })
+            .await?
+        {
+            Outcome::Moved(n) => Ok(n),
+            _ => Err(unexpected()),
+        }
+    }
+
     /// A queue's settings, if it exists.
     pub fn settings(&self, name: &str) -> Option<QueueSettings> {
         self.shared.entry(name).ok().map(|e| e.settings.clone())

@@ -129,6 +129,13 @@ pub(crate) enum Op {
     Purge {
         name: String,
     },
+    /// Up to `max` visible messages of dead-letter queue `queue` back to
+    /// `destination`, or each to the queue it was dead-lettered from.
+    MoveBack {
+        queue: String,
+        destination: Option<String>,
+        max: usize,
+    },
 }
 
 impl Op {
@@ -148,6 +155,7 @@ impl Op {
             Op::Receive { max_messages, .. } => *max_messages,
             Op::Delete { handles, .. } => handles.len(),
             Op::ChangeVisibility { entries, .. } => entries.len(),
+            Op::MoveBack { max, .. } => *max,
             _ => 1,
         }
     }
@@ -163,6 +171,8 @@ pub(crate) enum Outcome {
         next_visible_ms: Option<i64>,
     },
     PerEntry(Vec<Result<(), QueueError>>),
+    /// Messages a move moved.
+    Moved(usize),
     Done,
 }
 
@@ -438,7 +448,8 @@ impl Writer {
             Op::Send { queue, .. }
             | Op::Receive { queue, .. }
             | Op::Delete { queue, .. }
-            | Op::ChangeVisibility { queue, .. } => queue.clone(),
+            | Op::ChangeVisibility { queue, .. }
+            | Op::MoveBack { queue, .. } => queue.clone(),
             _ => return Ok(Err(QueueError::corrupt("admin step in a data batch"))),
         };
         let entry = match self.shared.entry(&queue_name) {
@@ -457,8 +468,75 @@ impl Writer {
             Op::ChangeVisibility { entries, .. } => {
                 self.change_visibility(&entry, &entries, now, wake)?
             }
+            Op::MoveBack {
+                destination, max, ..
+            } => {
+                let destination = match destination.map(|d| self.shared.entry(&d)).transpose() {
+                    Ok(d) => d,
+                    Err(e) => return Ok(Err(e)),
+                };
+                self.move_back(&entry, destination.as_deref(), max, now, wake)?
+            }
             _ => Outcome::Done,
         }))
+    }
+
+    /// Moves visible messages out of `from` (oldest first), each to
+    /// `destination` or to the queue it was dead-lettered from; a message
+    /// whose way back is gone, or whose target is full, stays.
+    fn move_back(
+        &mut self,
+        from: &QueueEntry,
+        destination: Option<&QueueEntry>,
+        max: usize,
+        now: i64,
+        wake: &mut Wake,
+    ) -> Result<Outcome, rusqlite::Error> {
+        let rows: Vec<(i64, Option<i64>, i64)> = self
+            .conn
+            .prepare_cached(
+                "SELECT seq, dead_letter_source, sent_ms FROM messages
+                 WHERE queue_id = ?1 AND visible_at <= ?2 ORDER BY seq LIMIT ?3",
+            )?
+            .query_map(params![from.id, now, max as i64], |r| {
+                Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+            })?
+            .collect::<Result<_, _>>()?;
+        let by_id: HashMap<i64, Arc<QueueEntry>> = read(&self.shared.queues)
+            .values()
+            .map(|e| (e.id, Arc::clone(e)))
+            .collect();
+        let mut moved = 0;
+        for (seq, source, sent_ms) in rows {
+            let target = match destination {
+                Some(d) => by_id.get(&d.id),
+                None => source.and_then(|id| by_id.get(&id)),
+            };
+            let Some(target) = target.filter(|t| t.id != from.id) else {
+                continue;
+            };
+            if self.depth.get(&target.id).copied().unwrap_or(0) >= target.settings.max_messages {
+                continue;
+            }
+            self.conn
+                .prepare_cached(
+                    "UPDATE messages SET queue_id = ?2, visible_at = ?3, receive_count = 0,
+                         first_receive_ms = NULL, receipt = 0, dead_letter_source = NULL,
+                         expires_at = ?4
+                     WHERE seq = ?1",
+                )?
+                .execute(params![
+                    seq,
+                    target.id,
+                    now,
+                    sent_ms.saturating_add(secs_ms(target.settings.retention))
+                ])?;
+            self.depth_add(from.id, -1);
+            self.depth_add(target.id, 1);
+            wake.push((Arc::clone(&target.notify), 1));
+            moved += 1;
+        }
+        Ok(Outcome::Moved(moved))
     }
 
     fn send(
@@ -678,14 +756,16 @@ impl Writer {
         self.conn
             .prepare_cached(
                 "UPDATE messages SET queue_id = ?2, visible_at = ?3, receive_count = 0,
-                     first_receive_ms = NULL, receipt = 0, expires_at = ?4
+                     first_receive_ms = NULL, receipt = 0, expires_at = ?4,
+                     dead_letter_source = ?5
                  WHERE seq = ?1",
             )?
             .execute(params![
                 row.seq,
                 dlq.id,
                 now,
-                row.sent_ms.saturating_add(secs_ms(dlq.settings.retention))
+                row.sent_ms.saturating_add(secs_ms(dlq.settings.retention)),
+                from.id
             ])?;
         self.depth_add(from.id, -1);
         self.depth_add(dlq.id, 1);

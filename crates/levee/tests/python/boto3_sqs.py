@@ -172,6 +172,36 @@ check(sqs.list_dead_letter_source_queues(QueueUrl=tq).get("queueUrls") == [], "n
 for u in sources + [dlq, tq]:
     sqs.delete_queue(QueueUrl=u)
 
+# A message move task puts dead-lettered messages back where they came from.
+import time
+dead = sqs.create_queue(QueueName="dead")["QueueUrl"]
+dead_arn = sqs.get_queue_attributes(QueueUrl=dead, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+work = sqs.create_queue(QueueName="work", Attributes={"RedrivePolicy": json.dumps({"deadLetterTargetArn": dead_arn, "maxReceiveCount": 1})})["QueueUrl"]
+for i in range(5):
+    sqs.send_message(QueueUrl=work, MessageBody=f"job{i}")
+for _ in range(4):  # a second receive of each message dead-letters it
+    sqs.receive_message(QueueUrl=work, MaxNumberOfMessages=10, VisibilityTimeout=0)
+count = lambda u: int(sqs.get_queue_attributes(QueueUrl=u, AttributeNames=["ApproximateNumberOfMessages"])["Attributes"]["ApproximateNumberOfMessages"])
+check(count(dead) == 5 and count(work) == 0, "dead-lettered", (count(dead), count(work)))
+work_arn = sqs.get_queue_attributes(QueueUrl=work, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+expect("InvalidParameterValue", sqs.start_message_move_task, SourceArn=work_arn)
+expect("ResourceNotFoundException", sqs.cancel_message_move_task, TaskHandle="no-such-task")
+handle = sqs.start_message_move_task(SourceArn=dead_arn, MaxNumberOfMessagesPerSecond=2)["TaskHandle"]
+running = sqs.list_message_move_tasks(SourceArn=dead_arn)["Results"]
+check(running[0]["Status"] == "RUNNING" and running[0]["TaskHandle"] == handle, "move task running", running)
+expect("InvalidParameterValue", sqs.start_message_move_task, SourceArn=dead_arn)
+deadline = time.time() + 20
+while sqs.list_message_move_tasks(SourceArn=dead_arn)["Results"][0]["Status"] == "RUNNING" and time.time() < deadline:
+    time.sleep(0.2)
+done = sqs.list_message_move_tasks(SourceArn=dead_arn, MaxResults=10)["Results"]
+check(done[0]["Status"] == "COMPLETED" and done[0]["ApproximateNumberOfMessagesMoved"] == 5, "move task done", done)
+check(done[0]["ApproximateNumberOfMessagesToMove"] == 5 and "TaskHandle" not in done[0], "finished task shape", done)
+check(count(work) == 5 and count(dead) == 0, "moved back", (count(work), count(dead)))
+back = sqs.receive_message(QueueUrl=work, MaxNumberOfMessages=10, AttributeNames=["ApproximateReceiveCount"])["Messages"]
+check(all(m["Attributes"]["ApproximateReceiveCount"] == "1" for m in back), "receive counts start again", back)
+for u in (work, dead):
+    sqs.delete_queue(QueueUrl=u)
+
 sqs.send_message(QueueUrl=q, MessageBody="to purge")
 sqs.purge_queue(QueueUrl=q)
 check(sqs.receive_message(QueueUrl=q, WaitTimeSeconds=1).get("Messages", []) == [], "purged", None)
