@@ -159,7 +159,7 @@ mod tests {
         let v: i64 = conn
             .query_row("PRAGMA user_version", [], |r| r.get(0))
             .expect("reads");
-        assert_eq!(v, 1);
+        assert_eq!(v, MIGRATIONS.len() as i64);
         let sync: i64 = conn
             .query_row("PRAGMA synchronous", [], |r| r.get(0))
             .expect("reads");
