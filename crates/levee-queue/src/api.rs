@@ -32,6 +32,7 @@ use crate::model::{
     MAX_VISIBILITY_SECS, MAX_WAIT_SECS,
 };
 use crate::moves::MoveTasks;
+use crate::query;
 use crate::queues::{queue_url, Queues};
 
 /// Largest request body: ten 256 KiB messages, base64 attributes and JSON
@@ -66,6 +67,8 @@ struct Api {
 pub fn sqs_router(queues: Arc<Queues>, base_url: String) -> Router {
     Router::new()
         .route("/", post(handle))
+        // Older clients post Query requests to the queue's own URL.
+        .route("/000000000000/{queue}", post(handle_at_queue))
         .with_state(Arc::new(Api {
             queues,
             base_url,
@@ -145,33 +148,102 @@ impl IntoResponse for ApiError {
 }
 
 async fn handle(State(api): State<Arc<Api>>, headers: HeaderMap, body: Body) -> Response {
-    match dispatch(&api, &headers, body).await {
-        Ok(v) => answer(StatusCode::OK, v, None),
-        Err(e) => e.into_response(),
-    }
+    serve(&api, &headers, body, None).await
 }
 
-async fn dispatch(api: &Api, headers: &HeaderMap, body: Body) -> Result<Value, ApiError> {
+async fn handle_at_queue(
+    State(api): State<Arc<Api>>,
+    axum::extract::Path(queue): axum::extract::Path<String>,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    let url = queue_url(&api.base_url, &queue);
+    serve(&api, &headers, body, Some(url)).await
+}
+
+/// The JSON protocol names its action in `X-Amz-Target`; a request without
+/// one speaks the Query protocol (the action is a form field).
+async fn serve(api: &Api, headers: &HeaderMap, body: Body, at: Option<String>) -> Response {
     let target = headers
         .get("x-amz-target")
         .and_then(|v| v.to_str().ok())
-        .unwrap_or_default();
-    let Some(action) = target.strip_prefix("AmazonSQS.") else {
-        return Err(ApiError::new(
-            AwsCode::sender("InvalidAction", "InvalidAction"),
-            "expected an X-Amz-Target header naming an AmazonSQS action",
-        ));
-    };
-    let bytes = axum::body::to_bytes(body, MAX_REQUEST_BYTES)
-        .await
-        .map_err(|_| {
-            ApiError::batch(
+        .map(str::to_owned);
+    let bytes = match axum::body::to_bytes(body, MAX_REQUEST_BYTES).await {
+        Ok(b) => b,
+        Err(_) => {
+            let e = ApiError::batch(
                 "AWS.SimpleQueueService.BatchRequestTooLong",
                 "BatchRequestTooLong",
                 &format!("request bodies are limited to {MAX_REQUEST_BYTES} bytes"),
-            )
-        })?;
-    let b = &bytes[..];
+            );
+            return match target {
+                Some(_) => e.into_response(),
+                None => e.into_query_response(),
+            };
+        }
+    };
+    match target {
+        Some(target) => {
+            let Some(action) = target.strip_prefix("AmazonSQS.") else {
+                return ApiError::new(
+                    AwsCode::sender("InvalidAction", "InvalidAction"),
+                    "expected an X-Amz-Target header naming an AmazonSQS action",
+                )
+                .into_response();
+            };
+            match dispatch(api, action, &bytes).await {
+                Ok(v) => answer(StatusCode::OK, v, None),
+                Err(e) => e.into_response(),
+            }
+        }
+        None => {
+            let fields: Vec<(String, String)> =
+                serde_urlencoded::from_bytes(&bytes).unwrap_or_default();
+            let Some((action, request)) = query::request(fields) else {
+                return ApiError::new(
+                    AwsCode::sender("MissingAction", "MissingAction"),
+                    "expected an X-Amz-Target header (JSON protocol) or an Action form field (Query protocol)",
+                )
+                .into_query_response();
+            };
+            let request = query::with_queue_url(request, at);
+            let json = serde_json::to_vec(&request).unwrap_or_default();
+            match dispatch(api, &action, &json).await {
+                Ok(v) => {
+                    let xml = query::response(&action, &v, &request_id());
+                    xml_answer(StatusCode::OK, xml)
+                }
+                Err(e) => e.into_query_response(),
+            }
+        }
+    }
+}
+
+fn xml_answer(status: StatusCode, xml: String) -> Response {
+    let mut res = (status, xml).into_response();
+    res.headers_mut().insert(
+        http::header::CONTENT_TYPE,
+        HeaderValue::from_static("text/xml"),
+    );
+    res
+}
+
+impl ApiError {
+    /// The error as the Query protocol's XML document.
+    fn into_query_response(self) -> Response {
+        let status =
+            StatusCode::from_u16(self.code.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        let xml = query::error(
+            self.code.sender_fault,
+            self.code.query_code,
+            &self.message,
+            &request_id(),
+        );
+        xml_answer(status, xml)
+    }
+}
+
+async fn dispatch(api: &Api, action: &str, b: &[u8]) -> Result<Value, ApiError> {
     match action {
         "CreateQueue" => create_queue(api, parse(b)?).await,
         "GetQueueUrl" => get_queue_url(api, parse(b)?),

@@ -31,6 +31,7 @@ pub mod event;
 pub mod model;
 pub mod moves;
 pub mod poller;
+pub mod query;
 mod queues;
 mod writer;
 

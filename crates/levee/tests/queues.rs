@@ -33,6 +33,25 @@ fn queue_count(s: &Server, name: &str) -> u64 {
 }
 
 #[test]
+fn query_protocol_clients_send_receive_delete_and_read_errors() {
+    let s = Server::start("querysqs", &hello_function("f", ""));
+    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/python/query_sqs.py");
+    let out = Command::new(python())
+        .arg(&script)
+        .arg(format!("http://{}", s.admin))
+        .arg(ADMIN_TOKEN)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}\n{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+        s.stderr()
+    );
+}
+
+#[test]
 fn boto3_sqs_client_works_unmodified() {
     let s = Server::start("boto3sqs", &hello_function("f", ""));
     let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/python/boto3_sqs.py");

@@ -96,12 +96,15 @@ fn shaped(lambda: bool, resp: &Response) -> bool {
     if lambda {
         return headers.contains_key("x-amzn-errortype");
     }
-    // The SQS API answers application/x-amz-json-1.0.
+    // The SQS API answers application/x-amz-json-1.0, or text/xml in the
+    // Query protocol.
     headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .is_some_and(|ct| {
-            ct.starts_with("application/json") || ct.starts_with("application/x-amz-json")
+            ct.starts_with("application/json")
+                || ct.starts_with("application/x-amz-json")
+                || ct.starts_with("text/xml")
         })
 }
 
