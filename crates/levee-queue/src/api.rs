@@ -47,11 +47,14 @@ const MAX_ENTRY_ID: usize = 80;
 /// Most queue URLs one ListQueues returns.
 const MAX_LIST_RESULTS: usize = 1000;
 /// The system attributes a receive can ask for.
-const SYSTEM_ATTRIBUTES: [&str; 4] = [
+const SYSTEM_ATTRIBUTES: [&str; 7] = [
     "ApproximateReceiveCount",
     "ApproximateFirstReceiveTimestamp",
     "SenderId",
     "SentTimestamp",
+    "MessageGroupId",
+    "MessageDeduplicationId",
+    "SequenceNumber",
 ];
 
 #[derive(Debug)]
@@ -615,6 +618,7 @@ async fn create_queue(api: &Api, r: CreateReq) -> Result<Value, ApiError> {
     let mut settings = QueueSettings::default();
     settings.apply_attributes(&r.attributes)?;
     settings.add_tags(&r.tags)?;
+    queue_type_matches_name(&r.queue_name, &settings)?;
     api.queues.create_queue(&r.queue_name, settings).await?;
     Ok(json!({ "QueueUrl": url }))
 }
@@ -685,7 +689,7 @@ struct GetAttrsReq {
     attribute_names: Vec<String>,
 }
 
-const QUEUE_ATTRIBUTES: [&str; 18] = [
+const QUEUE_ATTRIBUTES: [&str; 22] = [
     "ApproximateNumberOfMessages",
     "ApproximateNumberOfMessagesNotVisible",
     "ApproximateNumberOfMessagesDelayed",
@@ -704,6 +708,10 @@ const QUEUE_ATTRIBUTES: [&str; 18] = [
     "KmsMasterKeyId",
     "KmsDataKeyReusePeriodSeconds",
     "SqsManagedSseEnabled",
+    "FifoQueue",
+    "ContentBasedDeduplication",
+    "DeduplicationScope",
+    "FifoThroughputLimit",
 ];
 
 async fn get_attributes(api: &Api, r: GetAttrsReq) -> Result<Value, ApiError> {
@@ -760,6 +768,25 @@ async fn get_attributes(api: &Api, r: GetAttrsReq) -> Result<Value, ApiError> {
                     None => continue,
                 }
             }
+            "FifoQueue"
+            | "ContentBasedDeduplication"
+            | "DeduplicationScope"
+            | "FifoThroughputLimit" => {
+                // A standard queue has none of these.
+                let Some(f) = &s.fifo else { continue };
+                match n {
+                    "FifoQueue" => "true".to_string(),
+                    "ContentBasedDeduplication" => f.content_based_dedup.to_string(),
+                    "DeduplicationScope" => match f.dedup_per_group {
+                        true => "messageGroup".to_string(),
+                        false => "queue".to_string(),
+                    },
+                    _ => match f.throughput_per_group {
+                        true => "perMessageGroupId".to_string(),
+                        false => "perQueue".to_string(),
+                    },
+                }
+            }
             // SQS encrypts new queues with its own keys unless told not to,
             // or told to use KMS.
             "SqsManagedSseEnabled" => {
@@ -783,6 +810,17 @@ struct SetAttrsReq {
     attributes: BTreeMap<String, String>,
 }
 
+/// A FIFO queue's name ends in `.fifo`, and only a FIFO queue's does.
+fn queue_type_matches_name(name: &str, settings: &QueueSettings) -> Result<(), QueueError> {
+    match (name.ends_with(".fifo"), settings.fifo.is_some()) {
+        (true, true) | (false, false) => Ok(()),
+        (true, false) => Err(QueueError::invalid(
+            "The name of a FIFO queue can only include alphanumeric characters, hyphens, or underscores, must end with .fifo suffix and be 1 to 80 in length; a queue named .fifo needs the attribute FifoQueue=true",
+        )),
+        (false, true) => Err(QueueError::out_of_range("FifoQueue")),
+    }
+}
+
 async fn set_attributes(api: &Api, r: SetAttrsReq) -> Result<Value, ApiError> {
     let name = name_of(&r.queue_url)?;
     let mut settings = api
@@ -790,6 +828,7 @@ async fn set_attributes(api: &Api, r: SetAttrsReq) -> Result<Value, ApiError> {
         .settings(&name)
         .ok_or_else(|| QueueError::not_found(&name))?;
     settings.apply_attributes(&r.attributes)?;
+    queue_type_matches_name(&name, &settings)?;
     api.queues.set_settings(&name, settings).await?;
     Ok(json!({}))
 }
@@ -853,13 +892,25 @@ struct SendReq {
     delay_seconds: Option<i64>,
     #[serde(default)]
     message_attributes: BTreeMap<String, ReqAttribute>,
+    message_group_id: Option<String>,
+    message_deduplication_id: Option<String>,
 }
 
-fn new_message(
-    body: String,
+/// What one send names besides its body.
+struct SendFields {
     delay: Option<i64>,
-    attrs: BTreeMap<String, ReqAttribute>,
-) -> Result<NewMessage, QueueError> {
+    attributes: BTreeMap<String, ReqAttribute>,
+    group_id: Option<String>,
+    dedup_id: Option<String>,
+}
+
+fn new_message(body: String, f: SendFields) -> Result<NewMessage, QueueError> {
+    let SendFields {
+        delay,
+        attributes: attrs,
+        group_id,
+        dedup_id,
+    } = f;
     let delay = delay
         .map(|d| {
             u32::try_from(d).map_err(|_| QueueError::invalid(format!("DelaySeconds can't be {d}")))
@@ -869,12 +920,22 @@ fn new_message(
         body,
         attributes: attributes_in(attrs)?,
         delay,
+        group_id,
+        dedup_id,
     })
 }
 
 async fn send_message(api: &Api, r: SendReq) -> Result<Value, ApiError> {
     let name = name_of(&r.queue_url)?;
-    let msg = new_message(r.message_body, r.delay_seconds, r.message_attributes)?;
+    let msg = new_message(
+        r.message_body,
+        SendFields {
+            delay: r.delay_seconds,
+            attributes: r.message_attributes,
+            group_id: r.message_group_id,
+            dedup_id: r.message_deduplication_id,
+        },
+    )?;
     let mut out = api.queues.send_batch(&name, vec![msg]).await?;
     let sent = out
         .pop()
@@ -882,6 +943,9 @@ async fn send_message(api: &Api, r: SendReq) -> Result<Value, ApiError> {
     let mut v = json!({ "MessageId": sent.message_id, "MD5OfMessageBody": sent.md5_of_body });
     if let (Some(md5), Value::Object(m)) = (sent.md5_of_attributes, &mut v) {
         m.insert("MD5OfMessageAttributes".into(), Value::String(md5));
+    }
+    if let Some(n) = sent.sequence_number {
+        v["SequenceNumber"] = json!(n);
     }
     Ok(v)
 }
@@ -958,6 +1022,8 @@ struct SendEntry {
     delay_seconds: Option<i64>,
     #[serde(default)]
     message_attributes: BTreeMap<String, ReqAttribute>,
+    message_group_id: Option<String>,
+    message_deduplication_id: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -990,7 +1056,13 @@ async fn send_batch(api: &Api, r: SendBatchReq) -> Result<Value, ApiError> {
     let mut messages = Vec::new();
     let mut failed = Vec::new();
     for e in r.entries {
-        match new_message(e.message_body, e.delay_seconds, e.message_attributes) {
+        let fields = SendFields {
+            delay: e.delay_seconds,
+            attributes: e.message_attributes,
+            group_id: e.message_group_id,
+            dedup_id: e.message_deduplication_id,
+        };
+        match new_message(e.message_body, fields) {
             Ok(m) => {
                 ids.push(e.id);
                 messages.push(m);
@@ -1010,6 +1082,9 @@ async fn send_batch(api: &Api, r: SendBatchReq) -> Result<Value, ApiError> {
                 });
                 if let (Some(md5), Value::Object(m)) = (sent.md5_of_attributes, &mut v) {
                     m.insert("MD5OfMessageAttributes".into(), Value::String(md5));
+                }
+                if let Some(n) = sent.sequence_number {
+                    v["SequenceNumber"] = json!(n);
                 }
                 successful.push(v);
             }
@@ -1059,6 +1134,19 @@ fn message_out(m: ReceivedMessage, system: &[&str], patterns: &[String]) -> Valu
                 "ApproximateReceiveCount" => m.receive_count.to_string(),
                 "ApproximateFirstReceiveTimestamp" => m.first_receive_ms.to_string(),
                 "SenderId" => ACCOUNT_ID.to_string(),
+                // FIFO only: a standard message has none of these.
+                "MessageGroupId" => match &m.group_id {
+                    Some(g) => g.clone(),
+                    None => continue,
+                },
+                "MessageDeduplicationId" => match &m.dedup_id {
+                    Some(d) => d.clone(),
+                    None => continue,
+                },
+                "SequenceNumber" => match &m.sequence_number {
+                    Some(n) => n.clone(),
+                    None => continue,
+                },
                 _ => m.sent_ms.to_string(),
             };
             a.insert((*n).to_string(), Value::String(value));

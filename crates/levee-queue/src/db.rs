@@ -46,6 +46,23 @@ pub(crate) const MIGRATIONS: &[&str] = &[
     // v2: the queue a dead-lettered message came from, so a move task can
     // send it back (StartMessageMoveTask without a destination).
     "ALTER TABLE messages ADD COLUMN dead_letter_source INTEGER;",
+    // v3: FIFO queues: a message's group and deduplication id, and the
+    // deduplication ids seen in the last five minutes (kept across restarts,
+    // as SQS keeps them).
+    "ALTER TABLE messages ADD COLUMN group_id TEXT;
+    ALTER TABLE messages ADD COLUMN dedup_id TEXT;
+    CREATE INDEX messages_fifo_order ON messages(queue_id) WHERE group_id IS NOT NULL;
+    CREATE INDEX messages_group ON messages(queue_id, group_id, visible_at) WHERE group_id IS NOT NULL;
+    CREATE TABLE dedup (
+        queue_id INTEGER NOT NULL,
+        scope TEXT NOT NULL,
+        dedup_id TEXT NOT NULL,
+        message_id TEXT NOT NULL,
+        seq INTEGER NOT NULL,
+        expires_ms INTEGER NOT NULL,
+        PRIMARY KEY (queue_id, scope, dedup_id)
+    );
+    CREATE INDEX dedup_expiry ON dedup(expires_ms);",
 ];
 
 pub(crate) fn open_connection(path: &Path) -> Result<Connection, QueueError> {

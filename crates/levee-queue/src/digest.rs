@@ -21,6 +21,13 @@ pub fn md5_of_body(body: &str) -> String {
     format!("{:x}", Md5::digest(body.as_bytes()))
 }
 
+/// Hex SHA-256 of a message body: a FIFO queue's content-based
+/// deduplication id, as SQS computes it.
+pub fn sha256_hex(body: &str) -> String {
+    use sha2::Digest as _;
+    format!("{:x}", sha2::Sha256::digest(body.as_bytes()))
+}
+
 /// Feeds a length-prefixed field. Attribute values are bounded by the
 /// message size (≤ 256 KiB), so the length always fits in 4 bytes; a longer
 /// slice is hashed with a saturated length rather than panicking.

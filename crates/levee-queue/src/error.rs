@@ -33,7 +33,7 @@ pub enum QueueError {
 
     #[error(
         "invalid queue name '{name}': use 1 to 80 characters of A-Z a-z 0-9 _ - \
-         (FIFO queues are not supported)"
+         (a FIFO queue's ends in .fifo)"
     )]
     InvalidName { name: String },
 

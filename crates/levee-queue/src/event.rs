@@ -35,6 +35,13 @@ struct SystemAttributes {
     sent_timestamp: String,
     sender_id: &'static str,
     approximate_first_receive_timestamp: String,
+    /// FIFO messages only, as in Lambda's event.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    sequence_number: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    message_group_id: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    message_deduplication_id: Option<String>,
 }
 
 #[derive(Debug, Serialize)]
@@ -74,6 +81,9 @@ pub fn sqs_event(queue: &str, messages: &[ReceivedMessage]) -> Bytes {
                 sent_timestamp: m.sent_ms.to_string(),
                 sender_id: ACCOUNT_ID,
                 approximate_first_receive_timestamp: m.first_receive_ms.to_string(),
+                sequence_number: m.sequence_number.clone(),
+                message_group_id: m.group_id.clone(),
+                message_deduplication_id: m.dedup_id.clone(),
             },
             message_attributes: m
                 .attributes
@@ -190,6 +200,9 @@ mod tests {
             sent_ms: 1000,
             receive_count: 2,
             first_receive_ms: 1500,
+            group_id: None,
+            dedup_id: None,
+            sequence_number: None,
         }
     }
 

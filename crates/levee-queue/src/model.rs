@@ -81,7 +81,28 @@ pub struct QueueSettings {
     /// Cost-allocation tags; at most [`MAX_TAGS`].
     #[serde(default)]
     pub tags: BTreeMap<String, String>,
+    /// `Some` for a FIFO queue (its name ends in `.fifo`).
+    #[serde(default)]
+    pub fifo: Option<FifoSettings>,
 }
+
+/// A FIFO queue's own attributes.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FifoSettings {
+    /// `ContentBasedDeduplication`: the body's SHA-256 is the
+    /// deduplication id when a send names none.
+    pub content_based_dedup: bool,
+    /// `DeduplicationScope = messageGroup` (else `queue`).
+    pub dedup_per_group: bool,
+    /// `FifoThroughputLimit = perMessageGroupId` (else `perQueue`): AWS's
+    /// quota; recorded and returned, one node has nothing to throttle.
+    pub throughput_per_group: bool,
+}
+
+/// How long a FIFO queue remembers a deduplication id (SQS's 5 minutes).
+pub const DEDUP_WINDOW_MS: i64 = 5 * 60 * 1000;
+/// Longest `MessageGroupId` / `MessageDeduplicationId` (SQS's).
+pub const MAX_FIFO_ID: usize = 128;
 
 /// What SQS keeps about a queue that means nothing on one self-hosted node:
 /// its access policy, encryption settings and which queues may use it as a
@@ -118,6 +139,7 @@ impl Default for QueueSettings {
             redrive: None,
             unenforced: Unenforced::default(),
             tags: BTreeMap::new(),
+            fifo: None,
         }
     }
 }
@@ -159,6 +181,11 @@ impl QueueSettings {
             MAX_WAIT_SECS,
         )?;
         in_range("MaxMessages", self.max_messages, 1, MAX_MAX_MESSAGES)?;
+        if let Some(f) = &self.fifo {
+            if f.throughput_per_group && !f.dedup_per_group {
+                return Err(QueueError::out_of_range("FifoThroughputLimit"));
+            }
+        }
         if let Some(r) = &self.redrive {
             validate_queue_name(&r.dead_letter)?;
             in_range(
@@ -172,13 +199,28 @@ impl QueueSettings {
     }
 
     /// Applies SQS attribute strings (`CreateQueue`/`SetQueueAttributes`).
-    /// Unknown names are refused; FIFO-only names too (Levee has standard
-    /// queues only).
+    /// Unknown names are refused, and FIFO-only names on a standard queue.
     pub fn apply_attributes(
         &mut self,
         attributes: &BTreeMap<String, String>,
     ) -> Result<(), QueueError> {
+        // The queue's type first: the FIFO attributes depend on it.
+        match attributes.get("FifoQueue").map(String::as_str) {
+            None => {}
+            Some("true") => {
+                self.fifo.get_or_insert_with(FifoSettings::default);
+            }
+            Some("false") if self.fifo.is_none() => {}
+            Some(_) => return Err(QueueError::out_of_range("FifoQueue")),
+        }
         for (name, value) in attributes {
+            fn fifo<'a>(
+                fifo: &'a mut Option<FifoSettings>,
+                name: &str,
+            ) -> Result<&'a mut FifoSettings, QueueError> {
+                fifo.as_mut()
+                    .ok_or_else(|| QueueError::InvalidAttributeName { name: quote(name) })
+            }
             let num = |v: &str| -> Result<u64, QueueError> {
                 v.trim()
                     .parse::<u64>()
@@ -207,6 +249,28 @@ impl QueueSettings {
                     let secs = secs(value)?;
                     in_range(name, secs, KMS_REUSE_SECS.0, KMS_REUSE_SECS.1)?;
                     self.unenforced.kms_data_key_reuse_period = Some(secs);
+                }
+                "FifoQueue" => {}
+                "ContentBasedDeduplication" => {
+                    fifo(&mut self.fifo, name)?.content_based_dedup = match value.as_str() {
+                        "true" => true,
+                        "false" => false,
+                        _ => return Err(QueueError::out_of_range(name)),
+                    }
+                }
+                "DeduplicationScope" => {
+                    fifo(&mut self.fifo, name)?.dedup_per_group = match value.as_str() {
+                        "messageGroup" => true,
+                        "queue" => false,
+                        _ => return Err(QueueError::out_of_range(name)),
+                    }
+                }
+                "FifoThroughputLimit" => {
+                    fifo(&mut self.fifo, name)?.throughput_per_group = match value.as_str() {
+                        "perMessageGroupId" => true,
+                        "perQueue" => false,
+                        _ => return Err(QueueError::out_of_range(name)),
+                    }
                 }
                 "SqsManagedSseEnabled" => {
                     self.unenforced.sqs_managed_sse = Some(match value.as_str() {
@@ -311,10 +375,29 @@ pub fn queue_arn(name: &str) -> String {
 
 /// 1..=80 characters of `[A-Za-z0-9_-]`: [`QueueName`]'s rule, which
 /// levee.toml's queues follow too.
+/// SQS's rule: 1 to 80 characters of `A-Z a-z 0-9 _ -`, and a FIFO queue's
+/// name ends in `.fifo` (counted in the 80).
 pub fn validate_queue_name(name: &str) -> Result<(), QueueError> {
-    match QueueName::parse(name) {
-        Ok(_) => Ok(()),
-        Err(_) => Err(QueueError::InvalidName { name: quote(name) }),
+    let stem = name.strip_suffix(".fifo").unwrap_or(name);
+    match QueueName::parse(stem) {
+        Ok(_) if name.len() <= 80 => Ok(()),
+        _ => Err(QueueError::InvalidName { name: quote(name) }),
+    }
+}
+
+/// A `MessageGroupId` or `MessageDeduplicationId`: 1 to 128 characters of
+/// letters, digits and ASCII punctuation (SQS's rule).
+fn validate_fifo_id(parameter: &str, id: &str) -> Result<(), QueueError> {
+    let ok = (1..=MAX_FIFO_ID).contains(&id.len())
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b.is_ascii_punctuation());
+    match ok {
+        true => Ok(()),
+        false => Err(QueueError::invalid(format!(
+            "Value {} for parameter {parameter} is invalid. Reason: it must be 1 to {MAX_FIFO_ID} letters, digits or punctuation.",
+            quote(id)
+        ))),
     }
 }
 
@@ -490,6 +573,37 @@ pub fn validate_message(
         return Err(QueueError::invalid("the message body must not be empty"));
     }
     validate_text(&msg.body, "the message body")?;
+    let invalid_here = |parameter: &str, value: &str| {
+        QueueError::invalid(format!(
+            "Value {} for parameter {parameter} is invalid. Reason: The request include parameter that is not valid for this queue type.",
+            quote(value)
+        ))
+    };
+    match &settings.fifo {
+        Some(fifo) => {
+            let group = msg.group_id.as_deref().ok_or_else(|| {
+                QueueError::invalid("The request must contain the parameter MessageGroupId.")
+            })?;
+            validate_fifo_id("MessageGroupId", group)?;
+            match &msg.dedup_id {
+                Some(id) => validate_fifo_id("MessageDeduplicationId", id)?,
+                None if fifo.content_based_dedup => {}
+                None => {
+                    return Err(QueueError::invalid(
+                        "The queue should either have ContentBasedDeduplication enabled or MessageDeduplicationId provided explicitly",
+                    ))
+                }
+            }
+            if let Some(d) = msg.delay {
+                return Err(invalid_here("DelaySeconds", &d.to_string()));
+            }
+        }
+        None => {
+            if let Some(id) = &msg.dedup_id {
+                return Err(invalid_here("MessageDeduplicationId", id));
+            }
+        }
+    }
     if let Some(d) = msg.delay {
         if d > MAX_DELAY_SECS {
             return Err(QueueError::invalid(format!(
@@ -519,6 +633,9 @@ pub struct NewMessage {
     pub attributes: MessageAttributes,
     /// Seconds; `None` uses the queue's delay.
     pub delay: Option<u32>,
+    /// FIFO queues: the message's group (required) and deduplication id.
+    pub group_id: Option<String>,
+    pub dedup_id: Option<String>,
 }
 
 /// What a sender gets back once the message is committed.
@@ -527,6 +644,8 @@ pub struct SentMessage {
     pub message_id: String,
     pub md5_of_body: String,
     pub md5_of_attributes: Option<String>,
+    /// FIFO queues: the message's place in the queue.
+    pub sequence_number: Option<String>,
 }
 
 /// How to receive.
@@ -555,7 +674,7 @@ impl Default for ReceiveOptions {
 }
 
 /// A received message.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct ReceivedMessage {
     pub message_id: String,
     pub receipt_handle: String,
@@ -569,6 +688,16 @@ pub struct ReceivedMessage {
     pub receive_count: u32,
     /// Unix ms.
     pub first_receive_ms: i64,
+    /// FIFO queues: group, deduplication id and sequence number.
+    pub group_id: Option<String>,
+    pub dedup_id: Option<String>,
+    pub sequence_number: Option<String>,
+}
+
+/// A FIFO message's sequence number: its row number, zero-padded so that
+/// the strings sort as the numbers do.
+pub fn sequence_number(seq: i64) -> String {
+    format!("{seq:020}")
 }
 
 /// A read-only view of a stored message (`levee queues peek`).
@@ -608,7 +737,18 @@ mod tests {
     fn queue_names_follow_sqs_rules() {
         assert!(validate_queue_name("orders-dlq_1").is_ok());
         assert!(validate_queue_name(&"a".repeat(80)).is_ok());
-        for bad in ["", "a.fifo", "sp ace", "é", &"a".repeat(81)] {
+        assert!(validate_queue_name("orders.fifo").is_ok());
+        assert!(validate_queue_name(&format!("{}.fifo", "a".repeat(75))).is_ok());
+        for bad in [
+            "",
+            ".fifo",
+            "a.b",
+            "a.fifo.fifo",
+            "sp ace",
+            "é",
+            &"a".repeat(81),
+            &format!("{}.fifo", "a".repeat(76)),
+        ] {
             assert!(validate_queue_name(bad).is_err(), "{bad}");
         }
     }
@@ -679,7 +819,9 @@ mod tests {
                 max_receive_count: 3
             })
         );
-        let bad: BTreeMap<String, String> = [("FifoQueue".to_string(), "true".to_string())].into();
+        // FIFO-only attributes on a standard queue are unknown to it.
+        let bad: BTreeMap<String, String> =
+            [("ContentBasedDeduplication".to_string(), "true".to_string())].into();
         assert!(matches!(
             s.apply_attributes(&bad),
             Err(QueueError::InvalidAttributeName { .. })
@@ -693,7 +835,12 @@ mod tests {
         );
         assert_eq!(
             s.apply_attributes(&bad).unwrap_err().to_string(),
-            "Unknown Attribute FifoQueue."
+            "Unknown Attribute ContentBasedDeduplication."
+        );
+        let unknown: BTreeMap<String, String> = [("Colour".to_string(), "blue".to_string())].into();
+        assert_eq!(
+            s.apply_attributes(&unknown).unwrap_err().to_string(),
+            "Unknown Attribute Colour."
         );
     }
 

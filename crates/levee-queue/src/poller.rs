@@ -242,6 +242,10 @@ impl Poller {
         Ok(batch)
     }
 
+    /// Delivers one batch and deletes what succeeded. On a FIFO queue a
+    /// failed message holds the rest of its group, as Lambda does: none of
+    /// the group's later messages in the batch is deleted, so the group
+    /// comes back in order.
     async fn deliver(&mut self, batch: Vec<ReceivedMessage>) {
         let payload = sqs_event(&self.source.queue, &batch);
         let result = self.invoker.invoke(&self.source.function, payload).await;
@@ -252,9 +256,7 @@ impl Poller {
                     let ids: HashSet<&str> = batch.iter().map(|m| m.message_id.as_str()).collect();
                     match batch_outcome(&answer, &ids) {
                         BatchOutcome::AllSucceeded => handles(&batch, |_| true),
-                        BatchOutcome::Failed(failed) => {
-                            handles(&batch, |m| !failed.contains(&m.message_id))
-                        }
+                        BatchOutcome::Failed(failed) => succeeded_in_order(&batch, &failed),
                         BatchOutcome::AllFailed => Vec::new(),
                     }
                 } else {
@@ -304,4 +306,52 @@ fn handles(batch: &[ReceivedMessage], keep: impl Fn(&ReceivedMessage) -> bool) -
         .filter(|m| keep(m))
         .map(|m| m.receipt_handle.clone())
         .collect()
+}
+
+/// The receipt handles to delete after a partial failure: every message
+/// not in `failed`, except, on a FIFO queue, those after a failed message of
+/// their own group (the batch is in each group's order).
+fn succeeded_in_order(batch: &[ReceivedMessage], failed: &HashSet<String>) -> Vec<String> {
+    let mut held: HashSet<&str> = HashSet::new();
+    let mut done = Vec::new();
+    for m in batch {
+        let group = m.group_id.as_deref();
+        if failed.contains(&m.message_id) {
+            held.extend(group);
+        } else if !group.is_some_and(|g| held.contains(g)) {
+            done.push(m.receipt_handle.clone());
+        }
+    }
+    done
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn msg(id: &str, group: Option<&str>) -> ReceivedMessage {
+        ReceivedMessage {
+            message_id: id.into(),
+            receipt_handle: format!("rh-{id}"),
+            group_id: group.map(str::to_owned),
+            ..ReceivedMessage::default()
+        }
+    }
+
+    #[test]
+    fn a_failed_fifo_message_holds_the_rest_of_its_group_only() {
+        let batch = [
+            msg("a1", Some("A")),
+            msg("b1", Some("B")),
+            msg("a2", Some("A")),
+            msg("a3", Some("A")),
+            msg("b2", Some("B")),
+            msg("s1", None),
+        ];
+        let failed: HashSet<String> = ["a2".to_string()].into();
+        assert_eq!(
+            succeeded_in_order(&batch, &failed),
+            ["rh-a1", "rh-b1", "rh-b2", "rh-s1"]
+        );
+    }
 }

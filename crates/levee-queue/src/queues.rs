@@ -349,7 +349,7 @@ impl Queues {
         let msg = NewMessage {
             body,
             attributes,
-            delay: None,
+            ..NewMessage::default()
         };
         self.send_batch(queue, vec![msg])
             .await?
@@ -379,6 +379,7 @@ impl Queues {
                         message_id: uuid::Uuid::new_v4().to_string(),
                         md5_of_body: md5_of_body(&m.body),
                         md5_of_attributes: md5_of_attributes(&m.attributes),
+                        sequence_number: None,
                     };
                     prepared.push(Prepared { message: m, sent });
                     results.push(None);

@@ -16,13 +16,14 @@ use std::thread::JoinHandle;
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
-use rusqlite::{params, Connection};
+use rusqlite::{params, Connection, OptionalExtension};
 use tokio::sync::{mpsc, oneshot, Notify};
 
 use crate::db::{count_u32, decode_attributes, encode_attributes};
 use crate::error::{quote, QueueError};
 use crate::model::{
-    validate_queue_name, NewMessage, QueueSettings, ReceivedMessage, SentMessage, MAX_QUEUES,
+    sequence_number, validate_queue_name, NewMessage, QueueSettings, ReceivedMessage, SentMessage,
+    DEDUP_WINDOW_MS, MAX_QUEUES,
 };
 use levee_common::clock::Clock;
 use levee_common::sync::{read, write};
@@ -433,6 +434,12 @@ impl Writer {
         for q in &gone {
             self.depth_add(*q, -1);
         }
+        self.conn
+            .prepare_cached(
+                "DELETE FROM dedup WHERE rowid IN (
+                     SELECT rowid FROM dedup WHERE expires_ms <= ?1 LIMIT ?2)",
+            )?
+            .execute(params![now, SWEEP_LIMIT])?;
         Ok(gone.len())
     }
 
@@ -566,13 +573,47 @@ impl Writer {
                 }));
                 continue;
             }
+            // FIFO: a deduplication id seen in the last five minutes
+            // answers with the message it first sent, and sends nothing.
+            let dedup = s.fifo.as_ref().map(|f| {
+                let id = p
+                    .message
+                    .dedup_id
+                    .clone()
+                    .unwrap_or_else(|| crate::digest::sha256_hex(&p.message.body));
+                let scope = match f.dedup_per_group {
+                    true => p.message.group_id.clone().unwrap_or_default(),
+                    false => String::new(),
+                };
+                (scope, id)
+            });
+            if let Some((scope, id)) = &dedup {
+                let seen: Option<(String, i64)> = self
+                    .conn
+                    .prepare_cached(
+                        "SELECT message_id, seq FROM dedup
+                         WHERE queue_id = ?1 AND scope = ?2 AND dedup_id = ?3 AND expires_ms > ?4",
+                    )?
+                    .query_row(params![entry.id, scope, id, now], |r| {
+                        Ok((r.get(0)?, r.get(1)?))
+                    })
+                    .optional()?;
+                if let Some((message_id, seq)) = seen {
+                    results.push(Ok(SentMessage {
+                        message_id,
+                        sequence_number: Some(sequence_number(seq)),
+                        ..p.sent
+                    }));
+                    continue;
+                }
+            }
             let delay = p.message.delay.unwrap_or(s.delay);
             visible_now += usize::from(delay == 0);
             self.conn
                 .prepare_cached(
                     "INSERT INTO messages (queue_id, message_id, body, attributes, md5_body,
-                     md5_attributes, sent_ms, visible_at, expires_at)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+                     md5_attributes, sent_ms, visible_at, expires_at, group_id, dedup_id)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
                 )?
                 .execute(params![
                     entry.id,
@@ -584,9 +625,29 @@ impl Writer {
                     now,
                     now.saturating_add(secs_ms(delay)),
                     now.saturating_add(secs_ms(s.retention)),
+                    p.message.group_id,
+                    dedup.as_ref().map(|(_, id)| id),
                 ])?;
+            let mut sent = p.sent;
+            if let Some((scope, id)) = &dedup {
+                let seq = self.conn.last_insert_rowid();
+                self.conn
+                    .prepare_cached(
+                        "INSERT OR REPLACE INTO dedup (queue_id, scope, dedup_id, message_id, seq, expires_ms)
+                         VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                    )?
+                    .execute(params![
+                        entry.id,
+                        scope,
+                        id,
+                        sent.message_id,
+                        seq,
+                        now.saturating_add(DEDUP_WINDOW_MS)
+                    ])?;
+                sent.sequence_number = Some(sequence_number(seq));
+            }
             self.depth_add(entry.id, 1);
-            results.push(Ok(p.sent));
+            results.push(Ok(sent));
         }
         if visible_now > 0 {
             wake.push((Arc::clone(&entry.notify), visible_now));
@@ -619,13 +680,29 @@ impl Writer {
             // batch of big messages must not be read into memory whole
             // before the byte budget cuts it.
             let candidates = {
-                let mut stmt = self.conn.prepare_cached(
-                    "SELECT seq, octet_length(body) + coalesce(octet_length(attributes), 0),
-                         receive_count
-                     FROM messages
-                     WHERE queue_id = ?1 AND visible_at <= ?2 AND expires_at > ?2
-                     ORDER BY visible_at, seq LIMIT ?3",
-                )?;
+                // A FIFO queue hands out a group's messages in order, and
+                // none of a group while one of its messages is in flight.
+                let mut stmt = self.conn.prepare_cached(match entry.settings.fifo {
+                    None => {
+                        "SELECT seq, octet_length(body) + coalesce(octet_length(attributes), 0),
+                             receive_count
+                         FROM messages
+                         WHERE queue_id = ?1 AND visible_at <= ?2 AND expires_at > ?2
+                         ORDER BY visible_at, seq LIMIT ?3"
+                    }
+                    Some(_) => {
+                        "SELECT seq, octet_length(body) + coalesce(octet_length(attributes), 0),
+                             receive_count
+                         FROM messages m INDEXED BY messages_fifo_order
+                         WHERE queue_id = ?1 AND group_id IS NOT NULL
+                           AND visible_at <= ?2 AND expires_at > ?2
+                           AND NOT EXISTS (SELECT 1 FROM messages o INDEXED BY messages_group
+                               WHERE o.queue_id = ?1 AND o.group_id = m.group_id
+                                 AND o.group_id IS NOT NULL
+                                 AND o.visible_at > ?2 AND o.receipt != 0)
+                         ORDER BY seq LIMIT ?3"
+                    }
+                })?;
                 let limit = i64::try_from(want).unwrap_or(i64::MAX);
                 let rows = stmt
                     .query_map(params![entry.id, now, limit], |r| {
@@ -674,7 +751,11 @@ impl Writer {
                         Default::default()
                     }
                 };
+                let sequence = row.group_id.is_some().then(|| sequence_number(row.seq));
                 out.push(ReceivedMessage {
+                    group_id: row.group_id,
+                    dedup_id: row.dedup_id,
+                    sequence_number: sequence,
                     message_id: row.message_id,
                     receipt_handle: encode_receipt(entry.id, row.seq, token),
                     body: row.body,
@@ -714,7 +795,7 @@ impl Writer {
         self.conn
             .prepare_cached(
                 "SELECT seq, message_id, body, attributes, md5_body, md5_attributes,
-                     sent_ms, receive_count, first_receive_ms
+                     sent_ms, receive_count, first_receive_ms, group_id, dedup_id
                  FROM messages WHERE seq = ?1",
             )?
             .query_row(params![seq], |r| {
@@ -728,6 +809,8 @@ impl Writer {
                     sent_ms: r.get(6)?,
                     receive_count: r.get(7)?,
                     first_receive_ms: r.get(8)?,
+                    group_id: r.get(9)?,
+                    dedup_id: r.get(10)?,
                 })
             })
     }
@@ -859,6 +942,7 @@ impl Writer {
                 let entry = self.shared.entry(&name)?;
                 let tx = self.conn.transaction()?;
                 tx.execute("DELETE FROM messages WHERE queue_id = ?1", [entry.id])?;
+                tx.execute("DELETE FROM dedup WHERE queue_id = ?1", [entry.id])?;
                 tx.execute("DELETE FROM queues WHERE id = ?1", [entry.id])?;
                 tx.commit()?;
                 write(&self.shared.queues).remove(&name);
@@ -888,7 +972,16 @@ impl Writer {
                     "a queue can't be its own dead-letter queue",
                 ));
             }
-            if !read(&self.shared.queues).contains_key(&r.dead_letter) {
+            let fifo_dlq = read(&self.shared.queues)
+                .get(&r.dead_letter)
+                .map(|dlq| dlq.settings.fifo.is_some());
+            if fifo_dlq.is_some_and(|f| f != settings.fifo.is_some()) {
+                return Err(QueueError::bad_attribute(
+                    "RedrivePolicy",
+                    "a FIFO queue's dead-letter queue must be a FIFO queue, and a standard queue's a standard one",
+                ));
+            }
+            if fifo_dlq.is_none() {
                 return Err(QueueError::bad_attribute(
                     "RedrivePolicy",
                     format!(
@@ -980,6 +1073,8 @@ struct Row {
     sent_ms: i64,
     receive_count: i64,
     first_receive_ms: Option<i64>,
+    group_id: Option<String>,
+    dedup_id: Option<String>,
 }
 
 #[cfg(test)]

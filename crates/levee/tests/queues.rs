@@ -60,6 +60,35 @@ fn query_protocol_clients_send_receive_delete_and_read_errors() {
 }
 
 #[test]
+fn fifo_queues_keep_group_order_and_deduplicate() {
+    run_sqs_client("fifo", "boto3_sqs_fifo.py");
+}
+
+#[test]
+fn fifo_deduplication_survives_kill_9() {
+    let body = hello_function("f", "");
+    let s = Server::start("fifodedup", &body);
+    let created = s.admin_sqs(
+        "CreateQueue",
+        &serde_json::json!({"QueueName": "once.fifo", "Attributes": {"FifoQueue": "true"}}),
+    );
+    let url = created["QueueUrl"].as_str().unwrap().to_string();
+    let send = |s: &Server| {
+        s.admin_sqs(
+            "SendMessage",
+            &serde_json::json!({"QueueUrl": url, "MessageBody": "charge card", "MessageGroupId": "order-7", "MessageDeduplicationId": "charge-7"}),
+        )
+    };
+    let first = send(&s);
+    let dir = s.kill9();
+    let s = Server::start_in(dir, &body, &[]);
+    let again = send(&s);
+    assert_eq!(first["MessageId"], again["MessageId"], "{first} {again}");
+    assert_eq!(first["SequenceNumber"], again["SequenceNumber"]);
+    assert_eq!(queue_count(&s, "once.fifo"), 1, "the retry sent nothing");
+}
+
+#[test]
 fn boto3_sqs_client_works_unmodified() {
     run_sqs_client("boto3sqs", "boto3_sqs.py");
 }
