@@ -62,6 +62,7 @@ struct Api {
     queues: Arc<Queues>,
     base_url: String,
     moves: MoveTasks,
+    attempts: Attempts,
 }
 
 /// The SQS API on `POST /`. `base_url` (e.g. `http://127.0.0.1:8081`)
@@ -76,6 +77,7 @@ pub fn sqs_router(queues: Arc<Queues>, base_url: String) -> Router {
             queues,
             base_url,
             moves: MoveTasks::default(),
+            attempts: Attempts::default(),
         }))
 }
 
@@ -1107,6 +1109,40 @@ struct ReceiveReq {
     message_system_attribute_names: Vec<String>,
     #[serde(default)]
     message_attribute_names: Vec<String>,
+    receive_request_attempt_id: Option<String>,
+}
+
+/// Most `ReceiveRequestAttemptId`s remembered at once; past it the oldest
+/// go first.
+const MAX_ATTEMPTS: usize = 10_000;
+/// How long a FIFO receive's attempt id brings back its answer (SQS's).
+const ATTEMPT_WINDOW: Duration = Duration::from_secs(5 * 60);
+
+/// FIFO receives by `ReceiveRequestAttemptId`: a retried receive (its answer
+/// lost in transit) gets the same messages and receipt handles instead of
+/// holding them hidden while taking others.
+#[derive(Debug, Default)]
+struct Attempts {
+    answers: std::sync::Mutex<std::collections::VecDeque<(String, std::time::Instant, Value)>>,
+}
+
+impl Attempts {
+    fn get(&self, key: &str) -> Option<Value> {
+        let mut answers = self.answers.lock().unwrap_or_else(|e| e.into_inner());
+        answers.retain(|(_, at, _)| at.elapsed() < ATTEMPT_WINDOW);
+        answers
+            .iter()
+            .find(|(k, _, _)| k == key)
+            .map(|(_, _, v)| v.clone())
+    }
+
+    fn put(&self, key: String, answer: Value) {
+        let mut answers = self.answers.lock().unwrap_or_else(|e| e.into_inner());
+        if answers.len() >= MAX_ATTEMPTS {
+            answers.pop_front();
+        }
+        answers.push_back((key, std::time::Instant::now(), answer));
+    }
 }
 
 /// Which message attributes a receive returns: `All`, `.*`, `prefix.*` or
@@ -1187,6 +1223,14 @@ async fn receive(api: &Api, r: ReceiveReq) -> Result<Value, ApiError> {
         )));
     }
     let visibility_timeout = r.visibility_timeout.map(visibility).transpose()?;
+    // A FIFO receive's attempt id, scoped to its queue.
+    let attempt = match (&settings.fifo, &r.receive_request_attempt_id) {
+        (Some(_), Some(id)) => Some(format!("{name}\n{id}")),
+        _ => None,
+    };
+    if let Some(answer) = attempt.as_deref().and_then(|k| api.attempts.get(k)) {
+        return Ok(answer);
+    }
     let asked: Vec<&String> = r
         .attribute_names
         .iter()
@@ -1220,7 +1264,11 @@ async fn receive(api: &Api, r: ReceiveReq) -> Result<Value, ApiError> {
         .into_iter()
         .map(|m| message_out(m, &system, &r.message_attribute_names))
         .collect();
-    Ok(json!({ "Messages": out }))
+    let answer = json!({ "Messages": out });
+    if let Some(key) = attempt {
+        api.attempts.put(key, answer.clone());
+    }
+    Ok(answer)
 }
 
 #[derive(Debug, Deserialize)]

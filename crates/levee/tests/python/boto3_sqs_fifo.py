@@ -102,6 +102,14 @@ for t in threads:
     t.join(timeout=120)
 check(seen == groups, "per-group order under four consumers", seen)
 
+# A retried receive (same ReceiveRequestAttemptId) gets the same messages back.
+sqs.send_message(QueueUrl=q, MessageBody="retry-me", MessageGroupId="R")
+one = sqs.receive_message(QueueUrl=q, MaxNumberOfMessages=10, ReceiveRequestAttemptId="attempt-1")["Messages"]
+two = sqs.receive_message(QueueUrl=q, MaxNumberOfMessages=10, ReceiveRequestAttemptId="attempt-1")["Messages"]
+check([m["ReceiptHandle"] for m in one] == [m["ReceiptHandle"] for m in two] and [m["Body"] for m in one] == ["retry-me"], "attempt id replays", (one, two))
+check(sqs.receive_message(QueueUrl=q, MaxNumberOfMessages=10, ReceiveRequestAttemptId="attempt-2").get("Messages", []) == [], "a new attempt finds the group in flight", None)
+sqs.delete_message(QueueUrl=q, ReceiptHandle=one[0]["ReceiptHandle"])
+
 # A FIFO queue's dead-letter queue is a FIFO queue.
 dlq = sqs.create_queue(QueueName="standard-dlq")["QueueUrl"]
 arn = sqs.get_queue_attributes(QueueUrl=dlq, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
