@@ -133,11 +133,12 @@ name!(
 
 name!(
     /// A queue's name: 1 to 80 of `A-Z a-z 0-9 _ -` (SQS's rule for
-    /// standard queues; `.fifo` names are refused, FIFO is not supported).
+    /// standard queues; the SQS API adds `.fifo` for FIFO queues, which
+    /// levee.toml cannot declare).
     QueueName,
     QUEUE = "queue",
     80,
-    " (FIFO queues are not supported)"
+    " (FIFO queues are made through the SQS API, not levee.toml)"
 );
 
 name!(
@@ -195,7 +196,7 @@ mod tests {
         );
         assert_eq!(
             QueueName::parse("a.fifo").unwrap_err().to_string(),
-            "queue names are 1 to 80 characters of A-Z a-z 0-9 _ - (FIFO queues are not supported)"
+            "queue names are 1 to 80 characters of A-Z a-z 0-9 _ - (FIFO queues are made through the SQS API, not levee.toml)"
         );
     }
 

@@ -256,7 +256,7 @@ limit = 5
 "#,
         "levee.toml:1: functions.\"hello world\": function names are 1 to 64 characters of A-Z a-z 0-9 _ -\n\
          levee.toml:5: plans.\"gold!\": plan names are 1 to 64 characters of A-Z a-z 0-9 _ -\n\
-         levee.toml:8: queues.\"orders.fifo\": queue names are 1 to 80 characters of A-Z a-z 0-9 _ - (FIFO queues are not supported)\n\
+         levee.toml:8: queues.\"orders.fifo\": queue names are 1 to 80 characters of A-Z a-z 0-9 _ - (FIFO queues are made through the SQS API, not levee.toml)\n\
          levee.toml:10: budgets.\"daily cap\": budget names are 1 to 64 characters of A-Z a-z 0-9 _ -",
     );
 }
