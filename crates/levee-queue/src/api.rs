@@ -1112,9 +1112,11 @@ struct ReceiveReq {
     receive_request_attempt_id: Option<String>,
 }
 
-/// Most `ReceiveRequestAttemptId`s remembered at once; past it the oldest
-/// go first.
+/// Most `ReceiveRequestAttemptId`s remembered at once, and most bytes of
+/// their answers (one answer can hold ten 256 KiB messages); past either
+/// the oldest go first.
 const MAX_ATTEMPTS: usize = 10_000;
+const MAX_ATTEMPT_BYTES: usize = 64 * 1024 * 1024;
 /// How long a FIFO receive's attempt id brings back its answer (SQS's).
 const ATTEMPT_WINDOW: Duration = Duration::from_secs(5 * 60);
 
@@ -1123,25 +1125,52 @@ const ATTEMPT_WINDOW: Duration = Duration::from_secs(5 * 60);
 /// holding them hidden while taking others.
 #[derive(Debug, Default)]
 struct Attempts {
-    answers: std::sync::Mutex<std::collections::VecDeque<(String, std::time::Instant, Value)>>,
+    answers: std::sync::Mutex<AttemptLog>,
+}
+
+#[derive(Debug, Default)]
+struct AttemptLog {
+    /// (queue and attempt id, when, answer, its size in bytes), oldest first.
+    entries: std::collections::VecDeque<(String, std::time::Instant, Value, usize)>,
+    bytes: usize,
+}
+
+impl AttemptLog {
+    fn pop_oldest(&mut self) {
+        if let Some((_, _, _, size)) = self.entries.pop_front() {
+            self.bytes -= size;
+        }
+    }
 }
 
 impl Attempts {
     fn get(&self, key: &str) -> Option<Value> {
-        let mut answers = self.answers.lock().unwrap_or_else(|e| e.into_inner());
-        answers.retain(|(_, at, _)| at.elapsed() < ATTEMPT_WINDOW);
-        answers
+        let mut log = self.answers.lock().unwrap_or_else(|e| e.into_inner());
+        while log
+            .entries
+            .front()
+            .is_some_and(|(_, at, _, _)| at.elapsed() >= ATTEMPT_WINDOW)
+        {
+            log.pop_oldest();
+        }
+        log.entries
             .iter()
-            .find(|(k, _, _)| k == key)
-            .map(|(_, _, v)| v.clone())
+            .find(|(k, _, _, _)| k == key)
+            .map(|(_, _, v, _)| v.clone())
     }
 
     fn put(&self, key: String, answer: Value) {
-        let mut answers = self.answers.lock().unwrap_or_else(|e| e.into_inner());
-        if answers.len() >= MAX_ATTEMPTS {
-            answers.pop_front();
+        let size = key.len() + answer.to_string().len();
+        if size > MAX_ATTEMPT_BYTES {
+            return;
         }
-        answers.push_back((key, std::time::Instant::now(), answer));
+        let mut log = self.answers.lock().unwrap_or_else(|e| e.into_inner());
+        while log.entries.len() >= MAX_ATTEMPTS || log.bytes + size > MAX_ATTEMPT_BYTES {
+            log.pop_oldest();
+        }
+        log.bytes += size;
+        log.entries
+            .push_back((key, std::time::Instant::now(), answer, size));
     }
 }
 
@@ -1437,5 +1466,25 @@ mod tests {
             "A batch entry id can only contain alphanumeric characters, hyphens and \
              underscores. It can be at most 80 letters long."
         );
+    }
+}
+
+#[cfg(test)]
+mod attempt_tests {
+    use super::*;
+
+    #[test]
+    fn remembered_answers_stay_within_their_byte_bound() {
+        let attempts = Attempts::default();
+        let big = json!({ "Messages": ["x".repeat(MAX_ATTEMPT_BYTES / 3)] });
+        for i in 0..4 {
+            attempts.put(format!("q\na{i}"), big.clone());
+        }
+        let log = attempts.answers.lock().unwrap();
+        assert!(log.bytes <= MAX_ATTEMPT_BYTES, "{}", log.bytes);
+        assert_eq!(log.entries.len(), 2, "the oldest went first");
+        drop(log);
+        assert!(attempts.get("q\na0").is_none());
+        assert_eq!(attempts.get("q\na3"), Some(big));
     }
 }

@@ -252,32 +252,19 @@ impl QueueSettings {
                 }
                 "FifoQueue" => {}
                 "ContentBasedDeduplication" => {
-                    fifo(&mut self.fifo, name)?.content_based_dedup = match value.as_str() {
-                        "true" => true,
-                        "false" => false,
-                        _ => return Err(QueueError::out_of_range(name)),
-                    }
+                    fifo(&mut self.fifo, name)?.content_based_dedup =
+                        one_of(name, value, "true", "false")?
                 }
                 "DeduplicationScope" => {
-                    fifo(&mut self.fifo, name)?.dedup_per_group = match value.as_str() {
-                        "messageGroup" => true,
-                        "queue" => false,
-                        _ => return Err(QueueError::out_of_range(name)),
-                    }
+                    fifo(&mut self.fifo, name)?.dedup_per_group =
+                        one_of(name, value, "messageGroup", "queue")?
                 }
                 "FifoThroughputLimit" => {
-                    fifo(&mut self.fifo, name)?.throughput_per_group = match value.as_str() {
-                        "perMessageGroupId" => true,
-                        "perQueue" => false,
-                        _ => return Err(QueueError::out_of_range(name)),
-                    }
+                    fifo(&mut self.fifo, name)?.throughput_per_group =
+                        one_of(name, value, "perMessageGroupId", "perQueue")?
                 }
                 "SqsManagedSseEnabled" => {
-                    self.unenforced.sqs_managed_sse = Some(match value.as_str() {
-                        "true" => true,
-                        "false" => false,
-                        _ => return Err(QueueError::out_of_range(name)),
-                    })
+                    self.unenforced.sqs_managed_sse = Some(one_of(name, value, "true", "false")?)
                 }
                 _ => {
                     return Err(QueueError::InvalidAttributeName { name: quote(name) });
@@ -315,6 +302,15 @@ impl QueueSettings {
         }
         self.tags = all;
         Ok(())
+    }
+}
+
+/// A two-valued attribute: `yes` is true, `no` false, anything else refused.
+fn one_of(attribute: &str, value: &str, yes: &str, no: &str) -> Result<bool, QueueError> {
+    match value {
+        v if v == yes => Ok(true),
+        v if v == no => Ok(false),
+        _ => Err(QueueError::out_of_range(attribute)),
     }
 }
 

@@ -192,29 +192,23 @@ fn element(out: &mut String, name: &str, inner: &str) {
     out.push_str(&format!("<{name}>{inner}</{name}>"));
 }
 
+/// A string map as repeated `<entry><key>k</key><Value>v</Value></entry>`.
+fn pairs_xml(out: &mut String, entry: &str, key: &str, map: &Map<String, Value>) {
+    for (k, v) in map {
+        let inner = format!(
+            "<{key}>{}</{key}><Value>{}</Value>",
+            escape(k),
+            escape(&text_of(v))
+        );
+        element(out, entry, &inner);
+    }
+}
+
 /// A JSON answer member as Query XML, for `action`.
 fn member(out: &mut String, action: &str, key: &str, value: &Value) {
     match (key, value) {
-        ("Attributes", Value::Object(m)) => {
-            for (k, v) in m {
-                let inner = format!(
-                    "<Name>{}</Name><Value>{}</Value>",
-                    escape(k),
-                    escape(&text_of(v))
-                );
-                element(out, "Attribute", &inner);
-            }
-        }
-        ("Tags", Value::Object(m)) => {
-            for (k, v) in m {
-                let inner = format!(
-                    "<Key>{}</Key><Value>{}</Value>",
-                    escape(k),
-                    escape(&text_of(v))
-                );
-                element(out, "Tag", &inner);
-            }
-        }
+        ("Attributes", Value::Object(m)) => pairs_xml(out, "Attribute", "Name", m),
+        ("Tags", Value::Object(m)) => pairs_xml(out, "Tag", "Key", m),
         ("MessageAttributes", Value::Object(m)) => {
             for (k, v) in m {
                 let mut inner = format!("<Name>{}</Name><Value>", escape(k));

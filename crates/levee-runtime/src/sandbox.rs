@@ -832,11 +832,6 @@ impl Spawned {
         std::mem::take(&mut self.forwards)
     }
 
-    /// The instance's uid, when isolated.
-    pub fn uid(&self) -> Option<u32> {
-        self.lease.as_ref().map(|l| l.uid)
-    }
-
     /// Kills the whole process group (and, with cgroups, every process in the
     /// group's cgroup, which catches processes that left the process group).
     #[allow(unsafe_code)]
