@@ -45,19 +45,21 @@ def handler(event, context):
 
 def sqs_batch(event):
     """An SQS batch: records whose body contains "fail" are reported as
-    failed (partial batch response); the rest succeed. Processed bodies are
-    sent, one per line, to the TCP address $PROCESSED_ADDR, if set, so tests
-    can count deliveries (an isolated instance reaches it through `forward`)."""
+    failed (partial batch response); the rest succeed. Each body is sent, one
+    per line in the batch's order ("failed:" before a failed one), to the TCP
+    address $PROCESSED_ADDR, if set, so tests can count deliveries and check
+    their order (an isolated instance reaches it through `forward`)."""
     failures = []
-    done = []
+    lines = []
     for record in event["Records"]:
         if "fail" in record["body"]:
             failures.append({"itemIdentifier": record["messageId"]})
+            lines.append("failed:" + record["body"])
         else:
-            done.append(record["body"])
+            lines.append(record["body"])
     addr = os.environ.get("PROCESSED_ADDR")
-    if addr and done:
+    if addr and lines:
         host, port = addr.rsplit(":", 1)
         with socket.create_connection((host, int(port)), timeout=5) as out:
-            out.sendall("".join(body + "\n" for body in done).encode())
+            out.sendall("".join(line + "\n" for line in lines).encode())
     return {"batchItemFailures": failures}

@@ -4,7 +4,8 @@
 //! admin API and the SQS API accept exactly the same names. Every kind today
 //! allows 1 to N of `A-Z a-z 0-9 _ -` (the characters that are safe in URLs,
 //! ARNs, metric labels and file names without escaping); only N differs,
-//! following AWS: Lambda function names stop at 64, SQS queue names at 80.
+//! following AWS: Lambda function names stop at 64, SQS queue names at 80,
+//! and a queue name may end in `.fifo` (a FIFO queue, as in SQS).
 //!
 //! Must never accept a name outside its rule, and never echo the rejected
 //! input: callers place the name in their own message (a key path, a quoted
@@ -22,7 +23,9 @@ pub struct NameError {
 
 impl fmt::Display for NameError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let Rule { kind, max, note } = self.rule;
+        let Rule {
+            kind, max, note, ..
+        } = self.rule;
         write!(
             f,
             "{kind} names are 1 to {max} characters of A-Z a-z 0-9 _ -{note}"
@@ -37,14 +40,21 @@ impl std::error::Error for NameError {}
 struct Rule {
     kind: &'static str,
     max: usize,
-    /// Said after the rule, e.g. why a familiar AWS spelling is refused.
+    /// Said after the rule, e.g. the suffix it allows.
     note: &'static str,
+    /// An ending allowed after the characters, counted in `max`.
+    suffix: Option<&'static str>,
 }
 
 impl Rule {
     fn check(&'static self, text: &str) -> Result<(), NameError> {
-        let ok = (1..=self.max).contains(&text.len())
-            && text
+        let stem = self
+            .suffix
+            .and_then(|s| text.strip_suffix(s))
+            .unwrap_or(text);
+        let ok = text.len() <= self.max
+            && !stem.is_empty()
+            && stem
                 .bytes()
                 .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
         if ok {
@@ -56,11 +66,12 @@ impl Rule {
 }
 
 macro_rules! name {
-    ($(#[$doc:meta])* $name:ident, $rule:ident = $kind:literal, $max:expr, $note:literal) => {
+    ($(#[$doc:meta])* $name:ident, $rule:ident = $kind:literal, $max:expr, $note:literal, $suffix:expr) => {
         static $rule: Rule = Rule {
             kind: $kind,
             max: $max,
             note: $note,
+            suffix: $suffix,
         };
 
         $(#[$doc])*
@@ -128,18 +139,26 @@ name!(
     FunctionName,
     FUNCTION = "function",
     64,
-    ""
+    "",
+    None
 );
 
 name!(
-    /// A queue's name: 1 to 80 of `A-Z a-z 0-9 _ -` (SQS's rule for
-    /// standard queues; the SQS API adds `.fifo` for FIFO queues, which
-    /// levee.toml cannot declare).
+    /// A queue's name: 1 to 80 of `A-Z a-z 0-9 _ -`, or such a stem and
+    /// `.fifo` within the 80 for a FIFO queue (SQS's rule).
     QueueName,
     QUEUE = "queue",
     80,
-    " (FIFO queues are made through the SQS API, not levee.toml)"
+    ", and a FIFO queue's name ends in .fifo",
+    Some(".fifo")
 );
+
+impl QueueName {
+    /// Whether this names a FIFO queue.
+    pub fn is_fifo(&self) -> bool {
+        self.0.ends_with(".fifo")
+    }
+}
 
 name!(
     /// A usage plan's name: 1 to 64 of `A-Z a-z 0-9 _ -`. API Gateway allows
@@ -148,7 +167,8 @@ name!(
     PlanName,
     PLAN = "plan",
     64,
-    ""
+    "",
+    None
 );
 
 name!(
@@ -157,7 +177,8 @@ name!(
     BudgetName,
     BUDGET = "budget",
     64,
-    ""
+    "",
+    None
 );
 
 #[cfg(test)]
@@ -183,9 +204,28 @@ mod tests {
         }
         for bad in ["", "a b", "a.fifo", "é", "a/b", "a\0"] {
             assert!(FunctionName::parse(bad).is_err(), "{bad:?}");
-            assert!(QueueName::parse(bad).is_err(), "{bad:?}");
             assert!(PlanName::parse(bad).is_err(), "{bad:?}");
         }
+        for bad in [
+            "",
+            "a b",
+            ".fifo",
+            "a.fifo.fifo",
+            "a.FIFO",
+            "é",
+            "a/b",
+            "a\0",
+        ] {
+            assert!(QueueName::parse(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn a_fifo_queue_name_counts_its_suffix() {
+        let fifo = QueueName::parse(&format!("{}.fifo", "a".repeat(75))).unwrap();
+        assert!(fifo.is_fifo());
+        assert!(QueueName::parse(&format!("{}.fifo", "a".repeat(76))).is_err());
+        assert!(!QueueName::parse("orders").unwrap().is_fifo());
     }
 
     #[test]
@@ -195,8 +235,8 @@ mod tests {
             "function names are 1 to 64 characters of A-Z a-z 0-9 _ -"
         );
         assert_eq!(
-            QueueName::parse("a.fifo").unwrap_err().to_string(),
-            "queue names are 1 to 80 characters of A-Z a-z 0-9 _ - (FIFO queues are made through the SQS API, not levee.toml)"
+            QueueName::parse("a.b").unwrap_err().to_string(),
+            "queue names are 1 to 80 characters of A-Z a-z 0-9 _ -, and a FIFO queue's name ends in .fifo"
         );
     }
 

@@ -41,7 +41,7 @@ pub use model::{
     exposed_admin, AccessLog, Account, Config, Function, Isolation, Network, RuntimeKind, Server,
 };
 pub use plans::{Plan, PlanLimits, Quota, QuotaPeriod};
-pub use queues::{DeadLetter, EventSourceConfig, QueueConfig};
+pub use queues::{DeadLetter, EventSourceConfig, FifoConfig, QueueConfig};
 pub use route::{Route, RouteKey, RouteMethod};
 
 #[cfg(test)]

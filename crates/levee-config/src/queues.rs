@@ -34,6 +34,8 @@ const MAX_MAX_MESSAGES: u64 = 10_000_000;
 const MAX_RECEIVE_COUNT: u32 = 1000;
 /// `batch_size`: 1 to 10 000, default 10 (Lambda's standard-queue range).
 const MAX_BATCH_SIZE: u32 = 10_000;
+/// `batch_size` on a FIFO queue: 1 to 10 (Lambda's FIFO range).
+const MAX_FIFO_BATCH_SIZE: u32 = 10;
 /// `max_batching_window`: 0 to 300 s.
 const MAX_BATCHING_WINDOW: Duration = Duration::from_secs(300);
 /// `max_concurrency`: 2 to 1000, default 2 (Lambda's ScalingConfig range).
@@ -50,10 +52,24 @@ pub struct DeadLetter {
     pub max_receive_count: u32,
 }
 
+/// A FIFO queue's own keys (SQS's attributes of the same names).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct FifoConfig {
+    /// `content_based_deduplication`: a send without a deduplication id
+    /// uses the body's SHA-256.
+    pub content_based_deduplication: bool,
+    /// `deduplication_scope = "messageGroup"` (else `"queue"`).
+    pub dedup_per_group: bool,
+    /// `fifo_throughput_limit = "perMessageGroupId"` (else `"perQueue"`);
+    /// only with `deduplication_scope = "messageGroup"`, as in SQS.
+    pub throughput_per_group: bool,
+}
+
 /// One `[queues.NAME]`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct QueueConfig {
-    /// The table key: 1 to 80 of `[A-Za-z0-9_-]`.
+    /// The table key: 1 to 80 of `[A-Za-z0-9_-]`, ending in `.fifo` for a
+    /// FIFO queue.
     pub name: levee_common::name::QueueName,
     /// How long a received message stays hidden; 0..=12h, default 30 s.
     pub visibility_timeout: Duration,
@@ -66,6 +82,8 @@ pub struct QueueConfig {
     /// Depth bound; 1..=10 000 000, default 100 000.
     pub max_messages: u64,
     pub dead_letter: Option<DeadLetter>,
+    /// `Some` exactly when the name ends in `.fifo`.
+    pub fifo: Option<FifoConfig>,
 }
 
 /// One `[[event_sources]]`: a queue feeding a function.
@@ -106,6 +124,9 @@ pub(crate) struct RawQueue {
     max_message_size: Option<RawSize>,
     max_messages: Option<u64>,
     dead_letter: Option<RawDeadLetter>,
+    content_based_deduplication: Option<bool>,
+    deduplication_scope: Option<String>,
+    fifo_throughput_limit: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -154,8 +175,65 @@ fn duration(
     }
 }
 
+/// `key`'s value as whether it is `yes` (SQS's two spellings), or a problem.
+fn either(key: &str, value: Option<&str>, yes: &str, no: &str, f: &mut Found) -> bool {
+    match value {
+        None => false,
+        Some(v) if v == yes => true,
+        Some(v) if v == no => false,
+        Some(v) => {
+            f.push(key, format!("must be \"{no}\" or \"{yes}\", not `{v}`"));
+            false
+        }
+    }
+}
+
+/// The FIFO keys of a queue named `name`: refused on a standard queue.
+fn fifo(name: &str, raw: &RawQueue, f: &mut Found) -> Option<FifoConfig> {
+    if !name.ends_with(".fifo") {
+        for (key, set) in [
+            (
+                "content_based_deduplication",
+                raw.content_based_deduplication.is_some(),
+            ),
+            ("deduplication_scope", raw.deduplication_scope.is_some()),
+            ("fifo_throughput_limit", raw.fifo_throughput_limit.is_some()),
+        ] {
+            if set {
+                f.push(key, "only for FIFO queues, whose names end in .fifo");
+            }
+        }
+        return None;
+    }
+    let dedup_per_group = either(
+        "deduplication_scope",
+        raw.deduplication_scope.as_deref(),
+        "messageGroup",
+        "queue",
+        f,
+    );
+    let throughput_per_group = either(
+        "fifo_throughput_limit",
+        raw.fifo_throughput_limit.as_deref(),
+        "perMessageGroupId",
+        "perQueue",
+        f,
+    );
+    if throughput_per_group && !dedup_per_group {
+        f.push(
+            "fifo_throughput_limit",
+            "\"perMessageGroupId\" needs deduplication_scope = \"messageGroup\"",
+        );
+    }
+    Some(FifoConfig {
+        content_based_deduplication: raw.content_based_deduplication.unwrap_or(false),
+        dedup_per_group,
+        throughput_per_group,
+    })
+}
+
 /// Validates one queue; `declared` are all queue names in the file (a
-/// dead-letter queue must be one of them).
+/// dead-letter queue must be one of them, and of the same type).
 pub(crate) fn queue(
     name: &str,
     raw: RawQueue,
@@ -163,6 +241,7 @@ pub(crate) fn queue(
     f: &mut Found,
 ) -> Option<QueueConfig> {
     let checked = f.named(QueueName::parse(name));
+    let fifo = fifo(name, &raw, f);
     let visibility_timeout = duration(
         "visibility_timeout",
         raw.visibility_timeout.as_deref(),
@@ -219,6 +298,12 @@ pub(crate) fn queue(
                 format!("no queue `{}`; declare it as [queues.{}]", d.queue, d.queue),
             );
             ok = false;
+        } else if d.queue.ends_with(".fifo") != name.ends_with(".fifo") {
+            f.push(
+                KeyPath::of("dead_letter").key("queue"),
+                "a FIFO queue's dead-letter queue is a FIFO queue, a standard queue's is standard",
+            );
+            ok = false;
         }
         if !(1..=MAX_RECEIVE_COUNT).contains(&d.max_receive_count) {
             f.push(
@@ -243,6 +328,7 @@ pub(crate) fn queue(
         max_message_size,
         max_messages,
         dead_letter,
+        fifo,
     })
 }
 
@@ -308,7 +394,19 @@ pub(crate) fn event_source(
             );
         }
     }
-    if batch_size > 10 && max_batching_window < Duration::from_secs(1) {
+    // Lambda's rules for FIFO sources: at most 10 a batch, no window.
+    let fifo = queue.is_some_and(|q| q.fifo.is_some());
+    if fifo && batch_size > MAX_FIFO_BATCH_SIZE {
+        found.push(
+            "batch_size",
+            format!("a FIFO queue's batches are at most {MAX_FIFO_BATCH_SIZE}, not {batch_size}"),
+        );
+    } else if fifo && !max_batching_window.is_zero() {
+        found.push(
+            "max_batching_window",
+            "a FIFO queue's source has no batching window; leave it at 0s",
+        );
+    } else if batch_size > 10 && max_batching_window < Duration::from_secs(1) {
         found.push(
             "max_batching_window",
             "must be at least 1s when batch_size is above 10",
@@ -399,6 +497,44 @@ dead_letter = { queue = "orders-dlq", max_receive_count = 5 }
         assert!(found.is_empty());
         assert_eq!(empty.visibility_timeout, Duration::from_secs(30));
         assert_eq!(empty.max_messages, 100_000);
+    }
+
+    #[test]
+    fn a_fifo_queue_takes_its_keys_and_its_sources_lambdas_limits() {
+        let declared = vec!["pay.fifo".to_string(), "pay-dlq.fifo".to_string()];
+        let (q, found) = queue(
+            "pay.fifo",
+            raw_queue(
+                r#"
+content_based_deduplication = true
+deduplication_scope = "messageGroup"
+fifo_throughput_limit = "perMessageGroupId"
+dead_letter = { queue = "pay-dlq.fifo" }
+"#,
+            ),
+            &declared,
+        );
+        assert!(found.is_empty(), "{found:?}");
+        assert_eq!(
+            q.fifo,
+            Some(FifoConfig {
+                content_based_deduplication: true,
+                dedup_per_group: true,
+                throughput_per_group: true
+            })
+        );
+        let (plain, _) = queue("pay-dlq.fifo", RawQueue::default(), &declared);
+        assert_eq!(plain.fifo, Some(FifoConfig::default()));
+        let queues: BTreeMap<String, QueueConfig> = [("pay.fifo".to_string(), q)].into();
+        let functions: BTreeMap<String, Duration> =
+            [("worker".to_string(), Duration::from_secs(3))].into();
+        let (es, found) = event_source(
+            raw_source("queue = \"pay.fifo\"\nfunction = \"worker\"\nmax_batching_window = \"2s\""),
+            &queues,
+            &functions,
+        );
+        assert!(es.is_none());
+        assert_eq!(found.keys(), ["max_batching_window"]);
     }
 
     // Bad names are pinned in tests/error_text.rs: a badly named entry is

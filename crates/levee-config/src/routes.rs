@@ -126,6 +126,13 @@ pub(crate) fn async_routes(
             (Some(q), _) if !queues.contains_key(q) => {
                 found.push(at.key("queue"), format!("no queue `{q}` in [queues]"))
             }
+            (Some(q), true) if queues[q].fifo.is_some() => found.push(
+                at.key("queue"),
+                format!(
+                    "`{q}` is a FIFO queue, and a FIFO message needs a MessageGroupId an \
+                     HTTP request doesn't carry; an async route fills a standard queue"
+                ),
+            ),
             (Some(_), false) => {
                 found.push(at.key("async"), "`queue` is only for `async = true` routes")
             }

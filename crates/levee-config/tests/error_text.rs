@@ -248,7 +248,7 @@ code = "src"
 [plans."gold!"]
 throttle = { rate = 10, burst = 20 }
 
-[queues."orders.fifo"]
+[queues."orders.FIFO"]
 
 [budgets."daily cap"]
 period = "day"
@@ -256,8 +256,41 @@ limit = 5
 "#,
         "levee.toml:1: functions.\"hello world\": function names are 1 to 64 characters of A-Z a-z 0-9 _ -\n\
          levee.toml:5: plans.\"gold!\": plan names are 1 to 64 characters of A-Z a-z 0-9 _ -\n\
-         levee.toml:8: queues.\"orders.fifo\": queue names are 1 to 80 characters of A-Z a-z 0-9 _ - (FIFO queues are made through the SQS API, not levee.toml)\n\
+         levee.toml:8: queues.\"orders.FIFO\": queue names are 1 to 80 characters of A-Z a-z 0-9 _ -, and a FIFO queue's name ends in .fifo\n\
          levee.toml:10: budgets.\"daily cap\": budget names are 1 to 64 characters of A-Z a-z 0-9 _ -",
+    );
+}
+
+#[test]
+fn fifo_queues_keep_their_own_rules() {
+    check_hello(
+        r#"
+[queues."orders.fifo"]
+deduplication_scope = "group"
+fifo_throughput_limit = "perMessageGroupId"
+dead_letter = { queue = "plain" }
+
+[queues.plain]
+content_based_deduplication = true
+
+[[event_sources]]
+queue = "orders.fifo"
+function = "hello"
+batch_size = 100
+max_batching_window = "1s"
+
+[[routes]]
+route = "POST /jobs"
+function = "hello"
+async = true
+queue = "orders.fifo"
+"#,
+        "levee.toml:6: queues.\"orders.fifo\".deduplication_scope: must be \"queue\" or \"messageGroup\", not `group`\n\
+         levee.toml:7: queues.\"orders.fifo\".fifo_throughput_limit: \"perMessageGroupId\" needs deduplication_scope = \"messageGroup\"\n\
+         levee.toml:8: queues.\"orders.fifo\".dead_letter.queue: a FIFO queue's dead-letter queue is a FIFO queue, a standard queue's is standard\n\
+         levee.toml:11: queues.plain.content_based_deduplication: only for FIFO queues, whose names end in .fifo\n\
+         levee.toml:16: event_sources[0].batch_size: a FIFO queue's batches are at most 10, not 100\n\
+         levee.toml:23: routes[0].queue: `orders.fifo` is a FIFO queue, and a FIFO message needs a MessageGroupId an HTTP request doesn't carry; an async route fills a standard queue",
     );
 }
 

@@ -10,7 +10,7 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use levee_config::{Config, EventSourceConfig, QueueConfig};
-use levee_queue::model::{QueueSettings, Redrive};
+use levee_queue::model::{FifoSettings, QueueSettings, Redrive};
 use levee_queue::{EventSource, InvokeResult, Invoker};
 use levee_runtime::{InvokeRequest, Scheduler};
 
@@ -29,6 +29,11 @@ pub fn settings(q: &QueueConfig) -> QueueSettings {
         redrive: q.dead_letter.as_ref().map(|d| Redrive {
             dead_letter: d.queue.clone(),
             max_receive_count: d.max_receive_count,
+        }),
+        fifo: q.fifo.as_ref().map(|f| FifoSettings {
+            content_based_dedup: f.content_based_deduplication,
+            dedup_per_group: f.dedup_per_group,
+            throughput_per_group: f.throughput_per_group,
         }),
         ..QueueSettings::default()
     }

@@ -369,15 +369,12 @@ pub fn queue_arn(name: &str) -> String {
     format!("arn:aws:sqs:{REGION}:{ACCOUNT_ID}:{name}")
 }
 
-/// 1..=80 characters of `[A-Za-z0-9_-]`: [`QueueName`]'s rule, which
-/// levee.toml's queues follow too.
-/// SQS's rule: 1 to 80 characters of `A-Z a-z 0-9 _ -`, and a FIFO queue's
-/// name ends in `.fifo` (counted in the 80).
+/// [`QueueName`]'s rule, which levee.toml's queues follow too: SQS's 1 to
+/// 80 characters of `A-Z a-z 0-9 _ -`, a FIFO queue's ending in `.fifo`.
 pub fn validate_queue_name(name: &str) -> Result<(), QueueError> {
-    let stem = name.strip_suffix(".fifo").unwrap_or(name);
-    match QueueName::parse(stem) {
-        Ok(_) if name.len() <= 80 => Ok(()),
-        _ => Err(QueueError::InvalidName { name: quote(name) }),
+    match QueueName::parse(name) {
+        Ok(_) => Ok(()),
+        Err(_) => Err(QueueError::InvalidName { name: quote(name) }),
     }
 }
 
