@@ -63,6 +63,11 @@ pub(crate) const MIGRATIONS: &[&str] = &[
         PRIMARY KEY (queue_id, scope, dedup_id)
     );
     CREATE INDEX dedup_expiry ON dedup(expires_ms);",
+    // v4: FIFO receives walk the groups, and each group in order, instead
+    // of every message in order: a backlog behind groups in flight no
+    // longer costs a scan of the whole queue.
+    "DROP INDEX messages_fifo_order;
+    CREATE INDEX messages_fifo_groups ON messages(queue_id, group_id) WHERE group_id IS NOT NULL;",
 ];
 
 pub(crate) fn open_connection(path: &Path) -> Result<Connection, QueueError> {

@@ -48,8 +48,16 @@ const DEDUP_SWEEP_LIMIT: i64 = 200_000;
 /// Query rounds one receive may take when messages are being moved to a
 /// dead-letter queue instead of delivered.
 const MAX_RECEIVE_ROUNDS: usize = 8;
+/// Most message groups one FIFO receive looks at, from where the last one
+/// stopped: a receive costs two index lookups per group, so one that finds
+/// every group in flight stays cheap however many there are; the next
+/// receive goes on from there.
+const MAX_GROUPS_PER_RECEIVE: usize = 256;
 /// Longest receipt handle accepted (ours are under 80 characters).
 const MAX_RECEIPT_LEN: usize = 1024;
+
+/// A message a receive may take: (seq, size in bytes, receive count).
+type Candidate = (i64, i64, i64);
 
 /// A queue as the rest of the crate sees it. Replaced whole (never mutated)
 /// when its settings change; `notify` and `waiters` carry over.
@@ -238,6 +246,10 @@ pub(crate) struct Writer {
     /// Rows per queue id, expired-but-unswept included.
     depth: HashMap<i64, u64>,
     last_sweep_ms: i64,
+    /// Per FIFO queue id, the group the last receive stopped at: receives
+    /// go round the groups, so none starves behind the others. At most one
+    /// a queue.
+    fifo_cursor: HashMap<i64, String>,
 }
 
 /// Answers waiting for the commit, and queues to wake after it.
@@ -260,6 +272,7 @@ impl Writer {
             shared,
             depth: HashMap::new(),
             last_sweep_ms: i64::MIN,
+            fifo_cursor: HashMap::new(),
         };
         w.load_queues()?;
         w.reload_depths()?;
@@ -683,41 +696,9 @@ impl Writer {
             // Sizes first, bodies only for the messages that fit: a big
             // batch of big messages must not be read into memory whole
             // before the byte budget cuts it.
-            let candidates = {
-                // A FIFO queue hands out a group's messages in order, and
-                // none of a group while one of its messages is in flight.
-                let mut stmt = self.conn.prepare_cached(match entry.settings.fifo {
-                    None => {
-                        "SELECT seq, octet_length(body) + coalesce(octet_length(attributes), 0),
-                             receive_count
-                         FROM messages
-                         WHERE queue_id = ?1 AND visible_at <= ?2 AND expires_at > ?2
-                         ORDER BY visible_at, seq LIMIT ?3"
-                    }
-                    Some(_) => {
-                        "SELECT seq, octet_length(body) + coalesce(octet_length(attributes), 0),
-                             receive_count
-                         FROM messages m INDEXED BY messages_fifo_order
-                         WHERE queue_id = ?1 AND group_id IS NOT NULL
-                           AND visible_at <= ?2 AND expires_at > ?2
-                           AND NOT EXISTS (SELECT 1 FROM messages o INDEXED BY messages_group
-                               WHERE o.queue_id = ?1 AND o.group_id = m.group_id
-                                 AND o.group_id IS NOT NULL
-                                 AND o.visible_at > ?2 AND o.receipt != 0)
-                         ORDER BY seq LIMIT ?3"
-                    }
-                })?;
-                let limit = i64::try_from(want).unwrap_or(i64::MAX);
-                let rows = stmt
-                    .query_map(params![entry.id, now, limit], |r| {
-                        Ok((
-                            r.get::<_, i64>(0)?,
-                            r.get::<_, i64>(1)?,
-                            r.get::<_, i64>(2)?,
-                        ))
-                    })?
-                    .collect::<Result<Vec<_>, _>>()?;
-                rows
+            let candidates = match entry.settings.fifo {
+                None => self.ready(entry.id, want, now)?,
+                Some(_) => self.ready_in_groups(entry.id, want, now)?,
             };
             let fetched = candidates.len();
             for (seq, size, receive_count) in candidates {
@@ -792,6 +773,103 @@ impl Writer {
             messages: out,
             next_visible_ms,
         })
+    }
+
+    /// Up to `want` visible messages of a standard queue, oldest first, as
+    /// (seq, size, receive count).
+    fn ready(
+        &self,
+        queue_id: i64,
+        want: usize,
+        now: i64,
+    ) -> Result<Vec<Candidate>, rusqlite::Error> {
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT seq, octet_length(body) + coalesce(octet_length(attributes), 0), receive_count
+             FROM messages
+             WHERE queue_id = ?1 AND visible_at <= ?2 AND expires_at > ?2
+             ORDER BY visible_at, seq LIMIT ?3",
+        )?;
+        let limit = i64::try_from(want).unwrap_or(i64::MAX);
+        let rows = stmt.query_map(params![queue_id, now, limit], |r| {
+            Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+        })?;
+        rows.collect()
+    }
+
+    /// Up to `want` messages of a FIFO queue, group by group from where
+    /// the last receive stopped: each group that has none in flight gives
+    /// its messages in order, as many as fit, up to its first one not yet
+    /// visible (SQS also returns a group's messages together). Looks at
+    /// most at [`MAX_GROUPS_PER_RECEIVE`] groups.
+    fn ready_in_groups(
+        &mut self,
+        queue_id: i64,
+        want: usize,
+        now: i64,
+    ) -> Result<Vec<Candidate>, rusqlite::Error> {
+        let mut next_group = self.conn.prepare_cached(
+            "SELECT group_id FROM messages INDEXED BY messages_fifo_groups
+             WHERE queue_id = ?1 AND group_id > ?2 ORDER BY group_id LIMIT 1",
+        )?;
+        let mut in_flight = self.conn.prepare_cached(
+            "SELECT EXISTS (SELECT 1 FROM messages INDEXED BY messages_group
+                 WHERE queue_id = ?1 AND group_id = ?2 AND visible_at > ?3 AND receipt != 0)",
+        )?;
+        let mut in_order = self.conn.prepare_cached(
+            "SELECT seq, octet_length(body) + coalesce(octet_length(attributes), 0), receive_count,
+                 visible_at, expires_at
+             FROM messages INDEXED BY messages_fifo_groups
+             WHERE queue_id = ?1 AND group_id = ?2 ORDER BY seq LIMIT ?3",
+        )?;
+        let start = self.fifo_cursor.get(&queue_id).cloned().unwrap_or_default();
+        let mut cursor = start.clone();
+        let mut wrapped = false;
+        let mut out: Vec<Candidate> = Vec::new();
+        for _ in 0..MAX_GROUPS_PER_RECEIVE {
+            if out.len() >= want {
+                break;
+            }
+            let group: Option<String> = next_group
+                .query_row(params![queue_id, cursor], |r| r.get(0))
+                .optional()?;
+            let group = match group {
+                Some(g) if wrapped && g > start => break,
+                Some(g) => g,
+                // Past the last group: once round to the first.
+                None if !wrapped && !start.is_empty() => {
+                    wrapped = true;
+                    cursor.clear();
+                    continue;
+                }
+                None => break,
+            };
+            cursor.clone_from(&group);
+            if in_flight.query_row(params![queue_id, group, now], |r| r.get::<_, bool>(0))? {
+                continue;
+            }
+            let limit = i64::try_from(want - out.len()).unwrap_or(i64::MAX);
+            let rows = in_order.query_map(params![queue_id, group, limit], |r| {
+                Ok((
+                    (r.get(0)?, r.get(1)?, r.get(2)?),
+                    r.get::<_, i64>(3)?,
+                    r.get::<_, i64>(4)?,
+                ))
+            })?;
+            for row in rows {
+                let (candidate, visible_at, expires_at) = row?;
+                // An expired message is gone (the sweep deletes it); one not
+                // yet visible holds the rest of its group behind it.
+                if expires_at <= now {
+                    continue;
+                }
+                if visible_at > now {
+                    break;
+                }
+                out.push(candidate);
+            }
+        }
+        self.fifo_cursor.insert(queue_id, cursor);
+        Ok(out)
     }
 
     /// One message's row, by its sequence number.
@@ -951,6 +1029,7 @@ impl Writer {
                 tx.commit()?;
                 write(&self.shared.queues).remove(&name);
                 self.depth.remove(&entry.id);
+                self.fifo_cursor.remove(&entry.id);
                 // Long polls on it re-check and find it gone.
                 entry.notify.notify_waiters();
                 Ok(Outcome::Done)

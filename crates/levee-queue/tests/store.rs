@@ -572,3 +572,114 @@ async fn sends_beside_long_polls() {
         while waiters.join_next().await.is_some() {}
     }
 }
+
+/// A FIFO receive walks the groups from where the last one stopped: each
+/// group's messages come in order and together, a group with one in flight
+/// gives nothing, and with more groups than one receive looks at, every
+/// group is still served within a round of receives.
+#[tokio::test]
+async fn fifo_receives_go_round_the_groups_in_order() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (q, clock) = open(dir.path());
+    let fifo = QueueSettings {
+        fifo: Some(levee_queue::model::FifoSettings {
+            content_based_dedup: true,
+            ..Default::default()
+        }),
+        ..QueueSettings::default()
+    };
+    q.create_queue("o.fifo", fifo).await.expect("created");
+    // 600 groups of 3, sent interleaved: g0-0, g1-0, …, g599-0, g0-1, …
+    const GROUPS: usize = 600;
+    for i in 0..3 {
+        for batch in (0..GROUPS).collect::<Vec<_>>().chunks(10) {
+            let messages = batch
+                .iter()
+                .map(|g| NewMessage {
+                    group_id: Some(format!("g{g:03}")),
+                    ..msg(&format!("g{g:03}-{i}"))
+                })
+                .collect();
+            for r in q.send_batch("o.fifo", messages).await.expect("sent") {
+                r.expect("each sent");
+            }
+        }
+    }
+    // Each receive of 10 takes one group's three messages, in order, plus
+    // the head of the next groups; no group is taken twice while in flight.
+    let mut seen: std::collections::BTreeMap<String, Vec<String>> = Default::default();
+    let mut receives = 0;
+    while seen.values().map(Vec::len).sum::<usize>() < GROUPS * 3 {
+        receives += 1;
+        assert!(receives <= GROUPS, "every message within {GROUPS} receives");
+        for m in q.receive("o.fifo", take(10)).await.expect("received") {
+            let (group, _) = m.body.split_once('-').unwrap();
+            seen.entry(group.to_string())
+                .or_default()
+                .push(m.body.clone());
+            q.delete_message("o.fifo", &m.receipt_handle)
+                .await
+                .expect("deleted");
+        }
+    }
+    assert_eq!(seen.len(), GROUPS);
+    for (g, bodies) in &seen {
+        assert_eq!(
+            bodies,
+            &[format!("{g}-0"), format!("{g}-1"), format!("{g}-2")]
+        );
+    }
+    // 600 groups in flight, and one message in a group among them: a
+    // receive looks at a bounded number of groups, so it may take a second
+    // receive to reach it, never more.
+    for batch in (0..GROUPS).collect::<Vec<_>>().chunks(10) {
+        let messages = batch
+            .iter()
+            .map(|g| NewMessage {
+                group_id: Some(format!("g{g:03}")),
+                ..msg(&format!("g{g:03}-late"))
+            })
+            .collect();
+        q.send_batch("o.fifo", messages).await.expect("sent");
+    }
+    let mut held = 0;
+    while held < GROUPS {
+        held += q.receive("o.fifo", take(10)).await.expect("received").len();
+    }
+    let m = NewMessage {
+        group_id: Some("g400x".into()),
+        ..msg("g400x-0")
+    };
+    q.send_batch("o.fifo", vec![m]).await.expect("sent");
+    let mut found = Vec::new();
+    for _ in 0..2 {
+        found.extend(q.receive("o.fifo", take(10)).await.expect("received"));
+    }
+    let bodies: Vec<&str> = found.iter().map(|m| m.body.as_str()).collect();
+    assert_eq!(bodies, ["g400x-0"]);
+    q.purge("o.fifo").await.expect("purged");
+    // In flight holds a group; after its visibility timeout its head comes
+    // back first, with the receive count up.
+    for g in ["a", "b"] {
+        for i in 0..2 {
+            let m = NewMessage {
+                group_id: Some(g.into()),
+                ..msg(&format!("{g}{i}"))
+            };
+            q.send_batch("o.fifo", vec![m]).await.expect("sent");
+        }
+    }
+    let first = q.receive("o.fifo", take(1)).await.expect("received");
+    let held = first[0].body.clone();
+    let other = q.receive("o.fifo", take(10)).await.expect("received");
+    assert_eq!(other.len(), 2, "the other group, whole: {other:?}");
+    assert!(other.iter().all(|m| m.body[..1] != held[..1]));
+    assert!(q.receive("o.fifo", take(10)).await.expect("ok").is_empty());
+    clock.advance_ms(31_000);
+    let again = q.receive("o.fifo", take(10)).await.expect("received");
+    let group: Vec<_> = again.iter().filter(|m| m.body[..1] == held[..1]).collect();
+    assert_eq!(group.len(), 2, "{again:?}");
+    assert_eq!(group[0].body, held);
+    assert_eq!(group[0].receive_count, 2);
+    assert_eq!(group[1].body, format!("{}1", &held[..1]));
+}
