@@ -34,6 +34,7 @@ use crate::model::{
 use crate::moves::MoveTasks;
 use crate::query;
 use crate::queues::{queue_url, Queues};
+use crate::recent::Recent;
 
 /// Largest request body: ten 256 KiB messages, base64 attributes and JSON
 /// escaping fit; more is refused before parsing.
@@ -63,6 +64,7 @@ struct Api {
     base_url: String,
     moves: MoveTasks,
     attempts: Attempts,
+    recent: Recent,
 }
 
 /// The SQS API on `POST /`. `base_url` (e.g. `http://127.0.0.1:8081`)
@@ -78,6 +80,7 @@ pub fn sqs_router(queues: Arc<Queues>, base_url: String) -> Router {
             base_url,
             moves: MoveTasks::default(),
             attempts: Attempts::default(),
+            recent: Recent::default(),
         }))
 }
 
@@ -238,10 +241,15 @@ impl ApiError {
     fn into_query_response(self) -> Response {
         let status =
             StatusCode::from_u16(self.code.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        // The one text AWS words differently in the Query protocol.
+        let message = match self.code.shape {
+            "QueueDoesNotExist" => "The specified queue does not exist for this wsdl version.",
+            _ => &self.message,
+        };
         let xml = query::error(
             self.code.sender_fault,
             self.code.query_code,
-            &self.message,
+            message,
             &request_id(),
         );
         xml_answer(status, xml)
@@ -255,12 +263,19 @@ async fn dispatch(api: &Api, action: &str, b: &[u8]) -> Result<Value, ApiError> 
         "ListQueues" => list_queues(api, parse(b)?),
         "DeleteQueue" => {
             let r: UrlOnly = parse(b)?;
-            api.queues.delete_queue(&name_of(&r.queue_url)?).await?;
+            let name = name_of(&r.queue_url)?;
+            api.queues.delete_queue(&name).await?;
+            api.recent.deleted(&name, now_ms());
             Ok(json!({}))
         }
         "PurgeQueue" => {
             let r: UrlOnly = parse(b)?;
-            api.queues.purge(&name_of(&r.queue_url)?).await?;
+            let name = name_of(&r.queue_url)?;
+            if api.queues.settings(&name).is_none() {
+                return Err(QueueError::not_found(&name).into());
+            }
+            api.recent.purge(&name, now_ms())?;
+            api.queues.purge(&name).await?;
             Ok(json!({}))
         }
         "GetQueueAttributes" => get_attributes(api, parse(b)?).await,
@@ -320,23 +335,23 @@ async fn dispatch(api: &Api, action: &str, b: &[u8]) -> Result<Value, ApiError> 
         "ListMessageMoveTasks" => list_moves(api, parse(b)?),
         "CancelMessageMoveTask" => {
             let r: CancelMoveReq = parse(b)?;
-            let task = api.moves.cancel(&r.task_handle).ok_or_else(|| {
-                ApiError::new(
-                    AwsCode::sender("ResourceNotFoundException", "ResourceNotFoundException"),
-                    format!(
-                        "no running message move task has the handle '{}'",
-                        quote(&r.task_handle)
-                    ),
-                )
-            })?;
+            let source = crate::moves::source_of_handle(&r.task_handle)
+                .ok_or_else(|| ApiError::invalid("Value for parameter TaskHandle is invalid."))?;
+            queue_of_arn(api, &source, "SourceArn")?;
+            let task =
+                api.moves
+                    .cancel(&r.task_handle)
+                    .ok_or_else(|| QueueError::ResourceNotFound {
+                        message: "Task does not exist.".into(),
+                    })?;
             Ok(json!({ "ApproximateNumberOfMessagesMoved": task.moved() }))
         }
         other => Err(ApiError::new(
-            AwsCode::sender(
-                "AWS.SimpleQueueService.UnsupportedOperation",
-                "UnsupportedOperation",
+            AwsCode::sender("InvalidAction", "InvalidAction"),
+            format!(
+                "The action {} is not valid for this endpoint.",
+                quote(other)
             ),
-            format!("action '{}' is not supported", quote(other)),
         )),
     }
 }
@@ -455,11 +470,17 @@ struct CancelMoveReq {
     task_handle: String,
 }
 
-/// The queue an ARN names (`arn:aws:sqs:REGION:ACCOUNT:NAME`), if it exists.
-fn queue_of_arn(api: &Api, arn: &str) -> Result<String, ApiError> {
+/// The queue an ARN names (`arn:aws:sqs:REGION:ACCOUNT:NAME`), if it
+/// exists; else SQS's 404 naming the `parameter` that held it.
+fn queue_of_arn(api: &Api, arn: &str, parameter: &str) -> Result<String, ApiError> {
     let name = arn.rsplit(':').next().unwrap_or_default();
     if !arn.starts_with("arn:aws:sqs:") || api.queues.settings(name).is_none() {
-        return Err(QueueError::not_found(name).into());
+        return Err(QueueError::ResourceNotFound {
+            message: format!(
+                "The resource that you specified for the {parameter} parameter doesn't exist."
+            ),
+        }
+        .into());
     }
     Ok(name.to_string())
 }
@@ -471,11 +492,11 @@ fn now_ms() -> i64 {
 }
 
 async fn start_move(api: &Api, r: StartMoveReq) -> Result<Value, ApiError> {
-    let source = queue_of_arn(api, &r.source_arn)?;
+    let source = queue_of_arn(api, &r.source_arn, "SourceArn")?;
     let destination = r
         .destination_arn
         .as_deref()
-        .map(|arn| queue_of_arn(api, arn))
+        .map(|arn| queue_of_arn(api, arn, "DestinationArn"))
         .transpose()?;
     let is_dead_letter = api.queues.names().iter().any(|q| {
         api.queues
@@ -484,10 +505,9 @@ async fn start_move(api: &Api, r: StartMoveReq) -> Result<Value, ApiError> {
             .is_some_and(|rd| rd.dead_letter == source)
     });
     if !is_dead_letter {
-        return Err(ApiError::invalid(format!(
-            "Source queue '{}' must be configured as a Dead Letter Queue.",
-            quote(&source)
-        )));
+        return Err(ApiError::invalid(
+            "Source queue must be configured as a Dead Letter Queue.",
+        ));
     }
     let rate = r
         .max_number_of_messages_per_second
@@ -514,7 +534,7 @@ async fn start_move(api: &Api, r: StartMoveReq) -> Result<Value, ApiError> {
 }
 
 fn list_moves(api: &Api, r: ListMovesReq) -> Result<Value, ApiError> {
-    let source = queue_of_arn(api, &r.source_arn)?;
+    let source = queue_of_arn(api, &r.source_arn, "SourceArn")?;
     let max = match r.max_results {
         None => 1,
         Some(n) if (1..=MAX_LISTED_MOVES).contains(&n) => n as usize,
@@ -533,7 +553,7 @@ fn list_moves(api: &Api, r: ListMovesReq) -> Result<Value, ApiError> {
             let mut v = json!({
                 "Status": status.as_str(),
                 "SourceArn": queue_arn(&t.source),
-                "MaxNumberOfMessagesPerSecond": t.rate,
+
                 "ApproximateNumberOfMessagesMoved": t.moved(),
                 "ApproximateNumberOfMessagesToMove": t.to_move,
                 "StartedTimestamp": t.started_ms,
@@ -544,6 +564,10 @@ fn list_moves(api: &Api, r: ListMovesReq) -> Result<Value, ApiError> {
             }
             if let Some(d) = &t.destination {
                 v["DestinationArn"] = json!(queue_arn(d));
+            }
+            // Only when the task was started with one, as in SQS.
+            if let Some(rate) = t.asked_rate {
+                v["MaxNumberOfMessagesPerSecond"] = json!(rate);
             }
             if let Some(reason) = reason {
                 v["FailureReason"] = json!(reason);
@@ -615,8 +639,14 @@ async fn create_queue(api: &Api, r: CreateReq) -> Result<Value, ApiError> {
         if wanted == current {
             return Ok(json!({ "QueueUrl": url }));
         }
-        return Err(QueueError::Exists { name: r.queue_name }.into());
+        let attribute = current.first_difference(&wanted).to_string();
+        return Err(QueueError::Exists {
+            name: r.queue_name,
+            attribute,
+        }
+        .into());
     }
+    api.recent.may_create(&r.queue_name, now_ms())?;
     let mut settings = QueueSettings::default();
     settings.apply_attributes(&r.attributes)?;
     settings.add_tags(&r.tags)?;
@@ -796,7 +826,7 @@ async fn get_attributes(api: &Api, r: GetAttrsReq) -> Result<Value, ApiError> {
                 (u.sqs_managed_sse != Some(false) && u.kms_master_key_id.is_none()).to_string()
             }
             other => {
-                return Err(QueueError::InvalidAttributeName { name: quote(other) }.into());
+                return Err(QueueError::unknown_attribute(other).into());
             }
         };
         out.insert(n.to_string(), Value::String(v));
@@ -816,10 +846,9 @@ struct SetAttrsReq {
 fn queue_type_matches_name(name: &str, settings: &QueueSettings) -> Result<(), QueueError> {
     match (name.ends_with(".fifo"), settings.fifo.is_some()) {
         (true, true) | (false, false) => Ok(()),
-        (true, false) => Err(QueueError::invalid(
-            "The name of a FIFO queue can only include alphanumeric characters, hyphens, or underscores, must end with .fifo suffix and be 1 to 80 in length; a queue named .fifo needs the attribute FifoQueue=true",
+        (_, _) => Err(QueueError::invalid(
+            "The name of a FIFO queue can only include alphanumeric characters, hyphens, or underscores, must end with .fifo suffix and be 1 to 80 in length.",
         )),
-        (false, true) => Err(QueueError::out_of_range("FifoQueue")),
     }
 }
 
@@ -829,6 +858,10 @@ async fn set_attributes(api: &Api, r: SetAttrsReq) -> Result<Value, ApiError> {
         .queues
         .settings(&name)
         .ok_or_else(|| QueueError::not_found(&name))?;
+    // A standard queue doesn't know FifoQueue at all, true or false (SQS).
+    if settings.fifo.is_none() && r.attributes.contains_key("FifoQueue") {
+        return Err(QueueError::unknown_attribute("FifoQueue").into());
+    }
     settings.apply_attributes(&r.attributes)?;
     queue_type_matches_name(&name, &settings)?;
     api.queues.set_settings(&name, settings).await?;
@@ -1012,7 +1045,7 @@ fn failed_entry(id: &str, e: &QueueError) -> Value {
         "Id": id,
         "SenderFault": code.sender_fault,
         "Code": code.query_code,
-        "Message": e.to_string(),
+        "Message": e.in_batch(),
     })
 }
 
@@ -1042,17 +1075,45 @@ async fn send_batch(api: &Api, r: SendBatchReq) -> Result<Value, ApiError> {
         "SendMessageBatchRequestEntry",
         r.entries.iter().map(|e| e.id.as_str()),
     )?;
+    // Bodies and attributes, counted as a message's size counts them.
     let total: usize = r
         .entries
         .iter()
-        .map(|e| e.message_body.len())
+        .flat_map(|e| {
+            let attributes = e.message_attributes.iter().map(|(name, a)| {
+                let value = a.string_value.as_ref().map_or(0, String::len)
+                    + a.binary_value.as_ref().map_or(0, |b| b.len() / 4 * 3);
+                name.len() + a.data_type.len() + value + 1
+            });
+            std::iter::once(e.message_body.len()).chain(attributes)
+        })
         .fold(0, usize::saturating_add);
     if total > MAX_MESSAGE_SIZE {
         return Err(ApiError::batch(
             "AWS.SimpleQueueService.BatchRequestTooLong",
             "BatchRequestTooLong",
-            &format!("the batch's bodies total {total} bytes; at most {MAX_MESSAGE_SIZE}"),
+            &format!(
+                "Batch requests cannot be longer than {MAX_MESSAGE_SIZE} bytes. You have sent {total} bytes."
+            ),
         ));
+    }
+    // A FIFO batch missing a group or a deduplication id fails whole, as
+    // in SQS, not entry by entry.
+    if let Some(fifo) = api.queues.settings(&name).and_then(|s| s.fifo) {
+        if r.entries.iter().any(|e| e.message_group_id.is_none()) {
+            return Err(ApiError::invalid(
+                "The request must contain the parameter MessageGroupId.",
+            ));
+        }
+        if !fifo.content_based_dedup
+            && r.entries
+                .iter()
+                .any(|e| e.message_deduplication_id.is_none())
+        {
+            return Err(ApiError::invalid(
+                "The queue should either have ContentBasedDeduplication enabled or MessageDeduplicationId provided explicitly",
+            ));
+        }
     }
     let mut ids = Vec::with_capacity(r.entries.len());
     let mut messages = Vec::new();
@@ -1239,17 +1300,23 @@ async fn receive(api: &Api, r: ReceiveReq) -> Result<Value, ApiError> {
         .ok_or_else(|| QueueError::not_found(&name))?;
     let max = r.max_number_of_messages.unwrap_or(1);
     if !(1..=MAX_API_RECEIVE).contains(&max) {
-        return Err(ApiError::invalid(format!(
-            "MaxNumberOfMessages must be between 1 and {MAX_API_RECEIVE}, not {max}"
-        )));
+        return Err(QueueError::invalid_value(
+            "MaxNumberOfMessages",
+            &max.to_string(),
+            &format!("Must be between 1 and {MAX_API_RECEIVE}, if provided."),
+        )
+        .into());
     }
     let wait = r
         .wait_time_seconds
         .unwrap_or(i64::from(settings.receive_wait));
     if !(0..=i64::from(MAX_WAIT_SECS)).contains(&wait) {
-        return Err(ApiError::invalid(format!(
-            "WaitTimeSeconds must be between 0 and {MAX_WAIT_SECS}, not {wait}"
-        )));
+        return Err(QueueError::invalid_value(
+            "WaitTimeSeconds",
+            &wait.to_string(),
+            &format!("Must be >= 0 and <= {MAX_WAIT_SECS}, if provided."),
+        )
+        .into());
     }
     let visibility_timeout = r.visibility_timeout.map(visibility).transpose()?;
     // A FIFO receive's attempt id, scoped to its queue.

@@ -7,6 +7,9 @@
 
 /// Longest piece of caller-supplied text quoted back in an error message.
 const MAX_QUOTED_CHARS: usize = 80;
+/// Longest parameter value echoed in AWS's "Value V for parameter P is
+/// invalid" (long enough for a 128-character id and one past it).
+const MAX_ECHOED_VALUE: usize = 256;
 
 /// Everything that can go wrong in the queue store. `Clone` so one failed
 /// group commit can answer every caller in it.
@@ -17,8 +20,28 @@ pub enum QueueError {
     #[error("The specified queue does not exist.")]
     NotFound { name: String },
 
-    #[error("queue '{name}' already exists with different attributes")]
-    Exists { name: String },
+    /// AWS's words: `attribute` is the first one whose value differs
+    /// (`name` is for logs).
+    #[error(
+        "A queue already exists with the same name and a different value for attribute {attribute}"
+    )]
+    Exists { name: String, attribute: String },
+
+    /// SQS's 60 seconds between deleting a queue and creating its name again.
+    #[error("You must wait 60 seconds after deleting a queue before you can create another with the same name.")]
+    DeletedRecently { name: String },
+
+    /// SQS's one purge per queue per 60 seconds.
+    #[error("Only one PurgeQueue operation on {name} is allowed every 60 seconds.")]
+    PurgeInProgress { name: String },
+
+    /// AWS's words for a required parameter left out.
+    #[error("The request must contain the parameter {parameter}.")]
+    MissingParameter { parameter: &'static str },
+
+    /// A move task's queue or the task itself is not there (404 in SQS).
+    #[error("{message}")]
+    ResourceNotFound { message: String },
 
     /// The queue holds `max` messages; the sender should retry later (the
     /// edge answers 503, the SQS API `ServiceUnavailable`).
@@ -31,27 +54,33 @@ pub enum QueueError {
     #[error("at most {max} queues can exist")]
     TooManyQueues { max: usize },
 
+    /// AWS's words (not recorded from AWS in the sources Levee has seen;
+    /// see docs/SQS.md); `name` is for logs.
     #[error(
-        "invalid queue name '{name}': use 1 to 80 characters of A-Z a-z 0-9 _ - \
-         (a FIFO queue's ends in .fifo)"
+        "Can only include alphanumeric characters, hyphens, or underscores. 1 to 80 in length"
     )]
     InvalidName { name: String },
 
-    /// AWS's words for a queue attribute it does not know.
-    #[error("Unknown Attribute {name}.")]
-    InvalidAttributeName { name: String },
+    /// An attribute that does not apply: "Unknown Attribute X." for most
+    /// (see [`QueueError::unknown_attribute`]), AWS's own sentence for others.
+    #[error("{message}")]
+    InvalidAttributeName { message: String },
 
     /// AWS's words for a value out of range or of the wrong form.
     #[error("Invalid value for the parameter {attribute}.")]
     AttributeOutOfRange { attribute: String },
 
-    #[error("invalid value for {attribute}: {message}")]
+    #[error("Invalid value for the parameter {attribute}. Reason: {message}")]
     InvalidAttributeValue { attribute: String, message: String },
 
     #[error("{message}")]
     InvalidParameter { message: String },
 
-    #[error("message of {size} bytes is longer than queue '{name}' accepts ({max} bytes)")]
+    /// AWS's words (a batch entry says "cannot be validated" instead of
+    /// "are invalid"; see [`QueueError::in_batch`]).
+    #[error(
+        "One or more parameters are invalid. Reason: Message must be shorter than {max} bytes."
+    )]
     MessageTooLong {
         name: String,
         size: usize,
@@ -66,8 +95,15 @@ pub enum QueueError {
     #[error("The input receipt handle \"{handle}\" is not a valid receipt handle.")]
     ReceiptHandleIsInvalid { handle: String },
 
-    #[error("the message referred to is not in flight")]
-    MessageNotInflight,
+    /// AWS's words for a visibility change to a message deleted or
+    /// received again since the handle was issued.
+    #[error("Value {handle} for parameter ReceiptHandle is invalid. Reason: Message does not exist or is not available for visibility timeout change.")]
+    MessageNotInflight { handle: String },
+
+    /// AWS's words for deleting from a FIFO queue with a handle whose
+    /// visibility timeout has run out.
+    #[error("Value {handle} for parameter ReceiptHandle is invalid. Reason: The receipt handle has expired.")]
+    ReceiptHandleExpired { handle: String },
 
     #[error("the queue store is shutting down")]
     ShuttingDown,
@@ -130,7 +166,7 @@ impl AwsCode {
 }
 
 pub(crate) const INVALID_PARAMETER: AwsCode =
-    AwsCode::sender("InvalidParameterValue", "InvalidParameterValue");
+    AwsCode::sender("InvalidParameterValue", "InvalidParameterValueException");
 
 impl QueueError {
     /// The SQS error this maps to. `Full` and `ShuttingDown` are 503
@@ -143,6 +179,24 @@ impl QueueError {
                 "QueueDoesNotExist",
             ),
             QueueError::Exists { .. } => AwsCode::sender("QueueAlreadyExists", "QueueNameExists"),
+            QueueError::DeletedRecently { .. } => AwsCode::sender(
+                "AWS.SimpleQueueService.QueueDeletedRecently",
+                "QueueDeletedRecently",
+            ),
+            QueueError::PurgeInProgress { .. } => AwsCode {
+                status: 403,
+                ..AwsCode::sender(
+                    "AWS.SimpleQueueService.PurgeQueueInProgress",
+                    "PurgeQueueInProgress",
+                )
+            },
+            QueueError::MissingParameter { .. } => {
+                AwsCode::sender("MissingParameter", "MissingRequiredParameterException")
+            }
+            QueueError::ResourceNotFound { .. } => AwsCode {
+                status: 404,
+                ..AwsCode::sender("ResourceNotFoundException", "ResourceNotFoundException")
+            },
             // What SQS answers when a policy forbids the action.
             QueueError::Declared { .. } => AwsCode {
                 status: 403,
@@ -154,7 +208,9 @@ impl QueueError {
             },
             QueueError::InvalidName { .. }
             | QueueError::InvalidParameter { .. }
-            | QueueError::MessageTooLong { .. } => INVALID_PARAMETER,
+            | QueueError::MessageTooLong { .. }
+            | QueueError::MessageNotInflight { .. }
+            | QueueError::ReceiptHandleExpired { .. } => INVALID_PARAMETER,
             QueueError::InvalidAttributeName { .. } => {
                 AwsCode::sender("InvalidAttributeName", "InvalidAttributeName")
             }
@@ -167,10 +223,6 @@ impl QueueError {
             QueueError::ReceiptHandleIsInvalid { .. } => {
                 AwsCode::sender("ReceiptHandleIsInvalid", "ReceiptHandleIsInvalid")
             }
-            QueueError::MessageNotInflight => AwsCode::sender(
-                "AWS.SimpleQueueService.MessageNotInflight",
-                "MessageNotInflight",
-            ),
             QueueError::Full { .. } | QueueError::ShuttingDown => AwsCode {
                 status: 503,
                 query_code: "ServiceUnavailable",
@@ -206,6 +258,25 @@ impl QueueError {
         }
     }
 
+    /// AWS's words for an attribute it does not know (or that does not
+    /// apply to this queue's type).
+    pub(crate) fn unknown_attribute(name: &str) -> Self {
+        QueueError::InvalidAttributeName {
+            message: format!("Unknown Attribute {}.", quote(name)),
+        }
+    }
+
+    /// AWS's "Value V for parameter P is invalid. Reason: R" (InvalidParameterValue);
+    /// `value` is echoed up to [`MAX_ECHOED_VALUE`] characters.
+    pub(crate) fn invalid_value(parameter: &str, value: &str, reason: &str) -> Self {
+        QueueError::InvalidParameter {
+            message: format!(
+                "Value {} for parameter {parameter} is invalid. Reason: {reason}",
+                levee_store::sqlite::quote(value, MAX_ECHOED_VALUE)
+            ),
+        }
+    }
+
     pub(crate) fn out_of_range(attribute: &str) -> Self {
         QueueError::AttributeOutOfRange {
             attribute: quote(attribute),
@@ -216,6 +287,17 @@ impl QueueError {
         QueueError::InvalidAttributeValue {
             attribute: quote(attribute),
             message: message.into(),
+        }
+    }
+
+    /// The words a send's failure takes as one entry of a batch: SQS says
+    /// "cannot be validated" there where a single send says "are invalid".
+    pub fn in_batch(&self) -> String {
+        match self {
+            QueueError::MessageTooLong { max, .. } => format!(
+                "One or more parameters cannot be validated. Reason: Message must be shorter than {max} bytes."
+            ),
+            other => other.to_string(),
         }
     }
 

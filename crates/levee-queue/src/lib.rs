@@ -33,6 +33,7 @@ pub mod moves;
 pub mod poller;
 pub mod query;
 mod queues;
+mod recent;
 mod writer;
 
 pub use api::sqs_router;

@@ -186,6 +186,13 @@ impl QueueSettings {
                 return Err(QueueError::out_of_range("FifoThroughputLimit"));
             }
         }
+        if self.unenforced.kms_master_key_id.is_some()
+            && self.unenforced.sqs_managed_sse == Some(true)
+        {
+            return Err(QueueError::InvalidAttributeName {
+                message: "You can use one type of server-side encryption (SSE) at one time. You can either enable KMS SSE or SQS SSE.".into(),
+            });
+        }
         if let Some(r) = &self.redrive {
             validate_queue_name(&r.dead_letter)?;
             in_range(
@@ -198,28 +205,106 @@ impl QueueSettings {
         Ok(())
     }
 
+    /// The SQS name of the first attribute whose value differs between
+    /// `self` and `other` (what `QueueAlreadyExists` names), tags aside.
+    pub fn first_difference(&self, other: &QueueSettings) -> &'static str {
+        let (a, b) = (self, other);
+        let fifo = |s: &QueueSettings| s.fifo.clone().unwrap_or_default();
+        let (fa, fb) = (fifo(a), fifo(b));
+        let (ua, ub) = (&a.unenforced, &b.unenforced);
+        [
+            (a.delay != b.delay, "DelaySeconds"),
+            (
+                a.max_message_size != b.max_message_size,
+                "MaximumMessageSize",
+            ),
+            (a.retention != b.retention, "MessageRetentionPeriod"),
+            (
+                a.receive_wait != b.receive_wait,
+                "ReceiveMessageWaitTimeSeconds",
+            ),
+            (
+                a.visibility_timeout != b.visibility_timeout,
+                "VisibilityTimeout",
+            ),
+            (a.redrive != b.redrive, "RedrivePolicy"),
+            (a.fifo.is_some() != b.fifo.is_some(), "FifoQueue"),
+            (
+                fa.content_based_dedup != fb.content_based_dedup,
+                "ContentBasedDeduplication",
+            ),
+            (
+                fa.dedup_per_group != fb.dedup_per_group,
+                "DeduplicationScope",
+            ),
+            (
+                fa.throughput_per_group != fb.throughput_per_group,
+                "FifoThroughputLimit",
+            ),
+            (ua.policy != ub.policy, "Policy"),
+            (
+                ua.redrive_allow_policy != ub.redrive_allow_policy,
+                "RedriveAllowPolicy",
+            ),
+            (
+                ua.kms_master_key_id != ub.kms_master_key_id,
+                "KmsMasterKeyId",
+            ),
+            (
+                ua.kms_data_key_reuse_period != ub.kms_data_key_reuse_period,
+                "KmsDataKeyReusePeriodSeconds",
+            ),
+            (
+                ua.sqs_managed_sse != ub.sqs_managed_sse,
+                "SqsManagedSseEnabled",
+            ),
+        ]
+        .into_iter()
+        .find_map(|(differs, name)| differs.then_some(name))
+        .unwrap_or("MaxMessages")
+    }
+
     /// Applies SQS attribute strings (`CreateQueue`/`SetQueueAttributes`).
     /// Unknown names are refused, and FIFO-only names on a standard queue.
     pub fn apply_attributes(
         &mut self,
         attributes: &BTreeMap<String, String>,
     ) -> Result<(), QueueError> {
-        // The queue's type first: the FIFO attributes depend on it.
-        match attributes.get("FifoQueue").map(String::as_str) {
-            None => {}
-            Some("true") => {
-                self.fifo.get_or_insert_with(FifoSettings::default);
+        // The queue's type first: the FIFO attributes depend on it. As in
+        // SQS, a standard queue doesn't know FifoQueue=false, and a FIFO
+        // queue can't become standard; `true` on a standard queue makes a
+        // FIFO one, which the caller refuses unless the name says so.
+        match (
+            attributes.get("FifoQueue").map(String::as_str),
+            self.fifo.is_some(),
+        ) {
+            (None, _) | (Some("true"), true) => {}
+            (Some("true"), false) => self.fifo = Some(FifoSettings::default()),
+            (Some("false"), false) => return Err(QueueError::unknown_attribute("FifoQueue")),
+            (Some("false"), true) => {
+                return Err(QueueError::bad_attribute(
+                    "FifoQueue",
+                    "Modifying queue type is not supported.",
+                ))
             }
-            Some("false") if self.fifo.is_none() => {}
-            Some(_) => return Err(QueueError::out_of_range("FifoQueue")),
+            (Some(_), _) => return Err(QueueError::out_of_range("FifoQueue")),
         }
         for (name, value) in attributes {
             fn fifo<'a>(
                 fifo: &'a mut Option<FifoSettings>,
                 name: &str,
             ) -> Result<&'a mut FifoSettings, QueueError> {
-                fifo.as_mut()
-                    .ok_or_else(|| QueueError::InvalidAttributeName { name: quote(name) })
+                fifo.as_mut().ok_or_else(|| match name {
+                    // AWS's sentence for these two; the rest are unknown.
+                    "DeduplicationScope" | "FifoThroughputLimit" => {
+                        QueueError::InvalidAttributeName {
+                            message: format!(
+                                "You can specify the {name} only when FifoQueue is set to true."
+                            ),
+                        }
+                    }
+                    _ => QueueError::unknown_attribute(name),
+                })
             }
             let num = |v: &str| -> Result<u64, QueueError> {
                 v.trim()
@@ -266,9 +351,7 @@ impl QueueSettings {
                 "SqsManagedSseEnabled" => {
                     self.unenforced.sqs_managed_sse = Some(one_of(name, value, "true", "false")?)
                 }
-                _ => {
-                    return Err(QueueError::InvalidAttributeName { name: quote(name) });
-                }
+                _ => return Err(QueueError::unknown_attribute(name)),
             }
         }
         self.validate()
@@ -342,13 +425,14 @@ fn parse_redrive_policy(text: &str) -> Result<Option<Redrive>, QueueError> {
     if text.trim().is_empty() {
         return Ok(None);
     }
-    let bad = |m: &str| QueueError::bad_attribute("RedrivePolicy", m.to_string());
+    let bad = |reason: &str| QueueError::invalid_value("RedrivePolicy", text, reason);
     let v: serde_json::Value =
-        serde_json::from_str(text).map_err(|_| bad("is not a JSON object"))?;
+        serde_json::from_str(text).map_err(|_| bad("Redrive policy is not a valid JSON map."))?;
     let arn = v
         .get("deadLetterTargetArn")
         .and_then(|a| a.as_str())
-        .ok_or_else(|| bad("needs deadLetterTargetArn"))?;
+        .filter(|a| a.starts_with("arn:aws:sqs:") && a.split(':').count() == 6)
+        .ok_or_else(|| bad("Invalid value for deadLetterTargetArn."))?;
     let count = match v.get("maxReceiveCount") {
         Some(serde_json::Value::Number(n)) => n.as_u64(),
         Some(serde_json::Value::String(s)) => s.trim().parse::<u64>().ok(),
@@ -356,7 +440,7 @@ fn parse_redrive_policy(text: &str) -> Result<Option<Redrive>, QueueError> {
         Some(_) => None,
     }
     .and_then(|n| u32::try_from(n).ok())
-    .ok_or_else(|| bad("maxReceiveCount must be a whole number"))?;
+    .ok_or_else(|| bad("Invalid value for maxReceiveCount."))?;
     let name = arn.rsplit(':').next().unwrap_or_default();
     Ok(Some(Redrive {
         dead_letter: name.to_string(),
@@ -387,10 +471,13 @@ fn validate_fifo_id(parameter: &str, id: &str) -> Result<(), QueueError> {
             .all(|b| b.is_ascii_alphanumeric() || b.is_ascii_punctuation());
     match ok {
         true => Ok(()),
-        false => Err(QueueError::invalid(format!(
-            "Value {} for parameter {parameter} is invalid. Reason: it must be 1 to {MAX_FIFO_ID} letters, digits or punctuation.",
-            quote(id)
-        ))),
+        false => Err(QueueError::invalid_value(
+            parameter,
+            id,
+            &format!(
+                "{parameter} can only include alphanumeric and punctuation characters. 1 to {MAX_FIFO_ID} in length."
+            ),
+        )),
     }
 }
 
@@ -525,15 +612,21 @@ pub fn validate_attributes(attributes: &MessageAttributes) -> Result<usize, Queu
             validate_text(s, "message attribute value")?;
             if s.is_empty() {
                 return Err(QueueError::invalid(format!(
-                    "message attribute '{}' has an empty value",
-                    quote(name)
+                    "Message (user) attribute '{}' must contain a non-empty value of type '{}'.",
+                    quote(name),
+                    quote(t)
                 )));
             }
         }
+        // Name, data type and value, and one more byte: AWS refuses an
+        // attribute k/String/x beside a body of the limit less 8 bytes
+        // (recorded in LocalStack's AWS snapshots), and takes a body of the
+        // limit alone.
         size = size
             .saturating_add(name.len())
             .saturating_add(t.len())
-            .saturating_add(value_len);
+            .saturating_add(value_len)
+            .saturating_add(1);
     }
     Ok(size)
 }
@@ -563,20 +656,26 @@ pub fn validate_message(
     msg: &NewMessage,
 ) -> Result<usize, QueueError> {
     if msg.body.is_empty() {
-        return Err(QueueError::invalid("the message body must not be empty"));
+        return Err(QueueError::MissingParameter {
+            parameter: "MessageBody",
+        });
     }
     validate_text(&msg.body, "the message body")?;
     let invalid_here = |parameter: &str, value: &str| {
-        QueueError::invalid(format!(
-            "Value {} for parameter {parameter} is invalid. Reason: The request include parameter that is not valid for this queue type.",
-            quote(value)
-        ))
+        QueueError::invalid_value(
+            parameter,
+            value,
+            "The request include parameter that is not valid for this queue type.",
+        )
     };
     match &settings.fifo {
         Some(fifo) => {
-            let group = msg.group_id.as_deref().ok_or_else(|| {
-                QueueError::invalid("The request must contain the parameter MessageGroupId.")
-            })?;
+            let group = msg
+                .group_id
+                .as_deref()
+                .ok_or(QueueError::MissingParameter {
+                    parameter: "MessageGroupId",
+                })?;
             validate_fifo_id("MessageGroupId", group)?;
             match &msg.dedup_id {
                 Some(id) => validate_fifo_id("MessageDeduplicationId", id)?,
@@ -587,13 +686,18 @@ pub fn validate_message(
                     ))
                 }
             }
-            if let Some(d) = msg.delay {
+            if let Some(d) = msg.delay.filter(|&d| d != 0) {
                 return Err(invalid_here("DelaySeconds", &d.to_string()));
             }
         }
         None => {
             if let Some(id) = &msg.dedup_id {
                 return Err(invalid_here("MessageDeduplicationId", id));
+            }
+            // SQS takes a group id on a standard queue too (fair queues);
+            // one node has no tenants to balance, so it is checked only.
+            if let Some(group) = &msg.group_id {
+                validate_fifo_id("MessageGroupId", group)?;
             }
         }
     }
@@ -855,10 +959,20 @@ mod tests {
                 value: AttributeValue::String("v".repeat(30)),
             },
         );
+        // 1000 + "k" + "String" + 30 + 1 (AWS's count, see validate_attributes).
+        let too_long = validate_message("q", &settings, &msg).unwrap_err();
         assert!(matches!(
-            validate_message("q", &settings, &msg),
-            Err(QueueError::MessageTooLong { size: 1037, .. })
+            too_long,
+            QueueError::MessageTooLong { size: 1038, .. }
         ));
+        assert_eq!(
+            too_long.to_string(),
+            "One or more parameters are invalid. Reason: Message must be shorter than 1024 bytes."
+        );
+        assert_eq!(
+            too_long.in_batch(),
+            "One or more parameters cannot be validated. Reason: Message must be shorter than 1024 bytes."
+        );
     }
 
     #[test]

@@ -13,7 +13,11 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use base64::engine::general_purpose::STANDARD;
+use base64::Engine as _;
+
 use crate::error::QueueError;
+use crate::model::queue_arn;
 use crate::queues::Queues;
 
 /// Tasks remembered for `ListMessageMoveTasks`, finished ones included.
@@ -46,10 +50,13 @@ impl Status {
 /// One task, as `ListMessageMoveTasks` reports it.
 #[derive(Debug)]
 pub struct Task {
+    /// SQS's shape: base64 of `{"taskId":UUID,"sourceArn":ARN}`.
     pub handle: String,
     pub source: String,
     pub destination: Option<String>,
     pub rate: u32,
+    /// `MaxNumberOfMessagesPerSecond` as the caller gave it.
+    pub asked_rate: Option<u32>,
     pub to_move: u64,
     pub started_ms: i64,
     moved: AtomicU64,
@@ -90,25 +97,33 @@ impl MoveTasks {
         to_move: u64,
         now_ms: i64,
     ) -> Result<Arc<Task>, QueueError> {
+        let asked_rate = rate;
         let rate = rate.unwrap_or(DEFAULT_RATE);
         if !(1..=MAX_RATE).contains(&rate) {
-            return Err(QueueError::invalid(format!(
-                "MaxNumberOfMessagesPerSecond must be between 1 and {MAX_RATE}, not {rate}"
-            )));
+            return Err(QueueError::invalid_value(
+                "MaxNumberOfMessagesPerSecond",
+                &rate.to_string(),
+                &format!("Must be between 1 and {MAX_RATE}."),
+            ));
         }
         let mut tasks = self.tasks.lock().unwrap_or_else(|e| e.into_inner());
         if tasks.iter().any(|t| {
             t.source == source && matches!(t.status().0, Status::Running | Status::Cancelling)
         }) {
-            return Err(QueueError::invalid(format!(
-                "a message move task is already running on queue '{source}'"
-            )));
+            return Err(QueueError::invalid(
+                "There is already a task running. Only one active task is allowed for a source queue arn at a given time.",
+            ));
         }
+        let handle = serde_json::json!({
+            "taskId": uuid::Uuid::new_v4().to_string(),
+            "sourceArn": queue_arn(&source),
+        });
         let task = Arc::new(Task {
-            handle: uuid::Uuid::new_v4().to_string(),
+            handle: STANDARD.encode(handle.to_string()),
             source,
             destination,
             rate,
+            asked_rate,
             to_move,
             started_ms: now_ms,
             moved: AtomicU64::new(0),
@@ -145,6 +160,14 @@ impl MoveTasks {
     }
 }
 
+/// The source ARN a task handle names, if it is one of SQS's shape.
+pub fn source_of_handle(handle: &str) -> Option<String> {
+    let json = STANDARD.decode(handle.as_bytes()).ok()?;
+    let v: serde_json::Value = serde_json::from_slice(&json).ok()?;
+    uuid::Uuid::parse_str(v.get("taskId")?.as_str()?).ok()?;
+    Some(v.get("sourceArn")?.as_str()?.to_string())
+}
+
 /// Moves `rate` messages a second until the source is empty, the task is
 /// cancelled, or a move fails.
 async fn run(queues: Arc<Queues>, task: Arc<Task>) {
@@ -170,8 +193,9 @@ async fn run(queues: Arc<Queues>, task: Arc<Task>) {
             Ok(n) => {
                 task.moved.fetch_add(n as u64, Ordering::Relaxed);
             }
+            // SQS gives the error's code as the reason.
             Err(e) => {
-                task.set(Status::Failed, Some(e.to_string()));
+                task.set(Status::Failed, Some(e.aws_code().query_code.to_string()));
                 return;
             }
         }

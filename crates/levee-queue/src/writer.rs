@@ -21,6 +21,7 @@ use tokio::sync::{mpsc, oneshot, Notify};
 
 use crate::db::{count_u32, decode_attributes, encode_attributes};
 use crate::error::{quote, QueueError};
+use crate::model::queue_arn;
 use crate::model::{
     sequence_number, validate_queue_name, NewMessage, QueueSettings, ReceivedMessage, SentMessage,
     DEDUP_WINDOW_MS, MAX_QUEUES,
@@ -488,7 +489,7 @@ impl Writer {
                 visibility,
                 ..
             } => self.receive(&entry, max_messages, max_bytes, visibility, now, wake)?,
-            Op::Delete { handles, .. } => self.delete(&entry, &handles)?,
+            Op::Delete { handles, .. } => self.delete(&entry, &handles, now)?,
             Op::ChangeVisibility { entries, .. } => {
                 self.change_visibility(&entry, &entries, now, wake)?
             }
@@ -942,6 +943,7 @@ impl Writer {
         &mut self,
         entry: &QueueEntry,
         handles: &[String],
+        now: i64,
     ) -> Result<Outcome, rusqlite::Error> {
         let mut results = Vec::with_capacity(handles.len());
         for h in handles {
@@ -951,14 +953,30 @@ impl Writer {
             };
             // A stale handle (the message was received again since) or an
             // already deleted message succeeds without deleting, as in SQS.
+            // On a FIFO queue a handle past its visibility timeout is
+            // refused: the group may already be another consumer's.
+            let fifo = entry.settings.fifo.is_some();
             let n = self
                 .conn
                 .prepare_cached(
-                    "DELETE FROM messages WHERE seq = ?1 AND queue_id = ?2 AND receipt = ?3",
+                    "DELETE FROM messages WHERE seq = ?1 AND queue_id = ?2 AND receipt = ?3
+                         AND (?4 = 0 OR visible_at > ?5)",
                 )?
-                .execute(params![seq, q, token])?;
+                .execute(params![seq, q, token, fifo, now])?;
             self.depth_add(entry.id, -i64::try_from(n).unwrap_or(0));
-            results.push(Ok(()));
+            let expired = fifo
+                && n == 0
+                && self
+                    .conn
+                    .prepare_cached(
+                        "SELECT EXISTS (SELECT 1 FROM messages
+                             WHERE seq = ?1 AND queue_id = ?2 AND receipt = ?3)",
+                    )?
+                    .query_row(params![seq, q, token], |r| r.get::<_, bool>(0))?;
+            results.push(match expired {
+                true => Err(QueueError::ReceiptHandleExpired { handle: quote(h) }),
+                false => Ok(()),
+            });
         }
         Ok(Outcome::PerEntry(results))
     }
@@ -976,21 +994,18 @@ impl Writer {
                 results.push(Err(QueueError::bad_receipt(h)));
                 continue;
             };
+            // As in SQS, a handle still current may change its message's
+            // visibility after the timeout ran out; a deleted message or
+            // one received again since may not.
             let n = self
                 .conn
                 .prepare_cached(
                     "UPDATE messages SET visible_at = ?4
-                     WHERE seq = ?1 AND queue_id = ?2 AND receipt = ?3 AND visible_at > ?5",
+                     WHERE seq = ?1 AND queue_id = ?2 AND receipt = ?3",
                 )?
-                .execute(params![
-                    seq,
-                    q,
-                    token,
-                    now.saturating_add(secs_ms(*secs)),
-                    now
-                ])?;
+                .execute(params![seq, q, token, now.saturating_add(secs_ms(*secs))])?;
             if n == 0 {
-                results.push(Err(QueueError::MessageNotInflight));
+                results.push(Err(QueueError::MessageNotInflight { handle: quote(h) }));
             } else {
                 if *secs == 0 {
                     wake.push((Arc::clone(&entry.notify), 1));
@@ -1049,29 +1064,28 @@ impl Writer {
         validate_queue_name(name)?;
         settings.validate()?;
         if let Some(r) = &settings.redrive {
+            // In AWS's form, the policy as stored standing for what was sent.
+            let bad = |reason: &str| {
+                let policy = format!(
+                    "{{\"deadLetterTargetArn\":\"{}\",\"maxReceiveCount\":{}}}",
+                    queue_arn(&r.dead_letter),
+                    r.max_receive_count
+                );
+                QueueError::invalid_value("RedrivePolicy", &policy, reason)
+            };
             if r.dead_letter == name {
-                return Err(QueueError::bad_attribute(
-                    "RedrivePolicy",
-                    "a queue can't be its own dead-letter queue",
-                ));
+                return Err(bad("A queue can't be its own dead-letter queue."));
             }
             let fifo_dlq = read(&self.shared.queues)
                 .get(&r.dead_letter)
                 .map(|dlq| dlq.settings.fifo.is_some());
             if fifo_dlq.is_some_and(|f| f != settings.fifo.is_some()) {
-                return Err(QueueError::bad_attribute(
-                    "RedrivePolicy",
-                    "a FIFO queue's dead-letter queue must be a FIFO queue, and a standard queue's a standard one",
+                return Err(bad(
+                    "Dead-letter queue type must match the source queue type (FIFO or standard).",
                 ));
             }
             if fifo_dlq.is_none() {
-                return Err(QueueError::bad_attribute(
-                    "RedrivePolicy",
-                    format!(
-                        "dead-letter queue '{}' does not exist",
-                        quote(&r.dead_letter)
-                    ),
-                ));
+                return Err(bad("Dead letter target does not exist."));
             }
         }
         Ok(())
@@ -1091,7 +1105,8 @@ impl Writer {
                 return Ok(Outcome::Done);
             }
             if mode == CreateMode::IfAbsent {
-                return Err(QueueError::Exists { name });
+                let attribute = entry.settings.first_difference(&settings).to_string();
+                return Err(QueueError::Exists { name, attribute });
             }
             self.conn.execute(
                 "UPDATE queues SET settings = ?2, modified_ms = ?3 WHERE id = ?1",

@@ -112,7 +112,11 @@ async fn missing_queues_get_the_aws_error_shape() {
     assert_eq!(v["__type"], "com.amazonaws.sqs#QueueDoesNotExist");
     let (s, _, v) = call(&app, "Frobnicate", json!({})).await;
     assert_eq!(s, StatusCode::BAD_REQUEST);
-    assert_eq!(v["__type"], "com.amazonaws.sqs#UnsupportedOperation");
+    assert_eq!(v["__type"], "com.amazonaws.sqs#InvalidAction");
+    assert_eq!(
+        v["message"],
+        "The action Frobnicate is not valid for this endpoint."
+    );
     let (s, _, _) = call(&app, "SendMessage", json!({ "QueueUrl": 5 })).await;
     assert_eq!(s, StatusCode::BAD_REQUEST);
 }

@@ -5,7 +5,7 @@
 
 use std::fs::{File, TryLockError};
 use std::path::Path;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use rusqlite::{Connection, OpenFlags};
 
@@ -100,18 +100,31 @@ pub fn migrate(
     Ok(())
 }
 
+/// How long [`exclusive`] waits for a lock held elsewhere: a levee killed
+/// a moment ago can leave a child between fork and exec that still shares
+/// the lock's open file (the lock goes with the last copy), and a restart
+/// right after a crash must not fail on that.
+pub const LOCK_WAIT: Duration = Duration::from_secs(3);
+
 /// Takes the data directory's lock file for this process: `Ok(None)` when
-/// another process holds it. Keep the file open as long as the store lives.
+/// another process still holds it after [`LOCK_WAIT`]. Keep the file open
+/// as long as the store lives.
 pub fn exclusive(lock_path: &Path) -> std::io::Result<Option<File>> {
     let file = File::options()
         .create(true)
         .truncate(false)
         .write(true)
         .open(lock_path)?;
-    match file.try_lock() {
-        Ok(()) => Ok(Some(file)),
-        Err(TryLockError::WouldBlock) => Ok(None),
-        Err(TryLockError::Error(e)) => Err(e),
+    let deadline = Instant::now() + LOCK_WAIT;
+    loop {
+        match file.try_lock() {
+            Ok(()) => return Ok(Some(file)),
+            Err(TryLockError::WouldBlock) if Instant::now() < deadline => {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            Err(TryLockError::WouldBlock) => return Ok(None),
+            Err(TryLockError::Error(e)) => return Err(e),
+        }
     }
 }
 

@@ -68,6 +68,11 @@ fn query_protocol_clients_send_receive_delete_and_read_errors() {
 }
 
 #[test]
+fn errors_are_the_ones_aws_answers_word_for_word() {
+    run_sqs_client("sqserrors", "boto3_sqs_errors.py");
+}
+
+#[test]
 fn fifo_queues_keep_group_order_and_deduplicate() {
     run_sqs_client("fifo", "boto3_sqs_fifo.py");
 }

@@ -185,7 +185,7 @@ count = lambda u: int(sqs.get_queue_attributes(QueueUrl=u, AttributeNames=["Appr
 check(count(dead) == 5 and count(work) == 0, "dead-lettered", (count(dead), count(work)))
 work_arn = sqs.get_queue_attributes(QueueUrl=work, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
 expect("InvalidParameterValue", sqs.start_message_move_task, SourceArn=work_arn)
-expect("ResourceNotFoundException", sqs.cancel_message_move_task, TaskHandle="no-such-task")
+expect("InvalidParameterValue", sqs.cancel_message_move_task, TaskHandle="no-such-task")
 handle = sqs.start_message_move_task(SourceArn=dead_arn, MaxNumberOfMessagesPerSecond=2)["TaskHandle"]
 running = sqs.list_message_move_tasks(SourceArn=dead_arn)["Results"]
 check(running[0]["Status"] == "RUNNING" and running[0]["TaskHandle"] == handle, "move task running", running)

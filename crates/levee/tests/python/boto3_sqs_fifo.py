@@ -32,7 +32,7 @@ def expect(code, call, **kwargs):
 
 
 expect("InvalidParameterValue", sqs.create_queue, QueueName="plain.fifo")
-expect("InvalidAttributeValue", sqs.create_queue, QueueName="plain", Attributes={"FifoQueue": "true"})
+expect("InvalidParameterValue", sqs.create_queue, QueueName="plain", Attributes={"FifoQueue": "true"})
 q = sqs.create_queue(QueueName="orders.fifo", Attributes={"FifoQueue": "true", "ContentBasedDeduplication": "true"})["QueueUrl"]
 attrs = sqs.get_queue_attributes(QueueUrl=q, AttributeNames=["All"])["Attributes"]
 check(attrs.get("FifoQueue") == "true" and attrs.get("ContentBasedDeduplication") == "true", "FIFO attributes", attrs)
@@ -41,7 +41,7 @@ std = sqs.create_queue(QueueName="standard")["QueueUrl"]
 check("FifoQueue" not in sqs.get_queue_attributes(QueueUrl=std, AttributeNames=["All"])["Attributes"], "standard has no FifoQueue", None)
 msg = expect("InvalidParameterValue", sqs.send_message, QueueUrl=std, MessageBody="x", MessageDeduplicationId="d")
 check("not valid for this queue type" in msg, "dedup id on a standard queue", msg)
-check(expect("InvalidParameterValue", sqs.send_message, QueueUrl=q, MessageBody="x") == "The request must contain the parameter MessageGroupId.", "group id required", None)
+check(expect("MissingParameter", sqs.send_message, QueueUrl=q, MessageBody="x") == "The request must contain the parameter MessageGroupId.", "group id required", None)
 expect("InvalidParameterValue", sqs.send_message, QueueUrl=q, MessageBody="x", MessageGroupId="g", DelaySeconds=5)
 expect("InvalidAttributeName", sqs.set_queue_attributes, QueueUrl=std, Attributes={"ContentBasedDeduplication": "true"})
 
@@ -113,7 +113,7 @@ sqs.delete_message(QueueUrl=q, ReceiptHandle=one[0]["ReceiptHandle"])
 # A FIFO queue's dead-letter queue is a FIFO queue.
 dlq = sqs.create_queue(QueueName="standard-dlq")["QueueUrl"]
 arn = sqs.get_queue_attributes(QueueUrl=dlq, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
-expect("InvalidAttributeValue", sqs.set_queue_attributes, QueueUrl=q, Attributes={"RedrivePolicy": '{"deadLetterTargetArn": "%s", "maxReceiveCount": 2}' % arn})
+expect("InvalidParameterValue", sqs.set_queue_attributes, QueueUrl=q, Attributes={"RedrivePolicy": '{"deadLetterTargetArn": "%s", "maxReceiveCount": 2}' % arn})
 for u in (q, std, dlq):
     sqs.delete_queue(QueueUrl=u)
 print("ok")

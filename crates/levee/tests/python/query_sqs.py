@@ -79,7 +79,7 @@ check(status == 200, "DeleteMessage", status)
 status, root = call({"Action": "GetQueueUrl", "QueueName": "nope"})
 check(status == 400 and root.tag == "{%s}ErrorResponse" % NS["sqs"], "error document", ET.tostring(root))
 check(text(root, "sqs:Error/sqs:Code") == "AWS.SimpleQueueService.NonExistentQueue", "error code", ET.tostring(root))
-check(text(root, "sqs:Error/sqs:Message") == "The specified queue does not exist.", "error text", ET.tostring(root))
+check(text(root, "sqs:Error/sqs:Message") == "The specified queue does not exist for this wsdl version.", "error text (the Query protocol's own words)", ET.tostring(root))
 check(text(root, "sqs:Error/sqs:Type") == "Sender", "error type", ET.tostring(root))
 
 status, root = call({"QueueName": "no action"})
