@@ -72,6 +72,158 @@ fn errors_are_the_ones_aws_answers_word_for_word() {
     run_sqs_client("sqserrors", "boto3_sqs_errors.py");
 }
 
+/// The AWS CLI (v1, from PyPI) against the admin listener; its output
+/// parsed as JSON, or its exit code and stderr on failure.
+fn aws_cli(s: &Server, args: &[&str]) -> Result<serde_json::Value, (i32, String)> {
+    let out = Command::new(python())
+        .args(["-m", "awscli", "sqs"])
+        .args(args)
+        .args(["--endpoint-url", &format!("http://{}", s.admin)])
+        .args(["--region", "us-east-1", "--output", "json"])
+        .env("AWS_ACCESS_KEY_ID", ADMIN_TOKEN)
+        .env("AWS_SECRET_ACCESS_KEY", "unused")
+        .env("AWS_CONFIG_FILE", "/dev/null")
+        .env("AWS_SHARED_CREDENTIALS_FILE", "/dev/null")
+        .output()
+        .unwrap();
+    match out.status.success() {
+        true if out.stdout.is_empty() => Ok(serde_json::Value::Null),
+        true => Ok(serde_json::from_slice(&out.stdout).unwrap()),
+        false => Err((
+            out.status.code().unwrap_or(-1),
+            String::from_utf8_lossy(&out.stderr).trim().to_string(),
+        )),
+    }
+}
+
+#[test]
+fn the_aws_cli_creates_sends_receives_deletes_tags_and_reads_errors() {
+    let s = Server::start("awscli", &hello_function("f", ""));
+    let made = aws_cli(
+        &s,
+        &[
+            "create-queue",
+            "--queue-name",
+            "cli.fifo",
+            "--attributes",
+            "FifoQueue=true,ContentBasedDeduplication=true",
+            "--tags",
+            "team=payments",
+        ],
+    )
+    .unwrap();
+    let url = made["QueueUrl"].as_str().unwrap().to_string();
+    assert!(url.ends_with("/000000000000/cli.fifo"), "{made}");
+    let sent = aws_cli(
+        &s,
+        &[
+            "send-message",
+            "--queue-url",
+            &url,
+            "--message-body",
+            "first",
+            "--message-group-id",
+            "g",
+        ],
+    )
+    .unwrap();
+    assert!(sent["SequenceNumber"].is_string(), "{sent}");
+    aws_cli(
+        &s,
+        &[
+            "send-message",
+            "--queue-url",
+            &url,
+            "--message-body",
+            "second",
+            "--message-group-id",
+            "g",
+        ],
+    )
+    .unwrap();
+    let got = aws_cli(
+        &s,
+        &[
+            "receive-message",
+            "--queue-url",
+            &url,
+            "--max-number-of-messages",
+            "10",
+            "--attribute-names",
+            "All",
+        ],
+    )
+    .unwrap();
+    let messages = got["Messages"].as_array().unwrap();
+    let bodies: Vec<&str> = messages
+        .iter()
+        .map(|m| m["Body"].as_str().unwrap())
+        .collect();
+    assert_eq!(bodies, ["first", "second"], "one group, in order: {got}");
+    assert_eq!(messages[0]["Attributes"]["MessageGroupId"], "g");
+    for m in messages {
+        let handle = m["ReceiptHandle"].as_str().unwrap();
+        aws_cli(
+            &s,
+            &[
+                "delete-message",
+                "--queue-url",
+                &url,
+                "--receipt-handle",
+                handle,
+            ],
+        )
+        .unwrap();
+    }
+    let attrs = aws_cli(
+        &s,
+        &[
+            "get-queue-attributes",
+            "--queue-url",
+            &url,
+            "--attribute-names",
+            "All",
+        ],
+    )
+    .unwrap();
+    assert_eq!(
+        attrs["Attributes"]["ApproximateNumberOfMessages"], "0",
+        "{attrs}"
+    );
+    assert_eq!(attrs["Attributes"]["FifoQueue"], "true");
+    aws_cli(
+        &s,
+        &["tag-queue", "--queue-url", &url, "--tags", "env=test"],
+    )
+    .unwrap();
+    let tags = aws_cli(&s, &["list-queue-tags", "--queue-url", &url]).unwrap();
+    assert_eq!(
+        tags["Tags"],
+        serde_json::json!({"team": "payments", "env": "test"})
+    );
+    let (code, stderr) = aws_cli(&s, &["get-queue-url", "--queue-name", "ghost"]).unwrap_err();
+    assert_eq!(code, 255, "CLI v1's exit code for a service error");
+    assert_eq!(
+        stderr,
+        "An error occurred (AWS.SimpleQueueService.NonExistentQueue) when calling the GetQueueUrl operation: The specified queue does not exist."
+    );
+    let (_, stderr) = aws_cli(
+        &s,
+        &[
+            "send-message",
+            "--queue-url",
+            &url,
+            "--message-body",
+            "no group",
+        ],
+    )
+    .unwrap_err();
+    assert_eq!(
+        stderr,
+        "An error occurred (MissingParameter) when calling the SendMessage operation: The request must contain the parameter MessageGroupId."
+    );
+}
+
 #[test]
 fn fifo_queues_keep_group_order_and_deduplicate() {
     run_sqs_client("fifo", "boto3_sqs_fifo.py");
