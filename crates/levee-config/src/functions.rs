@@ -24,6 +24,12 @@ const DEFAULT_MEMORY_MB: u32 = 128;
 const MEMORY_MB: RangeInclusive<u32> = 128..=10_240;
 const DEFAULT_TIMEOUT: Duration = Duration::from_secs(3);
 const TIMEOUT: RangeInclusive<Duration> = Duration::from_millis(1)..=Duration::from_secs(900);
+/// `queue_timeout`: long enough to ride out a burst on a busy function,
+/// short enough that a client under a flood hears 429 quickly.
+const DEFAULT_QUEUE_TIMEOUT: Duration = Duration::from_millis(250);
+const QUEUE_TIMEOUT: RangeInclusive<Duration> = Duration::ZERO..=Duration::from_secs(30);
+const DEFAULT_QUEUE_DEPTH: usize = 100;
+const MAX_QUEUE_DEPTH: usize = 10_000;
 const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(5 * 60);
 const IDLE_TIMEOUT: RangeInclusive<Duration> =
     Duration::from_secs(1)..=Duration::from_secs(24 * 60 * 60);
@@ -88,6 +94,8 @@ pub(crate) struct RawFunction {
     reserved_concurrency: Option<u32>,
     #[serde(default)]
     provisioned: u32,
+    queue_timeout: Option<String>,
+    queue_depth: Option<usize>,
     idle_timeout: Option<String>,
     #[serde(default)]
     env: BTreeMap<String, String>,
@@ -150,6 +158,21 @@ pub(crate) fn function(
         "1s and 24h",
         found,
     );
+    let queue_timeout = duration(
+        raw.queue_timeout,
+        "queue_timeout",
+        DEFAULT_QUEUE_TIMEOUT,
+        QUEUE_TIMEOUT,
+        "0s and 30s",
+        found,
+    );
+    let queue_depth = raw.queue_depth.unwrap_or(DEFAULT_QUEUE_DEPTH);
+    if queue_depth > MAX_QUEUE_DEPTH {
+        found.push(
+            "queue_depth",
+            format!("must be between 0 and {MAX_QUEUE_DEPTH}, not {queue_depth}"),
+        );
+    }
     let provisioned = raw.provisioned;
     match (raw.reserved_concurrency, limit) {
         (Some(reserved), _) if provisioned > reserved => found.push(
@@ -187,6 +210,8 @@ pub(crate) fn function(
         timeout,
         reserved_concurrency: raw.reserved_concurrency,
         provisioned,
+        queue_timeout,
+        queue_depth: queue_depth.min(MAX_QUEUE_DEPTH),
         idle_timeout,
         env: raw.env,
         max_body_bytes,

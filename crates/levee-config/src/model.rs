@@ -178,6 +178,12 @@ pub struct Function {
     pub reserved_concurrency: Option<u32>,
     /// Instances kept warm; default 0.
     pub provisioned: u32,
+    /// How long an invocation may wait for a slot at the concurrency
+    /// limit before its 429; 0..=30s, default 250ms (0: Lambda's 429 at
+    /// once).
+    pub queue_timeout: Duration,
+    /// Most invocations waiting for a slot at once; 0..=10 000, default 100.
+    pub queue_depth: usize,
     /// How long an idle instance lives; 1s..=24h, default 5m.
     pub idle_timeout: Duration,
     pub env: BTreeMap<String, String>,

@@ -395,6 +395,7 @@ impl Call {
             request_id: Arc::clone(&self.request_id),
             payload: Bytes::from(event),
             client_context: None,
+            client: Some(self.client_ip),
         };
         let tags = Tags {
             route: Some(&self.target.route_key),

@@ -92,6 +92,7 @@ impl Invoker for FunctionInvoker {
                 request_id: Arc::from(uuid::Uuid::new_v4().to_string()),
                 payload,
                 client_context: None,
+                client: None,
             };
             match self.invoker.invoke(handle, request, Tags::default()).await {
                 Ok(out) => InvokeResult::Ok(out.payload),

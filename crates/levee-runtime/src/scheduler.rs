@@ -21,7 +21,7 @@ use levee_config::{Config, Function};
 
 use crate::error::{InvokeError, RuntimeError};
 use crate::instance::{Blueprint, Instance, Starting, Unanswered};
-use crate::limits::{AccountPool, FunctionSlots};
+use crate::limits::{AccountPool, FunctionSlots, Patience};
 use crate::sandbox::{self, CopyBudget, Sandbox};
 
 /// How often idle instances are reaped and provisioned ones topped up.
@@ -46,6 +46,10 @@ pub struct InvokeRequest {
     pub payload: Bytes,
     /// Decoded client context JSON (Invoke API), if any; must be valid JSON.
     pub client_context: Option<String>,
+    /// Who asked, for fair admission at the concurrency limit (a bounded
+    /// wait, known clients first); `None` for the platform's own callers
+    /// (the Invoke API, queue pollers), which get Lambda's 429 at once.
+    pub client: Option<std::net::IpAddr>,
 }
 
 /// A successful invocation.
@@ -263,10 +267,16 @@ impl FunctionHandle {
     /// goes away (client disconnect) neither kills the instance mid-invocation
     /// nor leaks its concurrency slot.
     pub async fn invoke(&self, req: InvokeRequest) -> Result<InvokeOutput, InvokeError> {
+        let f = &self.pool.bp.function;
+        let patience = Patience {
+            wait: f.queue_timeout,
+            depth: f.queue_depth,
+        };
         let permit = self
             .pool
             .slots
-            .try_acquire()
+            .acquire(req.client, patience)
+            .await
             .map_err(InvokeError::Throttled)?;
         let pool = Arc::clone(&self.pool);
         tokio::spawn(async move {

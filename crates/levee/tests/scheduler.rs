@@ -1,12 +1,13 @@
 //! Scheduling end to end: warm reuse, concurrency limits answered with 429 at
-//! once, reservations that other functions cannot take, scale to zero, and
-//! provisioned instances.
+//! once (`queue_timeout = "0s"`) or after a bounded wait in which known
+//! clients go first, reservations that other functions cannot take, scale
+//! to zero, and provisioned instances.
 
 mod support;
 
 use std::time::Duration;
 
-use support::{get, hello_function, processes_of_uid, Server};
+use support::{get, hello_function, processes_of_uid, request, Server};
 
 fn route(path: &str, function: &str) -> String {
     format!("\n[[routes]]\nroute = \"GET {path}\"\nfunction = \"{function}\"\n")
@@ -38,7 +39,10 @@ fn reserved_concurrency_caps_the_function_and_excess_gets_429_at_once() {
         "reserved",
         &format!(
             "{}{}",
-            hello_function("hello", "reserved_concurrency = 2\ntimeout = \"10s\""),
+            hello_function(
+                "hello",
+                "reserved_concurrency = 2\ntimeout = \"10s\"\nqueue_timeout = \"0s\""
+            ),
             route("/s", "hello")
         ),
     );
@@ -62,6 +66,81 @@ fn reserved_concurrency_caps_the_function_and_excess_gets_429_at_once() {
     let r = get(s.edge, "/s?action=sleep&ms=10");
     assert_eq!(r.status, 200, "capacity returns after the sleepers finish");
     assert!(s.instances("hello")["live"].as_u64().unwrap() <= 2);
+}
+
+#[test]
+fn a_burst_waits_for_a_slot_instead_of_a_429() {
+    let s = Server::start(
+        "queued",
+        &format!(
+            "{}{}",
+            hello_function(
+                "hello",
+                "reserved_concurrency = 1\ntimeout = \"10s\"\nqueue_timeout = \"5s\""
+            ),
+            route("/s", "hello")
+        ),
+    );
+    let results = concurrent(&s, vec!["/s?action=sleep&ms=200".to_string(); 4]);
+    assert!(results.iter().all(|r| r.0 == 200), "{results:?}");
+    assert_eq!(s.instances("hello")["live"], 1, "one at a time, in turn");
+}
+
+/// With the queue full of clients first seen during a surge, a client seen
+/// before it still gets through: it waits ahead of them and takes the
+/// place of the newest one.
+#[test]
+fn at_the_limit_clients_seen_before_the_surge_go_first() {
+    let s = Server::start(
+        "fair",
+        &format!(
+            "[client_ip]\ntrusted_proxies = [\"127.0.0.1/32\"]\n\n{}{}",
+            hello_function(
+                "hello",
+                "reserved_concurrency = 1\ntimeout = \"10s\"\nqueue_timeout = \"5s\"\nqueue_depth = 3"
+            ),
+            route("/s", "hello")
+        ),
+    );
+    let from =
+        |ip: &str, path: &str| request(s.edge, "GET", path, &[("x-forwarded-for", ip)], b"").status;
+    assert_eq!(
+        from("203.0.113.7", "/s"),
+        200,
+        "seen while the function had room"
+    );
+    let stop = std::sync::atomic::AtomicBool::new(false);
+    let (known, surge) = std::thread::scope(|scope| {
+        let surge: Vec<_> = (1..=8)
+            .map(|i| {
+                let (from, stop) = (&from, &stop);
+                scope.spawn(move || {
+                    let ip = format!("198.51.100.{i}");
+                    let mut statuses = Vec::new();
+                    // Bounded: 40 requests or until the known client is done.
+                    for _ in 0..40 {
+                        if stop.load(std::sync::atomic::Ordering::Relaxed) {
+                            break;
+                        }
+                        statuses.push(from(&ip, "/s?action=sleep&ms=100"));
+                    }
+                    statuses
+                })
+            })
+            .collect();
+        std::thread::sleep(Duration::from_millis(500));
+        let known: Vec<u16> = (0..3)
+            .map(|_| from("203.0.113.7", "/s?action=sleep&ms=100"))
+            .collect();
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        let surge: Vec<u16> = surge.into_iter().flat_map(|h| h.join().unwrap()).collect();
+        (known, surge)
+    });
+    assert_eq!(known, [200, 200, 200], "the known client never got a 429");
+    assert!(
+        surge.iter().filter(|&&c| c == 429).count() > 0,
+        "the surge overflowed the queue: {surge:?}"
+    );
 }
 
 #[test]

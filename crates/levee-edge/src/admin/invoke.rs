@@ -155,6 +155,7 @@ pub(super) async fn invoke(
         request_id: Arc::clone(&request_id),
         payload,
         client_context,
+        client: None,
     };
     let mut resp = match invocation_type {
         "DryRun" => StatusCode::NO_CONTENT.into_response(),

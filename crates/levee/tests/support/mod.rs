@@ -240,10 +240,17 @@ impl Server {
         id: Option<u32>,
     ) -> Server {
         let config = dir.join("levee.toml");
+        // Servers running side by side get uid ranges of their own, as two
+        // servers on one machine must: a uid then names one instance of one
+        // server, which the process checks below rely on.
+        static SERVERS: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let n = SERVERS.fetch_add(1, std::sync::atomic::Ordering::Relaxed) % 60;
+        let uids = 300_000 + n * 1000;
         std::fs::write(
             &config,
             format!(
-                "[server]\nlisten = \"127.0.0.1:0\"\nadmin_listen = \"127.0.0.1:0\"\ndata_dir = \"data\"\n\n{body}"
+                "[server]\nlisten = \"127.0.0.1:0\"\nadmin_listen = \"127.0.0.1:0\"\ndata_dir = \"data\"\ninstance_uids = [{uids}, {}]\n\n{body}",
+                uids + 999
             ),
         )
         .unwrap();
