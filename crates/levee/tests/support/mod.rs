@@ -190,6 +190,8 @@ pub struct Server {
     stderr_path: PathBuf,
     /// What levee printed on stdout before it was ready.
     pub printed: Vec<String>,
+    /// The `instance_uids` this server was given.
+    pub uids: std::ops::RangeInclusive<u64>,
 }
 
 impl Server {
@@ -319,6 +321,7 @@ impl Server {
             dir,
             stderr_path,
             printed,
+            uids: u64::from(uids)..=u64::from(uids) + 999,
         }
     }
 
