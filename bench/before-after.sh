@@ -5,7 +5,10 @@
 # noise hits both alike. Prints "round path which req/s". Bounded: ROUNDS x
 # paths x 2 x SECS seconds; both servers are started here and stopped here
 # by PID, on loopback port 0.
+# BEFORE_TOML / AFTER_TOML are appended to each server's config, so one
+# binary can be compared with itself under two settings.
 #   BEFORE=/tmp/old/target/release/levee AFTER=target/release/levee bench/before-after.sh
+#   BEFORE=target/release/levee BEFORE_TOML=$'[auto_mitigation]\nmode = "off"' bench/before-after.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$PWD
@@ -14,7 +17,7 @@ ROUNDS=${ROUNDS:-4}; SECS=${SECS:-5}
 code=$root/examples/hello/code
 hello=$root/target/release/hello-fn
 work=$(mktemp -d)
-start() { # name bin -> prints edge addr
+start() { # name bin [toml] -> prints edge addr
   local dir=$work/$1; rm -rf "$dir"; mkdir -p "$dir"
   cat > "$dir/levee.toml" <<TOML
 [server]
@@ -38,14 +41,16 @@ function = "echo"
 route = "GET /cached"
 function = "echo"
 cache = { ttl = "1h" }
+
+$3
 TOML
   (cd "$dir" && { LEVEE_LOG=warn LEVEE_ADMIN_TOKEN=abtokenabtokenabtokenabtoken12 "$2" serve --config levee.toml > out 2> err & echo $! > pid; })
   for _ in $(seq 100); do grep -q "edge listening" "$dir/out" 2>/dev/null && break; sleep 0.1; done
   sed -n 's/.*edge listening on \(http[^ ]*\).*/\1/p' "$dir/out"
 }
 trap 'kill $(cat "$work"/*/pid 2>/dev/null) 2>/dev/null; rm -rf "$work"' EXIT
-before=$(start before "$(realpath "$BEFORE")")
-after=$(start after "$(realpath "$AFTER")")
+before=$(start before "$(realpath "$BEFORE")" "${BEFORE_TOML:-}")
+after=$(start after "$(realpath "$AFTER")" "${AFTER_TOML:-}")
 for url in "$before" "$after"; do wrk -t2 -c4 -d1s "$url/echo" >/dev/null; wrk -t2 -c4 -d1s "$url/cached" >/dev/null; done
 for r in $(seq "$ROUNDS"); do
   for path in ${PATHS:-echo cached}; do

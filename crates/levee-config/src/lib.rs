@@ -17,6 +17,7 @@ mod problems;
 mod values;
 
 // One module per section of the file, each owning its rules.
+mod auto;
 mod budgets;
 mod cache;
 mod firewall;
@@ -31,6 +32,7 @@ mod error;
 mod model;
 mod route;
 
+pub use auto::{AutoMitigation, AutoMode, Sensitivity};
 pub use budgets::{check_webhook, Budget, BudgetAction, BudgetPeriod, BudgetScope, Prices};
 pub use cache::{CachePolicy, CacheSettings};
 pub use error::{ConfigError, Problem};

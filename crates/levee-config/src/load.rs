@@ -26,10 +26,10 @@ use crate::locate::{Lines, Locator, Node};
 use crate::model::{Config, Function};
 use crate::problems::{Found, KeyPath};
 use crate::route::Route;
-use crate::{budgets, cache, firewall, functions, plans, queues, routes, server};
+use crate::{auto, budgets, cache, firewall, functions, plans, queues, routes, server};
 use levee_shield::firewall::FirewallConfig;
 
-const SECTIONS: [&str; 16] = [
+const SECTIONS: [&str; 17] = [
     "server",
     "account",
     "functions",
@@ -46,6 +46,7 @@ const SECTIONS: [&str; 16] = [
     "metering",
     "queues",
     "event_sources",
+    "auto_mitigation",
 ];
 
 pub(crate) fn parse(text: &str, origin: &str, base_dir: &Path) -> Result<Config, ConfigError> {
@@ -151,6 +152,7 @@ impl<'a> Loader<'a> {
             .section::<budgets::RawMetering>("metering")
             .enabled
             .unwrap_or(true);
+        let auto_mitigation = self.guarded("auto_mitigation", auto::auto_mitigation);
         let queues = self.queues();
         let timeouts: BTreeMap<String, Duration> = functions
             .iter()
@@ -175,6 +177,7 @@ impl<'a> Loader<'a> {
             metering,
             queues,
             event_sources,
+            auto_mitigation,
             warnings: Vec::new(),
         }
     }

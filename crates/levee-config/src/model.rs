@@ -40,6 +40,8 @@ pub struct Config {
     pub queues: BTreeMap<String, crate::queues::QueueConfig>,
     /// `[[event_sources]]`: queue → function mappings.
     pub event_sources: Vec<crate::queues::EventSourceConfig>,
+    /// `[auto_mitigation]`: automatic attack detection.
+    pub auto_mitigation: crate::auto::AutoMitigation,
     /// Allowed but probably a mistake: printed by `levee check`, never
     /// fatal.
     pub warnings: Vec<Problem>,

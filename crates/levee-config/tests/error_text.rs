@@ -74,7 +74,7 @@ memroy_mb = 256
 [limits]
 max_conections = 10
 "#,
-        "levee.toml:1: servr: unknown field `servr`, expected one of `server`, `account`, `functions`, `routes`, `limits`, `admin_limits`, `client_ip`, `throttle`, `firewall`, `plans`, `cache`, `prices`, `budgets`, `metering`, `queues`, `event_sources`\n\
+        "levee.toml:1: servr: unknown field `servr`, expected one of `server`, `account`, `functions`, `routes`, `limits`, `admin_limits`, `client_ip`, `throttle`, `firewall`, `plans`, `cache`, `prices`, `budgets`, `metering`, `queues`, `event_sources`, `auto_mitigation`\n\
          levee.toml:7: functions.hello.memroy_mb: unknown field `memroy_mb`, expected one of `runtime`, `command`, `handler`, `code`, `memory_mb`, `timeout`, `reserved_concurrency`, `provisioned`, `queue_timeout`, `queue_depth`, `idle_timeout`, `env`, `max_body`, `ephemeral_storage`, `runtime_paths`, `network`, `forward`\n\
          levee.toml:10: limits.max_conections: unknown field `max_conections`, expected one of `max_connections`, `max_connections_per_ip`, `header_timeout`, `idle_timeout`, `send_timeout`, `body_min_rate`, `body_grace`, `max_header_bytes`, `max_headers`, `h2_max_streams`, `send_buffer`",
     );

@@ -27,6 +27,7 @@ pub mod respond;
 pub mod response;
 pub mod router;
 pub mod shield;
+pub mod watch;
 
 pub use pipeline::{BodyPolicy, Edge, RequestInfo, Stages};
 pub use router::Router;

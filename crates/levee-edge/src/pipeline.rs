@@ -66,6 +66,9 @@ pub struct Stages {
     pub cache: Arc<EdgeCache>,
     /// How functions run: budgeted and metered, unless `[metering]` is off.
     pub invoker: Arc<dyn Invoke>,
+    /// Automatic attack detection's sampler, unless `[auto_mitigation]` is
+    /// off. It sees every request, refused ones too.
+    pub watch: Option<Arc<crate::watch::Watch>>,
 }
 
 /// The edge's request handler; one per server, shared by all connections.
@@ -94,6 +97,14 @@ impl Edge {
             key_headers: Vec::new(),
             decision: Decision::Allowed,
         };
+        // Only a sampled request's user agent is copied.
+        let agent = self.0.watch.as_ref().filter(|w| w.count()).map(|_| {
+            crate::watch::Agent::of(
+                req.headers()
+                    .get(http::header::USER_AGENT)
+                    .map(|v| v.as_bytes()),
+            )
+        });
         let mut resp = match self.stages(req, peer, &mut cx).await {
             Ok(resp) => resp,
             Err(reject) => {
@@ -108,6 +119,9 @@ impl Edge {
             for (name, value) in cx.key_headers.drain(..) {
                 resp.headers_mut().insert(name, value);
             }
+        }
+        if let (Some(watch), Some(agent)) = (&self.0.watch, agent) {
+            watch.sample(cx.client_ip, agent);
         }
         resp.extensions_mut().insert(cx);
         resp

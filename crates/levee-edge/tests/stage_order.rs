@@ -118,6 +118,7 @@ async fn fixture(name: &str, config_text: &str, billed: bool) -> Fixture {
         queues,
         cache: Arc::clone(&cache),
         invoker,
+        watch: None,
     });
     Fixture {
         edge,

@@ -6,6 +6,7 @@
 //! current time as arguments and returns a decision. No sockets, no files, no
 //! clocks read behind the caller's back; the edge does the I/O.
 
+pub mod auto;
 pub mod ban;
 pub mod bucket;
 pub mod firewall;

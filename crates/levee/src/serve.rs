@@ -16,6 +16,7 @@ use levee_edge::clock::Clock;
 use levee_edge::invocation;
 use levee_edge::queueing::{self, FunctionInvoker};
 use levee_edge::shield::{Shield, ShieldHandle};
+use levee_edge::watch::Watch;
 use levee_edge::{admin, listener, BodyPolicy, Edge, Router, Stages};
 use levee_queue::Queues;
 use levee_runtime::Scheduler;
@@ -75,6 +76,8 @@ pub(crate) async fn serve(config: Config, path: PathBuf) -> anyhow::Result<()> {
     // Budgets before and meters after every invocation, on every path.
     let billing = billing(&config, clock)?;
     let invoker = invocation::invoker(billing.clone());
+    // Automatic attack detection: samples from every request, one thread.
+    let watch = Watch::start(&config.auto_mitigation).context("starting the attack detector")?;
     let edge = Arc::new(Edge::new(Stages {
         identity,
         max_headers: config.limits.max_headers as usize,
@@ -88,6 +91,7 @@ pub(crate) async fn serve(config: Config, path: PathBuf) -> anyhow::Result<()> {
         queues: Arc::clone(&queues),
         cache: Arc::clone(&cache),
         invoker: Arc::clone(&invoker),
+        watch: watch.clone(),
     }));
     // Event sources drain queues through the same invoker.
     let pollers = levee_queue::start_pollers(
@@ -130,6 +134,7 @@ pub(crate) async fn serve(config: Config, path: PathBuf) -> anyhow::Result<()> {
         invoker,
         queues,
         base_url: format!("http://{}", admin_listener.local_addr()?),
+        watch,
     });
     let admin_limits = config.admin_limits.clone();
     let admin_shutdown = stopped(stop_rx);

@@ -49,6 +49,7 @@ pub(crate) struct AdminState {
     pub(crate) queues: Arc<Queues>,
     pub(crate) base_url: Arc<str>,
     token: Arc<str>,
+    watch: Option<Arc<crate::watch::Watch>>,
 }
 
 /// Everything the admin listener serves from.
@@ -75,6 +76,8 @@ pub struct Admin {
     pub queues: Arc<Queues>,
     /// This listener's own URL (`http://host:port`), for queue URLs.
     pub base_url: String,
+    /// Automatic attack detection, unless it is off.
+    pub watch: Option<Arc<crate::watch::Watch>>,
 }
 
 impl std::fmt::Debug for Admin {
@@ -105,6 +108,7 @@ pub fn router(admin: Admin) -> axum::Router {
         queues: Arc::clone(&admin.queues),
         base_url: Arc::from(admin.base_url.as_str()),
         token: Arc::from(admin.token),
+        watch: admin.watch,
     };
     axum::Router::new()
         .route(
@@ -113,6 +117,7 @@ pub fn router(admin: Admin) -> axum::Router {
         )
         .route("/admin/functions", get(functions))
         .route("/admin/firewall", get(firewall))
+        .route("/admin/shield/auto", get(auto_mitigation))
         .route("/admin/reload", post(reload_rules))
         .route("/admin/cache", get(cache_stats))
         .route("/metrics", get(metrics))
@@ -203,6 +208,16 @@ async fn firewall(State(state): State<AdminState>) -> Response {
         .map(|f| f.counters())
         .unwrap_or_default();
     axum::Json(json!({ "rules": rules })).into_response()
+}
+
+/// What automatic attack detection sees: learning or ready, the learned
+/// and current rates, and its events with their signatures and rules.
+async fn auto_mitigation(State(state): State<AdminState>) -> Response {
+    let report = match &state.watch {
+        Some(watch) => watch.report(),
+        None => json!({ "mode": "off", "events": [] }),
+    };
+    axum::Json(report).into_response()
 }
 
 /// Prometheus text exposition.

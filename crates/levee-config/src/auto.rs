@@ -1,0 +1,187 @@
+//! `[auto_mitigation]`: automatic attack detection. Raw shape and its
+//! validation only; the edge runs the detector. Must never accept a value
+//! outside the bounds stated here.
+
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use crate::problems::Found;
+use levee_common::{format_duration, parse_duration};
+
+/// `learn_for`: 10 s to 7 days, default 10 minutes.
+const LEARN_FOR: (Duration, Duration) = (Duration::from_secs(10), Duration::from_secs(7 * 86_400));
+/// `quiet_for`: 1 s to 1 hour, default 60 s.
+const QUIET_FOR: (Duration, Duration) = (Duration::from_secs(1), Duration::from_secs(3600));
+
+/// What the detector does with what it finds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AutoMode {
+    /// Nothing is sampled.
+    Off,
+    /// Events and the rules that would match them are reported; nothing
+    /// is refused.
+    Count,
+}
+
+/// How large a surge must be: a tick's rate over this many times the
+/// learned rate (low 5, medium 3, high 2).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Sensitivity {
+    Low,
+    Medium,
+    High,
+}
+
+impl Sensitivity {
+    pub fn factor(self) -> f64 {
+        match self {
+            Sensitivity::Low => 5.0,
+            Sensitivity::Medium => 3.0,
+            Sensitivity::High => 2.0,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct AutoMitigation {
+    pub mode: AutoMode,
+    pub sensitivity: Sensitivity,
+    /// Seconds of ordinary traffic learned before anything is declared.
+    pub learn_for: Duration,
+    /// How long a surge must have been over before its event ends.
+    pub quiet_for: Duration,
+}
+
+impl Default for AutoMitigation {
+    fn default() -> Self {
+        Self {
+            mode: AutoMode::Count,
+            sensitivity: Sensitivity::Medium,
+            learn_for: Duration::from_secs(600),
+            quiet_for: Duration::from_secs(60),
+        }
+    }
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawAutoMitigation {
+    mode: Option<String>,
+    sensitivity: Option<String>,
+    learn_for: Option<String>,
+    quiet_for: Option<String>,
+}
+
+fn seconds(
+    key: &str,
+    text: Option<&str>,
+    default: Duration,
+    (lo, hi): (Duration, Duration),
+    f: &mut Found,
+) -> Duration {
+    let Some(text) = text else { return default };
+    match parse_duration(text) {
+        Ok(d) if d >= lo && d <= hi && d.subsec_nanos() == 0 => d,
+        Ok(_) => {
+            f.push(
+                key,
+                format!(
+                    "must be whole seconds between {} and {}, not `{text}`",
+                    format_duration(lo),
+                    format_duration(hi)
+                ),
+            );
+            default
+        }
+        Err(e) => {
+            f.push(key, format!("invalid duration: {e}"));
+            default
+        }
+    }
+}
+
+pub(crate) fn auto_mitigation(raw: RawAutoMitigation, f: &mut Found) -> AutoMitigation {
+    let d = AutoMitigation::default();
+    let mode = match raw.mode.as_deref() {
+        None | Some("count") => AutoMode::Count,
+        Some("off") => AutoMode::Off,
+        Some("enforce") => {
+            f.push(
+                "mode",
+                "`enforce` is not built yet: automatic rules are reported (\"count\"), not applied; paste a reported rule into [firewall] to enforce it",
+            );
+            d.mode
+        }
+        Some(other) => {
+            f.push(
+                "mode",
+                format!("must be \"count\" or \"off\", not `{other}`"),
+            );
+            d.mode
+        }
+    };
+    let sensitivity = match raw.sensitivity.as_deref() {
+        None | Some("medium") => Sensitivity::Medium,
+        Some("low") => Sensitivity::Low,
+        Some("high") => Sensitivity::High,
+        Some(other) => {
+            f.push(
+                "sensitivity",
+                format!("must be \"low\", \"medium\" or \"high\", not `{other}`"),
+            );
+            d.sensitivity
+        }
+    };
+    AutoMitigation {
+        mode,
+        sensitivity,
+        learn_for: seconds(
+            "learn_for",
+            raw.learn_for.as_deref(),
+            d.learn_for,
+            LEARN_FOR,
+            f,
+        ),
+        quiet_for: seconds(
+            "quiet_for",
+            raw.quiet_for.as_deref(),
+            d.quiet_for,
+            QUIET_FOR,
+            f,
+        ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> (AutoMitigation, Found) {
+        let raw: RawAutoMitigation = toml_edit::de::from_str(text).expect("parses");
+        Found::collect(|f| auto_mitigation(raw, f))
+    }
+
+    #[test]
+    fn defaults_and_every_bad_value_named_by_key() {
+        let (a, found) = parse("");
+        assert!(found.is_empty());
+        assert_eq!(a, AutoMitigation::default());
+        let (a, found) = parse(
+            "mode = \"off\"\nsensitivity = \"high\"\nlearn_for = \"30s\"\nquiet_for = \"5s\"",
+        );
+        assert!(found.is_empty(), "{found:?}");
+        assert_eq!(
+            (a.mode, a.sensitivity.factor(), a.learn_for.as_secs()),
+            (AutoMode::Off, 2.0, 30)
+        );
+        let (_, found) = parse(
+            "mode = \"enforce\"\nsensitivity = \"max\"\nlearn_for = \"1s\"\nquiet_for = \"1.5s\"",
+        );
+        assert_eq!(
+            found.keys(),
+            ["mode", "sensitivity", "learn_for", "quiet_for"]
+        );
+        assert!(found.messages()[0].contains("not built yet"));
+    }
+}

@@ -1,0 +1,704 @@
+//! Automatic attack detection (issue 14): a baseline of how much traffic
+//! arrives and what it looks like, and an event when both change at once,
+//! with the signature that covers the surplus and the firewall rule that
+//! would match it.
+//!
+//! Owns the per-second composition of sampled requests (heavy hitters per
+//! attribute, [`TOP_K`] each), the learned baseline (an EWMA of the rate
+//! and of each value's share, [`BASELINE_VALUES`] per attribute) and the
+//! recent events ([`MAX_EVENTS`]). Pure: samples in, [`Detector::tick`]
+//! with the caller's clock, events out; no I/O, no threads. Must never
+//! grow with the traffic's cardinality, learn while an event is open (an
+//! attack must not teach itself normal), or propose a signature that
+//! would have matched more than [`Settings::max_baseline_share`] of the
+//! baseline.
+
+use std::collections::{HashMap, VecDeque};
+use std::fmt::Write as _;
+use std::net::IpAddr;
+
+/// Heavy hitters kept per attribute per tick (Space-Saving).
+pub const TOP_K: usize = 256;
+/// Values whose baseline share is remembered, per attribute.
+pub const BASELINE_VALUES: usize = 1024;
+/// Events kept, newest last.
+pub const MAX_EVENTS: usize = 100;
+/// Longest user agent kept as a signature's text; longer ones are matched
+/// by this prefix.
+pub const MAX_AGENT_BYTES: usize = 96;
+
+/// One sampled request, as the edge saw it: cheap to build (no heap) and
+/// fixed in size.
+#[derive(Debug, Clone)]
+pub struct Sample {
+    pub client: IpAddr,
+    /// The `User-Agent`, cut at [`MAX_AGENT_BYTES`]; empty when absent.
+    pub agent: Agent,
+}
+
+/// A user agent's first bytes, inline.
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Agent {
+    len: u8,
+    bytes: [u8; MAX_AGENT_BYTES],
+    /// The header was longer than what is kept.
+    cut: bool,
+}
+
+impl std::fmt::Debug for Agent {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.text())
+    }
+}
+
+impl Agent {
+    /// From a header value; non-UTF-8 bytes are kept as they are and
+    /// shown lossily.
+    pub fn of(value: Option<&[u8]>) -> Self {
+        let value = value.unwrap_or_default();
+        let mut bytes = [0; MAX_AGENT_BYTES];
+        // Cut on a character boundary so the text (and a rule) stays valid.
+        let mut len = value.len().min(MAX_AGENT_BYTES);
+        if let Err(e) = std::str::from_utf8(&value[..len]) {
+            // A character cut in two at the end (not bad bytes inside).
+            if e.error_len().is_none() {
+                len = e.valid_up_to();
+            }
+        }
+        bytes[..len].copy_from_slice(&value[..len]);
+        Self {
+            len: len as u8,
+            bytes,
+            cut: value.len() > len,
+        }
+    }
+
+    fn text(&self) -> String {
+        String::from_utf8_lossy(&self.bytes[..usize::from(self.len)]).into_owned()
+    }
+}
+
+/// What a signature matches on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Attribute {
+    /// The request's user agent: what a distributed flood has in common.
+    UserAgent,
+    /// The client's IPv4 /24 or IPv6 /48: only when the surplus really
+    /// comes from one.
+    Prefix,
+}
+
+impl Attribute {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Attribute::UserAgent => "user_agent",
+            Attribute::Prefix => "prefix",
+        }
+    }
+}
+
+/// An attribute's value: the exemplar a rule is written from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+enum Value {
+    Agent(Agent),
+    /// The network address of the client's /24 (or /48), as 128 bits.
+    Prefix(u128, bool),
+}
+
+impl Value {
+    fn attribute(&self) -> Attribute {
+        match self {
+            Value::Agent(_) => Attribute::UserAgent,
+            Value::Prefix(..) => Attribute::Prefix,
+        }
+    }
+
+    fn of_prefix(ip: IpAddr) -> Self {
+        match ip {
+            IpAddr::V4(v4) => Value::Prefix(u128::from(u32::from(v4) & 0xffff_ff00), false),
+            IpAddr::V6(v6) => Value::Prefix(u128::from(v6) & !((1u128 << 80) - 1), true),
+        }
+    }
+
+    fn text(&self) -> String {
+        match self {
+            Value::Agent(a) => a.text(),
+            Value::Prefix(bits, false) => {
+                format!("{}/24", std::net::Ipv4Addr::from(*bits as u32))
+            }
+            Value::Prefix(bits, true) => format!("{}/48", std::net::Ipv6Addr::from(*bits)),
+        }
+    }
+
+    /// The `[[firewall.rules]]` entry (and IP set) that matches this value,
+    /// as TOML that pastes into levee.toml.
+    fn rule(&self, name: &str) -> String {
+        let mut out = String::new();
+        let statement = match self {
+            Value::Agent(a) => {
+                let position = if a.cut { "starts_with" } else { "exactly" };
+                let search = toml_string(&a.text());
+                format!(
+                    "{{ string_match = {{ field = {{ header = \"user-agent\" }}, search = {search}, position = \"{position}\" }} }}"
+                )
+            }
+            Value::Prefix(..) => {
+                let _ = writeln!(out, "[firewall.ip_sets]\n{name} = [\"{}\"]\n", self.text());
+                format!("{{ ip_set = {{ name = \"{name}\" }} }}")
+            }
+        };
+        let _ = write!(
+            out,
+            "[[firewall.rules]]\nname = \"{name}\"\npriority = 1000000\naction = \"count\"\nstatement = {statement}\n"
+        );
+        out
+    }
+}
+
+/// A TOML basic string for `text`.
+fn toml_string(text: &str) -> String {
+    let mut out = String::from("\"");
+    for c in text.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            c if c.is_control() => {
+                let _ = write!(out, "\\u{:04X}", u32::from(c));
+            }
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
+}
+
+/// Space-Saving heavy hitters: at most [`TOP_K`] counters; a value seen
+/// when all are taken replaces the smallest and inherits its count (an
+/// over-estimate by at most that count, kept as `error`).
+#[derive(Debug, Default)]
+struct TopK {
+    counts: HashMap<Value, (u64, u64)>,
+}
+
+impl TopK {
+    fn add(&mut self, value: Value) {
+        if let Some((count, _)) = self.counts.get_mut(&value) {
+            *count += 1;
+            return;
+        }
+        if self.counts.len() < TOP_K {
+            self.counts.insert(value, (1, 0));
+            return;
+        }
+        let Some((&smallest, &(min, _))) = self.counts.iter().min_by_key(|(_, (c, _))| *c) else {
+            return;
+        };
+        self.counts.remove(&smallest);
+        self.counts.insert(value, (min + 1, min));
+    }
+
+    /// Values with their guaranteed count (count less error), largest
+    /// first.
+    fn top(&self) -> Vec<(Value, u64)> {
+        let mut v: Vec<(Value, u64)> = self
+            .counts
+            .iter()
+            .map(|(value, (count, error))| (*value, count - error))
+            .collect();
+        v.sort_by_key(|b| std::cmp::Reverse(b.1));
+        v
+    }
+}
+
+/// How readily an event is declared.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Settings {
+    /// A tick is a surge when its rate exceeds this many times the
+    /// reference (3 for medium sensitivity).
+    pub factor: f64,
+    /// ... and the reference by at least this many requests a second, so
+    /// a quiet service's doubling is not an attack.
+    pub floor_rps: f64,
+    /// Consecutive surge ticks before an event opens.
+    pub surge_ticks: u32,
+    /// Ticks of learning before anything is declared.
+    pub learn_ticks: u32,
+    /// Ticks back under the threshold before an event ends.
+    pub quiet_ticks: u32,
+    /// The most of the baseline a signature may have matched.
+    pub max_baseline_share: f64,
+    /// The least of the surplus a signature must cover.
+    pub min_coverage: f64,
+    /// EWMA weight of one tick in the baseline.
+    pub alpha: f64,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Self {
+            factor: 3.0,
+            floor_rps: 50.0,
+            surge_ticks: 2,
+            learn_ticks: 600,
+            quiet_ticks: 60,
+            max_baseline_share: 0.01,
+            min_coverage: 0.5,
+            alpha: 0.01,
+        }
+    }
+}
+
+/// What an event's surplus has in common, with the evidence for it.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct Signature {
+    pub attribute: &'static str,
+    pub value: String,
+    /// Share of the surge tick's requests with this value.
+    pub share: f64,
+    /// Its share of the baseline (what a rule would have matched there).
+    pub baseline_share: f64,
+    /// The part of the surplus over the reference it accounts for.
+    pub coverage: f64,
+    /// A rule matching it, as levee.toml TOML (count only: nothing is
+    /// enforced automatically yet).
+    pub rule: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum State {
+    Active,
+    Ended,
+}
+
+/// A surge over the baseline, from its first surge tick to its last.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct Event {
+    pub id: u64,
+    pub state: State,
+    /// Unix seconds of the tick that opened it, and of the one that ended it.
+    pub started: u64,
+    pub ended: Option<u64>,
+    /// The learned rate when it opened, and the highest rate seen since.
+    pub reference_rps: f64,
+    pub peak_rps: f64,
+    /// `None`: no value covers the surplus and was rare before — a flash
+    /// crowd or a launch, which nothing should refuse.
+    pub signature: Option<Signature>,
+}
+
+/// The learned picture of normal traffic.
+#[derive(Debug, Default)]
+struct Baseline {
+    rate: f64,
+    ticks: u32,
+    shares: HashMap<Value, f64>,
+}
+
+impl Baseline {
+    fn share(&self, value: &Value) -> f64 {
+        self.shares.get(value).copied().unwrap_or(0.0)
+    }
+
+    fn learn(&mut self, total: u64, top: &[(Value, u64)], alpha: f64) {
+        let a = if self.ticks == 0 {
+            1.0
+        } else {
+            alpha.max(1.0 / f64::from(self.ticks + 1))
+        };
+        self.rate += a * (total as f64 - self.rate);
+        self.ticks = self.ticks.saturating_add(1);
+        for share in self.shares.values_mut() {
+            *share *= 1.0 - a;
+        }
+        if total > 0 {
+            for (value, count) in top {
+                *self.shares.entry(*value).or_default() += a * (*count as f64 / total as f64);
+            }
+        }
+        if self.shares.len() > BASELINE_VALUES * 2 {
+            let mut v: Vec<(Value, f64)> = self.shares.drain().collect();
+            v.sort_by(|x, y| y.1.total_cmp(&x.1));
+            v.truncate(BASELINE_VALUES);
+            self.shares = v.into_iter().collect();
+        }
+    }
+}
+
+/// Summary for the admin API.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct Status {
+    pub learning: bool,
+    pub learned_seconds: u32,
+    pub reference_rps: f64,
+    pub current_rps: f64,
+}
+
+/// The detector: [`Detector::observe`] every sample of a tick, then
+/// [`Detector::tick`] once a second.
+#[derive(Debug)]
+pub struct Detector {
+    settings: Settings,
+    total: u64,
+    agents: TopK,
+    prefixes: TopK,
+    baseline: Baseline,
+    surge_run: u32,
+    quiet_run: u32,
+    last_rate: f64,
+    open: Option<usize>,
+    next_id: u64,
+    events: VecDeque<Event>,
+}
+
+impl Detector {
+    pub fn new(settings: Settings) -> Self {
+        Self {
+            settings,
+            total: 0,
+            agents: TopK::default(),
+            prefixes: TopK::default(),
+            baseline: Baseline::default(),
+            surge_run: 0,
+            quiet_run: 0,
+            last_rate: 0.0,
+            open: None,
+            next_id: 1,
+            events: VecDeque::new(),
+        }
+    }
+
+    pub fn observe(&mut self, sample: &Sample) {
+        self.total += 1;
+        self.agents.add(Value::Agent(sample.agent));
+        self.prefixes.add(Value::of_prefix(sample.client));
+    }
+
+    /// Ends the second that began a tick ago: compares it with the
+    /// baseline, opens, updates or ends an event, and learns from it when
+    /// no event is open. `now` is Unix seconds; `seen` is how many
+    /// requests arrived in that second, sampled or not (the samples give
+    /// the composition, scaled up to `seen`).
+    pub fn tick(&mut self, now: u64, seen: u64) {
+        let total = std::mem::take(&mut self.total);
+        let scale = if total == 0 {
+            0.0
+        } else {
+            seen as f64 / total as f64
+        };
+        let scaled = |top: TopK| -> Vec<(Value, u64)> {
+            top.top()
+                .into_iter()
+                .map(|(v, c)| (v, (c as f64 * scale).round() as u64))
+                .collect()
+        };
+        let agents = scaled(std::mem::take(&mut self.agents));
+        let prefixes = scaled(std::mem::take(&mut self.prefixes));
+        let total = seen;
+        let rate = total as f64;
+        self.last_rate = rate;
+        let s = self.settings;
+        let reference = self.baseline.rate;
+        let learning = self.baseline.ticks < s.learn_ticks;
+        let surging = !learning && rate > (s.factor * reference).max(reference + s.floor_rps);
+        match self.open {
+            Some(i) => {
+                let event = &mut self.events[i];
+                event.peak_rps = event.peak_rps.max(rate);
+                self.quiet_run = if surging { 0 } else { self.quiet_run + 1 };
+                if self.quiet_run >= s.quiet_ticks {
+                    event.state = State::Ended;
+                    event.ended = Some(now);
+                    self.open = None;
+                    self.surge_run = 0;
+                }
+                // Frozen while an event is open.
+            }
+            None => {
+                self.surge_run = if surging { self.surge_run + 1 } else { 0 };
+                if self.surge_run >= s.surge_ticks {
+                    let signature = self.signature(rate, [&agents[..], &prefixes[..]]);
+                    self.open_event(now, reference, rate, signature);
+                } else if !surging {
+                    let mut top = agents;
+                    top.extend(prefixes);
+                    self.baseline.learn(total, &top, s.alpha);
+                }
+            }
+        }
+    }
+
+    /// The value that covers most of the surplus, was rare in the
+    /// baseline, and covers enough; user agents before prefixes (a
+    /// distributed flood is matched by what it looks like, not where it
+    /// comes from).
+    fn signature(&self, rate: f64, tops: [&[(Value, u64)]; 2]) -> Option<Signature> {
+        let s = self.settings;
+        let reference = self.baseline.rate;
+        let surplus = rate - reference;
+        if surplus <= 0.0 {
+            return None;
+        }
+        tops.iter().find_map(|top| {
+            top.iter()
+                .filter_map(|(value, count)| {
+                    let base = self.baseline.share(value);
+                    let excess = *count as f64 - base * reference;
+                    let coverage = (excess / surplus).min(1.0);
+                    (base <= s.max_baseline_share && coverage >= s.min_coverage)
+                        .then_some((value, *count, base, coverage))
+                })
+                .max_by(|a, b| a.3.total_cmp(&b.3))
+                .map(|(value, count, base, coverage)| Signature {
+                    attribute: value.attribute().as_str(),
+                    value: value.text(),
+                    share: count as f64 / rate,
+                    baseline_share: base,
+                    coverage,
+                    rule: value.rule(&format!("auto-{}", self.next_id)),
+                })
+        })
+    }
+
+    fn open_event(&mut self, now: u64, reference: f64, rate: f64, signature: Option<Signature>) {
+        if self.events.len() == MAX_EVENTS {
+            self.events.pop_front();
+        }
+        self.events.push_back(Event {
+            id: self.next_id,
+            state: State::Active,
+            started: now,
+            ended: None,
+            reference_rps: reference,
+            peak_rps: rate,
+            signature,
+        });
+        self.next_id += 1;
+        self.open = Some(self.events.len() - 1);
+        self.quiet_run = 0;
+    }
+
+    /// Events, oldest first.
+    pub fn events(&self) -> impl Iterator<Item = &Event> {
+        self.events.iter()
+    }
+
+    pub fn status(&self) -> Status {
+        Status {
+            learning: self.baseline.ticks < self.settings.learn_ticks,
+            learned_seconds: self.baseline.ticks,
+            reference_rps: self.baseline.rate,
+            current_rps: self.last_rate,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const BROWSERS: [&str; 4] = [
+        "Mozilla/5.0 (X11; Linux x86_64) Firefox/133.0",
+        "Mozilla/5.0 (Macintosh) Safari/605.1.15",
+        "Mozilla/5.0 (Windows NT 10.0) Chrome/131.0",
+        "Boto3/1.43.11 Python/3.11",
+    ];
+
+    /// A tick in which every request was sampled.
+    fn tick(d: &mut Detector, now: u64) {
+        let seen = d.total;
+        d.tick(now, seen);
+    }
+
+    #[test]
+    fn sampled_composition_is_scaled_to_what_arrived() {
+        let mut d = learned();
+        for t in 25..27 {
+            ordinary(&mut d, 4, t);
+            for i in 0..200u32 {
+                d.observe(&sample([172, 16, (i % 100) as u8, 1], "flood/1.0"));
+            }
+            // One request in ten was sampled.
+            d.tick(t as u64, 2040);
+        }
+        let event = d.events().next().expect("an event").clone();
+        assert_eq!(event.peak_rps, 2040.0);
+        let sig = event.signature.expect("a signature");
+        assert!(sig.coverage > 0.9, "{sig:?}");
+    }
+
+    fn sample(ip: [u8; 4], agent: &str) -> Sample {
+        Sample {
+            client: IpAddr::from(ip),
+            agent: Agent::of(Some(agent.as_bytes())),
+        }
+    }
+
+    fn quick() -> Settings {
+        Settings {
+            learn_ticks: 20,
+            quiet_ticks: 3,
+            floor_rps: 20.0,
+            ..Settings::default()
+        }
+    }
+
+    /// `n` requests a tick from 200 clients in 50 /24s with browser-like
+    /// variety.
+    fn ordinary(d: &mut Detector, n: usize, salt: usize) {
+        for i in 0..n {
+            let j = i + salt;
+            d.observe(&sample(
+                [10, (j % 50) as u8, 0, (j % 4) as u8],
+                BROWSERS[j % 4],
+            ));
+        }
+    }
+
+    fn learned() -> Detector {
+        let mut d = Detector::new(quick());
+        for t in 0..25 {
+            ordinary(&mut d, 40, t);
+            tick(&mut d, t as u64);
+        }
+        assert!(!d.status().learning);
+        d
+    }
+
+    #[test]
+    fn a_distributed_flood_is_matched_by_its_user_agent_not_its_sources() {
+        let mut d = learned();
+        for t in 25..28u64 {
+            ordinary(&mut d, 40, t as usize);
+            for i in 0..2000u32 {
+                // 2,000 sources over 250 /24s, one tool's user agent.
+                d.observe(&sample(
+                    [172, 16, (i % 250) as u8, (i / 250) as u8],
+                    "python-requests/2.32",
+                ));
+            }
+            tick(&mut d, t);
+        }
+        let events: Vec<&Event> = d.events().collect();
+        assert_eq!(events.len(), 1, "{events:?}");
+        let sig = events[0].signature.as_ref().expect("a signature");
+        assert_eq!(
+            (sig.attribute, sig.value.as_str()),
+            ("user_agent", "python-requests/2.32")
+        );
+        assert!(sig.coverage > 0.9 && sig.baseline_share == 0.0, "{sig:?}");
+        assert!(
+            sig.rule
+                .contains(r#"search = "python-requests/2.32", position = "exactly""#),
+            "{}",
+            sig.rule
+        );
+        assert_eq!(events[0].started, 26, "the second surge tick");
+        // Back to normal: the event ends after the quiet ticks.
+        for t in 28..32 {
+            ordinary(&mut d, 40, t as usize);
+            tick(&mut d, t);
+        }
+        assert_eq!(d.events().next().unwrap().state, State::Ended);
+    }
+
+    #[test]
+    fn a_flood_from_one_prefix_with_varied_agents_is_matched_by_the_prefix() {
+        let mut d = learned();
+        for t in 25..27 {
+            ordinary(&mut d, 40, t);
+            for i in 0..1000usize {
+                d.observe(&sample([198, 51, 100, (i % 200) as u8], BROWSERS[i % 4]));
+            }
+            tick(&mut d, t as u64);
+        }
+        let sig = d
+            .events()
+            .next()
+            .unwrap()
+            .signature
+            .clone()
+            .expect("a signature");
+        assert_eq!(
+            (sig.attribute, sig.value.as_str()),
+            ("prefix", "198.51.100.0/24")
+        );
+        assert!(
+            sig.rule
+                .starts_with("[firewall.ip_sets]\nauto-1 = [\"198.51.100.0/24\"]"),
+            "{}",
+            sig.rule
+        );
+    }
+
+    #[test]
+    fn a_flash_crowd_with_ordinary_variety_gets_no_signature() {
+        let mut d = learned();
+        for t in 25..27 {
+            // 10x, from new sources spread wide, with the usual agents.
+            for i in 0..400usize {
+                d.observe(&sample(
+                    [100, (i % 200) as u8, (i / 200) as u8, 1],
+                    BROWSERS[i % 4],
+                ));
+            }
+            tick(&mut d, t as u64);
+        }
+        let events: Vec<&Event> = d.events().collect();
+        assert_eq!(events.len(), 1);
+        assert_eq!(
+            events[0].signature, None,
+            "nothing to refuse: {:?}",
+            events[0]
+        );
+    }
+
+    #[test]
+    fn nothing_is_declared_while_learning_and_an_attack_is_not_learned() {
+        let mut d = Detector::new(quick());
+        for t in 0..10 {
+            d.observe(&sample([1, 2, 3, 4], "x"));
+            for i in 0..500u32 {
+                d.observe(&sample([9, 9, (i % 9) as u8, 1], "flood"));
+            }
+            tick(&mut d, t);
+        }
+        assert_eq!(d.events().count(), 0, "still learning");
+        let mut d = learned();
+        let before = d.status().reference_rps;
+        for t in 25..40 {
+            for _ in 0..1000 {
+                d.observe(&sample([9, 9, 9, 9], "flood"));
+            }
+            tick(&mut d, t);
+        }
+        assert_eq!(d.status().reference_rps, before, "frozen during the event");
+        assert_eq!(d.events().count(), 1, "one event for one long surge");
+    }
+
+    #[test]
+    fn memory_is_bounded_by_the_sketches_not_the_traffic() {
+        let mut d = learned();
+        for round in 0..3u32 {
+            for i in 0..20_000u32 {
+                let agent = format!("agent-{round}-{i}");
+                d.observe(&sample((i + round).to_be_bytes(), &agent));
+            }
+            assert!(d.agents.counts.len() <= TOP_K && d.prefixes.counts.len() <= TOP_K);
+            tick(&mut d, 25 + u64::from(round));
+        }
+        assert!(d.baseline.shares.len() <= BASELINE_VALUES * 2);
+        assert!(d.events.len() <= MAX_EVENTS);
+    }
+
+    #[test]
+    fn agents_are_cut_on_a_character_boundary_and_quoted_for_toml() {
+        let long = format!("{}é\"tail", "a".repeat(MAX_AGENT_BYTES - 1));
+        let a = Agent::of(Some(long.as_bytes()));
+        assert!(a.cut);
+        assert_eq!(a.text(), "a".repeat(MAX_AGENT_BYTES - 1));
+        let rule = Value::Agent(Agent::of(Some(b"say \"hi\"\x07"))).rule("auto-9");
+        assert!(rule.contains(r#"search = "say \"hi\"\u0007""#), "{rule}");
+        assert!(Value::Agent(a).rule("r").contains("starts_with"));
+    }
+}
