@@ -1,9 +1,10 @@
 #!/usr/bin/env python3
-"""Time to detect: a release levee learns 10 s of ordinary traffic (about
+"""Time to detect and to mitigate: a release levee learns 10 s of ordinary traffic (about
 20 req/s from 30 clients through a trusted loopback proxy), then three
 times a flood of one tool's user agent from 10,000 sources (8 threads)
-until GET /admin/shield/auto shows the event; prints how long that took
-and when the event ended once the flood stopped (quiet_for = 3 s).
+until GET /admin/shield/auto shows the event and then its rule in force;
+prints how long each took, what 50 more flood requests got, and when the
+event ended once the flood stopped (quiet_for = 3 s).
 Starts its own server on port 0 and stops it.
 
 Usage: bench/time-to-detect.py [BIN_DIR]   (default: target/release)
@@ -60,10 +61,17 @@ for round in range(3):
     n = len(report()["events"])
     while len(report()["events"]) == n and time.time() - start < 20: time.sleep(0.05)
     seen = time.time() - start
+    while report()["events"][-1]["mitigation"] not in ("enforced", "none") and time.time() - start < 20: time.sleep(0.05)
+    enforced = time.time() - start
+    # What the flood gets once the rule is in force, from one more client.
+    c = http.client.HTTPConnection(edge, timeout=10); codes = []
+    for k in range(50):
+        c.request("GET", "/f", headers={"x-forwarded-for": f"172.31.0.{k}", "user-agent": "python-requests/2.32"}); r = c.getresponse(); r.read(); codes.append(r.status)
+    c.close()
     ev = report()["events"][-1]
     flood = False; [t.join() for t in ts]
     while report()["events"][-1]["state"] != "ended": time.sleep(0.2)
     ended = time.time() - start
-    print(f"round {round}: event visible {seen:.2f} s after the flood began; peak {ev['peak_rps']:.0f} rps vs reference {ev['reference_rps']:.1f}; signature {(ev['signature'] or {}).get('value')!r} coverage {(ev['signature'] or {}).get('coverage')}; ended {ended - seen:.1f} s after")
+    print(f"round {round}: event visible {seen:.2f} s, rule in force {enforced:.2f} s after the flood began ({ev['mitigation']}); then {codes.count(429)} of 50 flood requests got 429; peak {ev['peak_rps']:.0f} rps vs reference {ev['reference_rps']:.1f}; signature {(ev['signature'] or {}).get('value')!r} coverage {(ev['signature'] or {}).get('coverage')}; ended {ended - seen:.1f} s after")
 stop = True; p.terminate(); p.wait()
 subprocess.run(["rm", "-rf", d])

@@ -22,6 +22,9 @@ pub enum AutoMode {
     /// Events and the rules that would match them are reported; nothing
     /// is refused.
     Count,
+    /// Signatures become throttling rules after one tick of counting, and
+    /// are lifted when their event ends.
+    Enforce,
 }
 
 /// How large a surge must be: a tick's rate over this many times the
@@ -56,7 +59,7 @@ pub struct AutoMitigation {
 impl Default for AutoMitigation {
     fn default() -> Self {
         Self {
-            mode: AutoMode::Count,
+            mode: AutoMode::Enforce,
             sensitivity: Sensitivity::Medium,
             learn_for: Duration::from_secs(600),
             quiet_for: Duration::from_secs(60),
@@ -104,19 +107,13 @@ fn seconds(
 pub(crate) fn auto_mitigation(raw: RawAutoMitigation, f: &mut Found) -> AutoMitigation {
     let d = AutoMitigation::default();
     let mode = match raw.mode.as_deref() {
-        None | Some("count") => AutoMode::Count,
+        None | Some("enforce") => AutoMode::Enforce,
+        Some("count") => AutoMode::Count,
         Some("off") => AutoMode::Off,
-        Some("enforce") => {
-            f.push(
-                "mode",
-                "`enforce` is not built yet: automatic rules are reported (\"count\"), not applied; paste a reported rule into [firewall] to enforce it",
-            );
-            d.mode
-        }
         Some(other) => {
             f.push(
                 "mode",
-                format!("must be \"count\" or \"off\", not `{other}`"),
+                format!("must be \"enforce\", \"count\" or \"off\", not `{other}`"),
             );
             d.mode
         }
@@ -167,6 +164,7 @@ mod tests {
         let (a, found) = parse("");
         assert!(found.is_empty());
         assert_eq!(a, AutoMitigation::default());
+        assert_eq!(a.mode, AutoMode::Enforce, "enforce by default");
         let (a, found) = parse(
             "mode = \"off\"\nsensitivity = \"high\"\nlearn_for = \"30s\"\nquiet_for = \"5s\"",
         );
@@ -176,12 +174,12 @@ mod tests {
             (AutoMode::Off, 2.0, 30)
         );
         let (_, found) = parse(
-            "mode = \"enforce\"\nsensitivity = \"max\"\nlearn_for = \"1s\"\nquiet_for = \"1.5s\"",
+            "mode = \"block\"\nsensitivity = \"max\"\nlearn_for = \"1s\"\nquiet_for = \"1.5s\"",
         );
         assert_eq!(
             found.keys(),
             ["mode", "sensitivity", "learn_for", "quiet_for"]
         );
-        assert!(found.messages()[0].contains("not built yet"));
+        assert!(found.messages()[0].contains("\"enforce\", \"count\" or \"off\""));
     }
 }

@@ -158,6 +158,13 @@ impl Edge {
             }
             None => None,
         };
+        // The automatic rules, after the operator's.
+        if let Some(watch) = &st.watch {
+            if let Some(auto) = watch.rules().as_ref() {
+                let v = request_view(cx.client_ip, req.method(), req.uri(), req.headers(), None);
+                shield::admit(auto.evaluate(&v, now))?;
+            }
+        }
         // Which function, before spending anything on it.
         let (target, params) = st
             .router

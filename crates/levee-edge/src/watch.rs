@@ -1,11 +1,14 @@
-//! The edge's side of automatic attack detection (`[auto_mitigation]`):
-//! each request is counted and, up to [`MAX_SAMPLES_PER_SECOND`], sampled
-//! into a bounded channel that one detector thread drains and ticks once
-//! a second; its report is what `GET /admin/shield/auto` shows.
+//! The edge's side of automatic attack detection and mitigation
+//! (`[auto_mitigation]`): each request is counted and, up to
+//! [`MAX_SAMPLES_PER_SECOND`], sampled into a bounded channel that one
+//! detector thread drains and ticks once a second. The thread publishes
+//! its report (`GET /admin/shield/auto`) and, in enforce mode, the rules in
+//! force as a firewall the pipeline evaluates after the operator's.
 //!
-//! Owns the channel ([`SAMPLE_BUFFER`] samples, about 4 MiB), the counts
-//! and the published report. Must never make a request wait: a full
-//! buffer drops the sample (counted), never the request.
+//! Owns the channel ([`SAMPLE_BUFFER`] samples, about 4 MiB), the counts,
+//! the published report and the automatic rules. Must never make a
+//! request wait: a full buffer drops the sample (counted), never the
+//! request.
 
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -13,9 +16,11 @@ use std::sync::mpsc::{sync_channel, Receiver, SyncSender, TryRecvError};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use arc_swap::ArcSwapOption;
 use levee_config::{AutoMitigation, AutoMode};
 pub use levee_shield::auto::Agent;
-use levee_shield::auto::{Detector, Sample, Settings};
+use levee_shield::auto::{self, Detector, Sample, Settings};
+use levee_shield::firewall::Firewall;
 use serde_json::{json, Value};
 
 /// Samples a second at most; beyond it requests are only counted (the
@@ -34,6 +39,8 @@ pub struct Watch {
     /// Samples the full buffer refused, since start.
     dropped: Arc<AtomicU64>,
     report: Arc<Mutex<Value>>,
+    /// The rules in force, evaluated after the operator's firewall.
+    rules: Arc<ArcSwapOption<Firewall>>,
 }
 
 impl Watch {
@@ -43,6 +50,7 @@ impl Watch {
             return Ok(None);
         }
         let settings = Settings {
+            enforce: config.mode == AutoMode::Enforce,
             factor: config.sensitivity.factor(),
             learn_ticks: u32::try_from(config.learn_for.as_secs()).unwrap_or(u32::MAX),
             quiet_ticks: u32::try_from(config.quiet_for.as_secs()).unwrap_or(u32::MAX),
@@ -50,13 +58,20 @@ impl Watch {
         };
         let (tx, rx) = sync_channel(SAMPLE_BUFFER);
         let seen = Arc::new(AtomicU64::new(0));
-        let report = Arc::new(Mutex::new(json!({ "mode": "count", "learning": true })));
+        let report = Arc::new(Mutex::new(
+            json!({ "mode": mode_name(config.mode), "learning": true, "events": [] }),
+        ));
         let dropped = Arc::new(AtomicU64::new(0));
         let counts = Counts {
             seen: Arc::clone(&seen),
             dropped: Arc::clone(&dropped),
         };
-        let published = Arc::clone(&report);
+        let rules = Arc::new(ArcSwapOption::empty());
+        let published = Published {
+            report: Arc::clone(&report),
+            rules: Arc::clone(&rules),
+            mode: mode_name(config.mode),
+        };
         std::thread::Builder::new()
             .name("levee-detector".into())
             .spawn(move || run(Detector::new(settings), rx, counts, published))?;
@@ -65,6 +80,7 @@ impl Watch {
             seen,
             dropped,
             report,
+            rules,
         })))
     }
 
@@ -81,6 +97,11 @@ impl Watch {
         if self.samples.try_send(Sample { client, agent }).is_err() {
             self.dropped.fetch_add(1, Ordering::Relaxed);
         }
+    }
+
+    /// The automatic rules in force, if any (a cheap guard, not a clone).
+    pub fn rules(&self) -> arc_swap::Guard<Option<Arc<Firewall>>> {
+        self.rules.load()
     }
 
     /// The detector's last report: its state and its events.
@@ -101,19 +122,30 @@ struct Counts {
     dropped: Arc<AtomicU64>,
 }
 
+/// What the detector thread publishes.
+struct Published {
+    report: Arc<Mutex<Value>>,
+    rules: Arc<ArcSwapOption<Firewall>>,
+    mode: &'static str,
+}
+
+fn mode_name(mode: AutoMode) -> &'static str {
+    match mode {
+        AutoMode::Off => "off",
+        AutoMode::Count => "count",
+        AutoMode::Enforce => "enforce",
+    }
+}
+
 /// How often the detector thread empties the buffer: at most
 /// `MAX_SAMPLES_PER_SECOND / 20` samples wait, well inside the buffer.
 const DRAIN_EVERY: Duration = Duration::from_millis(50);
 
 /// The detector thread: drains samples, ticks each second, publishes the
 /// report; ends when the edge (the sender) is gone.
-fn run(
-    mut detector: Detector,
-    samples: Receiver<Sample>,
-    counts: Counts,
-    report: Arc<Mutex<Value>>,
-) {
+fn run(mut detector: Detector, samples: Receiver<Sample>, counts: Counts, out: Published) {
     let mut next = Instant::now() + Duration::from_secs(1);
+    let mut in_force: Vec<String> = Vec::new();
     loop {
         std::thread::sleep(DRAIN_EVERY.min(next.saturating_duration_since(Instant::now())));
         loop {
@@ -133,10 +165,23 @@ fn run(
             next = Instant::now() + Duration::from_secs(1);
         }
         detector.tick(unix_now(), counts.seen.swap(0, Ordering::Relaxed));
+        let enforced = detector.enforced_rules();
+        if enforced != in_force {
+            match auto::compile(&enforced) {
+                Ok(firewall) => {
+                    out.rules.store(firewall.map(Arc::new));
+                    tracing::warn!(rules = enforced.len(), "automatic mitigation rules changed");
+                    in_force = enforced.iter().map(|r| r.to_string()).collect();
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, "an automatic rule did not compile; not applied")
+                }
+            }
+        }
         let status = detector.status();
         let events: Vec<&levee_shield::auto::Event> = detector.events().collect();
-        *levee_common::sync::lock(&report) = json!({
-            "mode": "count",
+        *levee_common::sync::lock(&out.report) = json!({
+            "mode": out.mode,
             "learning": status.learning,
             "learned_seconds": status.learned_seconds,
             "reference_rps": status.reference_rps,

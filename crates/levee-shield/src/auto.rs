@@ -130,27 +130,56 @@ impl Value {
         }
     }
 
-    /// The `[[firewall.rules]]` entry (and IP set) that matches this value,
-    /// as TOML that pastes into levee.toml.
-    fn rule(&self, name: &str) -> String {
-        let mut out = String::new();
-        let statement = match self {
+    /// The statement that matches this value (and the IP set it needs).
+    fn statement(&self, name: &str) -> (String, Option<String>) {
+        match self {
             Value::Agent(a) => {
                 let position = if a.cut { "starts_with" } else { "exactly" };
                 let search = toml_string(&a.text());
-                format!(
-                    "{{ string_match = {{ field = {{ header = \"user-agent\" }}, search = {search}, position = \"{position}\" }} }}"
+                (
+                    format!(
+                        "{{ string_match = {{ field = {{ header = \"user-agent\" }}, search = {search}, position = \"{position}\" }} }}"
+                    ),
+                    None,
                 )
             }
-            Value::Prefix(..) => {
-                let _ = writeln!(out, "[firewall.ip_sets]\n{name} = [\"{}\"]\n", self.text());
-                format!("{{ ip_set = {{ name = \"{name}\" }} }}")
+            Value::Prefix(..) => (
+                format!("{{ ip_set = {{ name = \"{name}\" }} }}"),
+                Some(format!(
+                    "[firewall.ip_sets]\n{name} = [\"{}\"]\n\n",
+                    self.text()
+                )),
+            ),
+        }
+    }
+
+    /// The `[[firewall.rules]]` entry (and IP set) for this value, as TOML
+    /// that pastes into levee.toml: a count rule, or with `throttle` the
+    /// enforced one — the matching requests together held to `throttle` a
+    /// second (their baseline rate, at least 1), the rest answered 429.
+    fn rule(&self, name: &str, throttle: Option<u64>) -> String {
+        let (statement, ip_set) = self.statement(name);
+        let mut out = ip_set.unwrap_or_default();
+        match throttle {
+            None => {
+                let _ = write!(
+                    out,
+                    "[[firewall.rules]]\nname = \"{name}\"\npriority = 1000000\naction = \"count\"\nstatement = {statement}\n"
+                );
             }
-        };
-        let _ = write!(
-            out,
-            "[[firewall.rules]]\nname = \"{name}\"\npriority = 1000000\naction = \"count\"\nstatement = {statement}\n"
-        );
+            Some(limit) => {
+                // One counter for all the matching requests: a user agent
+                // keys on itself, a prefix on the method (always there).
+                let key = match self {
+                    Value::Agent(_) => "[{ header = \"user-agent\" }]",
+                    Value::Prefix(..) => "[\"method\"]",
+                };
+                let _ = write!(
+                    out,
+                    "[[firewall.rules]]\nname = \"{name}\"\npriority = 1000000\naction = \"block\"\nresponse = {{ status = 429, body = '{{\"message\":\"Too Many Requests\"}}', content_type = \"application/json\" }}\nstatement = {{ rate = {{ limit = {limit}, window = \"1s\", key = {key}, scope_down = {statement} }} }}\n"
+                );
+            }
+        }
         out
     }
 }
@@ -231,6 +260,9 @@ pub struct Settings {
     pub min_coverage: f64,
     /// EWMA weight of one tick in the baseline.
     pub alpha: f64,
+    /// Apply signatures as throttling rules (after one tick of counting),
+    /// not only report them.
+    pub enforce: bool,
 }
 
 impl Default for Settings {
@@ -244,6 +276,7 @@ impl Default for Settings {
             max_baseline_share: 0.01,
             min_coverage: 0.5,
             alpha: 0.01,
+            enforce: true,
         }
     }
 }
@@ -259,8 +292,8 @@ pub struct Signature {
     pub baseline_share: f64,
     /// The part of the surplus over the reference it accounts for.
     pub coverage: f64,
-    /// A rule matching it, as levee.toml TOML (count only: nothing is
-    /// enforced automatically yet).
+    /// A rule matching it, as levee.toml TOML: the enforced throttle, or
+    /// a count rule when nothing is enforced.
     pub rule: String,
 }
 
@@ -269,6 +302,20 @@ pub struct Signature {
 pub enum State {
     Active,
     Ended,
+}
+
+/// Where an event's rule is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Mitigation {
+    /// Reported only (count mode, or no signature).
+    None,
+    /// Its first tick: watched before it is applied.
+    Counting,
+    /// In force.
+    Enforced,
+    /// Taken off when the event ended.
+    Lifted,
 }
 
 /// A surge over the baseline, from its first surge tick to its last.
@@ -285,6 +332,10 @@ pub struct Event {
     /// `None`: no value covers the surplus and was rare before — a flash
     /// crowd or a launch, which nothing should refuse.
     pub signature: Option<Signature>,
+    pub mitigation: Mitigation,
+    /// Unix seconds the rule came into force, and was lifted.
+    pub enforced: Option<u64>,
+    pub lifted: Option<u64>,
 }
 
 /// The learned picture of normal traffic.
@@ -347,9 +398,18 @@ pub struct Detector {
     quiet_run: u32,
     last_rate: f64,
     open: Option<usize>,
+    /// The open event's signature value, remembered when it ends.
+    open_value: Option<Value>,
     next_id: u64,
     events: VecDeque<Event>,
+    /// Signatures of ended events and when they ended, for a fast re-arm:
+    /// at most [`MAX_REMEMBERED`], for [`REMEMBER_SECS`].
+    remembered: VecDeque<(Value, u64)>,
 }
+
+/// Signatures remembered after their event ended, and for how long.
+pub const MAX_REMEMBERED: usize = 256;
+pub const REMEMBER_SECS: u64 = 24 * 3600;
 
 impl Detector {
     pub fn new(settings: Settings) -> Self {
@@ -363,8 +423,10 @@ impl Detector {
             quiet_run: 0,
             last_rate: 0.0,
             open: None,
+            open_value: None,
             next_id: 1,
             events: VecDeque::new(),
+            remembered: VecDeque::new(),
         }
     }
 
@@ -406,9 +468,20 @@ impl Detector {
                 let event = &mut self.events[i];
                 event.peak_rps = event.peak_rps.max(rate);
                 self.quiet_run = if surging { 0 } else { self.quiet_run + 1 };
+                if event.mitigation == Mitigation::Counting && surging {
+                    event.mitigation = Mitigation::Enforced;
+                    event.enforced = Some(now);
+                }
                 if self.quiet_run >= s.quiet_ticks {
                     event.state = State::Ended;
                     event.ended = Some(now);
+                    if event.mitigation != Mitigation::None {
+                        event.mitigation = Mitigation::Lifted;
+                        event.lifted = Some(now);
+                    }
+                    if let Some(value) = self.open_value.take() {
+                        self.remember(value, now);
+                    }
                     self.open = None;
                     self.surge_run = 0;
                 }
@@ -416,9 +489,17 @@ impl Detector {
             }
             None => {
                 self.surge_run = if surging { self.surge_run + 1 } else { 0 };
-                if self.surge_run >= s.surge_ticks {
+                // A signature seen in an attack before comes back: enforced
+                // on its first surge second, without the counting tick.
+                let rearm = surging
+                    .then(|| self.returning(now, rate, [&agents[..], &prefixes[..]]))
+                    .flatten();
+                if let Some((value, count)) = rearm {
+                    let signature = self.signature_of(&value, count, rate);
+                    self.open_event(now, reference, rate, Some((value, signature)), true);
+                } else if self.surge_run >= s.surge_ticks {
                     let signature = self.signature(rate, [&agents[..], &prefixes[..]]);
-                    self.open_event(now, reference, rate, signature);
+                    self.open_event(now, reference, rate, signature, false);
                 } else if !surging {
                     let mut top = agents;
                     top.extend(prefixes);
@@ -428,11 +509,33 @@ impl Detector {
         }
     }
 
+    fn remember(&mut self, value: Value, now: u64) {
+        self.remembered.retain(|(v, _)| *v != value);
+        if self.remembered.len() == MAX_REMEMBERED {
+            self.remembered.pop_front();
+        }
+        self.remembered.push_back((value, now));
+    }
+
+    /// A remembered signature that carries most of this surge second.
+    fn returning(&self, now: u64, rate: f64, tops: [&[(Value, u64)]; 2]) -> Option<(Value, u64)> {
+        tops.iter()
+            .flat_map(|top| top.iter())
+            .find_map(|(value, count)| {
+                let remembered = self
+                    .remembered
+                    .iter()
+                    .any(|(v, at)| v == value && now.saturating_sub(*at) <= REMEMBER_SECS);
+                (remembered && *count as f64 >= self.settings.min_coverage * rate)
+                    .then_some((*value, *count))
+            })
+    }
+
     /// The value that covers most of the surplus, was rare in the
     /// baseline, and covers enough; user agents before prefixes (a
     /// distributed flood is matched by what it looks like, not where it
     /// comes from).
-    fn signature(&self, rate: f64, tops: [&[(Value, u64)]; 2]) -> Option<Signature> {
+    fn signature(&self, rate: f64, tops: [&[(Value, u64)]; 2]) -> Option<(Value, Signature)> {
         let s = self.settings;
         let reference = self.baseline.rate;
         let surplus = rate - reference;
@@ -446,24 +549,51 @@ impl Detector {
                     let excess = *count as f64 - base * reference;
                     let coverage = (excess / surplus).min(1.0);
                     (base <= s.max_baseline_share && coverage >= s.min_coverage)
-                        .then_some((value, *count, base, coverage))
+                        .then_some((value, *count, coverage))
                 })
-                .max_by(|a, b| a.3.total_cmp(&b.3))
-                .map(|(value, count, base, coverage)| Signature {
-                    attribute: value.attribute().as_str(),
-                    value: value.text(),
-                    share: count as f64 / rate,
-                    baseline_share: base,
-                    coverage,
-                    rule: value.rule(&format!("auto-{}", self.next_id)),
-                })
+                .max_by(|a, b| a.2.total_cmp(&b.2))
+                .map(|(value, count, _)| (*value, self.signature_of(value, count, rate)))
         })
     }
 
-    fn open_event(&mut self, now: u64, reference: f64, rate: f64, signature: Option<Signature>) {
+    /// A signature's evidence and rule, for `value` seen `count` times in
+    /// a second of `rate` requests.
+    fn signature_of(&self, value: &Value, count: u64, rate: f64) -> Signature {
+        let reference = self.baseline.rate;
+        let base = self.baseline.share(value);
+        let surplus = (rate - reference).max(1.0);
+        let coverage = ((count as f64 - base * reference) / surplus).clamp(0.0, 1.0);
+        // Its baseline rate, twice over for headroom, and never zero.
+        let throttle = ((2.0 * base * reference).ceil() as u64).max(1);
+        let name = format!("auto-{}", self.next_id);
+        Signature {
+            attribute: value.attribute().as_str(),
+            value: value.text(),
+            share: count as f64 / rate,
+            baseline_share: base,
+            coverage,
+            rule: value.rule(&name, self.settings.enforce.then_some(throttle)),
+        }
+    }
+
+    fn open_event(
+        &mut self,
+        now: u64,
+        reference: f64,
+        rate: f64,
+        signature: Option<(Value, Signature)>,
+        rearmed: bool,
+    ) {
         if self.events.len() == MAX_EVENTS {
             self.events.pop_front();
         }
+        let mitigation = match (&signature, self.settings.enforce, rearmed) {
+            (Some(_), true, true) => Mitigation::Enforced,
+            (Some(_), true, false) => Mitigation::Counting,
+            _ => Mitigation::None,
+        };
+        let (value, signature) = signature.unzip();
+        self.open_value = value;
         self.events.push_back(Event {
             id: self.next_id,
             state: State::Active,
@@ -472,10 +602,22 @@ impl Detector {
             reference_rps: reference,
             peak_rps: rate,
             signature,
+            mitigation,
+            enforced: (mitigation == Mitigation::Enforced).then_some(now),
+            lifted: None,
         });
         self.next_id += 1;
         self.open = Some(self.events.len() - 1);
         self.quiet_run = 0;
+    }
+
+    /// The rules in force now, as levee.toml TOML (empty when none).
+    pub fn enforced_rules(&self) -> Vec<&str> {
+        self.events
+            .iter()
+            .filter(|e| e.mitigation == Mitigation::Enforced)
+            .filter_map(|e| e.signature.as_ref().map(|s| s.rule.as_str()))
+            .collect()
     }
 
     /// Events, oldest first.
@@ -491,6 +633,35 @@ impl Detector {
             current_rps: self.last_rate,
         }
     }
+}
+
+/// The rules in force, each as [`Detector::enforced_rules`] renders it,
+/// compiled into one firewall that the edge evaluates after the
+/// operator's (whose rate counters and bans it never touches). `None` for
+/// no rules; an error would be Levee's own bug, as every rule is rendered
+/// here.
+pub fn compile(rules: &[&str]) -> Result<Option<crate::firewall::Firewall>, String> {
+    #[derive(serde::Deserialize)]
+    struct Document {
+        firewall: crate::firewall::FirewallConfig,
+    }
+    let Some((first, rest)) = rules.split_first() else {
+        return Ok(None);
+    };
+    let parse = |text: &str| {
+        toml::from_str::<Document>(text)
+            .map(|d| d.firewall)
+            .map_err(|e| e.to_string())
+    };
+    let mut all = parse(first)?;
+    for text in rest {
+        let more = parse(text)?;
+        all.rules.extend(more.rules);
+        all.ip_sets.extend(more.ip_sets);
+    }
+    crate::firewall::Firewall::compile(&all)
+        .map(Some)
+        .map_err(|e| e.to_string())
 }
 
 #[cfg(test)]
@@ -697,8 +868,93 @@ mod tests {
         let a = Agent::of(Some(long.as_bytes()));
         assert!(a.cut);
         assert_eq!(a.text(), "a".repeat(MAX_AGENT_BYTES - 1));
-        let rule = Value::Agent(Agent::of(Some(b"say \"hi\"\x07"))).rule("auto-9");
+        let rule = Value::Agent(Agent::of(Some(b"say \"hi\"\x07"))).rule("auto-9", None);
         assert!(rule.contains(r#"search = "say \"hi\"\u0007""#), "{rule}");
-        assert!(Value::Agent(a).rule("r").contains("starts_with"));
+        assert!(Value::Agent(a).rule("r", Some(3)).contains("starts_with"));
+    }
+
+    fn flood_tick(d: &mut Detector, t: u64) {
+        ordinary(d, 40, t as usize);
+        for i in 0..2000u32 {
+            d.observe(&sample(
+                [172, 16, (i % 250) as u8, (i / 250) as u8],
+                "python-requests/2.32",
+            ));
+        }
+        tick(d, t);
+    }
+
+    #[test]
+    fn a_signature_is_counted_one_tick_then_enforced_then_lifted_and_rearms_at_once() {
+        let mut d = learned();
+        flood_tick(&mut d, 25);
+        flood_tick(&mut d, 26);
+        let event = d.events().next().unwrap();
+        assert_eq!(
+            event.mitigation,
+            Mitigation::Counting,
+            "watched for one tick first"
+        );
+        assert!(d.enforced_rules().is_empty());
+        flood_tick(&mut d, 27);
+        assert_eq!(d.events().next().unwrap().mitigation, Mitigation::Enforced);
+        let rules = d.enforced_rules();
+        assert_eq!(rules.len(), 1);
+        // Held to its baseline rate (none: 1 a second) as one aggregate.
+        assert!(
+            rules[0].contains("statement = { rate = { limit = 1, window = \"1s\", key = [{ header = \"user-agent\" }], scope_down = { string_match"),
+            "{}",
+            rules[0]
+        );
+        assert!(rules[0].contains("action = \"block\"\nresponse = { status = 429"));
+        let firewall = compile(&rules).expect("compiles").expect("a firewall");
+        assert_eq!(firewall.counters().len(), 1);
+        for t in 28..32 {
+            ordinary(&mut d, 40, t as usize);
+            tick(&mut d, t);
+        }
+        let event = d.events().next().unwrap();
+        assert_eq!(
+            (event.state, event.mitigation),
+            (State::Ended, Mitigation::Lifted)
+        );
+        assert_eq!(
+            (event.enforced, event.lifted),
+            (Some(27), Some(30)),
+            "three quiet ticks"
+        );
+        assert!(d.enforced_rules().is_empty());
+        // The same signature again: enforced in its first surge second.
+        flood_tick(&mut d, 40);
+        let again = d.events().last().unwrap();
+        assert_eq!(
+            (again.id, again.mitigation, again.enforced),
+            (2, Mitigation::Enforced, Some(40))
+        );
+        assert_eq!(d.enforced_rules().len(), 1);
+    }
+
+    #[test]
+    fn count_mode_reports_a_count_rule_and_enforces_nothing() {
+        let mut d = Detector::new(Settings {
+            enforce: false,
+            ..quick()
+        });
+        for t in 0..25 {
+            ordinary(&mut d, 40, t);
+            tick(&mut d, t as u64);
+        }
+        for t in 25..29 {
+            flood_tick(&mut d, t);
+        }
+        let event = d.events().next().unwrap();
+        assert_eq!(event.mitigation, Mitigation::None);
+        assert!(event
+            .signature
+            .as_ref()
+            .unwrap()
+            .rule
+            .contains("action = \"count\""));
+        assert!(d.enforced_rules().is_empty());
     }
 }

@@ -1,9 +1,10 @@
-//! Automatic attack detection end to end: after a baseline of ordinary
-//! traffic, a distributed flood with one tool's user agent opens an event
-//! on `GET /admin/shield/auto` whose signature is that user agent (not the
-//! thousands of sources) and whose rule passes `levee check`; the event
-//! ends once the flood is over. Clients are played through X-Forwarded-For
-//! from a trusted loopback proxy.
+//! Automatic attack detection and mitigation end to end: after a baseline
+//! of ordinary traffic, a distributed flood with one tool's user agent
+//! opens an event on `GET /admin/shield/auto` whose signature is that user
+//! agent (not the thousands of sources) and whose rule passes `levee
+//! check`; the rule comes into force (the flood gets 429, ordinary clients
+//! do not) and is lifted once the flood is over. Clients are played
+//! through X-Forwarded-For from a trusted loopback proxy.
 
 mod support;
 
@@ -42,7 +43,7 @@ fn report(s: &Server) -> serde_json::Value {
 }
 
 #[test]
-fn a_distributed_flood_is_reported_with_its_user_agent_and_a_rule_that_checks() {
+fn a_distributed_flood_is_throttled_by_its_user_agent_then_the_rule_is_lifted() {
     let s = Server::start("auto", &config());
     let stop_baseline = AtomicBool::new(false);
     let flooding = AtomicBool::new(false);
@@ -78,13 +79,21 @@ fn a_distributed_flood_is_reported_with_its_user_agent_and_a_rule_that_checks() 
                 }
             });
         }
-        let found = s.wait_until(Duration::from_secs(10), || {
-            report(&s)["events"]
-                .as_array()
-                .is_some_and(|e| !e.is_empty())
+        let enforced = s.wait_until(Duration::from_secs(10), || {
+            report(&s)["events"][0]["mitigation"] == "enforced"
         });
+        assert!(enforced, "no rule in force: {}", report(&s));
+        // In force: the tool is held to its baseline rate (none: 1 a
+        // second), the ordinary clients are not touched.
+        let tool: Vec<u16> = (0..20)
+            .map(|i| from(&s, &format!("172.17.0.{i}"), "python-requests/2.32"))
+            .collect();
+        let ordinary: Vec<u16> = (0..20)
+            .map(|i| from(&s, &format!("10.1.{i}.1"), BROWSERS[i % 3]))
+            .collect();
         flooding.store(false, Ordering::Relaxed);
-        assert!(found, "no event: {}", report(&s));
+        assert!(tool.iter().filter(|&&c| c == 429).count() >= 18, "{tool:?}");
+        assert!(ordinary.iter().all(|&c| c == 200), "{ordinary:?}");
         let event = report(&s)["events"][0].clone();
         let signature = &event["signature"];
         assert_eq!(signature["attribute"], "user_agent", "{event}");
@@ -112,13 +121,15 @@ fn a_distributed_flood_is_reported_with_its_user_agent_and_a_rule_that_checks() 
             String::from_utf8_lossy(&check.stdout),
             String::from_utf8_lossy(&check.stderr)
         );
-        // Over: the event ends after the quiet period.
+        // Over: the event ends after the quiet period and the rule goes.
         assert!(
             s.wait_until(Duration::from_secs(15), || report(&s)["events"][0]["state"]
                 == "ended"),
             "the event never ended: {}",
             report(&s)
         );
+        assert_eq!(report(&s)["events"][0]["mitigation"], "lifted");
+        assert_eq!(from(&s, "172.17.0.99", "python-requests/2.32"), 200);
         stop_baseline.store(true, Ordering::Relaxed);
     });
 }
