@@ -6,11 +6,13 @@
 //! force as a firewall the pipeline evaluates after the operator's.
 //!
 //! Owns the channel ([`SAMPLE_BUFFER`] samples, about 4 MiB), the counts,
-//! the published report and the automatic rules. Must never make a
+//! the published report, the automatic rules and the saved baseline
+//! (`data_dir/auto-baseline.json`, every [`SAVE_EVERY_TICKS`] seconds). Must never make a
 //! request wait: a full buffer drops the sample (counted), never the
 //! request.
 
 use std::net::IpAddr;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{sync_channel, Receiver, SyncSender, TryRecvError};
 use std::sync::{Arc, Mutex};
@@ -19,7 +21,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use arc_swap::ArcSwapOption;
 use levee_config::{AutoMitigation, AutoMode};
 pub use levee_shield::auto::Agent;
-use levee_shield::auto::{self, Detector, Sample, Settings};
+use levee_shield::auto::{self, Detector, Sample, SavedBaseline, Settings};
 use levee_shield::firewall::Firewall;
 use serde_json::{json, Value};
 
@@ -44,8 +46,9 @@ pub struct Watch {
 }
 
 impl Watch {
-    /// Starts the detector thread; `None` when `[auto_mitigation]` is off.
-    pub fn start(config: &AutoMitigation) -> std::io::Result<Option<Arc<Watch>>> {
+    /// Starts the detector thread, with the baseline saved in `data_dir`
+    /// if it is recent; `None` when `[auto_mitigation]` is off.
+    pub fn start(config: &AutoMitigation, data_dir: &Path) -> std::io::Result<Option<Arc<Watch>>> {
         if config.mode == AutoMode::Off {
             return Ok(None);
         }
@@ -58,9 +61,7 @@ impl Watch {
         };
         let (tx, rx) = sync_channel(SAMPLE_BUFFER);
         let seen = Arc::new(AtomicU64::new(0));
-        let report = Arc::new(Mutex::new(
-            json!({ "mode": mode_name(config.mode), "learning": true, "events": [] }),
-        ));
+        let report = Arc::new(Mutex::new(Value::Null));
         let dropped = Arc::new(AtomicU64::new(0));
         let counts = Counts {
             seen: Arc::clone(&seen),
@@ -72,9 +73,15 @@ impl Watch {
             rules: Arc::clone(&rules),
             mode: mode_name(config.mode),
         };
+        let mut detector = Detector::new(settings);
+        let saved = data_dir.join(BASELINE_FILE);
+        if let Some(baseline) = load_baseline(&saved) {
+            detector.restore(&baseline);
+        }
+        *levee_common::sync::lock(&report) = report_of(&detector, mode_name(config.mode), 0);
         std::thread::Builder::new()
             .name("levee-detector".into())
-            .spawn(move || run(Detector::new(settings), rx, counts, published))?;
+            .spawn(move || run(detector, rx, counts, published, saved))?;
         Ok(Some(Arc::new(Watch {
             samples: tx,
             seen,
@@ -137,15 +144,67 @@ fn mode_name(mode: AutoMode) -> &'static str {
     }
 }
 
+/// Where the baseline is saved, in the data directory.
+pub const BASELINE_FILE: &str = "auto-baseline.json";
+/// How often it is saved (and once when learning is done): a crash loses
+/// at most this much learning.
+pub const SAVE_EVERY_TICKS: u32 = 60;
+/// A saved baseline older than this is ignored (traffic has moved on).
+const MAX_BASELINE_AGE_SECS: u64 = 7 * 86_400;
+/// Largest baseline file read: 2,048 values per attribute, with room.
+const MAX_BASELINE_BYTES: u64 = 2 << 20;
+
+/// The saved baseline, if it is there, readable and recent; anything else
+/// is logged and ignored (the detector learns again).
+fn load_baseline(path: &Path) -> Option<SavedBaseline> {
+    use std::io::Read as _;
+    let file = std::fs::File::open(path).ok()?;
+    let mut text = String::new();
+    if let Err(e) = file.take(MAX_BASELINE_BYTES).read_to_string(&mut text) {
+        tracing::warn!(path = %path.display(), error = %e, "ignoring the saved attack-detection baseline");
+        return None;
+    }
+    match serde_json::from_str::<SavedBaseline>(&text) {
+        Ok(b) if unix_now().saturating_sub(b.saved) <= MAX_BASELINE_AGE_SECS => Some(b),
+        Ok(_) => None,
+        Err(e) => {
+            tracing::warn!(path = %path.display(), error = %e, "ignoring the saved attack-detection baseline");
+            None
+        }
+    }
+}
+
+/// Writes the baseline beside its final name, then renames it, so a crash
+/// leaves the old file or the new one, never half of one.
+fn save_baseline(path: &Path, baseline: &SavedBaseline) {
+    let tmp = path.with_extension("json.tmp");
+    let written = serde_json::to_vec(baseline)
+        .map_err(std::io::Error::other)
+        .and_then(|bytes| std::fs::write(&tmp, bytes))
+        .and_then(|()| std::fs::rename(&tmp, path));
+    if let Err(e) = written {
+        tracing::warn!(path = %path.display(), error = %e, "could not save the attack-detection baseline");
+    }
+}
+
 /// How often the detector thread empties the buffer: at most
 /// `MAX_SAMPLES_PER_SECOND / 20` samples wait, well inside the buffer.
 const DRAIN_EVERY: Duration = Duration::from_millis(50);
 
 /// The detector thread: drains samples, ticks each second, publishes the
 /// report; ends when the edge (the sender) is gone.
-fn run(mut detector: Detector, samples: Receiver<Sample>, counts: Counts, out: Published) {
+fn run(
+    mut detector: Detector,
+    samples: Receiver<Sample>,
+    counts: Counts,
+    out: Published,
+    saved: PathBuf,
+) {
+    let mut ticks: u32 = 0;
+    let mut was_learned = !detector.status().learning;
     let mut next = Instant::now() + Duration::from_secs(1);
     let mut in_force: Vec<String> = Vec::new();
+    let mut last_event = 0;
     loop {
         std::thread::sleep(DRAIN_EVERY.min(next.saturating_duration_since(Instant::now())));
         loop {
@@ -164,7 +223,15 @@ fn run(mut detector: Detector, samples: Receiver<Sample>, counts: Counts, out: P
         if next < Instant::now() {
             next = Instant::now() + Duration::from_secs(1);
         }
-        detector.tick(unix_now(), counts.seen.swap(0, Ordering::Relaxed));
+        let now = unix_now();
+        detector.tick(now, counts.seen.swap(0, Ordering::Relaxed));
+        ticks = ticks.wrapping_add(1);
+        // Saved the moment learning is done, then every minute.
+        let learned = !detector.status().learning;
+        if learned && (!was_learned || ticks.is_multiple_of(SAVE_EVERY_TICKS)) {
+            save_baseline(&saved, &detector.saved_baseline(now));
+        }
+        was_learned = learned;
         let enforced = detector.enforced_rules();
         if enforced != in_force {
             match auto::compile(&enforced) {
@@ -178,16 +245,30 @@ fn run(mut detector: Detector, samples: Receiver<Sample>, counts: Counts, out: P
                 }
             }
         }
-        let status = detector.status();
-        let events: Vec<&levee_shield::auto::Event> = detector.events().collect();
-        *levee_common::sync::lock(&out.report) = json!({
-            "mode": out.mode,
-            "learning": status.learning,
-            "learned_seconds": status.learned_seconds,
-            "reference_rps": status.reference_rps,
-            "current_rps": status.current_rps,
-            "samples_dropped": counts.dropped.load(Ordering::Relaxed),
-            "events": events,
-        });
+        let newest = detector.events().last().map_or(0, |e| e.id);
+        let dropped = counts.dropped.load(Ordering::Relaxed);
+        levee_meter::metrics::auto_mitigation(
+            newest.saturating_sub(last_event),
+            in_force.len(),
+            detector.status().reference_rps,
+            dropped,
+        );
+        last_event = newest;
+        *levee_common::sync::lock(&out.report) = report_of(&detector, out.mode, dropped);
     }
+}
+
+/// What `GET /admin/shield/auto` shows.
+fn report_of(detector: &Detector, mode: &str, dropped: u64) -> Value {
+    let status = detector.status();
+    let events: Vec<&levee_shield::auto::Event> = detector.events().collect();
+    json!({
+        "mode": mode,
+        "learning": status.learning,
+        "learned_seconds": status.learned_seconds,
+        "reference_rps": status.reference_rps,
+        "current_rps": status.current_rps,
+        "samples_dropped": dropped,
+        "events": events,
+    })
 }

@@ -18,6 +18,10 @@
 //! | `levee_spend_usd_total` | gauge (only grows) | function |
 //! | `levee_budget_consumed_ratio` | gauge | budget |
 //! | `levee_budget_alerts_total` | counter | budget, kind, threshold |
+//! | `levee_auto_events_total` | counter | — |
+//! | `levee_auto_active_rules` | gauge | — |
+//! | `levee_auto_reference_rps` | gauge | — |
+//! | `levee_auto_samples_dropped_total` | counter | — |
 //! | `process_resident_memory_bytes` | gauge | — |
 //!
 //! `levee_spend_usd_total` is cumulative USD since the process started; it
@@ -256,6 +260,18 @@ pub fn budget_alert(budget: &str, kind: &'static str, threshold: f64) {
         "threshold" => threshold.to_string(),
     )
     .increment(1);
+}
+
+/// Automatic attack detection, once a second: events opened since the
+/// last tick, rules in force, the learned rate, and samples dropped since
+/// start.
+pub fn auto_mitigation(new_events: u64, active_rules: usize, reference_rps: f64, dropped: u64) {
+    metrics::counter!("levee_auto_events_total").increment(new_events);
+    metrics::gauge!("levee_auto_active_rules").set(active_rules as f64);
+    if reference_rps.is_finite() {
+        metrics::gauge!("levee_auto_reference_rps").set(reference_rps);
+    }
+    metrics::counter!("levee_auto_samples_dropped_total").absolute(dropped);
 }
 
 #[cfg(test)]

@@ -376,6 +376,19 @@ impl Baseline {
     }
 }
 
+/// The baseline as saved to disk, so a restart need not learn again.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct SavedBaseline {
+    /// Unix seconds it was saved.
+    pub saved: u64,
+    rate: f64,
+    ticks: u32,
+    /// (user agent, cut, share).
+    agents: Vec<(String, bool, f64)>,
+    /// (prefix as "a.b.c.0/24" or "x::/48", share).
+    prefixes: Vec<(String, f64)>,
+}
+
 /// Summary for the admin API.
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
 pub struct Status {
@@ -618,6 +631,49 @@ impl Detector {
             .filter(|e| e.mitigation == Mitigation::Enforced)
             .filter_map(|e| e.signature.as_ref().map(|s| s.rule.as_str()))
             .collect()
+    }
+
+    /// The learned baseline, to save (at most [`BASELINE_VALUES`] × 2 values
+    /// per attribute).
+    pub fn saved_baseline(&self, now: u64) -> SavedBaseline {
+        let mut agents = Vec::new();
+        let mut prefixes = Vec::new();
+        for (value, share) in &self.baseline.shares {
+            match value {
+                Value::Agent(a) => agents.push((a.text(), a.cut, *share)),
+                Value::Prefix(..) => prefixes.push((value.text(), *share)),
+            }
+        }
+        SavedBaseline {
+            saved: now,
+            rate: self.baseline.rate,
+            ticks: self.baseline.ticks,
+            agents,
+            prefixes,
+        }
+    }
+
+    /// Takes up a saved baseline instead of learning from nothing; values
+    /// that do not parse, or beyond the bounds, are left out.
+    pub fn restore(&mut self, saved: &SavedBaseline) {
+        let mut shares = HashMap::new();
+        for (text, cut, share) in saved.agents.iter().take(BASELINE_VALUES * 2) {
+            let mut agent = Agent::of(Some(text.as_bytes()));
+            agent.cut |= *cut;
+            shares.insert(Value::Agent(agent), *share);
+        }
+        for (text, share) in saved.prefixes.iter().take(BASELINE_VALUES * 2) {
+            if let Ok(net) = text.parse::<ipnet::IpNet>() {
+                shares.insert(Value::of_prefix(net.network()), *share);
+            }
+        }
+        let finite = |x: f64| if x.is_finite() && x >= 0.0 { x } else { 0.0 };
+        shares.retain(|_, share| finite(*share) > 0.0);
+        self.baseline = Baseline {
+            rate: finite(saved.rate),
+            ticks: saved.ticks,
+            shares,
+        };
     }
 
     /// Events, oldest first.
@@ -932,6 +988,31 @@ mod tests {
             (2, Mitigation::Enforced, Some(40))
         );
         assert_eq!(d.enforced_rules().len(), 1);
+    }
+
+    #[test]
+    fn a_saved_baseline_restores_the_learning_and_the_shares() {
+        let d = learned();
+        let saved = d.saved_baseline(99);
+        let json = serde_json::to_string(&saved).unwrap();
+        let mut fresh = Detector::new(quick());
+        fresh.restore(&serde_json::from_str(&json).unwrap());
+        let (a, b) = (fresh.status(), d.status());
+        assert_eq!(
+            (a.learning, a.learned_seconds, a.reference_rps),
+            (b.learning, b.learned_seconds, b.reference_rps)
+        );
+        assert_eq!(fresh.baseline.shares.len(), d.baseline.shares.len());
+        for (value, share) in &d.baseline.shares {
+            assert!(
+                (fresh.baseline.share(value) - share).abs() < 1e-9,
+                "{value:?}"
+            );
+        }
+        // And it detects at once, with the baseline's shares as evidence.
+        flood_tick(&mut fresh, 200);
+        flood_tick(&mut fresh, 201);
+        assert_eq!(fresh.events().count(), 1);
     }
 
     #[test]

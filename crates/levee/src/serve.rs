@@ -77,7 +77,8 @@ pub(crate) async fn serve(config: Config, path: PathBuf) -> anyhow::Result<()> {
     let billing = billing(&config, clock)?;
     let invoker = invocation::invoker(billing.clone());
     // Automatic attack detection: samples from every request, one thread.
-    let watch = Watch::start(&config.auto_mitigation).context("starting the attack detector")?;
+    let watch =
+        Watch::start(&config.auto_mitigation, data_dir).context("starting the attack detector")?;
     let edge = Arc::new(Edge::new(Stages {
         identity,
         max_headers: config.limits.max_headers as usize,

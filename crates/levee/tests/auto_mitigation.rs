@@ -91,9 +91,13 @@ fn a_distributed_flood_is_throttled_by_its_user_agent_then_the_rule_is_lifted() 
         let ordinary: Vec<u16> = (0..20)
             .map(|i| from(&s, &format!("10.1.{i}.1"), BROWSERS[i % 3]))
             .collect();
+        let metrics = s.admin("GET", "/metrics", b"").text();
         flooding.store(false, Ordering::Relaxed);
         assert!(tool.iter().filter(|&&c| c == 429).count() >= 18, "{tool:?}");
         assert!(ordinary.iter().all(|&c| c == 200), "{ordinary:?}");
+        for line in ["levee_auto_events_total 1", "levee_auto_active_rules 1"] {
+            assert!(metrics.lines().any(|l| l == line), "{line} in:\n{metrics}");
+        }
         let event = report(&s)["events"][0].clone();
         let signature = &event["signature"];
         assert_eq!(signature["attribute"], "user_agent", "{event}");
@@ -132,4 +136,41 @@ fn a_distributed_flood_is_throttled_by_its_user_agent_then_the_rule_is_lifted() 
         assert_eq!(from(&s, "172.17.0.99", "python-requests/2.32"), 200);
         stop_baseline.store(true, Ordering::Relaxed);
     });
+}
+
+/// The learned baseline is saved once learning is done and taken up again
+/// after `kill -9`: the restarted server is ready at once.
+#[test]
+fn the_baseline_survives_kill_9() {
+    let s = Server::start("autosave", &config());
+    let end = Instant::now() + Duration::from_secs(40);
+    let mut i = 0usize;
+    while report(&s)["learning"] != false && Instant::now() < end {
+        for _ in 0..5 {
+            from(&s, &format!("10.2.{}.1", i % 10), BROWSERS[i % 3]);
+            i += 1;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let learned = report(&s);
+    assert_eq!(learned["learning"], false, "{learned}");
+    assert!(
+        s.wait_until(Duration::from_secs(5), || s
+            .dir
+            .join("data/auto-baseline.json")
+            .exists()),
+        "saved when learning was done"
+    );
+    let dir = s.kill9();
+    let s = Server::start_in(dir, &config(), &[]);
+    let restored = report(&s);
+    assert_eq!(restored["learning"], false, "no learning again: {restored}");
+    assert!(
+        restored["learned_seconds"].as_u64().unwrap() >= 10,
+        "{restored}"
+    );
+    assert!(
+        restored["reference_rps"].as_f64().unwrap() > 1.0,
+        "{restored}"
+    );
 }
