@@ -54,6 +54,10 @@ pub struct AutoMitigation {
     pub learn_for: Duration,
     /// How long a surge must have been over before its event ends.
     pub quiet_for: Duration,
+    /// Route keys automatic rules never refuse (declared routes).
+    pub exempt_routes: Vec<String>,
+    /// Client networks automatic rules never refuse.
+    pub exempt_sources: Vec<ipnet::IpNet>,
 }
 
 impl Default for AutoMitigation {
@@ -63,6 +67,8 @@ impl Default for AutoMitigation {
             sensitivity: Sensitivity::Medium,
             learn_for: Duration::from_secs(600),
             quiet_for: Duration::from_secs(60),
+            exempt_routes: Vec::new(),
+            exempt_sources: Vec::new(),
         }
     }
 }
@@ -74,7 +80,14 @@ pub(crate) struct RawAutoMitigation {
     sensitivity: Option<String>,
     learn_for: Option<String>,
     quiet_for: Option<String>,
+    #[serde(default)]
+    exempt_routes: Vec<String>,
+    #[serde(default)]
+    exempt_sources: Vec<String>,
 }
+
+/// Most entries in each exempt list.
+const MAX_EXEMPT: usize = 1000;
 
 fn seconds(
     key: &str,
@@ -104,7 +117,12 @@ fn seconds(
     }
 }
 
-pub(crate) fn auto_mitigation(raw: RawAutoMitigation, f: &mut Found) -> AutoMitigation {
+/// Validates `[auto_mitigation]`; `route_keys` are the declared routes.
+pub(crate) fn auto_mitigation(
+    raw: RawAutoMitigation,
+    route_keys: &[String],
+    f: &mut Found,
+) -> AutoMitigation {
     let d = AutoMitigation::default();
     let mode = match raw.mode.as_deref() {
         None | Some("enforce") => AutoMode::Enforce,
@@ -130,7 +148,39 @@ pub(crate) fn auto_mitigation(raw: RawAutoMitigation, f: &mut Found) -> AutoMiti
             d.sensitivity
         }
     };
+    for (key, len) in [
+        ("exempt_routes", raw.exempt_routes.len()),
+        ("exempt_sources", raw.exempt_sources.len()),
+    ] {
+        if len > MAX_EXEMPT {
+            f.push(key, format!("at most {MAX_EXEMPT} entries, not {len}"));
+        }
+    }
+    let at = |key: &str, i: usize| crate::problems::KeyPath::of(key).index(i);
+    for (i, route) in raw.exempt_routes.iter().enumerate().take(MAX_EXEMPT) {
+        if !route_keys.contains(route) {
+            f.push(
+                at("exempt_routes", i),
+                format!("no route `{route}` in [[routes]]"),
+            );
+        }
+    }
+    let mut exempt_sources = Vec::new();
+    for (i, text) in raw.exempt_sources.iter().enumerate().take(MAX_EXEMPT) {
+        let parsed = text
+            .parse::<ipnet::IpNet>()
+            .or_else(|_| text.parse::<std::net::IpAddr>().map(ipnet::IpNet::from));
+        match parsed {
+            Ok(net) => exempt_sources.push(net),
+            Err(_) => f.push(
+                at("exempt_sources", i),
+                format!("`{text}` is not an address or a CIDR network"),
+            ),
+        }
+    }
     AutoMitigation {
+        exempt_routes: raw.exempt_routes.into_iter().take(MAX_EXEMPT).collect(),
+        exempt_sources,
         mode,
         sensitivity,
         learn_for: seconds(
@@ -156,7 +206,20 @@ mod tests {
 
     fn parse(text: &str) -> (AutoMitigation, Found) {
         let raw: RawAutoMitigation = toml_edit::de::from_str(text).expect("parses");
-        Found::collect(|f| auto_mitigation(raw, f))
+        Found::collect(|f| auto_mitigation(raw, &["GET /healthz".to_string()], f))
+    }
+
+    #[test]
+    fn exemptions_name_declared_routes_and_real_networks() {
+        let (a, found) = parse(
+            "exempt_routes = [\"GET /healthz\"]\nexempt_sources = [\"10.0.0.0/8\", \"2001:db8::1\"]",
+        );
+        assert!(found.is_empty(), "{found:?}");
+        assert_eq!(a.exempt_routes, ["GET /healthz"]);
+        assert_eq!(a.exempt_sources.len(), 2);
+        let (_, found) =
+            parse("exempt_routes = [\"GET /nope\"]\nexempt_sources = [\"10.0.0.0/33\"]");
+        assert_eq!(found.keys(), ["exempt_routes[0]", "exempt_sources[0]"]);
     }
 
     #[test]

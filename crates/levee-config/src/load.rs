@@ -152,7 +152,10 @@ impl<'a> Loader<'a> {
             .section::<budgets::RawMetering>("metering")
             .enabled
             .unwrap_or(true);
-        let auto_mitigation = self.guarded("auto_mitigation", auto::auto_mitigation);
+        let raw_auto = self.section("auto_mitigation");
+        let auto_mitigation = self.within("auto_mitigation", |_, f| {
+            auto::auto_mitigation(raw_auto, &route_keys, f)
+        });
         let queues = self.queues();
         let timeouts: BTreeMap<String, Duration> = functions
             .iter()

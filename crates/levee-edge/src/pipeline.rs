@@ -158,13 +158,6 @@ impl Edge {
             }
             None => None,
         };
-        // The automatic rules, after the operator's.
-        if let Some(watch) = &st.watch {
-            if let Some(auto) = watch.rules().as_ref() {
-                let v = request_view(cx.client_ip, req.method(), req.uri(), req.headers(), None);
-                shield::admit(auto.evaluate(&v, now))?;
-            }
-        }
         // Which function, before spending anything on it.
         let (target, params) = st
             .router
@@ -172,6 +165,17 @@ impl Edge {
             .ok_or(Reject::NotFound)?;
         cx.route = Some(target.route_key.clone());
         cx.function = Some(target.function.config().name.clone());
+        // The automatic rules, after the operator's, except on exempt
+        // routes and for exempt clients.
+        if let Some(watch) = &st.watch {
+            if let Some(auto) = watch.rules().as_ref() {
+                if !watch.exempt(&target.route_key, cx.client_ip) {
+                    let v =
+                        request_view(cx.client_ip, req.method(), req.uri(), req.headers(), None);
+                    shield::admit(auto.evaluate(&v, now))?;
+                }
+            }
+        }
         // The account's and the route's throttles.
         shield.throttle(&target.route_key, now)?;
         // The API key, its plan's throttle and quota.

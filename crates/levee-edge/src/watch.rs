@@ -43,6 +43,9 @@ pub struct Watch {
     report: Arc<Mutex<Value>>,
     /// The rules in force, evaluated after the operator's firewall.
     rules: Arc<ArcSwapOption<Firewall>>,
+    /// Routes and client networks the rules never refuse.
+    exempt_routes: Vec<String>,
+    exempt_sources: Vec<ipnet::IpNet>,
 }
 
 impl Watch {
@@ -88,6 +91,8 @@ impl Watch {
             dropped,
             report,
             rules,
+            exempt_routes: config.exempt_routes.clone(),
+            exempt_sources: config.exempt_sources.clone(),
         })))
     }
 
@@ -109,6 +114,12 @@ impl Watch {
     /// The automatic rules in force, if any (a cheap guard, not a clone).
     pub fn rules(&self) -> arc_swap::Guard<Option<Arc<Firewall>>> {
         self.rules.load()
+    }
+
+    /// Whether the automatic rules must leave this request alone.
+    pub fn exempt(&self, route: &str, client: IpAddr) -> bool {
+        self.exempt_routes.iter().any(|r| r == route)
+            || self.exempt_sources.iter().any(|net| net.contains(&client))
     }
 
     /// The detector's last report: its state and its events.

@@ -22,16 +22,20 @@ const BROWSERS: [&str; 3] = [
 
 fn config() -> String {
     format!(
-        "[client_ip]\ntrusted_proxies = [\"127.0.0.1/32\"]\n\n[auto_mitigation]\nlearn_for = \"10s\"\nquiet_for = \"3s\"\n\n{}\n[[routes]]\nroute = \"GET /f\"\nfunction = \"hello\"\n",
+        "[client_ip]\ntrusted_proxies = [\"127.0.0.1/32\"]\n\n[auto_mitigation]\nlearn_for = \"10s\"\nquiet_for = \"3s\"\nexempt_routes = [\"GET /health\"]\nexempt_sources = [\"172.18.0.0/16\"]\n\n{}\n[[routes]]\nroute = \"GET /f\"\nfunction = \"hello\"\n\n[[routes]]\nroute = \"GET /health\"\nfunction = \"hello\"\n",
         hello_function("hello", "")
     )
 }
 
 fn from(s: &Server, ip: &str, agent: &str) -> u16 {
+    at(s, "/f", ip, agent)
+}
+
+fn at(s: &Server, path: &str, ip: &str, agent: &str) -> u16 {
     request(
         s.edge,
         "GET",
-        "/f",
+        path,
         &[("x-forwarded-for", ip), ("user-agent", agent)],
         b"",
     )
@@ -91,10 +95,16 @@ fn a_distributed_flood_is_throttled_by_its_user_agent_then_the_rule_is_lifted() 
         let ordinary: Vec<u16> = (0..20)
             .map(|i| from(&s, &format!("10.1.{i}.1"), BROWSERS[i % 3]))
             .collect();
+        // Exempt clients and routes are left alone by the same rule.
+        let exempt = [
+            from(&s, "172.18.0.5", "python-requests/2.32"),
+            at(&s, "/health", "172.17.1.1", "python-requests/2.32"),
+        ];
         let metrics = s.admin("GET", "/metrics", b"").text();
         flooding.store(false, Ordering::Relaxed);
         assert!(tool.iter().filter(|&&c| c == 429).count() >= 18, "{tool:?}");
         assert!(ordinary.iter().all(|&c| c == 200), "{ordinary:?}");
+        assert_eq!(exempt, [200, 200], "an exempt source, an exempt route");
         for line in ["levee_auto_events_total 1", "levee_auto_active_rules 1"] {
             assert!(metrics.lines().any(|l| l == line), "{line} in:\n{metrics}");
         }
