@@ -76,6 +76,9 @@ pub struct PoolStats {
     pub init_failures: u64,
     /// Invocations dispatched to an instance since boot.
     pub invocations: u64,
+    /// Requests waiting for a slot now (fair admission; for a function on
+    /// the shared pool, every such function's waiters).
+    pub queued: u64,
 }
 
 /// All functions' pools.
@@ -297,6 +300,7 @@ impl FunctionHandle {
             starts: self.pool.starts.load(Ordering::Relaxed),
             init_failures: self.pool.init_failures.load(Ordering::Relaxed),
             invocations: self.pool.invocations.load(Ordering::Relaxed),
+            queued: self.pool.slots.queued() as u64,
         }
     }
 }

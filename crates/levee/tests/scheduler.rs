@@ -81,8 +81,18 @@ fn a_burst_waits_for_a_slot_instead_of_a_429() {
             route("/s", "hello")
         ),
     );
-    let results = concurrent(&s, vec!["/s?action=sleep&ms=200".to_string(); 4]);
+    let results = std::thread::scope(|scope| {
+        let burst = scope.spawn(|| concurrent(&s, vec!["/s?action=sleep&ms=300".to_string(); 4]));
+        // The waiting requests show on the admin API while they wait.
+        let seen = s.wait_until(Duration::from_secs(5), || {
+            s.instances("hello")["queued"].as_u64().unwrap_or(0) > 0
+        });
+        (burst.join().unwrap(), seen)
+    });
+    let (results, seen_queued) = results;
+    assert!(seen_queued, "no request was seen waiting");
     assert!(results.iter().all(|r| r.0 == 200), "{results:?}");
+    assert_eq!(s.instances("hello")["queued"], 0);
     assert_eq!(s.instances("hello")["live"], 1, "one at a time, in turn");
 }
 
