@@ -244,10 +244,11 @@ impl Server {
         let config = dir.join("levee.toml");
         // Servers running side by side get uid ranges of their own, as two
         // servers on one machine must: a uid then names one instance of one
-        // server, which the process checks below rely on.
+        // server, which the process checks below rely on. Clear of the
+        // default range and of levee-runtime's sandbox_cycles (300000…).
         static SERVERS: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
         let n = SERVERS.fetch_add(1, std::sync::atomic::Ordering::Relaxed) % 60;
-        let uids = 300_000 + n * 1000;
+        let uids = 400_000 + n * 1000;
         std::fs::write(
             &config,
             format!(
