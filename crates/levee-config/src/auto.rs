@@ -7,7 +7,7 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use crate::problems::Found;
-use levee_common::{format_duration, parse_duration};
+use crate::values::whole_seconds;
 
 /// `learn_for`: 10 s to 7 days, default 10 minutes.
 const LEARN_FOR: (Duration, Duration) = (Duration::from_secs(10), Duration::from_secs(7 * 86_400));
@@ -89,34 +89,6 @@ pub(crate) struct RawAutoMitigation {
 /// Most entries in each exempt list.
 const MAX_EXEMPT: usize = 1000;
 
-fn seconds(
-    key: &str,
-    text: Option<&str>,
-    default: Duration,
-    (lo, hi): (Duration, Duration),
-    f: &mut Found,
-) -> Duration {
-    let Some(text) = text else { return default };
-    match parse_duration(text) {
-        Ok(d) if d >= lo && d <= hi && d.subsec_nanos() == 0 => d,
-        Ok(_) => {
-            f.push(
-                key,
-                format!(
-                    "must be whole seconds between {} and {}, not `{text}`",
-                    format_duration(lo),
-                    format_duration(hi)
-                ),
-            );
-            default
-        }
-        Err(e) => {
-            f.push(key, format!("invalid duration: {e}"));
-            default
-        }
-    }
-}
-
 /// Validates `[auto_mitigation]`; `route_keys` are the declared routes.
 pub(crate) fn auto_mitigation(
     raw: RawAutoMitigation,
@@ -183,18 +155,20 @@ pub(crate) fn auto_mitigation(
         exempt_sources,
         mode,
         sensitivity,
-        learn_for: seconds(
+        learn_for: whole_seconds(
             "learn_for",
             raw.learn_for.as_deref(),
             d.learn_for,
-            LEARN_FOR,
+            LEARN_FOR.0,
+            LEARN_FOR.1,
             f,
         ),
-        quiet_for: seconds(
+        quiet_for: whole_seconds(
             "quiet_for",
             raw.quiet_for.as_deref(),
             d.quiet_for,
-            QUIET_FOR,
+            QUIET_FOR.0,
+            QUIET_FOR.1,
             f,
         ),
     }

@@ -10,9 +10,8 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use crate::problems::{Found, KeyPath};
-use crate::values::{checked_size, RawSize};
+use crate::values::{checked_size, whole_seconds, RawSize};
 use levee_common::name::QueueName;
-use levee_common::{format_duration, parse_duration};
 
 /// Most queues in a config file (levee-queue's store limit).
 const MAX_QUEUES: usize = 1000;
@@ -141,40 +140,6 @@ pub(crate) struct RawEventSource {
     report_batch_item_failures: bool,
 }
 
-/// A duration key within `lo..=hi` (whole seconds: SQS counts in seconds).
-fn duration(
-    key: &str,
-    text: Option<&str>,
-    default: Duration,
-    lo: Duration,
-    hi: Duration,
-    found: &mut Found,
-) -> Duration {
-    let Some(text) = text else { return default };
-    match parse_duration(text) {
-        Ok(d) if d.subsec_nanos() != 0 => {
-            found.push(key, format!("`{text}` must be whole seconds"));
-            default
-        }
-        Ok(d) if d >= lo && d <= hi => d,
-        Ok(_) => {
-            found.push(
-                key,
-                format!(
-                    "must be between {} and {}, not `{text}`",
-                    format_duration(lo),
-                    format_duration(hi)
-                ),
-            );
-            default
-        }
-        Err(e) => {
-            found.push(key, format!("invalid duration: {e}"));
-            default
-        }
-    }
-}
-
 /// `key`'s value as whether it is `yes` (SQS's two spellings), or a problem.
 fn either(key: &str, value: Option<&str>, yes: &str, no: &str, f: &mut Found) -> bool {
     match value {
@@ -242,7 +207,7 @@ pub(crate) fn queue(
 ) -> Option<QueueConfig> {
     let checked = f.named(QueueName::parse(name));
     let fifo = fifo(name, &raw, f);
-    let visibility_timeout = duration(
+    let visibility_timeout = whole_seconds(
         "visibility_timeout",
         raw.visibility_timeout.as_deref(),
         Duration::from_secs(30),
@@ -250,7 +215,7 @@ pub(crate) fn queue(
         MAX_VISIBILITY,
         f,
     );
-    let delay = duration(
+    let delay = whole_seconds(
         "delay",
         raw.delay.as_deref(),
         Duration::ZERO,
@@ -258,7 +223,7 @@ pub(crate) fn queue(
         MAX_DELAY,
         f,
     );
-    let retention = duration(
+    let retention = whole_seconds(
         "retention",
         raw.retention.as_deref(),
         Duration::from_secs(4 * SECS_PER_DAY),
@@ -369,7 +334,7 @@ pub(crate) fn event_source(
             format!("must be between 1 and {MAX_BATCH_SIZE}, not {batch_size}"),
         );
     }
-    let max_batching_window = duration(
+    let max_batching_window = whole_seconds(
         "max_batching_window",
         raw.max_batching_window.as_deref(),
         Duration::ZERO,

@@ -12,7 +12,8 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 
 use crate::problems::{Found, KeyPath};
-use levee_common::parse_size;
+use levee_common::{format_duration, parse_duration, parse_size};
+use std::time::Duration;
 
 /// Keeps messages readable when a file declares thousands of functions.
 const MAX_LISTED: usize = 20;
@@ -154,4 +155,39 @@ pub(crate) fn listing<'a>(names: impl ExactSizeIterator<Item = &'a str>) -> Stri
         text.push_str(&format!(" and {more} more"));
     }
     text
+}
+
+/// A duration key within `lo..=hi`, in whole seconds (what SQS and the
+/// detector count in); `default` when absent or wrong, which is reported.
+pub(crate) fn whole_seconds(
+    key: &str,
+    text: Option<&str>,
+    default: Duration,
+    lo: Duration,
+    hi: Duration,
+    found: &mut Found,
+) -> Duration {
+    let Some(text) = text else { return default };
+    match parse_duration(text) {
+        Ok(d) if d.subsec_nanos() != 0 => {
+            found.push(key, format!("`{text}` must be whole seconds"));
+            default
+        }
+        Ok(d) if d >= lo && d <= hi => d,
+        Ok(_) => {
+            found.push(
+                key,
+                format!(
+                    "must be between {} and {}, not `{text}`",
+                    format_duration(lo),
+                    format_duration(hi)
+                ),
+            );
+            default
+        }
+        Err(e) => {
+            found.push(key, format!("invalid duration: {e}"));
+            default
+        }
+    }
 }
