@@ -95,7 +95,7 @@ async fn drive(plan: Arc<DrillPlan>, g: Generator, stats: Shared, start: Instant
                 continue;
             };
             let shape: Shape = match g.class {
-                Class::Legit => scenario::legit(&plan.target),
+                Class::Legit => scenario::legit(&plan.target, n),
                 Class::Attack => scenario::attack(plan.scenario, n, &plan.target),
             };
             let src = match g.class {
@@ -193,18 +193,20 @@ pub async fn run(plan: DrillPlan) -> Result<DrillReport, DrillError> {
             start,
         ));
     }
-    tasks.spawn(drive(
-        Arc::clone(&plan),
-        Generator {
-            class: Class::Attack,
-            rate: plan.rate,
-            sources: plan.sources,
-            concurrency: plan.concurrency,
-            budget: plan.max_requests - legit_budget,
-        },
-        Arc::clone(&attack),
-        start,
-    ));
+    if plan.rate > 0 {
+        tasks.spawn(drive(
+            Arc::clone(&plan),
+            Generator {
+                class: Class::Attack,
+                rate: plan.rate,
+                sources: plan.sources,
+                concurrency: plan.concurrency,
+                budget: plan.max_requests - legit_budget,
+            },
+            Arc::clone(&attack),
+            start,
+        ));
+    }
     // Progress and an admin reading once a second; the generators bound
     // themselves, this loop is bounded too (duration + timeout + grace, in
     // seconds, plus slack).

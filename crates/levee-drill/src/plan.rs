@@ -159,7 +159,8 @@ struct Cli {
     /// How long to run, e.g. 10s, 500ms, 2m (max 10m).
     #[arg(long, default_value = "10s", value_parser = levee_common::parse_duration)]
     duration: Duration,
-    /// Attack requests per second (slow scenarios: new connections per second).
+    /// Attack requests per second (slow scenarios: new connections per
+    /// second); 0 for none, legitimate traffic only (a baseline to learn).
     #[arg(long, default_value_t = DEFAULT_RATE)]
     rate: u32,
     /// Distinct attack source addresses (127.20.x.y).
@@ -406,7 +407,12 @@ impl DrillPlan {
             Duration::from_secs(1),
             MAX_DURATION,
         )?;
-        in_range("rate", self.rate, 1, MAX_RATE)?;
+        in_range("rate", self.rate, 0, MAX_RATE)?;
+        if self.rate == 0 && self.legit_rate == 0 {
+            return Err(DrillError::Usage(
+                "--rate 0 and --legit-rate 0 together send nothing".into(),
+            ));
+        }
         in_range("sources", self.sources, 1, MAX_SOURCES)?;
         in_range("legit-rate", self.legit_rate, 0, MAX_LEGIT_RATE)?;
         in_range("legit-sources", self.legit_sources, 1, MAX_LEGIT_SOURCES)?;
@@ -540,12 +546,18 @@ mod tests {
             (Duration::from_secs(90), 300, 600, Scenario::Mixed)
         );
         assert!(p.report_dir.is_none());
+        let baseline = DrillPlan::from_args(&args(&format!("{base} --rate 0"))).unwrap();
+        assert_eq!(
+            (baseline.rate, baseline.legit_rate),
+            (0, 20),
+            "legitimate traffic alone"
+        );
         for bad in [
             "--duration 11m",
             "--duration 0s",
             "--duration soon",
             "--duration 10",
-            "--rate 0",
+            "--rate 0 --legit-rate 0",
             "--rate 100001",
             "--sources 64001",
             "--legit-sources 251",

@@ -52,16 +52,32 @@ fn with_query(path: &str, q: &str) -> String {
     format!("{path}{sep}{q}")
 }
 
-/// A legitimate request: `GET` the target's path.
-pub fn legit(t: &Target) -> Shape {
-    Shape::whole(head("GET", &t.path, t, ""))
+/// User agents legitimate clients send, in turn: browsers and an SDK, the
+/// variety real traffic has (the attack classes send the tool's own
+/// `levee-drill`, what a flood has in common).
+const LEGIT_AGENTS: [&str; 4] = [
+    "Mozilla/5.0 (X11; Linux x86_64; rv:133.0) Gecko/20100101 Firefox/133.0",
+    "Mozilla/5.0 (Macintosh; Intel Mac OS X 14_7) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/18.1 Safari/605.1.15",
+    "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/131.0.0.0 Safari/537.36",
+    "Boto3/1.43.11 md/Botocore#1.43.11 ua/2.1 os/linux lang/python#3.11.7",
+];
+
+/// The `n`th legitimate request: `GET` the target's path.
+pub fn legit(t: &Target, n: u64) -> Shape {
+    let agent = LEGIT_AGENTS[(n % LEGIT_AGENTS.len() as u64) as usize];
+    let line = format!(
+        "GET {} HTTP/1.1\r\nhost: {}\r\nuser-agent: {agent}\r\naccept: */*\r\nconnection: close\r\n\r\n",
+        t.path, t.host
+    );
+    Shape::whole(line.into_bytes())
 }
 
 /// The `n`th attack request of `scenario`.
 pub fn attack(scenario: Scenario, n: u64, t: &Target) -> Shape {
     let path = t.path.as_str();
     match scenario {
-        Scenario::Flood => legit(t),
+        // What a flooding tool sends: the same request, its own user agent.
+        Scenario::Flood => Shape::whole(head("GET", &t.path, t, "")),
         Scenario::CacheBust => {
             let p = if n.is_multiple_of(2) {
                 with_query(
@@ -253,7 +269,20 @@ mod tests {
         assert_eq!(big.filler, BIG_BODY);
         assert!(attack(Scenario::Slowloris, 0, &t).is_slow());
         assert!(!attack(Scenario::Mixed, 5, &t).is_slow());
-        let legit_head = String::from_utf8_lossy(&legit(&t).send).into_owned();
+        let legit_head = String::from_utf8_lossy(&legit(&t, 0).send).into_owned();
         assert!(legit_head.ends_with("\r\n\r\n") && legit_head.contains("host: 127.0.0.1:8080"));
+        // Legitimate clients vary; a flood is one tool.
+        let agents: std::collections::HashSet<String> = (0..8)
+            .map(|n| {
+                let head = String::from_utf8_lossy(&legit(&t, n).send).into_owned();
+                head.lines()
+                    .find(|l| l.starts_with("user-agent:"))
+                    .unwrap()
+                    .to_string()
+            })
+            .collect();
+        assert_eq!(agents.len(), 4);
+        let flood = String::from_utf8_lossy(&attack(Scenario::Flood, 3, &t).send).into_owned();
+        assert!(flood.contains("user-agent: levee-drill\r\n"), "{flood}");
     }
 }
