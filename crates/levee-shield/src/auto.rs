@@ -83,7 +83,8 @@ impl Agent {
 pub enum Attribute {
     /// The request's user agent: what a distributed flood has in common.
     UserAgent,
-    /// The client's IPv4 /24 or IPv6 /48: only when the surplus really
+    /// The client's IPv4 /24 or IPv6 /48, or when the surplus is spread
+    /// over many of those, its /16 or /32: only when the surplus really
     /// comes from one.
     Prefix,
 }
@@ -101,32 +102,52 @@ impl Attribute {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 enum Value {
     Agent(Agent),
-    /// The network address of the client's /24 (or /48), as 128 bits.
-    Prefix(u128, bool),
+    /// The network address of the client's /24 (or /48), as 128 bits;
+    /// `wide`: its /16 (or /32) instead.
+    Prefix {
+        bits: u128,
+        v6: bool,
+        wide: bool,
+    },
 }
 
 impl Value {
     fn attribute(&self) -> Attribute {
         match self {
             Value::Agent(_) => Attribute::UserAgent,
-            Value::Prefix(..) => Attribute::Prefix,
+            Value::Prefix { .. } => Attribute::Prefix,
         }
     }
 
-    fn of_prefix(ip: IpAddr) -> Self {
-        match ip {
-            IpAddr::V4(v4) => Value::Prefix(u128::from(u32::from(v4) & 0xffff_ff00), false),
-            IpAddr::V6(v6) => Value::Prefix(u128::from(v6) & !((1u128 << 80) - 1), true),
-        }
+    fn of_prefix(ip: IpAddr, wide: bool) -> Self {
+        let (bits, v6) = match (ip, wide) {
+            (IpAddr::V4(v4), false) => (u128::from(u32::from(v4) & 0xffff_ff00), false),
+            (IpAddr::V4(v4), true) => (u128::from(u32::from(v4) & 0xffff_0000), false),
+            (IpAddr::V6(v6), false) => (u128::from(v6) & !((1u128 << 80) - 1), true),
+            (IpAddr::V6(v6), true) => (u128::from(v6) & !((1u128 << 96) - 1), true),
+        };
+        Value::Prefix { bits, v6, wide }
     }
 
     fn text(&self) -> String {
         match self {
             Value::Agent(a) => a.text(),
-            Value::Prefix(bits, false) => {
-                format!("{}/24", std::net::Ipv4Addr::from(*bits as u32))
+            Value::Prefix {
+                bits,
+                v6: false,
+                wide,
+            } => {
+                let len = if *wide { 16 } else { 24 };
+                format!("{}/{len}", std::net::Ipv4Addr::from(*bits as u32))
             }
-            Value::Prefix(bits, true) => format!("{}/48", std::net::Ipv6Addr::from(*bits)),
+            Value::Prefix {
+                bits,
+                v6: true,
+                wide,
+            } => {
+                let len = if *wide { 32 } else { 48 };
+                format!("{}/{len}", std::net::Ipv6Addr::from(*bits))
+            }
         }
     }
 
@@ -143,7 +164,7 @@ impl Value {
                     None,
                 )
             }
-            Value::Prefix(..) => (
+            Value::Prefix { .. } => (
                 format!("{{ ip_set = {{ name = \"{name}\" }} }}"),
                 Some(format!(
                     "[firewall.ip_sets]\n{name} = [\"{}\"]\n\n",
@@ -172,7 +193,7 @@ impl Value {
                 // keys on itself, a prefix on the method (always there).
                 let key = match self {
                     Value::Agent(_) => "[{ header = \"user-agent\" }]",
-                    Value::Prefix(..) => "[\"method\"]",
+                    Value::Prefix { .. } => "[\"method\"]",
                 };
                 let _ = write!(
                     out,
@@ -406,6 +427,7 @@ pub struct Detector {
     total: u64,
     agents: TopK,
     prefixes: TopK,
+    networks: TopK,
     baseline: Baseline,
     surge_run: u32,
     quiet_run: u32,
@@ -431,6 +453,7 @@ impl Detector {
             total: 0,
             agents: TopK::default(),
             prefixes: TopK::default(),
+            networks: TopK::default(),
             baseline: Baseline::default(),
             surge_run: 0,
             quiet_run: 0,
@@ -446,7 +469,8 @@ impl Detector {
     pub fn observe(&mut self, sample: &Sample) {
         self.total += 1;
         self.agents.add(Value::Agent(sample.agent));
-        self.prefixes.add(Value::of_prefix(sample.client));
+        self.prefixes.add(Value::of_prefix(sample.client, false));
+        self.networks.add(Value::of_prefix(sample.client, true));
     }
 
     /// Ends the second that began a tick ago: compares it with the
@@ -469,6 +493,7 @@ impl Detector {
         };
         let agents = scaled(std::mem::take(&mut self.agents));
         let prefixes = scaled(std::mem::take(&mut self.prefixes));
+        let networks = scaled(std::mem::take(&mut self.networks));
         let total = seen;
         let rate = total as f64;
         self.last_rate = rate;
@@ -505,17 +530,19 @@ impl Detector {
                 // A signature seen in an attack before comes back: enforced
                 // on its first surge second, without the counting tick.
                 let rearm = surging
-                    .then(|| self.returning(now, rate, [&agents[..], &prefixes[..]]))
+                    .then(|| self.returning(now, rate, [&agents[..], &prefixes[..], &networks[..]]))
                     .flatten();
                 if let Some((value, count)) = rearm {
                     let signature = self.signature_of(&value, count, rate);
                     self.open_event(now, reference, rate, Some((value, signature)), true);
                 } else if self.surge_run >= s.surge_ticks {
-                    let signature = self.signature(rate, [&agents[..], &prefixes[..]]);
+                    let signature =
+                        self.signature(rate, [&agents[..], &prefixes[..], &networks[..]]);
                     self.open_event(now, reference, rate, signature, false);
                 } else if !surging {
                     let mut top = agents;
                     top.extend(prefixes);
+                    top.extend(networks);
                     self.baseline.learn(total, &top, s.alpha);
                 }
             }
@@ -531,7 +558,7 @@ impl Detector {
     }
 
     /// A remembered signature that carries most of this surge second.
-    fn returning(&self, now: u64, rate: f64, tops: [&[(Value, u64)]; 2]) -> Option<(Value, u64)> {
+    fn returning(&self, now: u64, rate: f64, tops: [&[(Value, u64)]; 3]) -> Option<(Value, u64)> {
         tops.iter()
             .flat_map(|top| top.iter())
             .find_map(|(value, count)| {
@@ -547,8 +574,8 @@ impl Detector {
     /// The value that covers most of the surplus, was rare in the
     /// baseline, and covers enough; user agents before prefixes (a
     /// distributed flood is matched by what it looks like, not where it
-    /// comes from).
-    fn signature(&self, rate: f64, tops: [&[(Value, u64)]; 2]) -> Option<(Value, Signature)> {
+    /// comes from), a /24 before the /16 that many /24s collapse into.
+    fn signature(&self, rate: f64, tops: [&[(Value, u64)]; 3]) -> Option<(Value, Signature)> {
         let s = self.settings;
         let reference = self.baseline.rate;
         let surplus = rate - reference;
@@ -641,7 +668,7 @@ impl Detector {
         for (value, share) in &self.baseline.shares {
             match value {
                 Value::Agent(a) => agents.push((a.text(), a.cut, *share)),
-                Value::Prefix(..) => prefixes.push((value.text(), *share)),
+                Value::Prefix { .. } => prefixes.push((value.text(), *share)),
             }
         }
         SavedBaseline {
@@ -664,7 +691,11 @@ impl Detector {
         }
         for (text, share) in saved.prefixes.iter().take(BASELINE_VALUES * 2) {
             if let Ok(net) = text.parse::<ipnet::IpNet>() {
-                shares.insert(Value::of_prefix(net.network()), *share);
+                let wide = match net {
+                    ipnet::IpNet::V4(n) => n.prefix_len() < 24,
+                    ipnet::IpNet::V6(n) => n.prefix_len() < 48,
+                };
+                shares.insert(Value::of_prefix(net.network(), wide), *share);
             }
         }
         let finite = |x: f64| if x.is_finite() && x >= 0.0 { x } else { 0.0 };
@@ -859,6 +890,34 @@ mod tests {
     }
 
     #[test]
+    fn a_flood_spread_over_many_24s_of_one_16_is_matched_by_the_16() {
+        let mut d = learned();
+        for t in 25..27 {
+            ordinary(&mut d, 40, t);
+            // Ordinary agents, 8 /24s of 203.0.x.0: no /24 carries half.
+            for i in 0..1600usize {
+                d.observe(&sample(
+                    [203, 0, (i % 8) as u8, (i / 8 % 200) as u8 + 1],
+                    BROWSERS[i % 4],
+                ));
+            }
+            tick(&mut d, t as u64);
+        }
+        let sig = d
+            .events()
+            .next()
+            .unwrap()
+            .signature
+            .clone()
+            .expect("a signature");
+        assert_eq!(
+            (sig.attribute, sig.value.as_str()),
+            ("prefix", "203.0.0.0/16")
+        );
+        assert!(compile(&[&sig.rule]).unwrap().is_some());
+    }
+
+    #[test]
     fn a_flash_crowd_with_ordinary_variety_gets_no_signature() {
         let mut d = learned();
         for t in 25..27 {
@@ -912,6 +971,7 @@ mod tests {
                 d.observe(&sample((i + round).to_be_bytes(), &agent));
             }
             assert!(d.agents.counts.len() <= TOP_K && d.prefixes.counts.len() <= TOP_K);
+            assert!(d.networks.counts.len() <= TOP_K);
             tick(&mut d, 25 + u64::from(round));
         }
         assert!(d.baseline.shares.len() <= BASELINE_VALUES * 2);
