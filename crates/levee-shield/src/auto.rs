@@ -23,6 +23,9 @@ pub const TOP_K: usize = 256;
 pub const BASELINE_VALUES: usize = 1024;
 /// Events kept, newest last.
 pub const MAX_EVENTS: usize = 100;
+/// Automatic rule `auto-N` has priority `AUTO_PRIORITY + N`: after any
+/// operator rule a config is likely to hold.
+pub const AUTO_PRIORITY: u64 = 1_000_000;
 /// Longest user agent kept as a signature's text; longer ones are matched
 /// by this prefix.
 pub const MAX_AGENT_BYTES: usize = 96;
@@ -178,14 +181,18 @@ impl Value {
     /// that pastes into levee.toml: a count rule, or with `throttle` the
     /// enforced one — the matching requests together held to `throttle` a
     /// second (their baseline rate, at least 1), the rest answered 429.
-    fn rule(&self, name: &str, throttle: Option<u64>) -> String {
-        let (statement, ip_set) = self.statement(name);
+    fn rule(&self, id: u64, throttle: Option<u64>) -> String {
+        let name = format!("auto-{id}");
+        // After every operator rule (AWS places its own at 10,000,000), and
+        // one priority per rule, as the firewall requires.
+        let priority = AUTO_PRIORITY + id;
+        let (statement, ip_set) = self.statement(&name);
         let mut out = ip_set.unwrap_or_default();
         match throttle {
             None => {
                 let _ = write!(
                     out,
-                    "[[firewall.rules]]\nname = \"{name}\"\npriority = 1000000\naction = \"count\"\nstatement = {statement}\n"
+                    "[[firewall.rules]]\nname = \"{name}\"\npriority = {priority}\naction = \"count\"\nstatement = {statement}\n"
                 );
             }
             Some(limit) => {
@@ -197,7 +204,7 @@ impl Value {
                 };
                 let _ = write!(
                     out,
-                    "[[firewall.rules]]\nname = \"{name}\"\npriority = 1000000\naction = \"block\"\nresponse = {{ status = 429, body = '{{\"message\":\"Too Many Requests\"}}', content_type = \"application/json\" }}\nstatement = {{ rate = {{ limit = {limit}, window = \"1s\", key = {key}, scope_down = {statement} }} }}\n"
+                    "[[firewall.rules]]\nname = \"{name}\"\npriority = {priority}\naction = \"block\"\nresponse = {{ status = 429, body = '{{\"message\":\"Too Many Requests\"}}', content_type = \"application/json\" }}\nstatement = {{ rate = {{ limit = {limit}, window = \"1s\", key = {key}, scope_down = {statement} }} }}\n"
                 );
             }
         }
@@ -605,14 +612,13 @@ impl Detector {
         let coverage = ((count as f64 - base * reference) / surplus).clamp(0.0, 1.0);
         // Its baseline rate, twice over for headroom, and never zero.
         let throttle = ((2.0 * base * reference).ceil() as u64).max(1);
-        let name = format!("auto-{}", self.next_id);
         Signature {
             attribute: value.attribute().as_str(),
             value: value.text(),
             share: count as f64 / rate,
             baseline_share: base,
             coverage,
-            rule: value.rule(&name, self.settings.enforce.then_some(throttle)),
+            rule: value.rule(self.next_id, self.settings.enforce.then_some(throttle)),
         }
     }
 
@@ -762,6 +768,12 @@ mod tests {
         "Boto3/1.43.11 Python/3.11",
     ];
 
+    /// The first event's signature.
+    fn first_signature(d: &Detector) -> Signature {
+        let event = d.events().next().expect("an event");
+        event.signature.clone().expect("a signature")
+    }
+
     /// A tick in which every request was sampled.
     fn tick(d: &mut Detector, now: u64) {
         let seen = d.total;
@@ -870,13 +882,7 @@ mod tests {
             }
             tick(&mut d, t as u64);
         }
-        let sig = d
-            .events()
-            .next()
-            .unwrap()
-            .signature
-            .clone()
-            .expect("a signature");
+        let sig = first_signature(&d);
         assert_eq!(
             (sig.attribute, sig.value.as_str()),
             ("prefix", "198.51.100.0/24")
@@ -886,6 +892,13 @@ mod tests {
                 .starts_with("[firewall.ip_sets]\nauto-1 = [\"198.51.100.0/24\"]"),
             "{}",
             sig.rule
+        );
+        let with_agent = Value::Agent(Agent::of(Some(b"x"))).rule(2, Some(1));
+        let both = compile(&[&sig.rule, &with_agent]).expect("compiles");
+        assert_eq!(
+            both.expect("a firewall").counters().len(),
+            2,
+            "IP sets merged"
         );
     }
 
@@ -903,13 +916,7 @@ mod tests {
             }
             tick(&mut d, t as u64);
         }
-        let sig = d
-            .events()
-            .next()
-            .unwrap()
-            .signature
-            .clone()
-            .expect("a signature");
+        let sig = first_signature(&d);
         assert_eq!(
             (sig.attribute, sig.value.as_str()),
             ("prefix", "203.0.0.0/16")
@@ -984,9 +991,9 @@ mod tests {
         let a = Agent::of(Some(long.as_bytes()));
         assert!(a.cut);
         assert_eq!(a.text(), "a".repeat(MAX_AGENT_BYTES - 1));
-        let rule = Value::Agent(Agent::of(Some(b"say \"hi\"\x07"))).rule("auto-9", None);
+        let rule = Value::Agent(Agent::of(Some(b"say \"hi\"\x07"))).rule(9, None);
         assert!(rule.contains(r#"search = "say \"hi\"\u0007""#), "{rule}");
-        assert!(Value::Agent(a).rule("r", Some(3)).contains("starts_with"));
+        assert!(Value::Agent(a).rule(3, Some(3)).contains("starts_with"));
     }
 
     fn flood_tick(d: &mut Detector, t: u64) {
