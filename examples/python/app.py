@@ -48,7 +48,10 @@ def sqs_batch(event):
     failed (partial batch response); the rest succeed. Each body is sent, one
     per line in the batch's order ("failed:" before a failed one), to the TCP
     address $PROCESSED_ADDR, if set, so tests can count deliveries and check
-    their order (an isolated instance reaches it through `forward`)."""
+    their order (an isolated instance reaches it through `forward`). The
+    batch is answered only once the collector has closed its side: it has
+    the lines by then, so the order it saw them in is the order they were
+    processed in, not the order their connections happened to be read."""
     failures = []
     lines = []
     for record in event["Records"]:
@@ -62,4 +65,7 @@ def sqs_batch(event):
         host, port = addr.rsplit(":", 1)
         with socket.create_connection((host, int(port)), timeout=5) as out:
             out.sendall("".join(line + "\n" for line in lines).encode())
+            out.shutdown(socket.SHUT_WR)
+            while out.recv(64):
+                pass
     return {"batchItemFailures": failures}

@@ -130,8 +130,14 @@ impl Collector {
         std::thread::spawn(move || {
             for conn in listener.incoming().take(Self::MAX_CONNECTIONS).flatten() {
                 let _ = conn.set_read_timeout(Some(Duration::from_secs(10)));
-                let got: Vec<String> = BufReader::new(conn).lines().map_while(Result::ok).collect();
+                let got: Vec<String> = BufReader::new(&conn)
+                    .lines()
+                    .map_while(Result::ok)
+                    .collect();
                 sink.lock().unwrap().extend(got);
+                // Closed only now: a writer that waits for the close knows
+                // its lines are recorded.
+                drop(conn);
             }
         });
         Collector { addr, lines }
