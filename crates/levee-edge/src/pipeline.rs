@@ -97,12 +97,14 @@ impl Edge {
             key_headers: Vec::new(),
             decision: Decision::Allowed,
         };
-        // Only a sampled request's user agent is copied.
-        let agent = self.0.watch.as_ref().filter(|w| w.count()).map(|_| {
-            crate::watch::Agent::of(
-                req.headers()
-                    .get(http::header::USER_AGENT)
-                    .map(|v| v.as_bytes()),
+        // Only a sampled request's user agent and header shape are taken.
+        let sampled = self.0.watch.as_ref().filter(|w| w.count()).map(|_| {
+            let headers = req.headers();
+            (
+                crate::watch::Agent::of(
+                    headers.get(http::header::USER_AGENT).map(|v| v.as_bytes()),
+                ),
+                crate::watch::Shape::of(headers),
             )
         });
         let mut resp = match self.stages(req, peer, &mut cx).await {
@@ -120,8 +122,8 @@ impl Edge {
                 resp.headers_mut().insert(name, value);
             }
         }
-        if let (Some(watch), Some(agent)) = (&self.0.watch, agent) {
-            watch.sample(cx.client_ip, agent);
+        if let (Some(watch), Some((agent, shape))) = (&self.0.watch, sampled) {
+            watch.sample(cx.client_ip, agent, shape);
         }
         resp.extensions_mut().insert(cx);
         resp

@@ -23,6 +23,7 @@ use levee_config::{AutoMitigation, AutoMode};
 pub use levee_shield::auto::Agent;
 use levee_shield::auto::{self, Detector, Sample, SavedBaseline, Settings};
 use levee_shield::firewall::Firewall;
+pub use levee_shield::firewall::Shape;
 use serde_json::{json, Value};
 
 /// Samples a second at most; beyond it requests are only counted (the
@@ -105,8 +106,16 @@ impl Watch {
     /// Hands a sampled request to the detector thread, or drops it when
     /// the buffer is full. Never blocks, and never wakes the thread: it
     /// drains the buffer on its own schedule.
-    pub fn sample(&self, client: IpAddr, agent: Agent) {
-        if self.samples.try_send(Sample { client, agent }).is_err() {
+    pub fn sample(&self, client: IpAddr, agent: Agent, shape: Shape) {
+        if self
+            .samples
+            .try_send(Sample {
+                client,
+                agent,
+                shape,
+            })
+            .is_err()
+        {
             self.dropped.fetch_add(1, Ordering::Relaxed);
         }
     }

@@ -17,6 +17,8 @@ use std::collections::{HashMap, VecDeque};
 use std::fmt::Write as _;
 use std::net::IpAddr;
 
+use crate::firewall::Shape;
+
 /// Heavy hitters kept per attribute per tick (Space-Saving).
 pub const TOP_K: usize = 256;
 /// Values whose baseline share is remembered, per attribute.
@@ -37,6 +39,8 @@ pub struct Sample {
     pub client: IpAddr,
     /// The `User-Agent`, cut at [`MAX_AGENT_BYTES`]; empty when absent.
     pub agent: Agent,
+    /// The header-order fingerprint.
+    pub shape: Shape,
 }
 
 /// A user agent's first bytes, inline.
@@ -86,6 +90,9 @@ impl Agent {
 pub enum Attribute {
     /// The request's user agent: what a distributed flood has in common.
     UserAgent,
+    /// The header shape: what a flood rotating user agents still has in
+    /// common, the tool's own order of headers.
+    HeaderShape,
     /// The client's IPv4 /24 or IPv6 /48, or when the surplus is spread
     /// over many of those, its /16 or /32: only when the surplus really
     /// comes from one.
@@ -96,6 +103,7 @@ impl Attribute {
     pub fn as_str(self) -> &'static str {
         match self {
             Attribute::UserAgent => "user_agent",
+            Attribute::HeaderShape => "header_shape",
             Attribute::Prefix => "prefix",
         }
     }
@@ -105,6 +113,7 @@ impl Attribute {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 enum Value {
     Agent(Agent),
+    Shape(Shape),
     /// The network address of the client's /24 (or /48), as 128 bits;
     /// `wide`: its /16 (or /32) instead.
     Prefix {
@@ -118,6 +127,7 @@ impl Value {
     fn attribute(&self) -> Attribute {
         match self {
             Value::Agent(_) => Attribute::UserAgent,
+            Value::Shape(_) => Attribute::HeaderShape,
             Value::Prefix { .. } => Attribute::Prefix,
         }
     }
@@ -135,6 +145,7 @@ impl Value {
     fn text(&self) -> String {
         match self {
             Value::Agent(a) => a.text(),
+            Value::Shape(shape) => shape.as_str().to_owned(),
             Value::Prefix {
                 bits,
                 v6: false,
@@ -167,6 +178,13 @@ impl Value {
                     None,
                 )
             }
+            Value::Shape(shape) => (
+                format!(
+                    "{{ string_match = {{ field = \"header_shape\", search = \"{}\", position = \"exactly\" }} }}",
+                    shape.as_str()
+                ),
+                None,
+            ),
             Value::Prefix { .. } => (
                 format!("{{ ip_set = {{ name = \"{name}\" }} }}"),
                 Some(format!(
@@ -200,6 +218,7 @@ impl Value {
                 // keys on itself, a prefix on the method (always there).
                 let key = match self {
                     Value::Agent(_) => "[{ header = \"user-agent\" }]",
+                    Value::Shape(_) => "[\"header_shape\"]",
                     Value::Prefix { .. } => "[\"method\"]",
                 };
                 let _ = write!(
@@ -413,6 +432,9 @@ pub struct SavedBaseline {
     ticks: u32,
     /// (user agent, cut, share).
     agents: Vec<(String, bool, f64)>,
+    /// (header shape, share); absent from a baseline saved before shapes.
+    #[serde(default)]
+    shapes: Vec<(String, f64)>,
     /// (prefix as "a.b.c.0/24" or "x::/48", share).
     prefixes: Vec<(String, f64)>,
 }
@@ -433,6 +455,7 @@ pub struct Detector {
     settings: Settings,
     total: u64,
     agents: TopK,
+    shapes: TopK,
     prefixes: TopK,
     networks: TopK,
     baseline: Baseline,
@@ -459,6 +482,7 @@ impl Detector {
             settings,
             total: 0,
             agents: TopK::default(),
+            shapes: TopK::default(),
             prefixes: TopK::default(),
             networks: TopK::default(),
             baseline: Baseline::default(),
@@ -476,6 +500,7 @@ impl Detector {
     pub fn observe(&mut self, sample: &Sample) {
         self.total += 1;
         self.agents.add(Value::Agent(sample.agent));
+        self.shapes.add(Value::Shape(sample.shape));
         self.prefixes.add(Value::of_prefix(sample.client, false));
         self.networks.add(Value::of_prefix(sample.client, true));
     }
@@ -499,6 +524,7 @@ impl Detector {
                 .collect()
         };
         let agents = scaled(std::mem::take(&mut self.agents));
+        let shapes = scaled(std::mem::take(&mut self.shapes));
         let prefixes = scaled(std::mem::take(&mut self.prefixes));
         let networks = scaled(std::mem::take(&mut self.networks));
         let total = seen;
@@ -537,17 +563,26 @@ impl Detector {
                 // A signature seen in an attack before comes back: enforced
                 // on its first surge second, without the counting tick.
                 let rearm = surging
-                    .then(|| self.returning(now, rate, [&agents[..], &prefixes[..], &networks[..]]))
+                    .then(|| {
+                        self.returning(
+                            now,
+                            rate,
+                            [&agents[..], &shapes[..], &prefixes[..], &networks[..]],
+                        )
+                    })
                     .flatten();
                 if let Some((value, count)) = rearm {
                     let signature = self.signature_of(&value, count, rate);
                     self.open_event(now, reference, rate, Some((value, signature)), true);
                 } else if self.surge_run >= s.surge_ticks {
-                    let signature =
-                        self.signature(rate, [&agents[..], &prefixes[..], &networks[..]]);
+                    let signature = self.signature(
+                        rate,
+                        [&agents[..], &shapes[..], &prefixes[..], &networks[..]],
+                    );
                     self.open_event(now, reference, rate, signature, false);
                 } else if !surging {
                     let mut top = agents;
+                    top.extend(shapes);
                     top.extend(prefixes);
                     top.extend(networks);
                     self.baseline.learn(total, &top, s.alpha);
@@ -565,7 +600,7 @@ impl Detector {
     }
 
     /// A remembered signature that carries most of this surge second.
-    fn returning(&self, now: u64, rate: f64, tops: [&[(Value, u64)]; 3]) -> Option<(Value, u64)> {
+    fn returning(&self, now: u64, rate: f64, tops: [&[(Value, u64)]; 4]) -> Option<(Value, u64)> {
         tops.iter()
             .flat_map(|top| top.iter())
             .find_map(|(value, count)| {
@@ -579,10 +614,11 @@ impl Detector {
     }
 
     /// The value that covers most of the surplus, was rare in the
-    /// baseline, and covers enough; user agents before prefixes (a
-    /// distributed flood is matched by what it looks like, not where it
-    /// comes from), a /24 before the /16 that many /24s collapse into.
-    fn signature(&self, rate: f64, tops: [&[(Value, u64)]; 3]) -> Option<(Value, Signature)> {
+    /// baseline, and covers enough; user agents, then header shapes,
+    /// before prefixes (a distributed flood is matched by what it looks
+    /// like, not where it comes from), a /24 before the /16 that many /24s
+    /// collapse into.
+    fn signature(&self, rate: f64, tops: [&[(Value, u64)]; 4]) -> Option<(Value, Signature)> {
         let s = self.settings;
         let reference = self.baseline.rate;
         let surplus = rate - reference;
@@ -670,10 +706,12 @@ impl Detector {
     /// per attribute).
     pub fn saved_baseline(&self, now: u64) -> SavedBaseline {
         let mut agents = Vec::new();
+        let mut shapes = Vec::new();
         let mut prefixes = Vec::new();
         for (value, share) in &self.baseline.shares {
             match value {
                 Value::Agent(a) => agents.push((a.text(), a.cut, *share)),
+                Value::Shape(shape) => shapes.push((shape.as_str().to_owned(), *share)),
                 Value::Prefix { .. } => prefixes.push((value.text(), *share)),
             }
         }
@@ -682,6 +720,7 @@ impl Detector {
             rate: self.baseline.rate,
             ticks: self.baseline.ticks,
             agents,
+            shapes,
             prefixes,
         }
     }
@@ -694,6 +733,11 @@ impl Detector {
             let mut agent = Agent::of(Some(text.as_bytes()));
             agent.cut |= *cut;
             shares.insert(Value::Agent(agent), *share);
+        }
+        for (text, share) in saved.shapes.iter().take(BASELINE_VALUES * 2) {
+            if let Some(shape) = Shape::parse(text) {
+                shares.insert(Value::Shape(shape), *share);
+            }
         }
         for (text, share) in saved.prefixes.iter().take(BASELINE_VALUES * 2) {
             if let Ok(net) = text.parse::<ipnet::IpNet>() {
@@ -798,11 +842,59 @@ mod tests {
     }
 
     fn sample(ip: [u8; 4], agent: &str) -> Sample {
+        shaped(ip, agent, &["host", "user-agent", "accept"])
+    }
+
+    fn shaped(ip: [u8; 4], agent: &str, names: &[&'static str]) -> Sample {
+        let mut headers = http::HeaderMap::new();
+        for name in names {
+            headers.append(*name, http::HeaderValue::from_static("v"));
+        }
         Sample {
             client: IpAddr::from(ip),
             agent: Agent::of(Some(agent.as_bytes())),
+            shape: Shape::of(&headers),
         }
     }
+
+    /// What browsers and an SDK send, each in its own order.
+    const CLIENT_HEADERS: [&[&str]; 4] = [
+        &[
+            "host",
+            "user-agent",
+            "accept",
+            "accept-language",
+            "accept-encoding",
+            "connection",
+        ],
+        &[
+            "host",
+            "accept",
+            "sec-fetch-site",
+            "user-agent",
+            "accept-language",
+            "accept-encoding",
+            "connection",
+        ],
+        &[
+            "host",
+            "connection",
+            "sec-ch-ua",
+            "user-agent",
+            "accept",
+            "sec-fetch-mode",
+            "accept-encoding",
+            "accept-language",
+        ],
+        &[
+            "host",
+            "accept-encoding",
+            "user-agent",
+            "amz-sdk-invocation-id",
+            "amz-sdk-request",
+            "connection",
+        ],
+    ];
 
     fn quick() -> Settings {
         Settings {
@@ -818,9 +910,10 @@ mod tests {
     fn ordinary(d: &mut Detector, n: usize, salt: usize) {
         for i in 0..n {
             let j = i + salt;
-            d.observe(&sample(
+            d.observe(&shaped(
                 [10, (j % 50) as u8, 0, (j % 4) as u8],
                 BROWSERS[j % 4],
+                CLIENT_HEADERS[j % 4],
             ));
         }
     }
@@ -873,12 +966,49 @@ mod tests {
     }
 
     #[test]
+    fn a_flood_rotating_browser_agents_is_matched_by_its_header_shape() {
+        let mut d = learned();
+        let tool = ["host", "user-agent", "connection"];
+        for t in 25..27 {
+            ordinary(&mut d, 40, t);
+            for i in 0..2000usize {
+                d.observe(&shaped(
+                    [172, 16, (i % 250) as u8, (i / 250) as u8],
+                    BROWSERS[i % 4],
+                    &tool,
+                ));
+            }
+            tick(&mut d, t as u64);
+        }
+        let sig = first_signature(&d);
+        let shape = shaped([0; 4], "", &tool).shape;
+        assert_eq!(
+            (sig.attribute, sig.value.as_str()),
+            ("header_shape", shape.as_str())
+        );
+        assert!(sig.coverage > 0.9 && sig.baseline_share == 0.0, "{sig:?}");
+        assert!(
+            sig.rule.contains(&format!(
+                r#"field = "header_shape", search = "{}", position = "exactly""#,
+                shape.as_str()
+            )),
+            "{}",
+            sig.rule
+        );
+        assert!(compile(&[&sig.rule]).unwrap().is_some());
+    }
+
+    #[test]
     fn a_flood_from_one_prefix_with_varied_agents_is_matched_by_the_prefix() {
         let mut d = learned();
         for t in 25..27 {
             ordinary(&mut d, 40, t);
             for i in 0..1000usize {
-                d.observe(&sample([198, 51, 100, (i % 200) as u8], BROWSERS[i % 4]));
+                d.observe(&shaped(
+                    [198, 51, 100, (i % 200) as u8],
+                    BROWSERS[i % 4],
+                    CLIENT_HEADERS[i % 4],
+                ));
             }
             tick(&mut d, t as u64);
         }
@@ -909,9 +1039,10 @@ mod tests {
             ordinary(&mut d, 40, t);
             // Ordinary agents, 8 /24s of 203.0.x.0: no /24 carries half.
             for i in 0..1600usize {
-                d.observe(&sample(
+                d.observe(&shaped(
                     [203, 0, (i % 8) as u8, (i / 8 % 200) as u8 + 1],
                     BROWSERS[i % 4],
+                    CLIENT_HEADERS[i % 4],
                 ));
             }
             tick(&mut d, t as u64);
@@ -930,9 +1061,10 @@ mod tests {
         for t in 25..27 {
             // 10x, from new sources spread wide, with the usual agents.
             for i in 0..400usize {
-                d.observe(&sample(
+                d.observe(&shaped(
                     [100, (i % 200) as u8, (i / 200) as u8, 1],
                     BROWSERS[i % 4],
+                    CLIENT_HEADERS[i % 4],
                 ));
             }
             tick(&mut d, t as u64);

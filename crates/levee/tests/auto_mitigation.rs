@@ -3,8 +3,12 @@
 //! opens an event on `GET /admin/shield/auto` whose signature is that user
 //! agent (not the thousands of sources) and whose rule passes `levee
 //! check`; the rule comes into force (the flood gets 429, ordinary clients
-//! do not) and is lifted once the flood is over. Clients are played
-//! through X-Forwarded-For from a trusted loopback proxy.
+//! do not) and is lifted once the flood is over. A flood that rotates
+//! browsers' user agents is matched by its header shape instead; a flash
+//! crowd from new networks and a route launch by known clients are
+//! noticed and left alone. Clients are played through X-Forwarded-For
+//! from a trusted loopback proxy; ordinary ones send their browser's or
+//! SDK's headers in its own order, the flooding tool its short set.
 
 mod support;
 
@@ -29,6 +33,71 @@ fn config() -> String {
 
 fn from(s: &Server, ip: &str, agent: &str) -> u16 {
     at(s, "/f", ip, agent)
+}
+
+/// The `i`th ordinary client's request: `BROWSERS[i % 3]` with the
+/// headers that client sends, in its order.
+fn ordinary(s: &Server, path: &str, ip: &str, i: usize) -> u16 {
+    let agent = BROWSERS[i % 3];
+    let headers: Vec<(&str, &str)> = match i % 3 {
+        0 => vec![
+            ("user-agent", agent),
+            ("accept", "text/html"),
+            ("accept-language", "en-US"),
+            ("accept-encoding", "gzip"),
+            ("x-forwarded-for", ip),
+        ],
+        1 => vec![
+            ("accept", "*/*"),
+            ("sec-fetch-site", "none"),
+            ("user-agent", agent),
+            ("accept-language", "en-GB"),
+            ("x-forwarded-for", ip),
+        ],
+        _ => vec![
+            ("accept-encoding", "identity"),
+            ("user-agent", agent),
+            ("amz-sdk-request", "attempt=1"),
+            ("x-forwarded-for", ip),
+        ],
+    };
+    request(s.edge, "GET", path, &headers, b"").status
+}
+
+/// Runs `each(i)` `rate` times a second (paced, over `threads` threads)
+/// until `stop` or `within` has passed; the statuses it returned.
+fn paced(
+    rate: u32,
+    threads: u32,
+    within: Duration,
+    stop: &AtomicBool,
+    each: impl Fn(usize) -> u16 + Sync,
+) -> Vec<u16> {
+    let gap = Duration::from_secs(1) / (rate / threads);
+    std::thread::scope(|scope| {
+        let runs: Vec<_> = (0..threads)
+            .map(|t| {
+                let each = &each;
+                scope.spawn(move || {
+                    let start = Instant::now();
+                    let mut codes = Vec::new();
+                    for k in 0u32.. {
+                        if stop.load(Ordering::Relaxed) || start.elapsed() >= within {
+                            break;
+                        }
+                        codes.push(each((k * threads + t) as usize));
+                        if let Some(wait) =
+                            (start + gap * (k + 1)).checked_duration_since(Instant::now())
+                        {
+                            std::thread::sleep(wait);
+                        }
+                    }
+                    codes
+                })
+            })
+            .collect();
+        runs.into_iter().flat_map(|r| r.join().unwrap()).collect()
+    })
 }
 
 fn at(s: &Server, path: &str, ip: &str, agent: &str) -> u16 {
@@ -57,7 +126,7 @@ fn a_distributed_flood_is_throttled_by_its_user_agent_then_the_rule_is_lifted() 
             let mut i = 0usize;
             let end = Instant::now() + Duration::from_secs(60);
             while !stop_baseline.load(Ordering::Relaxed) && Instant::now() < end {
-                from(&s, &format!("10.1.{}.{}", i % 10, i % 3), BROWSERS[i % 3]);
+                ordinary(&s, "/f", &format!("10.1.{}.{}", i % 10, i % 3), i);
                 i += 1;
                 std::thread::sleep(Duration::from_millis(50));
             }
@@ -92,8 +161,8 @@ fn a_distributed_flood_is_throttled_by_its_user_agent_then_the_rule_is_lifted() 
         let tool: Vec<u16> = (0..20)
             .map(|i| from(&s, &format!("172.17.0.{i}"), "python-requests/2.32"))
             .collect();
-        let ordinary: Vec<u16> = (0..20)
-            .map(|i| from(&s, &format!("10.1.{i}.1"), BROWSERS[i % 3]))
+        let untouched: Vec<u16> = (0..20)
+            .map(|i| ordinary(&s, "/f", &format!("10.1.{i}.1"), i))
             .collect();
         // Exempt clients and routes are left alone by the same rule.
         let exempt = [
@@ -103,7 +172,7 @@ fn a_distributed_flood_is_throttled_by_its_user_agent_then_the_rule_is_lifted() 
         let metrics = s.admin("GET", "/metrics", b"").text();
         flooding.store(false, Ordering::Relaxed);
         assert!(tool.iter().filter(|&&c| c == 429).count() >= 18, "{tool:?}");
-        assert!(ordinary.iter().all(|&c| c == 200), "{ordinary:?}");
+        assert!(untouched.iter().all(|&c| c == 200), "{untouched:?}");
         assert_eq!(exempt, [200, 200], "an exempt source, an exempt route");
         for line in ["levee_auto_events_total 1", "levee_auto_active_rules 1"] {
             assert!(metrics.lines().any(|l| l == line), "{line} in:\n{metrics}");
@@ -157,7 +226,7 @@ fn the_baseline_survives_kill_9() {
     let mut i = 0usize;
     while report(&s)["learning"] != false && Instant::now() < end {
         for _ in 0..5 {
-            from(&s, &format!("10.2.{}.1", i % 10), BROWSERS[i % 3]);
+            ordinary(&s, "/f", &format!("10.2.{}.1", i % 10), i);
             i += 1;
         }
         std::thread::sleep(Duration::from_millis(100));
@@ -183,4 +252,141 @@ fn the_baseline_survives_kill_9() {
         restored["reference_rps"].as_f64().unwrap() > 1.0,
         "{restored}"
     );
+}
+
+/// Learns about 20 requests a second of ordinary traffic from 30 clients
+/// while `body` runs, then stops it.
+fn with_baseline(s: &Server, body: impl FnOnce()) {
+    let stop = AtomicBool::new(false);
+    std::thread::scope(|scope| {
+        scope.spawn(|| {
+            paced(20, 2, Duration::from_secs(90), &stop, |i| {
+                ordinary(s, "/f", &format!("10.1.{}.{}", i % 10, i % 3), i)
+            })
+        });
+        assert!(
+            s.wait_until(Duration::from_secs(30), || report(s)["learning"] == false),
+            "never finished learning: {}",
+            report(s)
+        );
+        body();
+        stop.store(true, Ordering::Relaxed);
+    });
+}
+
+#[test]
+fn a_flood_rotating_browser_agents_is_throttled_by_its_header_shape() {
+    let s = Server::start("autoshape", &config());
+    with_baseline(&s, || {
+        let flooding = AtomicBool::new(false);
+        std::thread::scope(|scope| {
+            flooding.store(true, Ordering::Relaxed);
+            for t in 0..6usize {
+                let (flooding, s) = (&flooding, &s);
+                scope.spawn(move || {
+                    let end = Instant::now() + Duration::from_secs(15);
+                    let mut i = t;
+                    while flooding.load(Ordering::Relaxed) && Instant::now() < end {
+                        // Browsers' agents in turn, the tool's own headers.
+                        let ip = format!("172.16.{}.{}", i % 250, (i / 250) % 8);
+                        from(s, &ip, BROWSERS[i % 3]);
+                        i += 6;
+                    }
+                });
+            }
+            let enforced = s.wait_until(Duration::from_secs(10), || {
+                report(&s)["events"][0]["mitigation"] == "enforced"
+            });
+            let tool: Vec<u16> = (0..20)
+                .map(|i| from(&s, &format!("172.17.0.{i}"), BROWSERS[i % 3]))
+                .collect();
+            let untouched: Vec<u16> = (0..20)
+                .map(|i| ordinary(&s, "/f", &format!("10.1.{i}.1"), i))
+                .collect();
+            flooding.store(false, Ordering::Relaxed);
+            assert!(enforced, "no rule in force: {}", report(&s));
+            let event = report(&s)["events"][0].clone();
+            let signature = &event["signature"];
+            assert_eq!(signature["attribute"], "header_shape", "{event}");
+            let shape = signature["value"].as_str().unwrap();
+            assert!(
+                shape.starts_with("hs1-04-"),
+                "host, connection, x-forwarded-for, user-agent: {event}"
+            );
+            assert!(
+                signature["rule"]
+                    .as_str()
+                    .unwrap()
+                    .contains("field = \"header_shape\""),
+                "{event}"
+            );
+            assert!(tool.iter().filter(|&&c| c == 429).count() >= 18, "{tool:?}");
+            assert!(untouched.iter().all(|&c| c == 200), "{untouched:?}");
+        });
+    });
+}
+
+/// Ten times the traffic from new networks with the usual variety, then
+/// five times from the known clients onto a new route: both are events
+/// (the detector sees them) with nothing to refuse, and every request is
+/// answered.
+#[test]
+fn a_flash_crowd_and_a_route_launch_are_not_mitigated() {
+    let s = Server::start(
+        "autobenign",
+        &format!(
+            "{}\n[[routes]]\nroute = \"GET /new\"\nfunction = \"hello\"\n",
+            config()
+        ),
+    );
+    with_baseline(&s, || {
+        let never = AtomicBool::new(false);
+        // New clients, 200 a second, one per address over 100 /16s.
+        let crowd = paced(200, 4, Duration::from_secs(6), &never, |i| {
+            let ip = format!("{}.{}.{}.1", 20 + i % 100, (i / 100) % 250, i % 7);
+            ordinary(&s, "/f", &ip, i)
+        });
+        let crowd_report = report(&s);
+        assert!(
+            s.wait_until(Duration::from_secs(15), || report(&s)["events"][0]["state"]
+                == "ended"),
+            "{}",
+            report(&s)
+        );
+        // The known clients call a new route, 100 a second.
+        let launch = paced(100, 4, Duration::from_secs(6), &never, |i| {
+            ordinary(&s, "/new", &format!("10.1.{}.{}", i % 10, i % 3), i)
+        });
+        let after = report(&s);
+        let metrics = s.admin("GET", "/metrics", b"").text();
+        let events = after["events"].as_array().unwrap();
+        assert!(!events.is_empty(), "the crowd was an event: {crowd_report}");
+        assert_eq!(
+            events[0]["signature"],
+            serde_json::Value::Null,
+            "{crowd_report}"
+        );
+        for event in events {
+            assert_eq!(event["mitigation"], "none", "{after}");
+        }
+        assert!(events.len() >= 2, "the launch was an event too: {after}");
+        let refused = crowd.iter().chain(&launch).filter(|&&c| c != 200).count();
+        assert_eq!(
+            refused,
+            0,
+            "of {} crowd and {} launch requests",
+            crowd.len(),
+            launch.len()
+        );
+        assert!(
+            crowd.len() >= 600 && launch.len() >= 300,
+            "{} {}",
+            crowd.len(),
+            launch.len()
+        );
+        assert!(
+            metrics.lines().any(|l| l == "levee_auto_active_rules 0"),
+            "{metrics}"
+        );
+    });
 }

@@ -229,6 +229,10 @@ pub enum FieldConfig {
     Cookie(String),
     /// The first `body_inspection_bytes` bytes of the body.
     Body,
+    /// The header shape, `hs1-NN-HHHHHHHHHHHHHHHH`: the number and order
+    /// of the header names (values not included), Levee's fingerprint of
+    /// the client software.
+    HeaderShape,
 }
 
 /// Text transformations, applied in the listed order before matching.
@@ -378,6 +382,8 @@ pub enum RateKeyConfig {
     QueryArg(String),
     /// The first value of a cookie.
     Cookie(String),
+    /// The header shape.
+    HeaderShape,
 }
 
 /// A duration in the grammar of the rest of `levee.toml` (`"250ms"`, `"10s"`,

@@ -12,6 +12,7 @@
 use http::HeaderName;
 
 use super::config::FieldConfig;
+use super::shape::Shape;
 use super::RequestView;
 
 /// A compiled field.
@@ -31,6 +32,8 @@ pub enum Field {
     Cookie(Vec<u8>),
     /// The inspected body prefix.
     Body,
+    /// The request's header shape ([`Shape`]).
+    HeaderShape,
 }
 
 /// Bound on query-argument and cookie names accepted in config.
@@ -56,6 +59,7 @@ impl Field {
             FieldConfig::Path => Field::Path,
             FieldConfig::QueryString => Field::QueryString,
             FieldConfig::Body => Field::Body,
+            FieldConfig::HeaderShape => Field::HeaderShape,
             FieldConfig::QueryArg(n) if name_ok(n) => {
                 Field::QueryArg(n.to_ascii_lowercase().into_bytes())
             }
@@ -96,11 +100,13 @@ impl Field {
             }
             Field::QueryArg(name) => hit(query_args(req.query.as_bytes(), name).any(pred)),
             Field::Cookie(name) => hit(cookies(req.headers, name).any(pred)),
+            Field::HeaderShape => hit(pred(Shape::of(req.headers).as_bytes())),
         }
     }
 
-    /// The first value, for rate-based aggregation keys. `None` for the body.
-    pub fn first<'r>(&self, req: &RequestView<'r>) -> Option<&'r [u8]> {
+    /// The first value, for rate-based aggregation keys. `None` for the
+    /// body. A header shape is computed into `shape`.
+    pub fn first<'r>(&self, req: &RequestView<'r>, shape: &'r mut Shape) -> Option<&'r [u8]> {
         match self {
             Field::Method => Some(req.method.as_bytes()),
             Field::Path => Some(req.path.as_bytes()),
@@ -109,6 +115,10 @@ impl Field {
             Field::Header(name) => req.headers.get(name).map(|v| v.as_bytes()),
             Field::QueryArg(name) => query_args(req.query.as_bytes(), name).next(),
             Field::Cookie(name) => cookies(req.headers, name).next(),
+            Field::HeaderShape => {
+                *shape = Shape::of(req.headers);
+                Some(shape.as_bytes())
+            }
         }
     }
 }

@@ -27,6 +27,7 @@ mod engine;
 mod field;
 mod ipset;
 mod rule;
+mod shape;
 mod transform;
 mod waf_import;
 
@@ -53,6 +54,7 @@ pub use rule::{
     MAX_CHILDREN, MAX_DEPTH, MAX_PATTERN_LEN, MAX_RATE_KEYS, MAX_RATE_LIMIT, MAX_REGEXES,
     MAX_SEARCH_LEN, REGEX_SIZE_LIMIT,
 };
+pub use shape::{Shape, SHAPE_LEN};
 pub use transform::{percent_decode, MAX_TRANSFORMS};
 pub use waf_import::{import_waf_json, ImportError, WafImport};
 

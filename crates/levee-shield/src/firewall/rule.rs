@@ -20,6 +20,7 @@ use super::config::{
 };
 use super::field::{Field, Visit};
 use super::ipset::IpSet;
+use super::shape::Shape;
 use super::transform::{self, MAX_TRANSFORMS};
 use super::RequestView;
 use crate::rate::{RateCounter, RateDecision};
@@ -258,6 +259,7 @@ impl RateStmt {
         let mut key = Vec::with_capacity(64);
         for (i, part) in self.key.iter().enumerate() {
             let mut ipbuf = [0u8; 16];
+            let mut shape = Shape::default();
             let bytes: &[u8] = match part {
                 RateKey::Ip => ip_bytes(cx.req.client_ip, &mut ipbuf),
                 RateKey::ForwardedIp => match cx.req.forwarded_ip {
@@ -268,7 +270,7 @@ impl RateStmt {
                     Some(k) => k.as_bytes(),
                     None => return Ok(None),
                 },
-                RateKey::Field(f) => match f.first(cx.req) {
+                RateKey::Field(f) => match f.first(cx.req, &mut shape) {
                     Some(v) => v,
                     None => return Ok(None),
                 },
@@ -390,6 +392,7 @@ impl Compiler<'_> {
                 RateKeyConfig::Cookie(c) => {
                     field(FieldConfig::Cookie(c.clone())).map(RateKey::Field)
                 }
+                RateKeyConfig::HeaderShape => field(FieldConfig::HeaderShape).map(RateKey::Field),
             };
             match part {
                 Ok(p) => key.push(p),

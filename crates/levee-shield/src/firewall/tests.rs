@@ -470,6 +470,51 @@ fn rate_key_variants_compile_and_count() {
 }
 
 #[test]
+fn header_shape_matches_the_order_of_names_and_keys_a_rate() {
+    let tool = req("/")
+        .h("host", "a")
+        .h("user-agent", "Firefox")
+        .h("connection", "close");
+    let shape = Shape::of(&tool.headers);
+    let f = one(&format!(
+        "{{ string_match = {{ field = \"header_shape\", search = \"{}\", position = \"exactly\" }} }}",
+        shape.as_str()
+    ));
+    assert!(hits(&f, &tool));
+    // Other values, same names in the same order: the same client software.
+    let rotated = req("/x")
+        .h("host", "b")
+        .h("user-agent", "Safari")
+        .h("connection", "keep-alive");
+    assert!(hits(&f, &rotated));
+    let browser = req("/")
+        .h("host", "a")
+        .h("user-agent", "Firefox")
+        .h("accept", "*/*")
+        .h("connection", "close");
+    assert!(!hits(&f, &browser));
+    let reordered = req("/")
+        .h("user-agent", "Firefox")
+        .h("host", "a")
+        .h("connection", "close");
+    assert!(!hits(&f, &reordered));
+    // As a rate key: one counter per shape.
+    let f = rate_fw(", key = [\"header_shape\"]");
+    let now = Instant::now();
+    for _ in 0..10 {
+        assert!(matches!(
+            f.evaluate(&tool.view(), now),
+            Verdict::Allow { .. }
+        ));
+    }
+    assert!(blocked_by(&f.evaluate(&rotated.view(), now)).is_some());
+    assert!(matches!(
+        f.evaluate(&browser.view(), now),
+        Verdict::Allow { .. }
+    ));
+}
+
+#[test]
 fn bans_are_checked_before_rules() {
     let f = fw(r#"
 [[rules]]
