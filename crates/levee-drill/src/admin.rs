@@ -1,13 +1,15 @@
 //! Reading what the run cost from levee's admin API: the sum of every
 //! function's invocations and live instances (`/admin/functions`), today's
-//! spend (`/admin/costs`) and levee's own memory (`/metrics`). It owns only
-//! reads; it must never change the target.
+//! spend (`/admin/costs`), levee's own memory (`/metrics`) and the events
+//! of automatic mitigation (`/admin/shield/auto`). It owns only reads; it
+//! must never change the target.
 
 use std::time::Duration;
 
 use crate::client::fetch;
 use crate::error::DrillError;
 use crate::plan::AdminApi;
+use crate::report::AutoMark;
 
 /// Bound on one admin read.
 const ADMIN_TIMEOUT: Duration = Duration::from_secs(10);
@@ -83,6 +85,54 @@ pub fn spend_of(doc: &serde_json::Value) -> Option<f64> {
     Some(rows.iter().filter_map(|r| r.get("usd")?.as_f64()).sum())
 }
 
+/// Most automatic-mitigation events a report keeps (the admin API keeps
+/// 100).
+pub const MAX_AUTO_MARKS: usize = 100;
+
+/// The automatic-mitigation events of `doc` (`/admin/shield/auto`) that
+/// started at or after `since_ms` (Unix ms, the run's start), with their
+/// times as seconds after it. Server-supplied: anything missing or odd is
+/// left out, never trusted into a panic.
+pub fn auto_marks_of(doc: &serde_json::Value, since_ms: u64) -> Vec<AutoMark> {
+    let Some(events) = doc.get("events").and_then(|e| e.as_array()) else {
+        return Vec::new();
+    };
+    // Events carry whole Unix seconds: one that opened in the run's first
+    // second reads as just before it.
+    let since_s = since_ms / 1000;
+    let after = |v: &serde_json::Value| {
+        v.as_u64()
+            .map(|s| (s.saturating_mul(1000) as f64 - since_ms as f64) / 1000.0)
+    };
+    let text = |v: Option<&serde_json::Value>| v.and_then(|v| v.as_str()).map(str::to_owned);
+    events
+        .iter()
+        .filter(|e| e.get("started").and_then(|s| s.as_u64()) >= Some(since_s))
+        .take(MAX_AUTO_MARKS)
+        .filter_map(|e| {
+            let signature = e.get("signature");
+            Some(AutoMark {
+                id: e.get("id")?.as_u64()?,
+                started_s: after(e.get("started")?)?,
+                attribute: text(signature.and_then(|s| s.get("attribute"))),
+                value: text(signature.and_then(|s| s.get("value"))),
+                mitigation: text(e.get("mitigation"))?,
+                enforced_s: e.get("enforced").and_then(after),
+                lifted_s: e.get("lifted").and_then(after),
+            })
+        })
+        .collect()
+}
+
+/// The automatic-mitigation events since `since_ms`; empty when the
+/// target has none (or no detector).
+pub async fn auto_marks(api: &AdminApi, since_ms: u64) -> Vec<AutoMark> {
+    match get_json(api, "/admin/shield/auto").await {
+        Ok((200, doc)) => auto_marks_of(&doc, since_ms),
+        _ => Vec::new(),
+    }
+}
+
 /// Reads invocations (required) and spend (optional: metering may be off).
 pub async fn read(api: &AdminApi) -> Result<Reading, DrillError> {
     let (status, doc) = get_json(api, "/admin/functions").await?;
@@ -129,6 +179,29 @@ mod tests {
             {"instances": {"live": 2}}, {"instances": {"live": 5}}, {"name": "c"}
         ]});
         assert_eq!(live_instances_of(&live), 7);
+    }
+
+    #[test]
+    fn auto_marks_are_the_run_s_events_in_seconds_after_its_start() {
+        let doc = serde_json::json!({"events": [
+            {"id": 1, "started": 999, "mitigation": "lifted"},
+            {"id": 2, "started": 1002, "enforced": 1003, "mitigation": "enforced",
+             "signature": {"attribute": "header_shape", "value": "hs1-03-00"}},
+            {"id": 3, "started": 1005, "mitigation": "none", "signature": null},
+            {"id": "x", "started": 1006, "mitigation": "none"},
+            {"id": 4, "started": -1, "mitigation": "none"}
+        ]});
+        let marks = auto_marks_of(&doc, 1_000_500);
+        assert_eq!(marks.len(), 2, "{marks:?}");
+        assert_eq!(marks[0].id, 2);
+        assert_eq!(marks[0].started_s, 1.5);
+        assert_eq!(marks[0].enforced_s, Some(2.5));
+        assert_eq!(marks[0].attribute.as_deref(), Some("header_shape"));
+        assert_eq!(
+            (marks[1].attribute.clone(), marks[1].enforced_s),
+            (None, None)
+        );
+        assert!(auto_marks_of(&serde_json::json!({"message": "no"}), 0).is_empty());
     }
 
     #[test]

@@ -70,6 +70,7 @@ fn with<T>(s: &Shared, f: impl FnOnce(&mut ClassStats) -> T) -> T {
 
 async fn drive(plan: Arc<DrillPlan>, g: Generator, stats: Shared, start: Instant) {
     let end = start + plan.duration;
+    let surge_target = plan.surge_target();
     let permits = Arc::new(Semaphore::new(g.concurrency as usize));
     let mut set = JoinSet::new();
     let mut sent = 0u64;
@@ -96,11 +97,13 @@ async fn drive(plan: Arc<DrillPlan>, g: Generator, stats: Shared, start: Instant
             };
             let shape: Shape = match g.class {
                 Class::Legit => scenario::legit(&plan.target, n),
-                Class::Attack => scenario::attack(plan.scenario, n, &plan.target),
+                Class::Attack => scenario::attack(plan.scenario, n, &surge_target),
             };
             let src = match g.class {
                 Class::Legit => scenario::legit_source(n, g.sources),
-                Class::Attack => scenario::attack_source(n, g.sources),
+                Class::Attack => {
+                    scenario::surge_source(plan.scenario, n, g.sources, plan.legit_sources)
+                }
             };
             let (stats, to, timeout) = (Arc::clone(&stats), plan.target.addr, plan.timeout);
             set.spawn(async move {
@@ -264,6 +267,7 @@ pub async fn run(plan: DrillPlan) -> Result<DrillReport, DrillError> {
                             .map(|(b, a)| (a - b).max(0.0)),
                         instances_peak: peaks.instances,
                         memory_peak_bytes: peaks.memory,
+                        auto_events: admin::auto_marks(api, started_unix_ms).await,
                     })
                 }
                 Err(e) => {
@@ -274,6 +278,17 @@ pub async fn run(plan: DrillPlan) -> Result<DrillReport, DrillError> {
         }
         _ => None,
     };
+    let enforced = levee
+        .iter()
+        .flat_map(|l| &l.auto_events)
+        .filter(|e| e.enforced_s.is_some())
+        .count();
+    if plan.scenario.is_benign() && enforced > 0 {
+        notes.push(format!(
+            "{} is not an attack, yet {enforced} automatic rule(s) came into force against it",
+            plan.scenario.name()
+        ));
+    }
     Ok(DrillReport {
         schema_version: SCHEMA_VERSION,
         scenario: plan.scenario.name().to_string(),

@@ -340,6 +340,31 @@ pub fn render(r: &DrillReport) -> String {
             l.instances_peak,
             esc(&l.memory_text())
         );
+        if !l.auto_events.is_empty() {
+            h.push_str("<h2>Automatic mitigation</h2><table id=\"auto\"><tr><th>event</th><th>opened (s)</th><th>signature</th><th>mitigation</th><th>in force (s)</th><th>attack 2xx/s before</th><th>after</th></tr>");
+            for e in &l.auto_events {
+                let signature = match (&e.attribute, &e.value) {
+                    (Some(a), Some(v)) => format!("{a} {v}"),
+                    _ => "none".to_string(),
+                };
+                let (enforced, before, after) = match e.enforced_s {
+                    Some(at) => {
+                        let (b, a) = r.attack_success_around(at);
+                        (format!("{at:+.0}"), format!("{b:.0}"), format!("{a:.0}"))
+                    }
+                    None => ("-".into(), "-".into(), "-".into()),
+                };
+                let _ = write!(
+                    h,
+                    "<tr><td>{}</td><td>{:+.0}</td><td>{}</td><td>{}</td><td>{enforced}</td><td>{before}</td><td>{after}</td></tr>",
+                    e.id,
+                    e.started_s,
+                    esc(&signature),
+                    esc(&e.mitigation)
+                );
+            }
+            h.push_str("</table>");
+        }
     }
     for n in &r.notes {
         let _ = write!(h, "<p class=\"note\">Note: {}</p>", esc(n));

@@ -36,6 +36,8 @@ const DEFAULT_LEGIT_RATE: u32 = 20;
 const DEFAULT_LEGIT_SOURCES: u32 = 10;
 const DEFAULT_CONCURRENCY: u32 = 256;
 const DEFAULT_LEGIT_CONCURRENCY: u32 = 64;
+/// Longest `--launch-path`.
+pub const MAX_LAUNCH_PATH: usize = 1024;
 /// Per-request timeout bounds.
 pub const MIN_TIMEOUT: Duration = Duration::from_millis(100);
 /// See [`MIN_TIMEOUT`].
@@ -63,6 +65,14 @@ pub enum Scenario {
     KeyStuffing,
     /// A rotation of flood, cache-bust, key-stuffing and bad-input.
     Mixed,
+    /// A flood rotating browsers' user agents, in a tool's header order.
+    DisguisedFlood,
+    /// Not an attack: new clients from many networks, browsers' and SDKs'
+    /// variety, at `--rate`; automatic mitigation must leave it alone.
+    FlashCrowd,
+    /// Not an attack: the legitimate clients calling `--launch-path` at
+    /// `--rate`; automatic mitigation must leave it alone.
+    RouteLaunch,
 }
 
 impl Scenario {
@@ -78,7 +88,15 @@ impl Scenario {
             Scenario::BadInput => "bad-input",
             Scenario::KeyStuffing => "key-stuffing",
             Scenario::Mixed => "mixed",
+            Scenario::DisguisedFlood => "disguised-flood",
+            Scenario::FlashCrowd => "flash-crowd",
+            Scenario::RouteLaunch => "route-launch",
         }
+    }
+
+    /// Traffic an automatic defence must not refuse.
+    pub fn is_benign(self) -> bool {
+        matches!(self, Scenario::FlashCrowd | Scenario::RouteLaunch)
     }
 }
 
@@ -133,6 +151,9 @@ pub struct DrillPlan {
     pub timeout: Duration,
     /// Most requests of both classes together.
     pub max_requests: u64,
+    /// The new route a route launch calls (path and query); `None`: the
+    /// target's.
+    pub launch_path: Option<String>,
     /// Levee's admin API, if the target is levee.
     pub admin: Option<AdminApi>,
     /// Where to write `drill-*.json` / `.html` (None: no files).
@@ -184,6 +205,9 @@ struct Cli {
     /// Most requests in all (max 10 000 000).
     #[arg(long, default_value_t = MAX_REQUESTS)]
     max_requests: u64,
+    /// The new route a route-launch scenario calls, e.g. /v2/items (default: the target's path).
+    #[arg(long)]
+    launch_path: Option<String>,
     /// Levee's admin URL (e.g. http://127.0.0.1:9090), to count invocations and spend caused.
     #[arg(long)]
     admin: Option<String>,
@@ -344,6 +368,7 @@ impl DrillPlan {
             legit_concurrency: DEFAULT_LEGIT_CONCURRENCY,
             timeout: Duration::from_secs(DEFAULT_SECS),
             max_requests: MAX_REQUESTS,
+            launch_path: None,
             admin: None,
             report_dir: None,
             quiet: true,
@@ -372,6 +397,7 @@ impl DrillPlan {
         plan.legit_concurrency = cli.legit_concurrency;
         plan.timeout = cli.timeout;
         plan.max_requests = cli.max_requests;
+        plan.launch_path = cli.launch_path;
         plan.quiet = cli.quiet;
         plan.report_dir = (!cli.no_report).then_some(cli.report_dir);
         plan.admin = match (cli.admin, cli.token) {
@@ -425,7 +451,31 @@ impl DrillPlan {
         )?;
         in_range("timeout", self.timeout, MIN_TIMEOUT, MAX_TIMEOUT)?;
         in_range("max-requests", self.max_requests, 1, MAX_REQUESTS)?;
+        if let Some(path) = &self.launch_path {
+            if self.scenario != Scenario::RouteLaunch {
+                return Err(DrillError::Usage(
+                    "--launch-path is for --scenario route-launch".into(),
+                ));
+            }
+            // It goes into a request line: nothing that could end one.
+            let printable = path.bytes().all(|b| b.is_ascii_graphic());
+            if !path.starts_with('/') || !printable || path.len() > MAX_LAUNCH_PATH {
+                return Err(DrillError::Usage(format!(
+                    "--launch-path must start with / and be at most {MAX_LAUNCH_PATH} printable ASCII characters, without spaces"
+                )));
+            }
+        }
         Ok(())
+    }
+
+    /// Where the surge class sends: the target, or for a route launch its
+    /// new route.
+    pub fn surge_target(&self) -> Target {
+        let mut target = self.target.clone();
+        if let (Scenario::RouteLaunch, Some(path)) = (self.scenario, &self.launch_path) {
+            target.path.clone_from(path);
+        }
+        target
     }
 }
 
@@ -435,6 +485,33 @@ mod tests {
 
     fn args(s: &str) -> Vec<String> {
         s.split_whitespace().map(String::from).collect()
+    }
+
+    #[test]
+    fn launch_path_is_for_a_route_launch_and_stays_one_request_line() {
+        let base = "--target http://127.0.0.1:1/f --scenario";
+        let plan = DrillPlan::from_args(&args(&format!(
+            "{base} route-launch --launch-path /v2/items?x=1 --no-report"
+        )))
+        .unwrap();
+        assert_eq!(plan.surge_target().path, "/v2/items?x=1");
+        assert_eq!(plan.target.path, "/f");
+        let plain = DrillPlan::from_args(&args(&format!("{base} route-launch"))).unwrap();
+        assert_eq!(plain.surge_target().path, "/f");
+        for bad in [
+            format!("{base} flood --launch-path /x"),
+            format!("{base} route-launch --launch-path x"),
+            format!(
+                "{base} route-launch --launch-path /{}",
+                "a".repeat(MAX_LAUNCH_PATH)
+            ),
+        ] {
+            let err = DrillPlan::from_args(&args(&bad)).unwrap_err().to_string();
+            assert!(err.contains("--launch-path"), "{bad}: {err}");
+        }
+        let mut injected = plain.clone();
+        injected.launch_path = Some("/x HTTP/1.1\r\nx: y".into());
+        assert!(injected.validate().is_err());
     }
 
     #[test]

@@ -94,6 +94,30 @@ pub struct LeveeImpact {
     /// bytes (function instances not included); None if `/metrics` did not say.
     #[serde(default)]
     pub memory_peak_bytes: Option<u64>,
+    /// Automatic-mitigation events that opened during the run, oldest
+    /// first (absent in reports written before they were added).
+    #[serde(default)]
+    pub auto_events: Vec<AutoMark>,
+}
+
+/// One automatic-mitigation event, as the drill saw it: times are seconds
+/// after the run started, to the detector's one-second resolution.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AutoMark {
+    /// The event's id on the admin API.
+    pub id: u64,
+    /// When it opened.
+    pub started_s: f64,
+    /// What its signature matches (`user_agent`, `header_shape`,
+    /// `prefix`), and the value; none for a surge with nothing to refuse.
+    pub attribute: Option<String>,
+    pub value: Option<String>,
+    /// `none`, `counting`, `enforced` or `lifted`.
+    pub mitigation: String,
+    /// When its rule came into force: the time to mitigate.
+    pub enforced_s: Option<f64>,
+    /// When it was lifted.
+    pub lifted_s: Option<f64>,
 }
 
 impl LeveeImpact {
@@ -154,6 +178,32 @@ pub struct DrillReport {
 }
 
 impl DrillReport {
+    /// Mean attack 2xx a second before second `at`, and from a second
+    /// after it on (`at` is a whole Unix second, so the rule took hold
+    /// somewhere in the second that follows it): what the attack cost
+    /// before and after a rule came into force.
+    pub fn attack_success_around(&self, at: f64) -> (f64, f64) {
+        let mean = |seconds: Vec<u64>| {
+            if seconds.is_empty() {
+                0.0
+            } else {
+                seconds.iter().sum::<u64>() as f64 / seconds.len() as f64
+            }
+        };
+        let series = &self.attack.series;
+        let before = series
+            .iter()
+            .filter(|x| (x.second as f64) + 1.0 <= at)
+            .map(|x| x.success)
+            .collect();
+        let after = series
+            .iter()
+            .filter(|x| x.second as f64 >= (at + 1.0).ceil())
+            .map(|x| x.success)
+            .collect();
+        (mean(before), mean(after))
+    }
+
     /// A short human summary.
     pub fn summary(&self) -> String {
         let mut s = String::new();
@@ -191,6 +241,25 @@ impl DrillReport {
                 l.instances_peak,
                 l.memory_text()
             );
+        }
+        for e in self.levee.iter().flat_map(|l| &l.auto_events) {
+            let signature = match (&e.attribute, &e.value) {
+                (Some(a), Some(v)) => format!("{a} {v}"),
+                _ => "no signature".to_string(),
+            };
+            let _ = write!(
+                s,
+                "  auto   event {} at {:+.0}s: {signature}, {}",
+                e.id, e.started_s, e.mitigation
+            );
+            if let Some(at) = e.enforced_s {
+                let (before, after) = self.attack_success_around(at);
+                let _ = write!(
+                    s,
+                    ", in force at {at:+.0}s; attack 2xx/s before {before:.0}, after {after:.0}"
+                );
+            }
+            let _ = writeln!(s);
         }
         for n in &self.notes {
             let _ = writeln!(s, "  note: {n}");
@@ -241,6 +310,15 @@ pub(crate) mod tests {
                 spend_usd_caused: None,
                 instances_peak: 3,
                 memory_peak_bytes: Some(12 << 20),
+                auto_events: vec![AutoMark {
+                    id: 7,
+                    started_s: 0.2,
+                    attribute: Some("header_shape".into()),
+                    value: Some("hs1-03-<x>".into()),
+                    mitigation: "enforced".into(),
+                    enforced_s: Some(1.0),
+                    lifted_s: None,
+                }],
             }),
             notes: vec!["a <note>".into()],
         }
@@ -266,6 +344,20 @@ pub(crate) mod tests {
         assert!(
             summary.contains("instances peak 3  memory peak 12.0 MiB"),
             "{summary}"
+        );
+        assert!(
+            summary.contains("auto   event 7 at +0s: header_shape hs1-03-<x>, enforced, in force at +1s; attack 2xx/s before 2, after 2"),
+            "{summary}"
+        );
+        let mut older = v.clone();
+        older["levee"]
+            .as_object_mut()
+            .unwrap()
+            .remove("auto_events");
+        let older: DrillReport = serde_json::from_value(older).unwrap();
+        assert!(
+            older.levee.unwrap().auto_events.is_empty(),
+            "reports without marks load"
         );
         let old = text.replace(",\"instances_peak\":3,\"memory_peak_bytes\":12582912", "");
         assert_ne!(old, text);
@@ -305,6 +397,8 @@ pub(crate) mod tests {
             "invocations caused",
             "<th>instances (peak)</th><td>3</td>",
             "<th>levee memory (peak)</th><td>12.0 MiB</td>",
+            "Automatic mitigation",
+            "<td>header_shape hs1-03-&lt;x&gt;</td><td>enforced</td><td>+1</td>",
         ] {
             assert!(html.contains(needle), "missing {needle}");
         }
