@@ -294,6 +294,7 @@ fn log_access(
             request_id,
             function: info.function.as_deref(),
             key_id: info.key_id.as_deref(),
+            rule: info.rule.as_deref(),
         },
         format,
     );

@@ -96,6 +96,7 @@ impl Edge {
             request_id: None,
             key_headers: Vec::new(),
             decision: Decision::Allowed,
+            rule: None,
         };
         // Only a sampled request's user agent and header shape are taken.
         let sampled = self.0.watch.as_ref().filter(|w| w.count()).map(|_| {
@@ -111,6 +112,9 @@ impl Edge {
             Ok(resp) => resp,
             Err(reject) => {
                 cx.decision = reject.decision();
+                if let Reject::Firewall(Verdict::Block { rule, .. }) = &reject {
+                    cx.rule = Some(Arc::clone(rule));
+                }
                 respond::reject(reject)
             }
         };
@@ -380,6 +384,9 @@ pub struct RequestInfo {
     pub key_headers: Vec<(http::HeaderName, HeaderValue)>,
     /// Which stage answered.
     pub decision: Decision,
+    /// The firewall rule that refused it, an operator's or an automatic
+    /// `auto-N`, for the access log.
+    pub rule: Option<Arc<str>>,
 }
 
 /// One invocation of a route's function, owned, so the cache can run it

@@ -32,12 +32,15 @@ pub struct AccessEntry<'a> {
     pub request_id: &'a str,
     pub function: Option<&'a str>,
     pub key_id: Option<&'a str>,
+    /// The firewall rule that refused the request (`auto-N` for an
+    /// automatic one).
+    pub rule: Option<&'a str>,
 }
 
 /// Line format.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum AccessFormat {
-    /// `TIME IP "METHOD PATH" STATUS DECISION LATENCYms route="…" fn=… key=… req=…`
+    /// `TIME IP "METHOD PATH" STATUS DECISION LATENCYms route="…" fn=… key=… req=… rule=…`
     #[default]
     Text,
     /// One JSON object.
@@ -86,6 +89,7 @@ struct JsonLine {
     request_id: String,
     function: Option<String>,
     key_id: Option<String>,
+    rule: Option<String>,
 }
 
 /// Formats one access-log line (no trailing newline).
@@ -93,7 +97,7 @@ pub fn access_line(e: &AccessEntry<'_>, format: AccessFormat) -> String {
     let latency_ms = e.latency.as_secs_f64() * 1000.0;
     match format {
         AccessFormat::Text => format!(
-            "{} {} \"{} {}\" {} {} {:.3}ms route=\"{}\" fn={} key={} req={}",
+            "{} {} \"{} {}\" {} {} {:.3}ms route=\"{}\" fn={} key={} req={} rule={}",
             rfc3339(e.time),
             e.client_ip,
             text(e.method),
@@ -105,6 +109,7 @@ pub fn access_line(e: &AccessEntry<'_>, format: AccessFormat) -> String {
             text(e.function.unwrap_or("-")),
             text(e.key_id.unwrap_or("-")),
             text(e.request_id),
+            text(e.rule.unwrap_or("-")),
         ),
         AccessFormat::Json => {
             let line = JsonLine {
@@ -119,6 +124,7 @@ pub fn access_line(e: &AccessEntry<'_>, format: AccessFormat) -> String {
                 request_id: cut(e.request_id),
                 function: e.function.map(cut),
                 key_id: e.key_id.map(cut),
+                rule: e.rule.map(cut),
             };
             // Serializing plain strings and numbers can't fail; the fallback
             // keeps the no-panic rule without an unwrap.
@@ -144,6 +150,7 @@ mod tests {
             request_id: "req-1",
             function: Some("hello"),
             key_id: None,
+            rule: None,
         }
     }
 
@@ -153,8 +160,18 @@ mod tests {
         assert_eq!(
             line,
             "2026-03-14T15:00:00.123Z 203.0.113.9 \"GET /hello/x\" 200 allowed 1.234ms \
-             route=\"GET /hello/{name}\" fn=hello key=- req=req-1"
+             route=\"GET /hello/{name}\" fn=hello key=- req=req-1 rule=-"
         );
+        let refused = AccessEntry {
+            status: 429,
+            decision: Decision::FirewallBlocked,
+            rule: Some("auto-3"),
+            ..entry("/hello/x")
+        };
+        assert!(access_line(&refused, AccessFormat::Text).ends_with(" req=req-1 rule=auto-3"));
+        let v: serde_json::Value =
+            serde_json::from_str(&access_line(&refused, AccessFormat::Json)).unwrap();
+        assert_eq!(v["rule"], "auto-3");
     }
 
     #[test]

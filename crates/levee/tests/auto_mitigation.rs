@@ -174,6 +174,16 @@ fn a_distributed_flood_is_throttled_by_its_user_agent_then_the_rule_is_lifted() 
         assert!(tool.iter().filter(|&&c| c == 429).count() >= 18, "{tool:?}");
         assert!(untouched.iter().all(|&c| c == 200), "{untouched:?}");
         assert_eq!(exempt, [200, 200], "an exempt source, an exempt route");
+        // The access log names the automatic rule that refused them.
+        let log = s.stderr();
+        assert!(
+            log.lines().any(|l| l.contains("levee::access")
+                && l.contains("172.17.0.")
+                && l.contains(" 429 ")
+                && l.ends_with("rule=auto-1")),
+            "no access line naming auto-1 in:\n{}",
+            log.lines().rev().take(20).collect::<Vec<_>>().join("\n")
+        );
         for line in ["levee_auto_events_total 1", "levee_auto_active_rules 1"] {
             assert!(metrics.lines().any(|l| l == line), "{line} in:\n{metrics}");
         }
