@@ -1237,4 +1237,85 @@ mod tests {
             .contains("action = \"count\""));
         assert!(d.enforced_rules().is_empty());
     }
+
+    /// Bytes the detector holds: its tables' entries at their own size
+    /// (HashMap slack of up to 2x included), events and remembered
+    /// signatures with their text.
+    fn held_bytes(d: &Detector) -> usize {
+        let entry = std::mem::size_of::<(Value, (u64, u64))>() + 1;
+        let tops = [&d.agents, &d.shapes, &d.prefixes, &d.networks]
+            .iter()
+            .map(|t| t.counts.capacity() * entry)
+            .sum::<usize>();
+        let shares = d.baseline.shares.capacity() * (std::mem::size_of::<(Value, f64)>() + 1);
+        let events = d
+            .events
+            .iter()
+            .map(|e| {
+                std::mem::size_of::<Event>()
+                    + e.signature
+                        .as_ref()
+                        .map_or(0, |s| s.value.capacity() + s.rule.capacity())
+            })
+            .sum::<usize>();
+        let remembered = d.remembered.capacity() * std::mem::size_of::<(Value, u64)>();
+        std::mem::size_of::<Detector>() + tops + shares + events + remembered
+    }
+
+    fn resident_bytes() -> usize {
+        let statm = std::fs::read_to_string("/proc/self/statm").unwrap_or_default();
+        let pages: usize = statm
+            .split(' ')
+            .nth(1)
+            .and_then(|p| p.parse().ok())
+            .unwrap_or(0);
+        pages * 4096
+    }
+
+    /// The bound: at most 16 MiB at 1 M distinct addresses (and as
+    /// many user agents and header shapes), fed at the sampling cap of
+    /// 20,000 a second while learning, then as a flood. Run with
+    /// `cargo test -p levee-shield --release --lib -- --ignored --nocapture detector_memory`.
+    #[test]
+    #[ignore = "heavy: run in release with --ignored"]
+    fn detector_memory_stays_bounded_at_a_million_distinct_sources() {
+        let before = resident_bytes();
+        let mut d = Detector::new(quick());
+        let mut headers = http::HeaderMap::new();
+        for t in 0..100u64 {
+            for i in 0..20_000u64 {
+                let n = t * 20_000 + i;
+                let client = if n % 2 == 0 {
+                    IpAddr::from(std::net::Ipv4Addr::from(n as u32 * 2_654_435_761))
+                } else {
+                    IpAddr::from(std::net::Ipv6Addr::from(u128::from(n) << 64 | 1))
+                };
+                if i % 1000 == 0 {
+                    headers.insert(
+                        http::HeaderName::from_bytes(format!("x-{n}").as_bytes()).unwrap(),
+                        http::HeaderValue::from_static("v"),
+                    );
+                }
+                d.observe(&Sample {
+                    client,
+                    agent: Agent::of(Some(format!("agent/{n}").as_bytes())),
+                    shape: Shape::of(&headers),
+                });
+            }
+            // Learning for 20 ticks, then five times the rate: an event.
+            d.tick(t, if t < 20 { 20_000 } else { 100_000 });
+        }
+        let held = held_bytes(&d);
+        let grown = resident_bytes().saturating_sub(before);
+        println!(
+            "2,000,000 distinct samples (1,000,000 IPv4 + 1,000,000 IPv6 sources, as many agents): detector holds {:.2} MiB by its tables, process grew {:.2} MiB; {} baseline values, {} events",
+            held as f64 / 1048576.0,
+            grown as f64 / 1048576.0,
+            d.baseline.shares.len(),
+            d.events.len()
+        );
+        assert!(d.baseline.shares.len() <= 2 * BASELINE_VALUES);
+        assert!(held <= 16 << 20, "{held}");
+        assert!(grown <= 16 << 20, "{grown}");
+    }
 }
