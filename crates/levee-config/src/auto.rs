@@ -27,6 +27,16 @@ pub enum AutoMode {
     Enforce,
 }
 
+/// What an enforced signature's rule does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AutoAction {
+    /// The matching requests held to twice their baseline rate, the rest
+    /// answered 429.
+    Throttle,
+    /// Every matching request refused with 403.
+    Block,
+}
+
 /// How large a surge must be: a tick's rate over this many times the
 /// learned rate (low 5, medium 3, high 2).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -49,6 +59,7 @@ impl Sensitivity {
 #[derive(Debug, Clone, PartialEq)]
 pub struct AutoMitigation {
     pub mode: AutoMode,
+    pub action: AutoAction,
     pub sensitivity: Sensitivity,
     /// Seconds of ordinary traffic learned before anything is declared.
     pub learn_for: Duration,
@@ -64,6 +75,7 @@ impl Default for AutoMitigation {
     fn default() -> Self {
         Self {
             mode: AutoMode::Enforce,
+            action: AutoAction::Throttle,
             sensitivity: Sensitivity::Medium,
             learn_for: Duration::from_secs(600),
             quiet_for: Duration::from_secs(60),
@@ -77,6 +89,7 @@ impl Default for AutoMitigation {
 #[serde(deny_unknown_fields)]
 pub(crate) struct RawAutoMitigation {
     mode: Option<String>,
+    action: Option<String>,
     sensitivity: Option<String>,
     learn_for: Option<String>,
     quiet_for: Option<String>,
@@ -106,6 +119,17 @@ pub(crate) fn auto_mitigation(
                 format!("must be \"enforce\", \"count\" or \"off\", not `{other}`"),
             );
             d.mode
+        }
+    };
+    let action = match raw.action.as_deref() {
+        None | Some("throttle") => AutoAction::Throttle,
+        Some("block") => AutoAction::Block,
+        Some(other) => {
+            f.push(
+                "action",
+                format!("must be \"throttle\" or \"block\", not `{other}`"),
+            );
+            d.action
         }
     };
     let sensitivity = match raw.sensitivity.as_deref() {
@@ -154,6 +178,7 @@ pub(crate) fn auto_mitigation(
         exempt_routes: raw.exempt_routes.into_iter().take(MAX_EXEMPT).collect(),
         exempt_sources,
         mode,
+        action,
         sensitivity,
         learn_for: whole_seconds(
             "learn_for",
@@ -203,19 +228,24 @@ mod tests {
         assert_eq!(a, AutoMitigation::default());
         assert_eq!(a.mode, AutoMode::Enforce, "enforce by default");
         let (a, found) = parse(
-            "mode = \"off\"\nsensitivity = \"high\"\nlearn_for = \"30s\"\nquiet_for = \"5s\"",
+            "mode = \"off\"\naction = \"block\"\nsensitivity = \"high\"\nlearn_for = \"30s\"\nquiet_for = \"5s\"",
         );
         assert!(found.is_empty(), "{found:?}");
         assert_eq!(
-            (a.mode, a.sensitivity.factor(), a.learn_for.as_secs()),
-            (AutoMode::Off, 2.0, 30)
+            (
+                a.mode,
+                a.action,
+                a.sensitivity.factor(),
+                a.learn_for.as_secs()
+            ),
+            (AutoMode::Off, AutoAction::Block, 2.0, 30)
         );
         let (_, found) = parse(
-            "mode = \"block\"\nsensitivity = \"max\"\nlearn_for = \"1s\"\nquiet_for = \"1.5s\"",
+            "mode = \"block\"\naction = \"ban\"\nsensitivity = \"max\"\nlearn_for = \"1s\"\nquiet_for = \"1.5s\"",
         );
         assert_eq!(
             found.keys(),
-            ["mode", "sensitivity", "learn_for", "quiet_for"]
+            ["mode", "action", "sensitivity", "learn_for", "quiet_for"]
         );
         assert!(found.messages()[0].contains("\"enforce\", \"count\" or \"off\""));
     }

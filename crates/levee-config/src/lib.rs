@@ -32,7 +32,7 @@ mod error;
 mod model;
 mod route;
 
-pub use auto::{AutoMitigation, AutoMode, Sensitivity};
+pub use auto::{AutoAction, AutoMitigation, AutoMode, Sensitivity};
 pub use budgets::{check_webhook, Budget, BudgetAction, BudgetPeriod, BudgetScope, Prices};
 pub use cache::{CachePolicy, CacheSettings};
 pub use error::{ConfigError, Problem};

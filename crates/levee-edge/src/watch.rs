@@ -19,7 +19,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use arc_swap::ArcSwapOption;
-use levee_config::{AutoMitigation, AutoMode};
+use levee_config::{AutoAction, AutoMitigation, AutoMode};
 pub use levee_shield::auto::Agent;
 use levee_shield::auto::{self, Detector, Sample, SavedBaseline, Settings};
 use levee_shield::firewall::Firewall;
@@ -58,6 +58,10 @@ impl Watch {
         }
         let settings = Settings {
             enforce: config.mode == AutoMode::Enforce,
+            action: match config.action {
+                AutoAction::Throttle => auto::Action::Throttle,
+                AutoAction::Block => auto::Action::Block,
+            },
             factor: config.sensitivity.factor(),
             learn_ticks: u32::try_from(config.learn_for.as_secs()).unwrap_or(u32::MAX),
             quiet_ticks: u32::try_from(config.quiet_for.as_secs()).unwrap_or(u32::MAX),

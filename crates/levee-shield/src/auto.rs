@@ -196,24 +196,27 @@ impl Value {
     }
 
     /// The `[[firewall.rules]]` entry (and IP set) for this value, as TOML
-    /// that pastes into levee.toml: a count rule, or with `throttle` the
-    /// enforced one — the matching requests together held to `throttle` a
-    /// second (their baseline rate, at least 1), the rest answered 429.
-    fn rule(&self, id: u64, throttle: Option<u64>) -> String {
+    /// that pastes into levee.toml.
+    fn rule(&self, id: u64, rule: RuleKind) -> String {
         let name = format!("auto-{id}");
         // After every operator rule (AWS places its own at 10,000,000), and
         // one priority per rule, as the firewall requires.
         let priority = AUTO_PRIORITY + id;
         let (statement, ip_set) = self.statement(&name);
         let mut out = ip_set.unwrap_or_default();
-        match throttle {
-            None => {
+        match rule {
+            RuleKind::Count | RuleKind::Block => {
+                let action = if rule == RuleKind::Block {
+                    "block"
+                } else {
+                    "count"
+                };
                 let _ = write!(
                     out,
-                    "[[firewall.rules]]\nname = \"{name}\"\npriority = {priority}\naction = \"count\"\nstatement = {statement}\n"
+                    "[[firewall.rules]]\nname = \"{name}\"\npriority = {priority}\naction = \"{action}\"\nstatement = {statement}\n"
                 );
             }
-            Some(limit) => {
+            RuleKind::Throttle(limit) => {
                 // One counter for all the matching requests: a user agent
                 // keys on itself, a prefix on the method (always there).
                 let key = match self {
@@ -229,6 +232,28 @@ impl Value {
         }
         out
     }
+}
+
+/// What a signature's rule does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum RuleKind {
+    /// Counts (nothing is enforced).
+    Count,
+    /// The matching requests together held to this many a second (their
+    /// baseline rate, at least 1), the rest answered 429.
+    Throttle(u64),
+    /// Every matching request refused (the firewall's 403).
+    Block,
+}
+
+/// What an enforced signature does to the requests it matches.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Action {
+    /// Held to twice their baseline rate (at least 1 a second), the rest
+    /// answered 429.
+    Throttle,
+    /// Refused, 403.
+    Block,
 }
 
 /// A TOML basic string for `text`.
@@ -307,9 +332,11 @@ pub struct Settings {
     pub min_coverage: f64,
     /// EWMA weight of one tick in the baseline.
     pub alpha: f64,
-    /// Apply signatures as throttling rules (after one tick of counting),
-    /// not only report them.
+    /// Apply signatures as rules (after one tick of counting), not only
+    /// report them.
     pub enforce: bool,
+    /// What an enforced rule does.
+    pub action: Action,
 }
 
 impl Default for Settings {
@@ -324,6 +351,7 @@ impl Default for Settings {
             min_coverage: 0.5,
             alpha: 0.01,
             enforce: true,
+            action: Action::Throttle,
         }
     }
 }
@@ -654,7 +682,14 @@ impl Detector {
             share: count as f64 / rate,
             baseline_share: base,
             coverage,
-            rule: value.rule(self.next_id, self.settings.enforce.then_some(throttle)),
+            rule: value.rule(
+                self.next_id,
+                match (self.settings.enforce, self.settings.action) {
+                    (false, _) => RuleKind::Count,
+                    (true, Action::Throttle) => RuleKind::Throttle(throttle),
+                    (true, Action::Block) => RuleKind::Block,
+                },
+            ),
         }
     }
 
@@ -1023,7 +1058,7 @@ mod tests {
             "{}",
             sig.rule
         );
-        let with_agent = Value::Agent(Agent::of(Some(b"x"))).rule(2, Some(1));
+        let with_agent = Value::Agent(Agent::of(Some(b"x"))).rule(2, RuleKind::Throttle(1));
         let both = compile(&[&sig.rule, &with_agent]).expect("compiles");
         assert_eq!(
             both.expect("a firewall").counters().len(),
@@ -1123,9 +1158,11 @@ mod tests {
         let a = Agent::of(Some(long.as_bytes()));
         assert!(a.cut);
         assert_eq!(a.text(), "a".repeat(MAX_AGENT_BYTES - 1));
-        let rule = Value::Agent(Agent::of(Some(b"say \"hi\"\x07"))).rule(9, None);
+        let rule = Value::Agent(Agent::of(Some(b"say \"hi\"\x07"))).rule(9, RuleKind::Count);
         assert!(rule.contains(r#"search = "say \"hi\"\u0007""#), "{rule}");
-        assert!(Value::Agent(a).rule(3, Some(3)).contains("starts_with"));
+        assert!(Value::Agent(a)
+            .rule(3, RuleKind::Throttle(3))
+            .contains("starts_with"));
     }
 
     fn flood_tick(d: &mut Detector, t: u64) {
@@ -1212,6 +1249,26 @@ mod tests {
         flood_tick(&mut fresh, 200);
         flood_tick(&mut fresh, 201);
         assert_eq!(fresh.events().count(), 1);
+    }
+
+    #[test]
+    fn the_block_action_refuses_every_matching_request() {
+        let mut d = Detector::new(Settings {
+            action: Action::Block,
+            ..quick()
+        });
+        for t in 0..25 {
+            ordinary(&mut d, 40, t);
+            tick(&mut d, t as u64);
+        }
+        for t in 25..29 {
+            flood_tick(&mut d, t);
+        }
+        let rules = d.enforced_rules();
+        assert_eq!(rules.len(), 1);
+        assert!(rules[0].contains("action = \"block\""), "{}", rules[0]);
+        assert!(!rules[0].contains("rate"), "no allowance: {}", rules[0]);
+        assert!(compile(&rules).unwrap().is_some());
     }
 
     #[test]
