@@ -1251,12 +1251,10 @@ mod tests {
         assert_eq!(fresh.events().count(), 1);
     }
 
-    #[test]
-    fn the_block_action_refuses_every_matching_request() {
-        let mut d = Detector::new(Settings {
-            action: Action::Block,
-            ..quick()
-        });
+    /// A detector with `settings` that learned 25 ordinary ticks, then met
+    /// four flood ticks.
+    fn flooded(settings: Settings) -> Detector {
+        let mut d = Detector::new(settings);
         for t in 0..25 {
             ordinary(&mut d, 40, t);
             tick(&mut d, t as u64);
@@ -1264,6 +1262,15 @@ mod tests {
         for t in 25..29 {
             flood_tick(&mut d, t);
         }
+        d
+    }
+
+    #[test]
+    fn the_block_action_refuses_every_matching_request() {
+        let d = flooded(Settings {
+            action: Action::Block,
+            ..quick()
+        });
         let rules = d.enforced_rules();
         assert_eq!(rules.len(), 1);
         assert!(rules[0].contains("action = \"block\""), "{}", rules[0]);
@@ -1273,17 +1280,10 @@ mod tests {
 
     #[test]
     fn count_mode_reports_a_count_rule_and_enforces_nothing() {
-        let mut d = Detector::new(Settings {
+        let d = flooded(Settings {
             enforce: false,
             ..quick()
         });
-        for t in 0..25 {
-            ordinary(&mut d, 40, t);
-            tick(&mut d, t as u64);
-        }
-        for t in 25..29 {
-            flood_tick(&mut d, t);
-        }
         let event = d.events().next().unwrap();
         assert_eq!(event.mitigation, Mitigation::None);
         assert!(event
