@@ -69,6 +69,8 @@ pub struct AutoMitigation {
     pub exempt_routes: Vec<String>,
     /// Client networks automatic rules never refuse.
     pub exempt_sources: Vec<ipnet::IpNet>,
+    /// Where each event is POSTed when it opens, changes mitigation or ends.
+    pub webhook: Option<String>,
 }
 
 impl Default for AutoMitigation {
@@ -81,6 +83,7 @@ impl Default for AutoMitigation {
             quiet_for: Duration::from_secs(60),
             exempt_routes: Vec::new(),
             exempt_sources: Vec::new(),
+            webhook: None,
         }
     }
 }
@@ -97,6 +100,7 @@ pub(crate) struct RawAutoMitigation {
     exempt_routes: Vec<String>,
     #[serde(default)]
     exempt_sources: Vec<String>,
+    webhook: Option<String>,
 }
 
 /// Most entries in each exempt list.
@@ -174,7 +178,17 @@ pub(crate) fn auto_mitigation(
             ),
         }
     }
+    let webhook = raw
+        .webhook
+        .and_then(|w| match crate::budgets::check_webhook(&w) {
+            Ok(()) => Some(w),
+            Err(message) => {
+                f.push("webhook", message);
+                None
+            }
+        });
     AutoMitigation {
+        webhook,
         exempt_routes: raw.exempt_routes.into_iter().take(MAX_EXEMPT).collect(),
         exempt_sources,
         mode,
@@ -216,9 +230,16 @@ mod tests {
         assert!(found.is_empty(), "{found:?}");
         assert_eq!(a.exempt_routes, ["GET /healthz"]);
         assert_eq!(a.exempt_sources.len(), 2);
-        let (_, found) =
-            parse("exempt_routes = [\"GET /nope\"]\nexempt_sources = [\"10.0.0.0/33\"]");
-        assert_eq!(found.keys(), ["exempt_routes[0]", "exempt_sources[0]"]);
+        let (_, found) = parse(
+            "exempt_routes = [\"GET /nope\"]\nexempt_sources = [\"10.0.0.0/33\"]\nwebhook = \"https://x/\"",
+        );
+        assert_eq!(
+            found.keys(),
+            ["exempt_routes[0]", "exempt_sources[0]", "webhook"]
+        );
+        let (a, found) = parse("webhook = \"http://127.0.0.1:9/hook\"");
+        assert!(found.is_empty(), "{found:?}");
+        assert_eq!(a.webhook.as_deref(), Some("http://127.0.0.1:9/hook"));
     }
 
     #[test]

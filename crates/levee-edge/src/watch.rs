@@ -11,6 +11,7 @@
 //! request wait: a full buffer drops the sample (counted), never the
 //! request.
 
+use std::collections::HashMap;
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -20,6 +21,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use arc_swap::ArcSwapOption;
 use levee_config::{AutoAction, AutoMitigation, AutoMode};
+use levee_meter::AlertSink;
 pub use levee_shield::auto::Agent;
 use levee_shield::auto::{self, Detector, Sample, SavedBaseline, Settings};
 use levee_shield::firewall::Firewall;
@@ -52,7 +54,12 @@ pub struct Watch {
 impl Watch {
     /// Starts the detector thread, with the baseline saved in `data_dir`
     /// if it is recent; `None` when `[auto_mitigation]` is off.
-    pub fn start(config: &AutoMitigation, data_dir: &Path) -> std::io::Result<Option<Arc<Watch>>> {
+    /// `alerts` delivers `config.webhook`'s POSTs.
+    pub fn start(
+        config: &AutoMitigation,
+        data_dir: &Path,
+        alerts: AlertSink,
+    ) -> std::io::Result<Option<Arc<Watch>>> {
         if config.mode == AutoMode::Off {
             return Ok(None);
         }
@@ -83,13 +90,14 @@ impl Watch {
         };
         let mut detector = Detector::new(settings);
         let saved = data_dir.join(BASELINE_FILE);
+        let hook = config.webhook.clone().map(|url| (url, alerts));
         if let Some(baseline) = load_baseline(&saved) {
             detector.restore(&baseline);
         }
         *levee_common::sync::lock(&report) = report_of(&detector, mode_name(config.mode), 0);
         std::thread::Builder::new()
             .name("levee-detector".into())
-            .spawn(move || run(detector, rx, counts, published, saved))?;
+            .spawn(move || run(detector, rx, counts, published, saved, hook))?;
         Ok(Some(Arc::new(Watch {
             samples: tx,
             seen,
@@ -223,7 +231,10 @@ fn run(
     counts: Counts,
     out: Published,
     saved: PathBuf,
+    hook: Option<(String, AlertSink)>,
 ) {
+    // What each event's webhook last said: at most MAX_EVENTS entries.
+    let mut told: HashMap<u64, (auto::State, auto::Mitigation)> = HashMap::new();
     let mut ticks: u32 = 0;
     let mut was_learned = !detector.status().learning;
     let mut next = Instant::now() + Duration::from_secs(1);
@@ -269,6 +280,9 @@ fn run(
                 }
             }
         }
+        if let Some((url, alerts)) = &hook {
+            tell(&detector, url, alerts, &mut told);
+        }
         let newest = detector.events().last().map_or(0, |e| e.id);
         let dropped = counts.dropped.load(Ordering::Relaxed);
         levee_meter::metrics::auto_mitigation(
@@ -280,6 +294,34 @@ fn run(
         last_event = newest;
         *levee_common::sync::lock(&out.report) = report_of(&detector, out.mode, dropped);
     }
+}
+
+/// POSTs each event that opened, changed mitigation or ended since the
+/// last tick to `url` (`{"source": "levee.auto_mitigation", "event": …}`,
+/// the event as the admin API shows it).
+fn tell(
+    detector: &Detector,
+    url: &str,
+    alerts: &AlertSink,
+    told: &mut HashMap<u64, (auto::State, auto::Mitigation)>,
+) {
+    for event in detector.events() {
+        let now = (event.state, event.mitigation);
+        if told.get(&event.id) == Some(&now) {
+            continue;
+        }
+        told.insert(event.id, now);
+        let body = json!({"source": "levee.auto_mitigation", "event": event});
+        if let Ok(bytes) = serde_json::to_vec(&body) {
+            alerts.send_json(
+                url,
+                format!("auto-mitigation event {}", event.id),
+                bytes.into(),
+            );
+        }
+    }
+    // Events the detector no longer keeps are forgotten here too.
+    told.retain(|id, _| detector.events().any(|e| e.id == *id));
 }
 
 /// What `GET /admin/shield/auto` shows.

@@ -79,7 +79,8 @@ impl Default for RetryPolicy {
 struct Job {
     url: String,
     body: Bytes,
-    budget: String,
+    /// What it is about, for the log: "budget NAME", "auto-mitigation event N".
+    what: String,
 }
 
 #[derive(Debug, Default)]
@@ -149,15 +150,19 @@ impl AlertSink {
     /// Queues `alert` for `url`. Never blocks; when the queue is full the
     /// oldest pending alert is dropped and logged.
     pub fn send(&self, url: &str, alert: &Alert) {
+        if let Ok(body) = serde_json::to_vec(alert) {
+            self.send_json(url, format!("budget {}", alert.budget), Bytes::from(body));
+        }
+    }
+
+    /// Queues a JSON `body` for `url`, as [`AlertSink::send`] does; `what`
+    /// names it in the log.
+    pub fn send_json(&self, url: &str, what: String, body: Bytes) {
         let Some(queue) = &self.queue else { return };
-        let body = match serde_json::to_vec(alert) {
-            Ok(b) => Bytes::from(b),
-            Err(_) => return,
-        };
         let job = Job {
             url: url.to_owned(),
             body,
-            budget: alert.budget.clone(),
+            what,
         };
         {
             let mut jobs = lock(&queue.jobs);
@@ -165,9 +170,9 @@ impl AlertSink {
                 if let Some(old) = jobs.pop_front() {
                     self.stats.dropped.fetch_add(1, Ordering::Relaxed);
                     tracing::warn!(
-                        budget = %old.budget,
+                        about = %old.what,
                         limit = queue.policy.queue,
-                        "budget alert queue full; dropped the oldest pending webhook"
+                        "alert queue full; dropped the oldest pending webhook"
                     );
                 }
             }
@@ -242,17 +247,17 @@ async fn deliver(job: &Job, policy: RetryPolicy, stats: &Stats) {
                 return;
             }
             Err(e) if attempt < policy.attempts => {
-                tracing::debug!(budget = %job.budget, attempt, error = %e, "budget webhook failed; retrying");
+                tracing::debug!(about = %job.what, attempt, error = %e, "webhook failed; retrying");
                 tokio::time::sleep(backoff).await;
                 backoff = backoff.saturating_mul(2);
             }
             Err(e) => {
                 stats.failed.fetch_add(1, Ordering::Relaxed);
                 tracing::warn!(
-                    budget = %job.budget,
+                    about = %job.what,
                     attempts = policy.attempts,
                     error = %e,
-                    "budget webhook failed on every attempt; alert not delivered"
+                    "webhook failed on every attempt; alert not delivered"
                 );
             }
         }
@@ -303,7 +308,7 @@ async fn post(url: &str, body: Bytes) -> Result<(), String> {
     let req = http::Request::post(path)
         .header(http::header::HOST, host_header)
         .header(http::header::CONTENT_TYPE, "application/json")
-        .header(http::header::USER_AGENT, "levee-budget-alert")
+        .header(http::header::USER_AGENT, "levee-alert")
         .body(Full::new(body))
         .map_err(|e| format!("request: {e}"))?;
     let resp = sender

@@ -77,8 +77,12 @@ pub(crate) async fn serve(config: Config, path: PathBuf) -> anyhow::Result<()> {
     let billing = billing(&config, clock)?;
     let invoker = invocation::invoker(billing.clone());
     // Automatic attack detection: samples from every request, one thread.
-    let watch =
-        Watch::start(&config.auto_mitigation, data_dir).context("starting the attack detector")?;
+    let watch = Watch::start(
+        &config.auto_mitigation,
+        data_dir,
+        event_alerts(&config.auto_mitigation),
+    )
+    .context("starting the attack detector")?;
     let edge = Arc::new(Edge::new(Stages {
         identity,
         max_headers: config.limits.max_headers as usize,
@@ -160,6 +164,15 @@ pub(crate) async fn serve(config: Config, path: PathBuf) -> anyhow::Result<()> {
 }
 
 /// Meters, budgets and the Prometheus recorder, unless `[metering]` is off.
+/// The webhook sender of automatic-mitigation events: a task of its own
+/// when a webhook is set (so a slow one never delays budget alerts).
+fn event_alerts(config: &levee_config::AutoMitigation) -> levee_meter::AlertSink {
+    match config.webhook {
+        Some(_) => levee_meter::AlertSink::spawn(&tokio::runtime::Handle::current()),
+        None => levee_meter::AlertSink::disabled(),
+    }
+}
+
 fn billing(config: &Config, clock: Clock) -> anyhow::Result<Option<Arc<Billing>>> {
     if !config.metering {
         return Ok(None);

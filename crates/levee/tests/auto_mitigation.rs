@@ -16,7 +16,7 @@ use std::process::Command;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use support::{hello_function, request, Server};
+use support::{hello_function, request, Server, Webhook};
 
 const BROWSERS: [&str; 3] = [
     "Mozilla/5.0 (X11; Linux x86_64) Firefox/133.0",
@@ -25,8 +25,13 @@ const BROWSERS: [&str; 3] = [
 ];
 
 fn config() -> String {
+    with_auto("")
+}
+
+/// The test config, `extra` added to its `[auto_mitigation]`.
+fn with_auto(extra: &str) -> String {
     format!(
-        "[client_ip]\ntrusted_proxies = [\"127.0.0.1/32\"]\n\n[auto_mitigation]\nlearn_for = \"10s\"\nquiet_for = \"3s\"\nexempt_routes = [\"GET /health\"]\nexempt_sources = [\"172.18.0.0/16\"]\n\n{}\n[[routes]]\nroute = \"GET /f\"\nfunction = \"hello\"\n\n[[routes]]\nroute = \"GET /health\"\nfunction = \"hello\"\n",
+        "[client_ip]\ntrusted_proxies = [\"127.0.0.1/32\"]\n\n[auto_mitigation]\n{extra}learn_for = \"10s\"\nquiet_for = \"3s\"\nexempt_routes = [\"GET /health\"]\nexempt_sources = [\"172.18.0.0/16\"]\n\n{}\n[[routes]]\nroute = \"GET /f\"\nfunction = \"hello\"\n\n[[routes]]\nroute = \"GET /health\"\nfunction = \"hello\"\n",
         hello_function("hello", "")
     )
 }
@@ -117,7 +122,8 @@ fn report(s: &Server) -> serde_json::Value {
 
 #[test]
 fn a_distributed_flood_is_throttled_by_its_user_agent_then_the_rule_is_lifted() {
-    let s = Server::start("auto", &config());
+    let hook = Webhook::start();
+    let s = Server::start("auto", &with_auto(&format!("webhook = \"{}\"\n", hook.url)));
     let stop_baseline = AtomicBool::new(false);
     let flooding = AtomicBool::new(false);
     std::thread::scope(|scope| {
@@ -222,6 +228,31 @@ fn a_distributed_flood_is_throttled_by_its_user_agent_then_the_rule_is_lifted() 
             report(&s)
         );
         assert_eq!(report(&s)["events"][0]["mitigation"], "lifted");
+        // The webhook heard each step of the event.
+        assert!(
+            s.wait_until(Duration::from_secs(10), || hook.posts().len() >= 3),
+            "{:?}",
+            hook.posts()
+        );
+        let steps: Vec<(String, String)> = hook
+            .posts()
+            .iter()
+            .map(|p| {
+                assert_eq!(p["source"], "levee.auto_mitigation", "{p}");
+                assert_eq!(p["event"]["id"], 1, "{p}");
+                let text = |v: &serde_json::Value| v.as_str().unwrap_or("?").to_string();
+                (text(&p["event"]["state"]), text(&p["event"]["mitigation"]))
+            })
+            .collect();
+        let step = |a: &str, b: &str| (a.to_string(), b.to_string());
+        assert_eq!(
+            steps,
+            [
+                step("active", "counting"),
+                step("active", "enforced"),
+                step("ended", "lifted")
+            ]
+        );
         assert_eq!(from(&s, "172.17.0.99", "python-requests/2.32"), 200);
         stop_baseline.store(true, Ordering::Relaxed);
     });

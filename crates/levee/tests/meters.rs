@@ -6,13 +6,11 @@
 
 mod support;
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::TcpListener;
+use std::io::Write;
 use std::process::Command;
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use support::{get, hello_function, python, Server};
+use support::{get, hello_function, python, Server, Webhook};
 
 fn server(name: &str, extra: &str) -> Server {
     Server::start(
@@ -198,35 +196,10 @@ fn a_throttle_budget_caps_the_rate_once_spent() {
 
 #[test]
 fn alert_thresholds_post_to_the_webhook() {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let addr = listener.local_addr().unwrap();
-    let received = Arc::new(Mutex::new(Vec::new()));
-    let sink = Arc::clone(&received);
-    std::thread::spawn(move || {
-        for stream in listener.incoming().take(10).flatten() {
-            let mut reader = BufReader::new(stream.try_clone().unwrap());
-            let mut len = 0usize;
-            loop {
-                let mut line = String::new();
-                if reader.read_line(&mut line).unwrap_or(0) == 0 || line == "\r\n" {
-                    break;
-                }
-                if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
-                    len = v.trim().parse().unwrap_or(0);
-                }
-            }
-            let mut body = vec![0u8; len.min(1 << 20)];
-            let _ = reader.read_exact(&mut body);
-            sink.lock()
-                .unwrap()
-                .push(String::from_utf8_lossy(&body).into_owned());
-            let _ = (&stream)
-                .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\nconnection: close\r\n\r\n");
-        }
-    });
+    let hook = Webhook::start();
     let s = server(
         "alerts",
-        &format!("[prices]\nper_million_requests = 1000000\nper_gb_second = 0\n\n[budgets.watch]\nperiod = \"month\"\nlimit = 10\nalerts = [0.5]\naction = \"alert\"\nwebhook = \"http://{addr}/hook\"\n"),
+        &format!("[prices]\nper_million_requests = 1000000\nper_gb_second = 0\n\n[budgets.watch]\nperiod = \"month\"\nlimit = 10\nalerts = [0.5]\naction = \"alert\"\nwebhook = \"{}\"\n", hook.url),
     );
     for _ in 0..6 {
         assert_eq!(
@@ -236,13 +209,10 @@ fn alert_thresholds_post_to_the_webhook() {
         );
     }
     assert!(
-        s.wait_until(Duration::from_secs(10), || !received
-            .lock()
-            .unwrap()
-            .is_empty()),
+        s.wait_until(Duration::from_secs(10), || !hook.posts().is_empty()),
         "no webhook arrived"
     );
-    let first: serde_json::Value = serde_json::from_str(&received.lock().unwrap()[0]).unwrap();
+    let first = hook.posts()[0].clone();
     assert_eq!(first["budget"], "watch", "{first}");
 }
 
