@@ -22,6 +22,7 @@ use http_body_util::BodyExt;
 use levee_meter::metrics::Decision;
 use levee_queue::{QueueError, Queues};
 use levee_runtime::InvokeRequest;
+use levee_shield::auto::Outcome;
 use levee_shield::firewall::{RequestView, Verdict};
 
 use crate::apikeys::ApiKeys;
@@ -98,20 +99,25 @@ impl Edge {
             decision: Decision::Allowed,
             rule: None,
         };
-        // Only a sampled request's user agent and header shape are taken.
-        let sampled = self.0.watch.as_ref().filter(|w| w.count()).map(|_| {
-            let headers = req.headers();
-            (
-                crate::watch::Agent::of(
-                    headers.get(http::header::USER_AGENT).map(|v| v.as_bytes()),
-                ),
-                crate::watch::Shape::of(headers),
-            )
-        });
+        // Only a sampled request's look and path are taken; how it was
+        // answered is added at the end.
+        let sampled = self
+            .0
+            .watch
+            .as_ref()
+            .filter(|w| w.count())
+            .map(|_| crate::watch::Asked::of(&req));
+        let mut outcome = Outcome::Fine;
         let mut resp = match self.stages(req, peer, &mut cx).await {
-            Ok(resp) => resp,
+            Ok(resp) => {
+                if resp.status().is_server_error() {
+                    outcome = Outcome::Failed;
+                }
+                resp
+            }
             Err(reject) => {
                 cx.decision = reject.decision();
+                outcome = reject.outcome();
                 if let Reject::Firewall(Verdict::Block { rule, .. }) = &reject {
                     cx.rule = Some(Arc::clone(rule));
                 }
@@ -126,8 +132,8 @@ impl Edge {
                 resp.headers_mut().insert(name, value);
             }
         }
-        if let (Some(watch), Some((agent, shape))) = (&self.0.watch, sampled) {
-            watch.sample(cx.client_ip, agent, shape);
+        if let (Some(watch), Some(asked)) = (&self.0.watch, sampled) {
+            watch.sample(asked, &cx, resp.status(), outcome);
         }
         resp.extensions_mut().insert(cx);
         resp

@@ -12,6 +12,7 @@ use std::time::Duration;
 use http::StatusCode;
 use levee_meter::metrics::Decision;
 use levee_runtime::InvokeError;
+use levee_shield::auto::Outcome;
 use levee_shield::firewall::Verdict;
 
 use crate::invocation::InvokeFailure;
@@ -102,6 +103,28 @@ impl Reject {
             Reject::Invoke { .. } | Reject::BadFunctionResponse(_) | Reject::QueueFailed => {
                 Decision::Allowed
             }
+        }
+    }
+
+    /// What the refusal says about the service behind the edge, for the
+    /// attack detector: only the function's own refusals and failures
+    /// are strain; a rule's, a throttle's or a key's refusal is the
+    /// defence working.
+    pub fn outcome(&self) -> Outcome {
+        match self {
+            Reject::Invoke {
+                failure: InvokeFailure::OverBudget(_),
+                ..
+            } => Outcome::OverBudget,
+            Reject::Invoke {
+                failure: InvokeFailure::Failed(InvokeError::Throttled(_)),
+                ..
+            }
+            | Reject::QueueFull => Outcome::Saturated,
+            Reject::Invoke { .. } | Reject::BadFunctionResponse(_) | Reject::QueueFailed => {
+                Outcome::Failed
+            }
+            _ => Outcome::Fine,
         }
     }
 }

@@ -21,12 +21,15 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use arc_swap::ArcSwapOption;
 use levee_config::{AutoAction, AutoMitigation, AutoMode};
+use levee_meter::metrics::Decision;
 use levee_meter::AlertSink;
-pub use levee_shield::auto::Agent;
-use levee_shield::auto::{self, Detector, Sample, SavedBaseline, Settings};
-use levee_shield::firewall::Firewall;
-pub use levee_shield::firewall::Shape;
+use levee_shield::auto::{
+    self, Agent, Detector, KeyUse, Method, Outcome, Sample, SavedBaseline, Settings,
+};
+use levee_shield::firewall::{Firewall, PathShape, Shape};
 use serde_json::{json, Value};
+
+use crate::RequestInfo;
 
 /// Samples a second at most; beyond it requests are only counted (the
 /// detector scales the composition up to the count).
@@ -115,19 +118,33 @@ impl Watch {
         self.seen.fetch_add(1, Ordering::Relaxed) < MAX_SAMPLES_PER_SECOND
     }
 
-    /// Hands a sampled request to the detector thread, or drops it when
-    /// the buffer is full. Never blocks, and never wakes the thread: it
-    /// drains the buffer on its own schedule.
-    pub fn sample(&self, client: IpAddr, agent: Agent, shape: Shape) {
-        if self
-            .samples
-            .try_send(Sample {
-                client,
-                agent,
-                shape,
-            })
-            .is_err()
-        {
+    /// Hands a sampled request, with what the edge decided and answered,
+    /// to the detector thread, or drops it when the buffer is full. Never
+    /// blocks, and never wakes the thread: it drains the buffer on its own
+    /// schedule.
+    pub fn sample(
+        &self,
+        asked: Asked,
+        cx: &RequestInfo,
+        status: http::StatusCode,
+        outcome: Outcome,
+    ) {
+        let key = match (&cx.key_id, cx.decision) {
+            (Some(_), _) => KeyUse::Valid,
+            (None, Decision::Forbidden) => KeyUse::Refused,
+            (None, _) => KeyUse::None,
+        };
+        let sample = Sample {
+            client: cx.client_ip,
+            agent: asked.agent,
+            shape: asked.shape,
+            path: asked.path,
+            method: asked.method,
+            status: status.as_u16(),
+            key,
+            outcome,
+        };
+        if self.samples.try_send(sample).is_err() {
             self.dropped.fetch_add(1, Ordering::Relaxed);
         }
     }
@@ -146,6 +163,28 @@ impl Watch {
     /// The detector's last report: its state and its events.
     pub fn report(&self) -> Value {
         levee_common::sync::lock(&self.report).clone()
+    }
+}
+
+/// What a sampled request looked like and asked for, taken before the
+/// stages consume it.
+#[derive(Debug)]
+pub struct Asked {
+    agent: Agent,
+    shape: Shape,
+    path: PathShape,
+    method: Method,
+}
+
+impl Asked {
+    pub fn of<B>(req: &http::Request<B>) -> Self {
+        let headers = req.headers();
+        Self {
+            agent: Agent::of(headers.get(http::header::USER_AGENT).map(|v| v.as_bytes())),
+            shape: Shape::of(headers),
+            path: PathShape::of(req.uri().path(), req.uri().query().unwrap_or_default()),
+            method: Method::of(req.method().as_str()),
+        }
     }
 }
 

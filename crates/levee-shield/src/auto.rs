@@ -17,7 +17,7 @@ use std::collections::{HashMap, VecDeque};
 use std::fmt::Write as _;
 use std::net::IpAddr;
 
-use crate::firewall::Shape;
+use crate::firewall::{PathShape, Shape};
 
 /// Heavy hitters kept per attribute per tick (Space-Saving).
 pub const TOP_K: usize = 256;
@@ -41,6 +41,70 @@ pub struct Sample {
     pub agent: Agent,
     /// The header-order fingerprint.
     pub shape: Shape,
+    /// What it asked for, identifiers taken out.
+    pub path: PathShape,
+    pub method: Method,
+    /// The status it was answered with.
+    pub status: u16,
+    /// Whether it carried an API key, and whether the key was good.
+    pub key: KeyUse,
+    /// Whether its answer shows the service under strain.
+    pub outcome: Outcome,
+}
+
+/// A request's method, as one of the common ones or "other".
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Method(u8);
+
+/// Methods told apart; anything else is `OTHER`.
+const METHODS: [&str; 8] = [
+    "GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS", "OTHER",
+];
+
+impl Method {
+    pub fn of(method: &str) -> Self {
+        let i = METHODS[..METHODS.len() - 1]
+            .iter()
+            .position(|m| *m == method)
+            .unwrap_or(METHODS.len() - 1);
+        Method(i as u8)
+    }
+
+    fn as_str(self) -> &'static str {
+        METHODS[usize::from(self.0).min(METHODS.len() - 1)]
+    }
+}
+
+/// A request's API key, as far as composition goes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum KeyUse {
+    None,
+    Valid,
+    /// Missing where required, unknown or disabled.
+    Refused,
+}
+
+impl KeyUse {
+    fn as_str(self) -> &'static str {
+        match self {
+            KeyUse::None => "none",
+            KeyUse::Valid => "valid",
+            KeyUse::Refused => "refused",
+        }
+    }
+}
+
+/// What a request's answer says about the service behind it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// Answered, or refused by a rule, a throttle or a key: no strain.
+    Fine,
+    /// The function had no free slot (its concurrency 429).
+    Saturated,
+    /// The function failed or timed out (a 5xx).
+    Failed,
+    /// Refused by a budget: the spend is at its limit.
+    OverBudget,
 }
 
 /// A user agent's first bytes, inline.
@@ -97,6 +161,17 @@ pub enum Attribute {
     /// over many of those, its /16 or /32: only when the surplus really
     /// comes from one.
     Prefix,
+    /// The path shape together with the header shape: one kind of client
+    /// asking for one thing. A signature only while the service is under
+    /// strain (a flash crowd of one browser to one page looks the same).
+    PathAndShape,
+    /// What is asked for, and how it was answered: evidence of what
+    /// changed, never a signature alone (a launch or a crowd changes them
+    /// too).
+    PathShape,
+    Method,
+    Status,
+    ApiKey,
 }
 
 impl Attribute {
@@ -105,6 +180,11 @@ impl Attribute {
             Attribute::UserAgent => "user_agent",
             Attribute::HeaderShape => "header_shape",
             Attribute::Prefix => "prefix",
+            Attribute::PathAndShape => "path_shape+header_shape",
+            Attribute::PathShape => "path_shape",
+            Attribute::Method => "method",
+            Attribute::Status => "status",
+            Attribute::ApiKey => "api_key",
         }
     }
 }
@@ -121,6 +201,11 @@ enum Value {
         v6: bool,
         wide: bool,
     },
+    PathAndShape(PathShape, Shape),
+    Path(PathShape),
+    Method(Method),
+    Status(u16),
+    Key(KeyUse),
 }
 
 impl Value {
@@ -129,6 +214,11 @@ impl Value {
             Value::Agent(_) => Attribute::UserAgent,
             Value::Shape(_) => Attribute::HeaderShape,
             Value::Prefix { .. } => Attribute::Prefix,
+            Value::PathAndShape(..) => Attribute::PathAndShape,
+            Value::Path(_) => Attribute::PathShape,
+            Value::Method(_) => Attribute::Method,
+            Value::Status(_) => Attribute::Status,
+            Value::Key(_) => Attribute::ApiKey,
         }
     }
 
@@ -162,12 +252,39 @@ impl Value {
                 let len = if *wide { 32 } else { 48 };
                 format!("{}/{len}", std::net::Ipv6Addr::from(*bits))
             }
+            Value::PathAndShape(path, shape) => format!("{} {}", path.as_str(), shape.as_str()),
+            Value::Path(path) => path.as_str().to_owned(),
+            Value::Method(m) => m.as_str().to_owned(),
+            Value::Status(status) => status.to_string(),
+            Value::Key(key) => key.as_str().to_owned(),
         }
     }
 
-    /// The statement that matches this value (and the IP set it needs).
-    fn statement(&self, name: &str) -> (String, Option<String>) {
-        match self {
+    /// A saved value back from its attribute and text (`None` for one
+    /// that does not parse).
+    fn parse(attribute: &str, text: &str) -> Option<Self> {
+        Some(match attribute {
+            "path_shape+header_shape" => {
+                let (path, shape) = text.rsplit_once(' ')?;
+                Value::PathAndShape(PathShape::parse(path), Shape::parse(shape)?)
+            }
+            "path_shape" => Value::Path(PathShape::parse(text)),
+            "method" => Value::Method(Method::of(text)),
+            "status" => Value::Status(text.parse().ok()?),
+            "api_key" => Value::Key(match text {
+                "none" => KeyUse::None,
+                "valid" => KeyUse::Valid,
+                "refused" => KeyUse::Refused,
+                _ => return None,
+            }),
+            _ => return None,
+        })
+    }
+
+    /// The statement that matches this value (and the IP set it needs);
+    /// `None` for evidence a rule cannot match before the answer.
+    fn statement(&self, name: &str) -> Option<(String, Option<String>)> {
+        Some(match self {
             Value::Agent(a) => {
                 let position = if a.cut { "starts_with" } else { "exactly" };
                 let search = toml_string(&a.text());
@@ -192,17 +309,34 @@ impl Value {
                     self.text()
                 )),
             ),
-        }
+            Value::PathAndShape(path, shape) => (
+                format!(
+                    "{{ and = [{}, {}] }}",
+                    path_statement(path),
+                    Value::Shape(*shape).statement(name)?.0
+                ),
+                None,
+            ),
+            Value::Path(path) => (path_statement(path), None),
+            Value::Method(m) => (
+                format!(
+                    "{{ string_match = {{ field = \"method\", search = \"{}\", position = \"exactly\" }} }}",
+                    m.as_str()
+                ),
+                None,
+            ),
+            Value::Status(_) | Value::Key(_) => return None,
+        })
     }
 
     /// The `[[firewall.rules]]` entry (and IP set) for this value, as TOML
     /// that pastes into levee.toml.
-    fn rule(&self, id: u64, rule: RuleKind) -> String {
+    fn rule(&self, id: u64, rule: RuleKind) -> Option<String> {
         let name = format!("auto-{id}");
         // After every operator rule (AWS places its own at 10,000,000), and
         // one priority per rule, as the firewall requires.
         let priority = AUTO_PRIORITY + id;
-        let (statement, ip_set) = self.statement(&name);
+        let (statement, ip_set) = self.statement(&name)?;
         let mut out = ip_set.unwrap_or_default();
         match rule {
             RuleKind::Count | RuleKind::Block => {
@@ -221,8 +355,11 @@ impl Value {
                 // keys on itself, a prefix on the method (always there).
                 let key = match self {
                     Value::Agent(_) => "[{ header = \"user-agent\" }]",
-                    Value::Shape(_) => "[\"header_shape\"]",
-                    Value::Prefix { .. } => "[\"method\"]",
+                    Value::Shape(_) | Value::PathAndShape(..) => "[\"header_shape\"]",
+                    Value::Path(_) => "[\"path_shape\"]",
+                    Value::Prefix { .. } | Value::Method(_) | Value::Status(_) | Value::Key(_) => {
+                        "[\"method\"]"
+                    }
                 };
                 let _ = write!(
                     out,
@@ -230,8 +367,22 @@ impl Value {
                 );
             }
         }
-        out
+        Some(out)
     }
+}
+
+/// The statement matching a path shape: exactly, or by its start when
+/// it was cut.
+fn path_statement(path: &PathShape) -> String {
+    let position = if path.is_cut() {
+        "starts_with"
+    } else {
+        "exactly"
+    };
+    format!(
+        "{{ string_match = {{ field = \"path_shape\", search = {}, position = \"{position}\" }} }}",
+        toml_string(path.as_str())
+    )
 }
 
 /// What a signature's rule does.
@@ -337,6 +488,12 @@ pub struct Settings {
     pub enforce: bool,
     /// What an enforced rule does.
     pub action: Action,
+    /// A tick is under strain when at least this share of its requests
+    /// found the function saturated, failing or over budget (and twice
+    /// the baseline's share): then a surge is `1 + (factor - 1) / 2` times
+    /// the reference and half the floor above it, one tick opens an
+    /// event, and a path shape with a common look may be a signature.
+    pub strain_share: f64,
 }
 
 impl Default for Settings {
@@ -352,6 +509,7 @@ impl Default for Settings {
             alpha: 0.01,
             enforce: true,
             action: Action::Throttle,
+            strain_share: 0.05,
         }
     }
 }
@@ -393,6 +551,20 @@ pub enum Mitigation {
     Lifted,
 }
 
+/// A value whose share grew, as evidence of what an event changed.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct Change {
+    pub attribute: &'static str,
+    pub value: String,
+    pub share: f64,
+    pub baseline_share: f64,
+}
+
+/// Changes kept per event.
+pub const MAX_CHANGES: usize = 8;
+/// A change smaller than this (in share) is not shown.
+const MIN_CHANGE: f64 = 0.1;
+
 /// A surge over the baseline, from its first surge tick to its last.
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
 pub struct Event {
@@ -404,6 +576,12 @@ pub struct Event {
     /// The learned rate when it opened, and the highest rate seen since.
     pub reference_rps: f64,
     pub peak_rps: f64,
+    /// The service was under strain when it opened, so it was declared
+    /// with raised sensitivity.
+    pub strained: bool,
+    /// What changed most against the baseline, in every attribute
+    /// (at most [`MAX_CHANGES`]).
+    pub changes: Vec<Change>,
     /// `None`: no value covers the surplus and was rare before — a flash
     /// crowd or a launch, which nothing should refuse.
     pub signature: Option<Signature>,
@@ -418,6 +596,8 @@ pub struct Event {
 struct Baseline {
     rate: f64,
     ticks: u32,
+    /// The share of requests that found the service under strain.
+    strain: f64,
     shares: HashMap<Value, f64>,
 }
 
@@ -426,13 +606,14 @@ impl Baseline {
         self.shares.get(value).copied().unwrap_or(0.0)
     }
 
-    fn learn(&mut self, total: u64, top: &[(Value, u64)], alpha: f64) {
+    fn learn(&mut self, total: u64, strain: f64, top: &[(Value, u64)], alpha: f64) {
         let a = if self.ticks == 0 {
             1.0
         } else {
             alpha.max(1.0 / f64::from(self.ticks + 1))
         };
         self.rate += a * (total as f64 - self.rate);
+        self.strain += a * (strain - self.strain);
         self.ticks = self.ticks.saturating_add(1);
         for share in self.shares.values_mut() {
             *share *= 1.0 - a;
@@ -442,10 +623,16 @@ impl Baseline {
                 *self.shares.entry(*value).or_default() += a * (*count as f64 / total as f64);
             }
         }
-        if self.shares.len() > BASELINE_VALUES * 2 {
+        if self.shares.len() > BASELINE_VALUES * 2 * TOPS {
+            // The largest BASELINE_VALUES of each attribute stay.
             let mut v: Vec<(Value, f64)> = self.shares.drain().collect();
             v.sort_by(|x, y| y.1.total_cmp(&x.1));
-            v.truncate(BASELINE_VALUES);
+            let mut kept: HashMap<Attribute, usize> = HashMap::new();
+            v.retain(|(value, _)| {
+                let n = kept.entry(value.attribute()).or_default();
+                *n += 1;
+                *n <= BASELINE_VALUES
+            });
             self.shares = v.into_iter().collect();
         }
     }
@@ -465,6 +652,12 @@ pub struct SavedBaseline {
     shapes: Vec<(String, f64)>,
     /// (prefix as "a.b.c.0/24" or "x::/48", share).
     prefixes: Vec<(String, f64)>,
+    /// (attribute, value, share) of the other attributes, and the share
+    /// under strain; absent from a baseline saved before them.
+    #[serde(default)]
+    others: Vec<(String, String, f64)>,
+    #[serde(default)]
+    strain: f64,
 }
 
 /// Summary for the admin API.
@@ -482,10 +675,10 @@ pub struct Status {
 pub struct Detector {
     settings: Settings,
     total: u64,
-    agents: TopK,
-    shapes: TopK,
-    prefixes: TopK,
-    networks: TopK,
+    /// Samples of this tick whose answer showed strain.
+    strained: u64,
+    /// One sketch per attribute, in [`Top`] order.
+    tops: [TopK; TOPS],
     baseline: Baseline,
     surge_run: u32,
     quiet_run: u32,
@@ -500,6 +693,38 @@ pub struct Detector {
     remembered: VecDeque<(Value, u64)>,
 }
 
+/// The sketches, by index: signature candidates first, in the order they
+/// are tried (user agent, header shape, /24, /16, then the path shape
+/// with the header shape under strain), then evidence only.
+#[derive(Debug, Clone, Copy)]
+enum Top {
+    Agent,
+    Shape,
+    Prefix,
+    Network,
+    PathAndShape,
+    Path,
+    Method,
+    Status,
+    Key,
+}
+
+/// Sketches kept per tick.
+const TOPS: usize = 9;
+/// Those whose values may become a signature.
+const CANDIDATES: usize = Top::PathAndShape as usize + 1;
+
+/// What an event opens with.
+struct Opening {
+    reference: f64,
+    rate: f64,
+    signature: Option<(Value, Signature)>,
+    /// A remembered signature came back: enforced at once.
+    rearmed: bool,
+    strained: bool,
+    changes: Vec<Change>,
+}
+
 /// Signatures remembered after their event ended, and for how long.
 pub const MAX_REMEMBERED: usize = 256;
 pub const REMEMBER_SECS: u64 = 24 * 3600;
@@ -509,10 +734,8 @@ impl Detector {
         Self {
             settings,
             total: 0,
-            agents: TopK::default(),
-            shapes: TopK::default(),
-            prefixes: TopK::default(),
-            networks: TopK::default(),
+            strained: 0,
+            tops: Default::default(),
             baseline: Baseline::default(),
             surge_run: 0,
             quiet_run: 0,
@@ -527,10 +750,26 @@ impl Detector {
 
     pub fn observe(&mut self, sample: &Sample) {
         self.total += 1;
-        self.agents.add(Value::Agent(sample.agent));
-        self.shapes.add(Value::Shape(sample.shape));
-        self.prefixes.add(Value::of_prefix(sample.client, false));
-        self.networks.add(Value::of_prefix(sample.client, true));
+        if sample.outcome != Outcome::Fine {
+            self.strained += 1;
+        }
+        let values = [
+            (Top::Agent, Value::Agent(sample.agent)),
+            (Top::Shape, Value::Shape(sample.shape)),
+            (Top::Prefix, Value::of_prefix(sample.client, false)),
+            (Top::Network, Value::of_prefix(sample.client, true)),
+            (
+                Top::PathAndShape,
+                Value::PathAndShape(sample.path, sample.shape),
+            ),
+            (Top::Path, Value::Path(sample.path)),
+            (Top::Method, Value::Method(sample.method)),
+            (Top::Status, Value::Status(sample.status)),
+            (Top::Key, Value::Key(sample.key)),
+        ];
+        for (top, value) in values {
+            self.tops[top as usize].add(value);
+        }
     }
 
     /// Ends the second that began a tick ago: compares it with the
@@ -540,28 +779,47 @@ impl Detector {
     /// the composition, scaled up to `seen`).
     pub fn tick(&mut self, now: u64, seen: u64) {
         let total = std::mem::take(&mut self.total);
+        let strain = match total {
+            0 => 0.0,
+            n => std::mem::take(&mut self.strained) as f64 / n as f64,
+        };
+        self.strained = 0;
         let scale = if total == 0 {
             0.0
         } else {
             seen as f64 / total as f64
         };
-        let scaled = |top: TopK| -> Vec<(Value, u64)> {
-            top.top()
-                .into_iter()
-                .map(|(v, c)| (v, (c as f64 * scale).round() as u64))
-                .collect()
-        };
-        let agents = scaled(std::mem::take(&mut self.agents));
-        let shapes = scaled(std::mem::take(&mut self.shapes));
-        let prefixes = scaled(std::mem::take(&mut self.prefixes));
-        let networks = scaled(std::mem::take(&mut self.networks));
+        let tops: Vec<Vec<(Value, u64)>> = self
+            .tops
+            .iter_mut()
+            .map(|top| {
+                std::mem::take(top)
+                    .top()
+                    .into_iter()
+                    .map(|(v, c)| (v, (c as f64 * scale).round() as u64))
+                    .collect()
+            })
+            .collect();
         let total = seen;
         let rate = total as f64;
         self.last_rate = rate;
         let s = self.settings;
         let reference = self.baseline.rate;
         let learning = self.baseline.ticks < s.learn_ticks;
-        let surging = !learning && rate > (s.factor * reference).max(reference + s.floor_rps);
+        let strained =
+            !learning && strain >= s.strain_share && strain >= 2.0 * self.baseline.strain;
+        let (factor, floor, surge_ticks) = if strained {
+            (1.0 + (s.factor - 1.0) / 2.0, s.floor_rps / 2.0, 1)
+        } else {
+            (s.factor, s.floor_rps, s.surge_ticks)
+        };
+        let surging = !learning && rate > (factor * reference).max(reference + floor);
+        // Pairs of a path with a common look only under strain.
+        let candidates = if strained {
+            &tops[..CANDIDATES]
+        } else {
+            &tops[..Top::PathAndShape as usize]
+        };
         match self.open {
             Some(i) => {
                 let event = &mut self.events[i];
@@ -591,29 +849,34 @@ impl Detector {
                 // A signature seen in an attack before comes back: enforced
                 // on its first surge second, without the counting tick.
                 let rearm = surging
-                    .then(|| {
-                        self.returning(
-                            now,
+                    .then(|| self.returning(now, rate, candidates))
+                    .flatten()
+                    .and_then(|(value, count)| {
+                        Some((value, self.signature_of(&value, count, rate)?))
+                    });
+                let opened = if let Some(signature) = rearm {
+                    Some((Some(signature), true))
+                } else if self.surge_run >= surge_ticks {
+                    Some((self.signature(rate, candidates), false))
+                } else {
+                    None
+                };
+                if let Some((signature, rearmed)) = opened {
+                    let changes = self.changes(rate, &tops);
+                    self.open_event(
+                        now,
+                        Opening {
+                            reference,
                             rate,
-                            [&agents[..], &shapes[..], &prefixes[..], &networks[..]],
-                        )
-                    })
-                    .flatten();
-                if let Some((value, count)) = rearm {
-                    let signature = self.signature_of(&value, count, rate);
-                    self.open_event(now, reference, rate, Some((value, signature)), true);
-                } else if self.surge_run >= s.surge_ticks {
-                    let signature = self.signature(
-                        rate,
-                        [&agents[..], &shapes[..], &prefixes[..], &networks[..]],
+                            signature,
+                            rearmed,
+                            strained,
+                            changes,
+                        },
                     );
-                    self.open_event(now, reference, rate, signature, false);
                 } else if !surging {
-                    let mut top = agents;
-                    top.extend(shapes);
-                    top.extend(prefixes);
-                    top.extend(networks);
-                    self.baseline.learn(total, &top, s.alpha);
+                    let all: Vec<(Value, u64)> = tops.into_iter().flatten().collect();
+                    self.baseline.learn(total, strain, &all, s.alpha);
                 }
             }
         }
@@ -628,7 +891,7 @@ impl Detector {
     }
 
     /// A remembered signature that carries most of this surge second.
-    fn returning(&self, now: u64, rate: f64, tops: [&[(Value, u64)]; 4]) -> Option<(Value, u64)> {
+    fn returning(&self, now: u64, rate: f64, tops: &[Vec<(Value, u64)>]) -> Option<(Value, u64)> {
         tops.iter()
             .flat_map(|top| top.iter())
             .find_map(|(value, count)| {
@@ -642,11 +905,10 @@ impl Detector {
     }
 
     /// The value that covers most of the surplus, was rare in the
-    /// baseline, and covers enough; user agents, then header shapes,
-    /// before prefixes (a distributed flood is matched by what it looks
-    /// like, not where it comes from), a /24 before the /16 that many /24s
-    /// collapse into.
-    fn signature(&self, rate: f64, tops: [&[(Value, u64)]; 4]) -> Option<(Value, Signature)> {
+    /// baseline, and covers enough, tried in [`Top`] order: a distributed
+    /// flood is matched by what it looks like, not where it comes from,
+    /// and a /24 before the /16 that many /24s collapse into.
+    fn signature(&self, rate: f64, tops: &[Vec<(Value, u64)>]) -> Option<(Value, Signature)> {
         let s = self.settings;
         let reference = self.baseline.rate;
         let surplus = rate - reference;
@@ -663,20 +925,54 @@ impl Detector {
                         .then_some((value, *count, coverage))
                 })
                 .max_by(|a, b| a.2.total_cmp(&b.2))
-                .map(|(value, count, _)| (*value, self.signature_of(value, count, rate)))
+                .and_then(|(value, count, _)| {
+                    Some((*value, self.signature_of(value, count, rate)?))
+                })
         })
     }
 
+    /// The values whose share grew most over the baseline, one per
+    /// attribute at most, largest growth first.
+    fn changes(&self, rate: f64, tops: &[Vec<(Value, u64)>]) -> Vec<Change> {
+        let mut changes: Vec<(f64, Change)> = tops
+            .iter()
+            .filter_map(|top| {
+                top.iter()
+                    .map(|(value, count)| {
+                        let share = *count as f64 / rate.max(1.0);
+                        let base = self.baseline.share(value);
+                        (share - base, value, share, base)
+                    })
+                    .max_by(|a, b| a.0.total_cmp(&b.0))
+            })
+            .filter(|(grew, ..)| *grew >= MIN_CHANGE)
+            .map(|(grew, value, share, baseline_share)| {
+                (
+                    grew,
+                    Change {
+                        attribute: value.attribute().as_str(),
+                        value: value.text(),
+                        share,
+                        baseline_share,
+                    },
+                )
+            })
+            .collect();
+        changes.sort_by(|a, b| b.0.total_cmp(&a.0));
+        changes.truncate(MAX_CHANGES);
+        changes.into_iter().map(|(_, c)| c).collect()
+    }
+
     /// A signature's evidence and rule, for `value` seen `count` times in
-    /// a second of `rate` requests.
-    fn signature_of(&self, value: &Value, count: u64, rate: f64) -> Signature {
+    /// a second of `rate` requests; `None` for a value no rule can match.
+    fn signature_of(&self, value: &Value, count: u64, rate: f64) -> Option<Signature> {
         let reference = self.baseline.rate;
         let base = self.baseline.share(value);
         let surplus = (rate - reference).max(1.0);
         let coverage = ((count as f64 - base * reference) / surplus).clamp(0.0, 1.0);
         // Its baseline rate, twice over for headroom, and never zero.
         let throttle = ((2.0 * base * reference).ceil() as u64).max(1);
-        Signature {
+        Some(Signature {
             attribute: value.attribute().as_str(),
             value: value.text(),
             share: count as f64 / rate,
@@ -689,18 +985,19 @@ impl Detector {
                     (true, Action::Throttle) => RuleKind::Throttle(throttle),
                     (true, Action::Block) => RuleKind::Block,
                 },
-            ),
-        }
+            )?,
+        })
     }
 
-    fn open_event(
-        &mut self,
-        now: u64,
-        reference: f64,
-        rate: f64,
-        signature: Option<(Value, Signature)>,
-        rearmed: bool,
-    ) {
+    fn open_event(&mut self, now: u64, opening: Opening) {
+        let Opening {
+            reference,
+            rate,
+            signature,
+            rearmed,
+            strained,
+            changes,
+        } = opening;
         if self.events.len() == MAX_EVENTS {
             self.events.pop_front();
         }
@@ -718,6 +1015,8 @@ impl Detector {
             ended: None,
             reference_rps: reference,
             peak_rps: rate,
+            strained,
+            changes,
             signature,
             mitigation,
             enforced: (mitigation == Mitigation::Enforced).then_some(now),
@@ -743,11 +1042,13 @@ impl Detector {
         let mut agents = Vec::new();
         let mut shapes = Vec::new();
         let mut prefixes = Vec::new();
+        let mut others = Vec::new();
         for (value, share) in &self.baseline.shares {
             match value {
                 Value::Agent(a) => agents.push((a.text(), a.cut, *share)),
                 Value::Shape(shape) => shapes.push((shape.as_str().to_owned(), *share)),
                 Value::Prefix { .. } => prefixes.push((value.text(), *share)),
+                _ => others.push((value.attribute().as_str().to_owned(), value.text(), *share)),
             }
         }
         SavedBaseline {
@@ -757,6 +1058,8 @@ impl Detector {
             agents,
             shapes,
             prefixes,
+            others,
+            strain: self.baseline.strain,
         }
     }
 
@@ -783,11 +1086,17 @@ impl Detector {
                 shares.insert(Value::of_prefix(net.network(), wide), *share);
             }
         }
+        for (attribute, text, share) in saved.others.iter().take(BASELINE_VALUES * 2 * TOPS) {
+            if let Some(value) = Value::parse(attribute, text) {
+                shares.insert(value, *share);
+            }
+        }
         let finite = |x: f64| if x.is_finite() && x >= 0.0 { x } else { 0.0 };
         shares.retain(|_, share| finite(*share) > 0.0);
         self.baseline = Baseline {
             rate: finite(saved.rate),
             ticks: saved.ticks,
+            strain: finite(saved.strain).min(1.0),
             shares,
         };
     }
@@ -889,6 +1198,11 @@ mod tests {
             client: IpAddr::from(ip),
             agent: Agent::of(Some(agent.as_bytes())),
             shape: Shape::of(&headers),
+            path: PathShape::of("/", ""),
+            method: Method::of("GET"),
+            status: 200,
+            key: KeyUse::None,
+            outcome: Outcome::Fine,
         }
     }
 
@@ -1058,7 +1372,9 @@ mod tests {
             "{}",
             sig.rule
         );
-        let with_agent = Value::Agent(Agent::of(Some(b"x"))).rule(2, RuleKind::Throttle(1));
+        let with_agent = Value::Agent(Agent::of(Some(b"x")))
+            .rule(2, RuleKind::Throttle(1))
+            .unwrap();
         let both = compile(&[&sig.rule, &with_agent]).expect("compiles");
         assert_eq!(
             both.expect("a firewall").counters().len(),
@@ -1144,11 +1460,10 @@ mod tests {
                 let agent = format!("agent-{round}-{i}");
                 d.observe(&sample((i + round).to_be_bytes(), &agent));
             }
-            assert!(d.agents.counts.len() <= TOP_K && d.prefixes.counts.len() <= TOP_K);
-            assert!(d.networks.counts.len() <= TOP_K);
+            assert!(d.tops.iter().all(|t| t.counts.len() <= TOP_K));
             tick(&mut d, 25 + u64::from(round));
         }
-        assert!(d.baseline.shares.len() <= BASELINE_VALUES * 2);
+        assert!(d.baseline.shares.len() <= BASELINE_VALUES * 2 * TOPS);
         assert!(d.events.len() <= MAX_EVENTS);
     }
 
@@ -1158,10 +1473,13 @@ mod tests {
         let a = Agent::of(Some(long.as_bytes()));
         assert!(a.cut);
         assert_eq!(a.text(), "a".repeat(MAX_AGENT_BYTES - 1));
-        let rule = Value::Agent(Agent::of(Some(b"say \"hi\"\x07"))).rule(9, RuleKind::Count);
+        let rule = Value::Agent(Agent::of(Some(b"say \"hi\"\x07")))
+            .rule(9, RuleKind::Count)
+            .unwrap();
         assert!(rule.contains(r#"search = "say \"hi\"\u0007""#), "{rule}");
         assert!(Value::Agent(a)
             .rule(3, RuleKind::Throttle(3))
+            .unwrap()
             .contains("starts_with"));
     }
 
@@ -1295,12 +1613,117 @@ mod tests {
         assert!(d.enforced_rules().is_empty());
     }
 
+    /// `n` samples of one look (the first ordinary client's agent and
+    /// headers, a quarter of the baseline) from many sources, asking for
+    /// `path`, answered `outcome`.
+    fn common_look(d: &mut Detector, n: u32, path: &str, outcome: Outcome) {
+        for i in 0..n {
+            let mut sample = shaped(
+                [(i % 100 + 100) as u8, (i / 100) as u8, 7, 1],
+                BROWSERS[0],
+                CLIENT_HEADERS[0],
+            );
+            sample.path = PathShape::of(path, "");
+            sample.method = Method::of("POST");
+            if outcome != Outcome::Fine {
+                sample.status = 429;
+            }
+            sample.outcome = outcome;
+            d.observe(&sample);
+        }
+    }
+
+    #[test]
+    fn strain_raises_sensitivity_and_lets_a_common_look_on_one_path_be_a_signature() {
+        // 40 a second learned; 70 more of a common look on /login is
+        // under 3x, so without strain it is nothing at all.
+        let mut calm = learned();
+        for t in 25..30 {
+            ordinary(&mut calm, 40, t);
+            common_look(&mut calm, 70, "/login", Outcome::Fine);
+            tick(&mut calm, t as u64);
+        }
+        assert_eq!(calm.events().count(), 0);
+        // The same, with the function saturated: an event in one tick,
+        // its signature the path with the look.
+        let mut d = learned();
+        ordinary(&mut d, 40, 25);
+        common_look(&mut d, 70, "/login", Outcome::Saturated);
+        tick(&mut d, 25);
+        let event = d.events().next().expect("an event under strain").clone();
+        assert!(event.strained);
+        let sig = event.signature.expect("a signature");
+        assert_eq!(sig.attribute, "path_shape+header_shape");
+        assert!(sig.value.starts_with("/login hs1-06-"), "{}", sig.value);
+        assert!(sig
+            .rule
+            .contains("field = \"path_shape\", search = \"/login\""));
+        assert!(compile(&[&sig.rule]).unwrap().is_some());
+        // What changed, as evidence: the path, the method, the status.
+        let changed: Vec<&str> = event.changes.iter().map(|c| c.attribute).collect();
+        for attribute in ["path_shape", "method", "status"] {
+            assert!(changed.contains(&attribute), "{changed:?}");
+        }
+        assert!(event.changes.len() <= MAX_CHANGES);
+    }
+
+    #[test]
+    fn a_crowd_on_one_new_path_is_never_a_signature_without_strain() {
+        // 10x, all on /launch, ordinary variety: a launch.
+        let mut d = learned();
+        for t in 25..30 {
+            for i in 0..400usize {
+                let mut sample = shaped(
+                    [100, (i % 250) as u8, (t % 250) as u8, 1],
+                    BROWSERS[i % 4],
+                    CLIENT_HEADERS[i % 4],
+                );
+                sample.path = PathShape::of("/launch", "");
+                d.observe(&sample);
+            }
+            tick(&mut d, t as u64);
+        }
+        let event = d.events().next().expect("a surge");
+        assert!(!event.strained);
+        assert_eq!(event.signature, None);
+        assert!(event.changes.iter().any(|c| c.attribute == "path_shape"));
+    }
+
+    #[test]
+    fn every_attribute_is_saved_and_restored() {
+        let mut d = learned();
+        for t in 25..28 {
+            common_look(&mut d, 5, "/items/7", Outcome::Failed);
+            ordinary(&mut d, 40, t);
+            tick(&mut d, t as u64);
+        }
+        let saved = d.saved_baseline(1);
+        let json = serde_json::to_string(&saved).unwrap();
+        let mut fresh = Detector::new(quick());
+        fresh.restore(&serde_json::from_str(&json).unwrap());
+        assert_eq!(fresh.baseline.shares.len(), d.baseline.shares.len());
+        for (value, share) in &d.baseline.shares {
+            assert!((fresh.baseline.share(value) - share).abs() < 1e-9);
+        }
+        assert!((fresh.baseline.strain - d.baseline.strain).abs() < 1e-12);
+        assert!(d.baseline.strain > 0.0);
+        for value in [
+            Value::Path(PathShape::of("/items/1", "")),
+            Value::Method(Method::of("POST")),
+            Value::Status(429),
+            Value::Key(KeyUse::None),
+        ] {
+            assert!(fresh.baseline.share(&value) > 0.0, "{value:?}");
+        }
+    }
+
     /// Bytes the detector holds: its tables' entries at their own size
     /// (HashMap slack of up to 2x included), events and remembered
     /// signatures with their text.
     fn held_bytes(d: &Detector) -> usize {
         let entry = std::mem::size_of::<(Value, (u64, u64))>() + 1;
-        let tops = [&d.agents, &d.shapes, &d.prefixes, &d.networks]
+        let tops = d
+            .tops
             .iter()
             .map(|t| t.counts.capacity() * entry)
             .sum::<usize>();
@@ -1330,7 +1753,7 @@ mod tests {
     }
 
     /// The issue's bound: at most 16 MiB at 1 M distinct addresses (and as
-    /// many user agents and header shapes), fed at the sampling cap of
+    /// many user agents, header shapes and path shapes), fed at the sampling cap of
     /// 20,000 a second while learning, then as a flood. Run with
     /// `cargo test -p levee-shield --release --lib -- --ignored --nocapture detector_memory`.
     #[test]
@@ -1353,10 +1776,20 @@ mod tests {
                         http::HeaderValue::from_static("v"),
                     );
                 }
+                // A distinct path shape per sample: letters, not digits.
+                let path: String = format!("/{n:x}")
+                    .chars()
+                    .map(|c| char::from(b'g' + c.to_digit(16).unwrap_or(0) as u8))
+                    .collect();
                 d.observe(&Sample {
                     client,
                     agent: Agent::of(Some(format!("agent/{n}").as_bytes())),
                     shape: Shape::of(&headers),
+                    path: PathShape::of(&format!("/{path}"), ""),
+                    method: Method::of("GET"),
+                    status: 200,
+                    key: KeyUse::None,
+                    outcome: Outcome::Fine,
                 });
             }
             // Learning for 20 ticks, then five times the rate: an event.
@@ -1365,13 +1798,13 @@ mod tests {
         let held = held_bytes(&d);
         let grown = resident_bytes().saturating_sub(before);
         println!(
-            "2,000,000 distinct samples (1,000,000 IPv4 + 1,000,000 IPv6 sources, as many agents): detector holds {:.2} MiB by its tables, process grew {:.2} MiB; {} baseline values, {} events",
+            "2,000,000 distinct samples (1,000,000 IPv4 + 1,000,000 IPv6 sources, as many agents and path shapes): detector holds {:.2} MiB by its tables, process grew {:.2} MiB; {} baseline values, {} events",
             held as f64 / 1048576.0,
             grown as f64 / 1048576.0,
             d.baseline.shares.len(),
             d.events.len()
         );
-        assert!(d.baseline.shares.len() <= 2 * BASELINE_VALUES);
+        assert!(d.baseline.shares.len() <= 2 * BASELINE_VALUES * TOPS);
         assert!(held <= 16 << 20, "{held}");
         assert!(grown <= 16 << 20, "{grown}");
     }

@@ -411,6 +411,17 @@ fn a_flash_crowd_and_a_route_launch_are_not_mitigated() {
             assert_eq!(event["mitigation"], "none", "{after}");
         }
         assert!(events.len() >= 2, "the launch was an event too: {after}");
+        // What changed in the launch: the route asked for, nothing else.
+        let launch_event = &events[events.len() - 1];
+        assert!(
+            launch_event["changes"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|c| c["attribute"] == "path_shape" && c["value"] == "/new"),
+            "{launch_event}"
+        );
+        assert_eq!(launch_event["strained"], false, "{launch_event}");
         let refused = crowd.iter().chain(&launch).filter(|&&c| c != 200).count();
         assert_eq!(
             refused,
@@ -429,5 +440,79 @@ fn a_flash_crowd_and_a_route_launch_are_not_mitigated() {
             metrics.lines().any(|l| l == "levee_auto_active_rules 0"),
             "{metrics}"
         );
+    });
+}
+
+/// A flood that copies an ordinary browser's agent and headers exactly
+/// (a third of the baseline has them, so neither is a signature) onto one
+/// slow route, from addresses spread over a hundred /16s: only the route
+/// and the look together single it out, and they are used because the
+/// function is saturated. The same browser elsewhere is left alone.
+#[test]
+fn a_flood_copying_a_browser_onto_one_route_is_matched_by_route_and_look_while_saturated() {
+    let s = Server::start(
+        "autostrain",
+        &format!(
+            "{}\n{}\n[[routes]]\nroute = \"GET /login\"\nfunction = \"login\"\n",
+            config(),
+            hello_function("login", "reserved_concurrency = 2\nqueue_timeout = \"0s\"")
+        ),
+    );
+    with_baseline(&s, || {
+        let flooding = AtomicBool::new(true);
+        std::thread::scope(|scope| {
+            for t in 0..6usize {
+                let (flooding, s) = (&flooding, &s);
+                scope.spawn(move || {
+                    let end = Instant::now() + Duration::from_secs(20);
+                    let mut i = t;
+                    while flooding.load(Ordering::Relaxed) && Instant::now() < end {
+                        let ip = format!("{}.{}.{}.9", 100 + i % 100, (i / 100) % 250, i % 3);
+                        ordinary(s, "/login?action=sleep&ms=50", &ip, 0);
+                        i += 6;
+                    }
+                });
+            }
+            let enforced = s.wait_until(Duration::from_secs(12), || {
+                report(&s)["events"][0]["mitigation"] == "enforced"
+            });
+            let flood: Vec<u16> = (0..20)
+                .map(|i| ordinary(&s, "/login?action=sleep&ms=50", &format!("30.0.{i}.1"), 0))
+                .collect();
+            // The same browser on another route.
+            let elsewhere: Vec<u16> = (0..20)
+                .map(|i| ordinary(&s, "/f", &format!("10.1.{i}.1"), 0))
+                .collect();
+            flooding.store(false, Ordering::Relaxed);
+            let event = report(&s)["events"][0].clone();
+            assert!(enforced, "no rule in force: {event}");
+            assert_eq!(event["strained"], true, "{event}");
+            let signature = &event["signature"];
+            assert_eq!(signature["attribute"], "path_shape+header_shape", "{event}");
+            assert!(
+                signature["value"]
+                    .as_str()
+                    .unwrap()
+                    .starts_with("/login?action&ms hs1-"),
+                "{event}"
+            );
+            let changed: Vec<&str> = event["changes"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|c| c["attribute"].as_str().unwrap())
+                .collect();
+            assert!(changed.contains(&"path_shape"), "{event}");
+            assert!(
+                flood.iter().filter(|&&c| c == 429).count() >= 18,
+                "{flood:?}"
+            );
+            assert!(elsewhere.iter().all(|&c| c == 200), "{elsewhere:?}");
+            // The rule is what refused them, not the function's slots.
+            assert!(
+                s.stderr().contains("rule=auto-"),
+                "access log names the rule"
+            );
+        });
     });
 }

@@ -233,6 +233,9 @@ pub enum FieldConfig {
     /// of the header names (values not included), Levee's fingerprint of
     /// the client software.
     HeaderShape,
+    /// The path shape: path segments holding a digit as `*`, query
+    /// argument names without their values (`/items/*?id&page`).
+    PathShape,
 }
 
 /// Text transformations, applied in the listed order before matching.
@@ -384,6 +387,8 @@ pub enum RateKeyConfig {
     Cookie(String),
     /// The header shape.
     HeaderShape,
+    /// The path shape.
+    PathShape,
 }
 
 /// A duration in the grammar of the rest of `levee.toml` (`"250ms"`, `"10s"`,

@@ -12,6 +12,7 @@
 use http::HeaderName;
 
 use super::config::FieldConfig;
+use super::path_shape::PathShape;
 use super::shape::Shape;
 use super::RequestView;
 
@@ -34,6 +35,15 @@ pub enum Field {
     Body,
     /// The request's header shape ([`Shape`]).
     HeaderShape,
+    /// The request's path shape ([`PathShape`]).
+    PathShape,
+}
+
+/// Room for a computed field's value while a rate key is built.
+#[derive(Debug, Default)]
+pub struct Scratch {
+    shape: Shape,
+    path: PathShape,
 }
 
 /// Bound on query-argument and cookie names accepted in config.
@@ -60,6 +70,7 @@ impl Field {
             FieldConfig::QueryString => Field::QueryString,
             FieldConfig::Body => Field::Body,
             FieldConfig::HeaderShape => Field::HeaderShape,
+            FieldConfig::PathShape => Field::PathShape,
             FieldConfig::QueryArg(n) if name_ok(n) => {
                 Field::QueryArg(n.to_ascii_lowercase().into_bytes())
             }
@@ -101,12 +112,13 @@ impl Field {
             Field::QueryArg(name) => hit(query_args(req.query.as_bytes(), name).any(pred)),
             Field::Cookie(name) => hit(cookies(req.headers, name).any(pred)),
             Field::HeaderShape => hit(pred(Shape::of(req.headers).as_bytes())),
+            Field::PathShape => hit(pred(PathShape::of(req.path, req.query).as_bytes())),
         }
     }
 
     /// The first value, for rate-based aggregation keys. `None` for the
-    /// body. A header shape is computed into `shape`.
-    pub fn first<'r>(&self, req: &RequestView<'r>, shape: &'r mut Shape) -> Option<&'r [u8]> {
+    /// body. A header or path shape is computed into `scratch`.
+    pub fn first<'r>(&self, req: &RequestView<'r>, scratch: &'r mut Scratch) -> Option<&'r [u8]> {
         match self {
             Field::Method => Some(req.method.as_bytes()),
             Field::Path => Some(req.path.as_bytes()),
@@ -116,8 +128,12 @@ impl Field {
             Field::QueryArg(name) => query_args(req.query.as_bytes(), name).next(),
             Field::Cookie(name) => cookies(req.headers, name).next(),
             Field::HeaderShape => {
-                *shape = Shape::of(req.headers);
-                Some(shape.as_bytes())
+                scratch.shape = Shape::of(req.headers);
+                Some(scratch.shape.as_bytes())
+            }
+            Field::PathShape => {
+                scratch.path = PathShape::of(req.path, req.query);
+                Some(scratch.path.as_bytes())
             }
         }
     }

@@ -26,6 +26,7 @@ mod detect;
 mod engine;
 mod field;
 mod ipset;
+mod path_shape;
 mod rule;
 mod shape;
 mod transform;
@@ -50,6 +51,7 @@ pub use engine::{
     MAX_BODY_INSPECTION_BYTES, MAX_IP_SETS, MAX_LABELS_PER_RULE, MAX_RATE_MAX_KEYS, MAX_RULES,
 };
 pub use ipset::{IpSet, MAX_IP_SET_ENTRIES};
+pub use path_shape::{PathShape, PATH_SHAPE_LEN};
 pub use rule::{
     MAX_CHILDREN, MAX_DEPTH, MAX_PATTERN_LEN, MAX_RATE_KEYS, MAX_RATE_LIMIT, MAX_REGEXES,
     MAX_SEARCH_LEN, REGEX_SIZE_LIMIT,

@@ -18,9 +18,8 @@ use super::config::{
     DetectConfig, FieldConfig, IpSource, PositionConfig, RateKeyConfig, RateStatementConfig,
     SizeOp, StatementConfig, TransformConfig,
 };
-use super::field::{Field, Visit};
+use super::field::{Field, Scratch, Visit};
 use super::ipset::IpSet;
-use super::shape::Shape;
 use super::transform::{self, MAX_TRANSFORMS};
 use super::RequestView;
 use crate::rate::{RateCounter, RateDecision};
@@ -259,7 +258,7 @@ impl RateStmt {
         let mut key = Vec::with_capacity(64);
         for (i, part) in self.key.iter().enumerate() {
             let mut ipbuf = [0u8; 16];
-            let mut shape = Shape::default();
+            let mut scratch = Scratch::default();
             let bytes: &[u8] = match part {
                 RateKey::Ip => ip_bytes(cx.req.client_ip, &mut ipbuf),
                 RateKey::ForwardedIp => match cx.req.forwarded_ip {
@@ -270,7 +269,7 @@ impl RateStmt {
                     Some(k) => k.as_bytes(),
                     None => return Ok(None),
                 },
-                RateKey::Field(f) => match f.first(cx.req, &mut shape) {
+                RateKey::Field(f) => match f.first(cx.req, &mut scratch) {
                     Some(v) => v,
                     None => return Ok(None),
                 },
@@ -393,6 +392,7 @@ impl Compiler<'_> {
                     field(FieldConfig::Cookie(c.clone())).map(RateKey::Field)
                 }
                 RateKeyConfig::HeaderShape => field(FieldConfig::HeaderShape).map(RateKey::Field),
+                RateKeyConfig::PathShape => field(FieldConfig::PathShape).map(RateKey::Field),
             };
             match part {
                 Ok(p) => key.push(p),

@@ -515,6 +515,29 @@ fn header_shape_matches_the_order_of_names_and_keys_a_rate() {
 }
 
 #[test]
+fn path_shape_matches_identifiers_and_arguments_of_any_value_and_keys_a_rate() {
+    let f = one(
+        "{ string_match = { field = \"path_shape\", search = \"/items/*?id&page\", position = \"exactly\" } }",
+    );
+    assert!(hits(&f, &req("/items/12?id=1&page=2")));
+    assert!(hits(&f, &req("/items/9a?id=&page=x")));
+    assert!(!hits(&f, &req("/items/list?id=1&page=2")));
+    assert!(!hits(&f, &req("/items/12?page=2&id=1")));
+    assert!(!hits(&f, &req("/items/12")));
+    let f = rate_fw(", key = [\"path_shape\"]");
+    let now = Instant::now();
+    for i in 0..10 {
+        let r = req(&format!("/p/{i}"));
+        assert!(matches!(f.evaluate(&r.view(), now), Verdict::Allow { .. }));
+    }
+    assert!(blocked_by(&f.evaluate(&req("/p/99").view(), now)).is_some());
+    assert!(matches!(
+        f.evaluate(&req("/q/1").view(), now),
+        Verdict::Allow { .. }
+    ));
+}
+
+#[test]
 fn bans_are_checked_before_rules() {
     let f = fw(r#"
 [[rules]]
