@@ -222,8 +222,10 @@ pub const BASELINE_FILE: &str = "auto-baseline.json";
 pub const SAVE_EVERY_TICKS: u32 = 60;
 /// A saved baseline older than this is ignored (traffic has moved on).
 const MAX_BASELINE_AGE_SECS: u64 = 7 * 86_400;
-/// Largest baseline file read: 2,048 values per attribute, with room.
-const MAX_BASELINE_BYTES: u64 = 2 << 20;
+/// Largest baseline file read: 2,048 values for each of the nine
+/// attributes (a path with a header shape, the longest, is under 200
+/// bytes of JSON), with room.
+const MAX_BASELINE_BYTES: u64 = 8 << 20;
 
 /// The saved baseline, if it is there, readable and recent; anything else
 /// is logged and ignored (the detector learns again).

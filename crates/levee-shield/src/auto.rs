@@ -573,9 +573,13 @@ pub struct Event {
     /// Unix seconds of the tick that opened it, and of the one that ended it.
     pub started: u64,
     pub ended: Option<u64>,
-    /// The learned rate when it opened, and the highest rate seen since.
+    /// The learned rate when it opened, and the highest rate seen since,
+    /// of the traffic that surged: all of it, or `route`'s.
     pub reference_rps: f64,
     pub peak_rps: f64,
+    /// The path shape whose own surge opened it, when the traffic as a
+    /// whole did not surge (a flood on a small route beside a large one).
+    pub route: Option<String>,
     /// The service was under strain when it opened, so it was declared
     /// with raised sensitivity.
     pub strained: bool,
@@ -686,6 +690,9 @@ pub struct Detector {
     open: Option<usize>,
     /// The open event's signature value, remembered when it ends.
     open_value: Option<Value>,
+    /// The route (path shape) whose surge opened the open event, if it
+    /// was one route's rather than the whole traffic's.
+    open_route: Option<Value>,
     next_id: u64,
     events: VecDeque<Event>,
     /// Signatures of ended events and when they ended, for a fast re-arm:
@@ -714,10 +721,20 @@ const TOPS: usize = 9;
 /// Those whose values may become a signature.
 const CANDIDATES: usize = Top::PathAndShape as usize + 1;
 
+/// The traffic a second surged in: all of it, or one route's (a path
+/// shape's), with its rate and the rate its baseline share expects.
+#[derive(Debug)]
+struct Surge {
+    rate: f64,
+    reference: f64,
+    route: Option<Value>,
+}
+
 /// What an event opens with.
 struct Opening {
     reference: f64,
     rate: f64,
+    route: Option<String>,
     signature: Option<(Value, Signature)>,
     /// A remembered signature came back: enforced at once.
     rearmed: bool,
@@ -742,6 +759,7 @@ impl Detector {
             last_rate: 0.0,
             open: None,
             open_value: None,
+            open_route: None,
             next_id: 1,
             events: VecDeque::new(),
             remembered: VecDeque::new(),
@@ -813,7 +831,33 @@ impl Detector {
         } else {
             (s.factor, s.floor_rps, s.surge_ticks)
         };
-        let surging = !learning && rate > (factor * reference).max(reference + floor);
+        let over = |rate: f64, reference: f64| {
+            !learning && rate > (factor * reference).max(reference + floor)
+        };
+        let paths = &tops[Top::Path as usize];
+        // The traffic as a whole, or else the route that surged most over
+        // its own share of the baseline.
+        let surge = if over(rate, reference) {
+            Some(Surge {
+                rate,
+                reference,
+                route: None,
+            })
+        } else {
+            paths
+                .iter()
+                .map(|(value, count)| {
+                    (value, *count as f64, self.baseline.share(value) * reference)
+                })
+                .filter(|(_, count, expected)| over(*count, *expected))
+                .max_by(|a, b| (a.1 - a.2).total_cmp(&(b.1 - b.2)))
+                .map(|(value, count, expected)| Surge {
+                    rate: count,
+                    reference: expected,
+                    route: Some(*value),
+                })
+        };
+        let surging = surge.is_some();
         // Pairs of a path with a common look only under strain.
         let candidates = if strained {
             &tops[..CANDIDATES]
@@ -822,8 +866,20 @@ impl Detector {
         };
         match self.open {
             Some(i) => {
+                // Measured on the traffic that opened it.
+                let (now_rate, its_reference) = match self.open_route {
+                    None => (rate, reference),
+                    Some(route) => (
+                        paths
+                            .iter()
+                            .find(|(v, _)| *v == route)
+                            .map_or(0.0, |(_, c)| *c as f64),
+                        self.baseline.share(&route) * reference,
+                    ),
+                };
+                let surging = over(now_rate, its_reference);
                 let event = &mut self.events[i];
-                event.peak_rps = event.peak_rps.max(rate);
+                event.peak_rps = event.peak_rps.max(now_rate);
                 self.quiet_run = if surging { 0 } else { self.quiet_run + 1 };
                 if event.mitigation == Mitigation::Counting && surging {
                     event.mitigation = Mitigation::Enforced;
@@ -840,6 +896,7 @@ impl Detector {
                         self.remember(value, now);
                     }
                     self.open = None;
+                    self.open_route = None;
                     self.surge_run = 0;
                 }
                 // Frozen while an event is open.
@@ -848,26 +905,26 @@ impl Detector {
                 self.surge_run = if surging { self.surge_run + 1 } else { 0 };
                 // A signature seen in an attack before comes back: enforced
                 // on its first surge second, without the counting tick.
-                let rearm = surging
-                    .then(|| self.returning(now, rate, candidates))
-                    .flatten()
-                    .and_then(|(value, count)| {
-                        Some((value, self.signature_of(&value, count, rate)?))
-                    });
-                let opened = if let Some(signature) = rearm {
-                    Some((Some(signature), true))
-                } else if self.surge_run >= surge_ticks {
-                    Some((self.signature(rate, candidates), false))
-                } else {
-                    None
+                let rearm = surge.as_ref().and_then(|surge| {
+                    let (value, count) = self.returning(now, surge, candidates)?;
+                    Some((value, self.signature_of(&value, count, surge, rate)?))
+                });
+                let opened = match (rearm, &surge) {
+                    (Some(signature), Some(surge)) => Some((surge, Some(signature), true)),
+                    (None, Some(surge)) if self.surge_run >= surge_ticks => {
+                        Some((surge, self.signature(surge, rate, candidates), false))
+                    }
+                    _ => None,
                 };
-                if let Some((signature, rearmed)) = opened {
+                if let Some((surge, signature, rearmed)) = opened {
                     let changes = self.changes(rate, &tops);
+                    self.open_route = surge.route;
                     self.open_event(
                         now,
                         Opening {
-                            reference,
-                            rate,
+                            reference: surge.reference,
+                            rate: surge.rate,
+                            route: surge.route.map(|r| r.text()),
                             signature,
                             rearmed,
                             strained,
@@ -891,7 +948,12 @@ impl Detector {
     }
 
     /// A remembered signature that carries most of this surge second.
-    fn returning(&self, now: u64, rate: f64, tops: &[Vec<(Value, u64)>]) -> Option<(Value, u64)> {
+    fn returning(
+        &self,
+        now: u64,
+        surge: &Surge,
+        tops: &[Vec<(Value, u64)>],
+    ) -> Option<(Value, u64)> {
         tops.iter()
             .flat_map(|top| top.iter())
             .find_map(|(value, count)| {
@@ -899,7 +961,7 @@ impl Detector {
                     .remembered
                     .iter()
                     .any(|(v, at)| v == value && now.saturating_sub(*at) <= REMEMBER_SECS);
-                (remembered && *count as f64 >= self.settings.min_coverage * rate)
+                (remembered && *count as f64 >= self.settings.min_coverage * surge.rate)
                     .then_some((*value, *count))
             })
     }
@@ -908,10 +970,15 @@ impl Detector {
     /// baseline, and covers enough, tried in [`Top`] order: a distributed
     /// flood is matched by what it looks like, not where it comes from,
     /// and a /24 before the /16 that many /24s collapse into.
-    fn signature(&self, rate: f64, tops: &[Vec<(Value, u64)>]) -> Option<(Value, Signature)> {
+    fn signature(
+        &self,
+        surge: &Surge,
+        rate: f64,
+        tops: &[Vec<(Value, u64)>],
+    ) -> Option<(Value, Signature)> {
         let s = self.settings;
         let reference = self.baseline.rate;
-        let surplus = rate - reference;
+        let surplus = surge.rate - surge.reference;
         if surplus <= 0.0 {
             return None;
         }
@@ -926,7 +993,7 @@ impl Detector {
                 })
                 .max_by(|a, b| a.2.total_cmp(&b.2))
                 .and_then(|(value, count, _)| {
-                    Some((*value, self.signature_of(value, count, rate)?))
+                    Some((*value, self.signature_of(value, count, surge, rate)?))
                 })
         })
     }
@@ -964,11 +1031,18 @@ impl Detector {
     }
 
     /// A signature's evidence and rule, for `value` seen `count` times in
-    /// a second of `rate` requests; `None` for a value no rule can match.
-    fn signature_of(&self, value: &Value, count: u64, rate: f64) -> Option<Signature> {
+    /// a second of `rate` requests that `surge` is part of; `None` for a
+    /// value no rule can match.
+    fn signature_of(
+        &self,
+        value: &Value,
+        count: u64,
+        surge: &Surge,
+        rate: f64,
+    ) -> Option<Signature> {
         let reference = self.baseline.rate;
         let base = self.baseline.share(value);
-        let surplus = (rate - reference).max(1.0);
+        let surplus = (surge.rate - surge.reference).max(1.0);
         let coverage = ((count as f64 - base * reference) / surplus).clamp(0.0, 1.0);
         // Its baseline rate, twice over for headroom, and never zero.
         let throttle = ((2.0 * base * reference).ceil() as u64).max(1);
@@ -993,6 +1067,7 @@ impl Detector {
         let Opening {
             reference,
             rate,
+            route,
             signature,
             rearmed,
             strained,
@@ -1015,6 +1090,7 @@ impl Detector {
             ended: None,
             reference_rps: reference,
             peak_rps: rate,
+            route,
             strained,
             changes,
             signature,
@@ -1636,14 +1712,18 @@ mod tests {
     #[test]
     fn strain_raises_sensitivity_and_lets_a_common_look_on_one_path_be_a_signature() {
         // 40 a second learned; 70 more of a common look on /login is
-        // under 3x, so without strain it is nothing at all.
+        // under 3x the whole: a surge of the new route alone, with no
+        // signature, since without strain a path is never one.
         let mut calm = learned();
         for t in 25..30 {
             ordinary(&mut calm, 40, t);
             common_look(&mut calm, 70, "/login", Outcome::Fine);
             tick(&mut calm, t as u64);
         }
-        assert_eq!(calm.events().count(), 0);
+        let calm_event = calm.events().next().expect("the route's surge");
+        assert_eq!(calm_event.route.as_deref(), Some("/login"));
+        assert!(!calm_event.strained);
+        assert_eq!(calm_event.signature, None);
         // The same, with the function saturated: an event in one tick,
         // its signature the path with the look.
         let mut d = learned();
@@ -1687,6 +1767,61 @@ mod tests {
         assert!(!event.strained);
         assert_eq!(event.signature, None);
         assert!(event.changes.iter().any(|c| c.attribute == "path_shape"));
+    }
+
+    /// Two requests a second of ordinary clients on /login.
+    fn small_route(d: &mut Detector, t: usize) {
+        for i in 0..2 {
+            let mut sample = shaped(
+                [10, (t % 50) as u8, 1, i],
+                BROWSERS[(t + usize::from(i)) % 4],
+                CLIENT_HEADERS[(t + usize::from(i)) % 4],
+            );
+            sample.path = PathShape::of("/login", "");
+            d.observe(&sample);
+        }
+    }
+
+    #[test]
+    fn a_flood_on_a_small_route_is_seen_by_its_own_baseline() {
+        let mut d = Detector::new(quick());
+        for t in 0..25 {
+            ordinary(&mut d, 40, t);
+            small_route(&mut d, t);
+            tick(&mut d, t as u64);
+        }
+        // 60 a second of a tool on /login: under 3x the whole, 30x the
+        // route's own.
+        let flood = |d: &mut Detector, t: usize| {
+            ordinary(d, 40, t);
+            small_route(d, t);
+            for i in 0..60u32 {
+                let mut sample = sample([(i + 1) as u8, 2, 3, 4], "flood/1.0");
+                sample.path = PathShape::of("/login", "");
+                d.observe(&sample);
+            }
+            tick(d, t as u64);
+        };
+        flood(&mut d, 25);
+        assert_eq!(d.events().count(), 0, "one surge second is not an event");
+        flood(&mut d, 26);
+        let event = d.events().next().expect("the route's surge").clone();
+        assert_eq!(event.route.as_deref(), Some("/login"));
+        assert!((event.reference_rps - 2.0).abs() < 0.5, "{event:?}");
+        assert_eq!(event.peak_rps, 62.0);
+        let sig = event.signature.expect("a signature");
+        assert_eq!(
+            (sig.attribute, sig.value.as_str()),
+            ("user_agent", "flood/1.0")
+        );
+        assert!(sig.coverage > 0.9, "{sig:?}");
+        // Back to normal on the route: the event ends after the quiet ticks.
+        for t in 27..31 {
+            ordinary(&mut d, 40, t);
+            small_route(&mut d, t);
+            tick(&mut d, t as u64);
+        }
+        assert_eq!(d.events().next().unwrap().state, State::Ended);
     }
 
     #[test]
