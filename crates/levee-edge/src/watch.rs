@@ -5,7 +5,7 @@
 //! its report (`GET /admin/shield/auto`) and, in enforce mode, the rules in
 //! force as a firewall the pipeline evaluates after the operator's.
 //!
-//! Owns the channel ([`SAMPLE_BUFFER`] samples, about 4 MiB), the counts,
+//! Owns the channel ([`SAMPLE_BUFFER`] samples, about 1 MiB), the counts,
 //! the published report, the automatic rules and the saved baseline
 //! (`data_dir/auto-baseline.json`, every [`SAVE_EVERY_TICKS`] seconds). Must never make a
 //! request wait: a full buffer drops the sample (counted), never the
@@ -34,8 +34,10 @@ use crate::RequestInfo;
 /// Samples a second at most; beyond it requests are only counted (the
 /// detector scales the composition up to the count).
 pub const MAX_SAMPLES_PER_SECOND: u64 = 20_000;
-/// Samples waiting for the detector thread.
-pub const SAMPLE_BUFFER: usize = 32_768;
+/// Samples waiting for the detector thread: four times what arrives
+/// between two drains at the sampling cap, and small enough (a sample is
+/// about 260 bytes) to stay in cache.
+pub const SAMPLE_BUFFER: usize = 4_096;
 
 /// Counts and samples requests for the detector thread.
 #[derive(Debug)]
