@@ -5,7 +5,9 @@
 # then meets SCENARIO (default flood) at the drill's defaults (500 req/s
 # from 1,000 sources) for 20 s — except the two that are not attacks: a
 # flash crowd is 10x (200 req/s) from 10,000 new sources, a route launch
-# 5x (100 req/s) from the known clients onto GET /new. Prints the drill's
+# 5x (100 req/s) from the known clients onto GET /new, a bursty replay 10x
+# (200 req/s) of the known clients' own traffic one second in four. RAMP=10s
+# raises the scenario's rate over that long. Prints the drill's
 # summary lines, its automatic-mitigation marks and the detector's
 # events. One server (bench/lib.sh), on loopback port 0.
 #   bench/auto-drill.sh [SCENARIO]
@@ -25,12 +27,13 @@ function = "hello"' ""
 case $scenario in
   flash-crowd) surge=(--rate 200 --sources 10000) ;;
   route-launch) surge=(--rate 100 --launch-path /new) ;;
+  bursty-replay) surge=(--rate 200) ;;
   *) surge=() ;;
 esac
 drill() { "$bin/levee" drill --target "$edge/f" --admin "$admin" --token "$token" --report-dir "$dir/reports" "$@" 2>/dev/null | grep -E "^  (legit|attack|auto|note) "; }
 echo "warm-up (legitimate traffic only):"
 drill --scenario flood --rate 0 --duration 12s | grep legit
 echo "$scenario at the drill's defaults, 20 s:"
-drill --scenario "$scenario" --duration 20s "${surge[@]}"
+drill --scenario "$scenario" --duration 20s "${surge[@]}" ${RAMP:+--ramp "$RAMP"}
 curl -sf -H "Authorization: Bearer $token" "$admin/admin/shield/auto" |
   python3 -c 'import json,sys; r=json.load(sys.stdin); [print("event", e["id"], e["mitigation"], "started", e["started"], "enforced", e["enforced"], "signature", (e["signature"] or {}).get("value")) for e in r["events"]]; print("reference", round(r["reference_rps"],1), "req/s")'

@@ -86,7 +86,12 @@ async fn drive(plan: Arc<DrillPlan>, g: Generator, stats: Shared, start: Instant
         if now >= end || sent >= g.budget {
             break;
         }
-        let due = ((now - start).as_secs_f64() * f64::from(g.rate)) as u64;
+        let elapsed = (now - start).as_secs_f64();
+        let seconds = match g.class {
+            Class::Legit => elapsed,
+            Class::Attack => plan.surge_seconds(elapsed),
+        };
+        let due = (seconds * f64::from(g.rate)) as u64;
         let due = due.min(g.budget).min(sent + per_tick);
         while sent < due {
             let n = sent;

@@ -36,6 +36,8 @@ const DEFAULT_LEGIT_RATE: u32 = 20;
 const DEFAULT_LEGIT_SOURCES: u32 = 10;
 const DEFAULT_CONCURRENCY: u32 = 256;
 const DEFAULT_LEGIT_CONCURRENCY: u32 = 64;
+/// A bursty replay sends for one second in every this many.
+pub const BURST_EVERY_SECS: u64 = 4;
 /// Longest `--launch-path`.
 pub const MAX_LAUNCH_PATH: usize = 1024;
 /// Per-request timeout bounds.
@@ -73,6 +75,10 @@ pub enum Scenario {
     /// Not an attack: the legitimate clients calling `--launch-path` at
     /// `--rate`; automatic mitigation must leave it alone.
     RouteLaunch,
+    /// Not an attack: the legitimate clients' own requests replayed in
+    /// bursts, `--rate` for one second in every four; automatic mitigation
+    /// must leave it alone.
+    BurstyReplay,
 }
 
 impl Scenario {
@@ -91,12 +97,16 @@ impl Scenario {
             Scenario::DisguisedFlood => "disguised-flood",
             Scenario::FlashCrowd => "flash-crowd",
             Scenario::RouteLaunch => "route-launch",
+            Scenario::BurstyReplay => "bursty-replay",
         }
     }
 
     /// Traffic an automatic defence must not refuse.
     pub fn is_benign(self) -> bool {
-        matches!(self, Scenario::FlashCrowd | Scenario::RouteLaunch)
+        matches!(
+            self,
+            Scenario::FlashCrowd | Scenario::RouteLaunch | Scenario::BurstyReplay
+        )
     }
 }
 
@@ -154,6 +164,9 @@ pub struct DrillPlan {
     /// The new route a route launch calls (path and query); `None`: the
     /// target's.
     pub launch_path: Option<String>,
+    /// The attack's rate rises evenly from 0 to `rate` over this long
+    /// (zero: at full rate from the start).
+    pub ramp: Duration,
     /// Levee's admin API, if the target is levee.
     pub admin: Option<AdminApi>,
     /// Where to write `drill-*.json` / `.html` (None: no files).
@@ -208,6 +221,9 @@ struct Cli {
     /// The new route a route-launch scenario calls, e.g. /v2/items (default: the target's path).
     #[arg(long)]
     launch_path: Option<String>,
+    /// Raise the attack's rate evenly from 0 to --rate over this long, e.g. 10s (default: at once).
+    #[arg(long, default_value = "0s", value_parser = levee_common::parse_duration)]
+    ramp: Duration,
     /// Levee's admin URL (e.g. http://127.0.0.1:9090), to count invocations and spend caused.
     #[arg(long)]
     admin: Option<String>,
@@ -369,6 +385,7 @@ impl DrillPlan {
             timeout: Duration::from_secs(DEFAULT_SECS),
             max_requests: MAX_REQUESTS,
             launch_path: None,
+            ramp: Duration::ZERO,
             admin: None,
             report_dir: None,
             quiet: true,
@@ -398,6 +415,7 @@ impl DrillPlan {
         plan.timeout = cli.timeout;
         plan.max_requests = cli.max_requests;
         plan.launch_path = cli.launch_path;
+        plan.ramp = cli.ramp;
         plan.quiet = cli.quiet;
         plan.report_dir = (!cli.no_report).then_some(cli.report_dir);
         plan.admin = match (cli.admin, cli.token) {
@@ -451,6 +469,7 @@ impl DrillPlan {
         )?;
         in_range("timeout", self.timeout, MIN_TIMEOUT, MAX_TIMEOUT)?;
         in_range("max-requests", self.max_requests, 1, MAX_REQUESTS)?;
+        in_range("ramp", self.ramp, Duration::ZERO, self.duration)?;
         if let Some(path) = &self.launch_path {
             if self.scenario != Scenario::RouteLaunch {
                 return Err(DrillError::Usage(
@@ -466,6 +485,25 @@ impl DrillPlan {
             }
         }
         Ok(())
+    }
+
+    /// How many seconds' worth of `--rate` the surge class has sent
+    /// `elapsed` into the run: a bursty replay sends only in the first
+    /// second of every [`BURST_EVERY_SECS`], and a ramp rises evenly
+    /// over `ramp` (so half its length's worth by its end).
+    pub fn surge_seconds(&self, elapsed: f64) -> f64 {
+        let on = if self.scenario == Scenario::BurstyReplay {
+            let every = BURST_EVERY_SECS as f64;
+            (elapsed / every).floor() + (elapsed % every).min(1.0)
+        } else {
+            elapsed
+        };
+        let ramp = self.ramp.as_secs_f64();
+        if on < ramp {
+            on * on / (2.0 * ramp)
+        } else {
+            on - ramp / 2.0
+        }
     }
 
     /// Where the surge class sends: the target, or for a route launch its
@@ -485,6 +523,29 @@ mod tests {
 
     fn args(s: &str) -> Vec<String> {
         s.split_whitespace().map(String::from).collect()
+    }
+
+    #[test]
+    fn a_ramp_rises_evenly_and_a_replay_comes_in_bursts() {
+        let mut plan = DrillPlan::new("http://127.0.0.1:9/f", Scenario::Flood, false).unwrap();
+        assert_eq!(plan.surge_seconds(3.0), 3.0);
+        plan.ramp = Duration::from_secs(10);
+        assert_eq!(plan.surge_seconds(0.0), 0.0);
+        assert_eq!(
+            plan.surge_seconds(5.0),
+            1.25,
+            "a quarter of the ramp's area"
+        );
+        assert_eq!(plan.surge_seconds(10.0), 5.0);
+        assert_eq!(plan.surge_seconds(12.0), 7.0, "full rate after it");
+        plan.duration = Duration::from_secs(5);
+        assert!(plan.validate().is_err(), "a ramp longer than the run");
+        let plan = DrillPlan::new("http://127.0.0.1:9/f", Scenario::BurstyReplay, false).unwrap();
+        let sent: Vec<f64> = [0.5, 1.0, 3.9, 4.5, 8.0, 9.0]
+            .map(|t| plan.surge_seconds(t))
+            .into();
+        assert_eq!(sent, [0.5, 1.0, 1.0, 1.5, 2.0, 3.0]);
+        assert!(Scenario::BurstyReplay.is_benign());
     }
 
     #[test]

@@ -24,12 +24,12 @@ pub fn legit_source(n: u64, sources: u32) -> IpAddr {
     IpAddr::V4(Ipv4Addr::new(127, 10, 0, (i % 250) as u8 + 1))
 }
 
-/// The `n`th source of the surge `scenario` sends: a route launch comes
-/// from the legitimate clients, a flash crowd from new ones spread wide,
+/// The `n`th source of the surge `scenario` sends: a route launch and a
+/// bursty replay come from the legitimate clients, a flash crowd from new ones spread wide,
 /// an attack from [`attack_source`].
 pub fn surge_source(scenario: Scenario, n: u64, sources: u32, legit_sources: u32) -> IpAddr {
     match scenario {
-        Scenario::RouteLaunch => legit_source(n, legit_sources),
+        Scenario::RouteLaunch | Scenario::BurstyReplay => legit_source(n, legit_sources),
         Scenario::FlashCrowd => crowd_source(n, sources),
         _ => attack_source(n, sources),
     }
@@ -132,7 +132,7 @@ pub fn attack(scenario: Scenario, n: u64, t: &Target) -> Shape {
         ),
         // People, not a tool: the legitimate clients' requests (a route
         // launch's target is the new route).
-        Scenario::FlashCrowd | Scenario::RouteLaunch => legit(t, n),
+        Scenario::FlashCrowd | Scenario::RouteLaunch | Scenario::BurstyReplay => legit(t, n),
         Scenario::CacheBust => {
             let p = if n.is_multiple_of(2) {
                 with_query(

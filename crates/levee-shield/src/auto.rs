@@ -471,7 +471,8 @@ pub struct Settings {
     /// ... and the reference by at least this many requests a second, so
     /// a quiet service's doubling is not an attack.
     pub floor_rps: f64,
-    /// Consecutive surge ticks before an event opens.
+    /// Consecutive surge ticks before an event opens (one when the surge
+    /// is over twice the threshold).
     pub surge_ticks: u32,
     /// Ticks of learning before anything is declared.
     pub learn_ticks: u32,
@@ -728,6 +729,9 @@ struct Surge {
     rate: f64,
     reference: f64,
     route: Option<Value>,
+    /// Over twice the threshold: an event at once, without waiting for
+    /// `surge_ticks` (a signature is validated all the same).
+    strong: bool,
 }
 
 /// What an event opens with.
@@ -831,9 +835,8 @@ impl Detector {
         } else {
             (s.factor, s.floor_rps, s.surge_ticks)
         };
-        let over = |rate: f64, reference: f64| {
-            !learning && rate > (factor * reference).max(reference + floor)
-        };
+        let threshold = |reference: f64| (factor * reference).max(reference + floor);
+        let over = |rate: f64, reference: f64| !learning && rate > threshold(reference);
         let paths = &tops[Top::Path as usize];
         // The traffic as a whole, or else the route that surged most over
         // its own share of the baseline.
@@ -842,6 +845,7 @@ impl Detector {
                 rate,
                 reference,
                 route: None,
+                strong: rate > 2.0 * threshold(reference),
             })
         } else {
             paths
@@ -855,6 +859,7 @@ impl Detector {
                     rate: count,
                     reference: expected,
                     route: Some(*value),
+                    strong: count > 2.0 * threshold(expected),
                 })
         };
         let surging = surge.is_some();
@@ -911,7 +916,7 @@ impl Detector {
                 });
                 let opened = match (rearm, &surge) {
                     (Some(signature), Some(surge)) => Some((surge, Some(signature), true)),
-                    (None, Some(surge)) if self.surge_run >= surge_ticks => {
+                    (None, Some(surge)) if self.surge_run >= surge_ticks || surge.strong => {
                         Some((surge, self.signature(surge, rate, candidates), false))
                     }
                     _ => None,
@@ -1381,7 +1386,7 @@ mod tests {
             "{}",
             sig.rule
         );
-        assert_eq!(events[0].started, 26, "the second surge tick");
+        assert_eq!(events[0].started, 25, "over twice the threshold: the first");
         // Back to normal: the event ends after the quiet ticks.
         for t in 28..32 {
             ordinary(&mut d, 40, t as usize);
@@ -1573,8 +1578,8 @@ mod tests {
     #[test]
     fn a_signature_is_counted_one_tick_then_enforced_then_lifted_and_rearms_at_once() {
         let mut d = learned();
+        // 50x the reference: an event in its first second.
         flood_tick(&mut d, 25);
-        flood_tick(&mut d, 26);
         let event = d.events().next().unwrap();
         assert_eq!(
             event.mitigation,
@@ -1582,7 +1587,7 @@ mod tests {
             "watched for one tick first"
         );
         assert!(d.enforced_rules().is_empty());
-        flood_tick(&mut d, 27);
+        flood_tick(&mut d, 26);
         assert_eq!(d.events().next().unwrap().mitigation, Mitigation::Enforced);
         let rules = d.enforced_rules();
         assert_eq!(rules.len(), 1);
@@ -1595,7 +1600,7 @@ mod tests {
         assert!(rules[0].contains("action = \"block\"\nresponse = { status = 429"));
         let firewall = compile(&rules).expect("compiles").expect("a firewall");
         assert_eq!(firewall.counters().len(), 1);
-        for t in 28..32 {
+        for t in 27..31 {
             ordinary(&mut d, 40, t as usize);
             tick(&mut d, t);
         }
@@ -1606,7 +1611,7 @@ mod tests {
         );
         assert_eq!(
             (event.enforced, event.lifted),
-            (Some(27), Some(30)),
+            (Some(26), Some(29)),
             "three quiet ticks"
         );
         assert!(d.enforced_rules().is_empty());
@@ -1790,12 +1795,12 @@ mod tests {
             small_route(&mut d, t);
             tick(&mut d, t as u64);
         }
-        // 60 a second of a tool on /login: under 3x the whole, 30x the
-        // route's own.
+        // 40 a second of a tool on /login: under 3x the whole, 20x the
+        // route's own (under twice its threshold, so two seconds).
         let flood = |d: &mut Detector, t: usize| {
             ordinary(d, 40, t);
             small_route(d, t);
-            for i in 0..60u32 {
+            for i in 0..40u32 {
                 let mut sample = sample([(i + 1) as u8, 2, 3, 4], "flood/1.0");
                 sample.path = PathShape::of("/login", "");
                 d.observe(&sample);
@@ -1808,7 +1813,7 @@ mod tests {
         let event = d.events().next().expect("the route's surge").clone();
         assert_eq!(event.route.as_deref(), Some("/login"));
         assert!((event.reference_rps - 2.0).abs() < 0.5, "{event:?}");
-        assert_eq!(event.peak_rps, 62.0);
+        assert_eq!(event.peak_rps, 42.0);
         let sig = event.signature.expect("a signature");
         assert_eq!(
             (sig.attribute, sig.value.as_str()),

@@ -368,11 +368,12 @@ fn a_flood_rotating_browser_agents_is_throttled_by_its_header_shape() {
 }
 
 /// Ten times the traffic from new networks with the usual variety, then
-/// five times from the known clients onto a new route: both are events
-/// (the detector sees them) with nothing to refuse, and every request is
-/// answered.
+/// five times from the known clients onto a new route, then the known
+/// clients' own traffic replayed in bursts (ten times for a second, three
+/// times over): the first two are events (the detector sees them) with
+/// nothing to refuse, and every request is answered.
 #[test]
-fn a_flash_crowd_and_a_route_launch_are_not_mitigated() {
+fn a_flash_crowd_a_route_launch_and_a_bursty_replay_are_not_mitigated() {
     let s = Server::start(
         "autobenign",
         &format!(
@@ -398,6 +399,24 @@ fn a_flash_crowd_and_a_route_launch_are_not_mitigated() {
         let launch = paced(100, 4, Duration::from_secs(6), &never, |i| {
             ordinary(&s, "/new", &format!("10.1.{}.{}", i % 10, i % 3), i)
         });
+        assert!(
+            s.wait_until(Duration::from_secs(15), || {
+                report(&s)["events"]
+                    .as_array()
+                    .is_some_and(|e| e.iter().all(|e| e["state"] == "ended"))
+            }),
+            "{}",
+            report(&s)
+        );
+        // The known clients, as they were, ten times over for one second
+        // in three.
+        let mut replay = Vec::new();
+        for _ in 0..3 {
+            replay.extend(paced(200, 4, Duration::from_secs(1), &never, |i| {
+                ordinary(&s, "/f", &format!("10.1.{}.{}", i % 10, i % 3), i)
+            }));
+            std::thread::sleep(Duration::from_secs(2));
+        }
         let after = report(&s);
         let metrics = s.admin("GET", "/metrics", b"").text();
         let events = after["events"].as_array().unwrap();
@@ -412,7 +431,7 @@ fn a_flash_crowd_and_a_route_launch_are_not_mitigated() {
         }
         assert!(events.len() >= 2, "the launch was an event too: {after}");
         // What changed in the launch: the route asked for, nothing else.
-        let launch_event = &events[events.len() - 1];
+        let launch_event = &events[1];
         assert!(
             launch_event["changes"]
                 .as_array()
@@ -422,14 +441,21 @@ fn a_flash_crowd_and_a_route_launch_are_not_mitigated() {
             "{launch_event}"
         );
         assert_eq!(launch_event["strained"], false, "{launch_event}");
-        let refused = crowd.iter().chain(&launch).filter(|&&c| c != 200).count();
+        let refused = crowd
+            .iter()
+            .chain(&launch)
+            .chain(&replay)
+            .filter(|&&c| c != 200)
+            .count();
         assert_eq!(
             refused,
             0,
-            "of {} crowd and {} launch requests",
+            "of {} crowd, {} launch and {} replayed requests",
             crowd.len(),
-            launch.len()
+            launch.len(),
+            replay.len()
         );
+        assert!(replay.len() >= 450, "{}", replay.len());
         assert!(
             crowd.len() >= 600 && launch.len() >= 300,
             "{} {}",
