@@ -426,27 +426,39 @@ fn toml_string(text: &str) -> String {
 
 /// Space-Saving heavy hitters: at most [`TOP_K`] counters; a value seen
 /// when all are taken replaces the smallest and inherits its count (an
-/// over-estimate by at most that count, kept as `error`).
+/// over-estimate by at most that count, kept as `error`). Each counter
+/// also counts the requests from networks the baseline knows (not
+/// inherited: an under-estimate).
 #[derive(Debug, Default)]
 struct TopK {
-    counts: HashMap<Value, (u64, u64)>,
+    /// (count, error, from known networks).
+    counts: HashMap<Value, (u64, u64, u64)>,
 }
 
 impl TopK {
-    fn add(&mut self, value: Value) {
-        if let Some((count, _)) = self.counts.get_mut(&value) {
+    fn add(&mut self, value: Value, known: bool) {
+        let known = u64::from(known);
+        if let Some((count, _, k)) = self.counts.get_mut(&value) {
             *count += 1;
+            *k += known;
             return;
         }
         if self.counts.len() < TOP_K {
-            self.counts.insert(value, (1, 0));
+            self.counts.insert(value, (1, 0, known));
             return;
         }
-        let Some((&smallest, &(min, _))) = self.counts.iter().min_by_key(|(_, (c, _))| *c) else {
+        let Some((&smallest, &(min, ..))) = self.counts.iter().min_by_key(|(_, (c, ..))| *c) else {
             return;
         };
         self.counts.remove(&smallest);
-        self.counts.insert(value, (min + 1, min));
+        self.counts.insert(value, (min + 1, min, known));
+    }
+
+    /// Each value's share of requests from networks the baseline knows.
+    fn known_shares(&self) -> impl Iterator<Item = (Value, f64)> + '_ {
+        self.counts
+            .iter()
+            .map(|(value, (count, _, known))| (*value, *known as f64 / (*count).max(1) as f64))
     }
 
     /// Values with their guaranteed count (count less error), largest
@@ -455,7 +467,7 @@ impl TopK {
         let mut v: Vec<(Value, u64)> = self
             .counts
             .iter()
-            .map(|(value, (count, error))| (*value, count - error))
+            .map(|(value, (count, error, _))| (*value, count - error))
             .collect();
         v.sort_by_key(|b| std::cmp::Reverse(b.1));
         v
@@ -480,6 +492,9 @@ pub struct Settings {
     pub quiet_ticks: u32,
     /// The most of the baseline a signature may have matched.
     pub max_baseline_share: f64,
+    /// The most of a look's requests that may come from networks (/24s)
+    /// the baseline knows.
+    pub max_known_share: f64,
     /// The least of the surplus a signature must cover.
     pub min_coverage: f64,
     /// EWMA weight of one tick in the baseline.
@@ -506,6 +521,7 @@ impl Default for Settings {
             learn_ticks: 600,
             quiet_ticks: 60,
             max_baseline_share: 0.01,
+            max_known_share: 0.25,
             min_coverage: 0.5,
             alpha: 0.01,
             enforce: true,
@@ -526,6 +542,8 @@ pub struct Signature {
     pub baseline_share: f64,
     /// The part of the surplus over the reference it accounts for.
     pub coverage: f64,
+    /// The share of its requests from networks (/24s) the baseline knows.
+    pub known_share: f64,
     /// A rule matching it, as levee.toml TOML: the enforced throttle, or
     /// a count rule when nothing is enforced.
     pub rule: String,
@@ -694,6 +712,9 @@ pub struct Detector {
     /// The route (path shape) whose surge opened the open event, if it
     /// was one route's rather than the whole traffic's.
     open_route: Option<Value>,
+    /// For the tick being ended, each candidate value's share of requests
+    /// from networks the baseline knows (at most `CANDIDATES` × [`TOP_K`]).
+    known: HashMap<Value, f64>,
     next_id: u64,
     events: VecDeque<Event>,
     /// Signatures of ended events and when they ended, for a fast re-arm:
@@ -764,6 +785,7 @@ impl Detector {
             open: None,
             open_value: None,
             open_route: None,
+            known: HashMap::new(),
             next_id: 1,
             events: VecDeque::new(),
             remembered: VecDeque::new(),
@@ -789,8 +811,11 @@ impl Detector {
             (Top::Status, Value::Status(sample.status)),
             (Top::Key, Value::Key(sample.key)),
         ];
+        // Whether the client's /24 was seen in the baseline: a look that
+        // comes mostly from known networks is the known clients'.
+        let known = self.baseline.share(&values[Top::Prefix as usize].1) > 0.0;
         for (top, value) in values {
-            self.tops[top as usize].add(value);
+            self.tops[top as usize].add(value, known);
         }
     }
 
@@ -811,6 +836,10 @@ impl Detector {
         } else {
             seen as f64 / total as f64
         };
+        self.known = self.tops[..CANDIDATES]
+            .iter()
+            .flat_map(TopK::known_shares)
+            .collect();
         let tops: Vec<Vec<(Value, u64)>> = self
             .tops
             .iter_mut()
@@ -952,6 +981,19 @@ impl Detector {
         self.remembered.push_back((value, now));
     }
 
+    /// Whether a look's requests this tick came mostly from networks the
+    /// baseline never saw: one from the known clients (an app's new
+    /// version, a launch) is theirs, not an attack's. A prefix is its own
+    /// answer (its baseline share says whether it is known).
+    fn strangers(&self, value: &Value) -> bool {
+        match value {
+            Value::Agent(_) | Value::Shape(_) | Value::PathAndShape(..) => {
+                self.known.get(value).copied().unwrap_or(0.0) <= self.settings.max_known_share
+            }
+            _ => true,
+        }
+    }
+
     /// A remembered signature that carries most of this surge second.
     fn returning(
         &self,
@@ -966,7 +1008,9 @@ impl Detector {
                     .remembered
                     .iter()
                     .any(|(v, at)| v == value && now.saturating_sub(*at) <= REMEMBER_SECS);
-                (remembered && *count as f64 >= self.settings.min_coverage * surge.rate)
+                (remembered
+                    && self.strangers(value)
+                    && *count as f64 >= self.settings.min_coverage * surge.rate)
                     .then_some((*value, *count))
             })
     }
@@ -993,8 +1037,10 @@ impl Detector {
                     let base = self.baseline.share(value);
                     let excess = *count as f64 - base * reference;
                     let coverage = (excess / surplus).min(1.0);
-                    (base <= s.max_baseline_share && coverage >= s.min_coverage)
-                        .then_some((value, *count, coverage))
+                    (base <= s.max_baseline_share
+                        && coverage >= s.min_coverage
+                        && self.strangers(value))
+                    .then_some((value, *count, coverage))
                 })
                 .max_by(|a, b| a.2.total_cmp(&b.2))
                 .and_then(|(value, count, _)| {
@@ -1057,6 +1103,7 @@ impl Detector {
             share: count as f64 / rate,
             baseline_share: base,
             coverage,
+            known_share: self.known.get(value).copied().unwrap_or(0.0),
             rule: value.rule(
                 self.next_id,
                 match (self.settings.enforce, self.settings.action) {
@@ -1827,6 +1874,37 @@ mod tests {
             tick(&mut d, t as u64);
         }
         assert_eq!(d.events().next().unwrap().state, State::Ended);
+    }
+
+    #[test]
+    fn a_new_user_agent_from_the_known_clients_is_theirs_not_a_signature() {
+        // Every ordinary client updates its app at once and retries: 10x,
+        // a user agent never seen, from the networks the baseline knows.
+        let mut d = learned();
+        for t in 25..28 {
+            for i in 0..400usize {
+                let j = i + t;
+                d.observe(&shaped(
+                    [10, (j % 50) as u8, 0, (j % 4) as u8],
+                    "MyApp/2.0",
+                    CLIENT_HEADERS[j % 4],
+                ));
+            }
+            tick(&mut d, t as u64);
+        }
+        let event = d.events().next().expect("a surge");
+        assert_eq!(event.signature, None, "{event:?}");
+        // The same from strangers is a flood of one tool.
+        let mut d = learned();
+        for t in 25..28 {
+            for i in 0..400u32 {
+                d.observe(&sample([172, 20, (i % 250) as u8, 1], "MyApp/2.0"));
+            }
+            tick(&mut d, t as u64);
+        }
+        let sig = first_signature(&d);
+        assert_eq!(sig.value, "MyApp/2.0");
+        assert_eq!(sig.known_share, 0.0);
     }
 
     #[test]
