@@ -3,8 +3,9 @@
 20 req/s from 30 clients through a trusted loopback proxy), then three
 times a flood of one tool's user agent from 10,000 sources (8 threads)
 until GET /admin/shield/auto shows the event and then its rule in force;
-prints how long each took, what 50 more flood requests got, and when the
-event ended once the flood stopped (quiet_for = 3 s).
+prints how long each took, what 50 more flood requests got, and how long
+after the flood stopped the event ended and its rule was lifted
+(quiet_for = 3 s).
 Starts its own server on port 0 and stops it.
 
 Usage: bench/time-to-detect.py [BIN_DIR]   (default: target/release)
@@ -70,8 +71,9 @@ for round in range(3):
     c.close()
     ev = report()["events"][-1]
     flood = False; [t.join() for t in ts]
-    while report()["events"][-1]["state"] != "ended": time.sleep(0.2)
-    ended = time.time() - start
-    print(f"round {round}: event visible {seen:.2f} s, rule in force {enforced:.2f} s after the flood began ({ev['mitigation']}); then {codes.count(429)} of 50 flood requests got 429; peak {ev['peak_rps']:.0f} rps vs reference {ev['reference_rps']:.1f}; signature {(ev['signature'] or {}).get('value')!r} coverage {(ev['signature'] or {}).get('coverage')}; ended {ended - seen:.1f} s after")
+    stopped = time.time()
+    while report()["events"][-1]["state"] != "ended": time.sleep(0.05)
+    lifted = time.time() - stopped
+    print(f"round {round}: event visible {seen:.2f} s, rule in force {enforced:.2f} s after the flood began ({ev['mitigation']}); then {codes.count(429)} of 50 flood requests got 429; peak {ev['peak_rps']:.0f} rps vs reference {ev['reference_rps']:.1f}; signature {(ev['signature'] or {}).get('value')!r} coverage {(ev['signature'] or {}).get('coverage')}; ended, rule lifted, {lifted:.1f} s after the flood stopped")
 stop = True; p.terminate(); p.wait()
 subprocess.run(["rm", "-rf", d])

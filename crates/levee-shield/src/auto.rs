@@ -622,11 +622,32 @@ struct Baseline {
     /// The share of requests that found the service under strain.
     strain: f64,
     shares: HashMap<Value, f64>,
+    /// The shares as they were [`SNAPSHOT_TICKS`] and twice that many
+    /// learned ticks ago, newest last (at most [`SNAPSHOTS`]).
+    earlier: VecDeque<HashMap<Value, f64>>,
 }
+
+/// Learned ticks between two snapshots of the shares, and how many are
+/// kept: an attack that ramps up under the surge threshold is learned
+/// for as long as it stays under it, but a signature is judged by the
+/// smallest share its value had over the last 10–20 s, which the ramp's
+/// start did not reach.
+const SNAPSHOT_TICKS: u32 = 10;
+const SNAPSHOTS: usize = 2;
 
 impl Baseline {
     fn share(&self, value: &Value) -> f64 {
         self.shares.get(value).copied().unwrap_or(0.0)
+    }
+
+    /// A value's share as a signature is judged by: the smallest it had
+    /// now and in each snapshot (absent from one: 0). Before the first
+    /// snapshot, the share now.
+    fn settled_share(&self, value: &Value) -> f64 {
+        self.earlier
+            .iter()
+            .map(|shares| shares.get(value).copied().unwrap_or(0.0))
+            .fold(self.share(value), f64::min)
     }
 
     fn learn(&mut self, total: u64, strain: f64, top: &[(Value, u64)], alpha: f64) {
@@ -635,6 +656,12 @@ impl Baseline {
         } else {
             alpha.max(1.0 / f64::from(self.ticks + 1))
         };
+        if self.ticks > 0 && self.ticks.is_multiple_of(SNAPSHOT_TICKS) {
+            if self.earlier.len() == SNAPSHOTS {
+                self.earlier.pop_front();
+            }
+            self.earlier.push_back(self.shares.clone());
+        }
         self.rate += a * (total as f64 - self.rate);
         self.strain += a * (strain - self.strain);
         self.ticks = self.ticks.saturating_add(1);
@@ -811,9 +838,10 @@ impl Detector {
             (Top::Status, Value::Status(sample.status)),
             (Top::Key, Value::Key(sample.key)),
         ];
-        // Whether the client's /24 was seen in the baseline: a look that
-        // comes mostly from known networks is the known clients'.
-        let known = self.baseline.share(&values[Top::Prefix as usize].1) > 0.0;
+        // Whether the client's /24 was in the baseline (before any ramp):
+        // a look that comes mostly from known networks is the known
+        // clients'.
+        let known = self.baseline.settled_share(&values[Top::Prefix as usize].1) > 0.0;
         for (top, value) in values {
             self.tops[top as usize].add(value, known);
         }
@@ -1034,7 +1062,7 @@ impl Detector {
         tops.iter().find_map(|top| {
             top.iter()
                 .filter_map(|(value, count)| {
-                    let base = self.baseline.share(value);
+                    let base = self.baseline.settled_share(value);
                     let excess = *count as f64 - base * reference;
                     let coverage = (excess / surplus).min(1.0);
                     (base <= s.max_baseline_share
@@ -1058,7 +1086,7 @@ impl Detector {
                 top.iter()
                     .map(|(value, count)| {
                         let share = *count as f64 / rate.max(1.0);
-                        let base = self.baseline.share(value);
+                        let base = self.baseline.settled_share(value);
                         (share - base, value, share, base)
                     })
                     .max_by(|a, b| a.0.total_cmp(&b.0))
@@ -1092,7 +1120,7 @@ impl Detector {
         rate: f64,
     ) -> Option<Signature> {
         let reference = self.baseline.rate;
-        let base = self.baseline.share(value);
+        let base = self.baseline.settled_share(value);
         let surplus = (surge.rate - surge.reference).max(1.0);
         let coverage = ((count as f64 - base * reference) / surplus).clamp(0.0, 1.0);
         // Its baseline rate, twice over for headroom, and never zero.
@@ -1226,6 +1254,7 @@ impl Detector {
             ticks: saved.ticks,
             strain: finite(saved.strain).min(1.0),
             shares,
+            earlier: VecDeque::new(),
         };
     }
 
@@ -1908,6 +1937,27 @@ mod tests {
     }
 
     #[test]
+    fn a_flood_that_ramps_up_under_the_threshold_is_judged_by_the_baseline_before_it() {
+        let mut d = learned();
+        // 30, then 60 a second of a tool: under 3x, so learned ...
+        for (t, n) in [(25u64, 30u32), (26, 60), (27, 200), (28, 400), (29, 400)] {
+            ordinary(&mut d, 40, t as usize);
+            for i in 0..n {
+                d.observe(&sample([172, 16, (i % 250) as u8, 1], "ramp/1.0"));
+            }
+            tick(&mut d, t);
+        }
+        let tool = Value::Agent(Agent::of(Some(b"ramp/1.0")));
+        assert!(d.baseline.share(&tool) > 0.01, "the ramp was learned");
+        // ... but not by the snapshots from before it.
+        let sig = first_signature(&d);
+        assert_eq!(
+            (sig.attribute, sig.value.as_str(), sig.baseline_share),
+            ("user_agent", "ramp/1.0", 0.0)
+        );
+    }
+
+    #[test]
     fn every_attribute_is_saved_and_restored() {
         let mut d = learned();
         for t in 25..28 {
@@ -1945,7 +1995,10 @@ mod tests {
             .iter()
             .map(|t| t.counts.capacity() * entry)
             .sum::<usize>();
-        let shares = d.baseline.shares.capacity() * (std::mem::size_of::<(Value, f64)>() + 1);
+        let shares = std::iter::once(&d.baseline.shares)
+            .chain(&d.baseline.earlier)
+            .map(|s| s.capacity() * (std::mem::size_of::<(Value, f64)>() + 1))
+            .sum::<usize>();
         let events = d
             .events
             .iter()
