@@ -1,7 +1,8 @@
 //! The edge's side of automatic attack detection and mitigation
-//! (`[auto_mitigation]`): each request is counted and, up to
-//! [`MAX_SAMPLES_PER_SECOND`], sampled into a bounded channel that one
-//! detector thread drains and ticks once a second. The thread publishes
+//! (`[auto_mitigation]`): each request is counted and one in every
+//! `stride` (set each second for about [`SAMPLES_PER_SECOND`]) sampled
+//! into a bounded channel that one detector thread drains and ticks once
+//! a second. The thread publishes
 //! its report (`GET /admin/shield/auto`) and, in enforce mode, the rules in
 //! force as a firewall the pipeline evaluates after the operator's.
 //!
@@ -31,21 +32,27 @@ use serde_json::{json, Value};
 
 use crate::RequestInfo;
 
-/// Samples a second at most; beyond it requests are only counted (the
-/// detector scales the composition up to the count).
-pub const MAX_SAMPLES_PER_SECOND: u64 = 20_000;
-/// Samples waiting for the detector thread: four times what arrives
-/// between two drains at the sampling cap, and small enough (a sample is
-/// about 260 bytes) to stay in cache.
+/// Samples a second aimed at: above this rate one request in every
+/// `ceil(last second's rate / SAMPLES_PER_SECOND)` is sampled, spread
+/// over the whole second (a flood timed to the end of each second is
+/// sampled like the rest), and the detector scales the composition up to
+/// the count. Enough for a share's estimate to within about 1.4 points.
+pub const SAMPLES_PER_SECOND: u64 = 5_000;
+/// Samples waiting for the detector thread: sixteen times what arrives
+/// between two drains at the sampling rate (a flood's first second, before
+/// the stride follows it, may fill it: those samples are dropped and
+/// counted), and small enough (a sample is about 260 bytes) to stay in
+/// cache.
 pub const SAMPLE_BUFFER: usize = 4_096;
 
 /// Counts and samples requests for the detector thread.
 #[derive(Debug)]
 pub struct Watch {
     samples: SyncSender<Sample>,
-    /// Requests this second, sampled or not; the first
-    /// [`MAX_SAMPLES_PER_SECOND`] of them are sampled.
+    /// Requests this second, sampled or not.
     seen: Arc<AtomicU64>,
+    /// One request in this many is sampled (at least 1).
+    stride: Arc<AtomicU64>,
     /// Samples the full buffer refused, since start.
     dropped: Arc<AtomicU64>,
     report: Arc<Mutex<Value>>,
@@ -81,10 +88,12 @@ impl Watch {
         };
         let (tx, rx) = sync_channel(SAMPLE_BUFFER);
         let seen = Arc::new(AtomicU64::new(0));
+        let stride = Arc::new(AtomicU64::new(1));
         let report = Arc::new(Mutex::new(Value::Null));
         let dropped = Arc::new(AtomicU64::new(0));
         let counts = Counts {
             seen: Arc::clone(&seen),
+            stride: Arc::clone(&stride),
             dropped: Arc::clone(&dropped),
         };
         let rules = Arc::new(ArcSwapOption::empty());
@@ -106,6 +115,7 @@ impl Watch {
         Ok(Some(Arc::new(Watch {
             samples: tx,
             seen,
+            stride,
             dropped,
             report,
             rules,
@@ -115,9 +125,10 @@ impl Watch {
     }
 
     /// Counts one request; whether it is one of this second's samples
-    /// (the hot path: one atomic add).
+    /// (the hot path: one atomic add and one load).
     pub fn count(&self) -> bool {
-        self.seen.fetch_add(1, Ordering::Relaxed) < MAX_SAMPLES_PER_SECOND
+        let n = self.seen.fetch_add(1, Ordering::Relaxed);
+        n.is_multiple_of(self.stride.load(Ordering::Relaxed).max(1))
     }
 
     /// Hands a sampled request, with what the edge decided and answered,
@@ -199,6 +210,7 @@ fn unix_now() -> u64 {
 /// The counters the edge and the detector thread share.
 struct Counts {
     seen: Arc<AtomicU64>,
+    stride: Arc<AtomicU64>,
     dropped: Arc<AtomicU64>,
 }
 
@@ -263,7 +275,8 @@ fn save_baseline(path: &Path, baseline: &SavedBaseline) {
 }
 
 /// How often the detector thread empties the buffer: at most
-/// `MAX_SAMPLES_PER_SECOND / 20` samples wait, well inside the buffer.
+/// about `SAMPLES_PER_SECOND / 20` samples wait (more in a flood's first
+/// second, before the stride follows it), well inside the buffer.
 const DRAIN_EVERY: Duration = Duration::from_millis(50);
 
 /// The detector thread: drains samples, ticks each second, publishes the
@@ -302,7 +315,11 @@ fn run(
             next = Instant::now() + Duration::from_secs(1);
         }
         let now = unix_now();
-        detector.tick(now, counts.seen.swap(0, Ordering::Relaxed));
+        let seen = counts.seen.swap(0, Ordering::Relaxed);
+        counts
+            .stride
+            .store(seen.div_ceil(SAMPLES_PER_SECOND).max(1), Ordering::Relaxed);
+        detector.tick(now, seen);
         ticks = ticks.wrapping_add(1);
         // Saved the moment learning is done, then every minute.
         let learned = !detector.status().learning;

@@ -15,7 +15,7 @@
 pub const PATH_SHAPE_LEN: usize = 96;
 
 /// A request's path shape, inline. `Default` is the empty shape.
-#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Clone, Copy, PartialEq, Eq)]
 pub struct PathShape {
     len: u8,
     bytes: [u8; PATH_SHAPE_LEN],
@@ -30,6 +30,14 @@ impl Default for PathShape {
             bytes: [0; PATH_SHAPE_LEN],
             cut: false,
         }
+    }
+}
+
+/// Only the bytes in use (the rest are zero, so equality agrees).
+impl std::hash::Hash for PathShape {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        state.write(self.as_bytes());
+        state.write_u8(u8::from(self.cut));
     }
 }
 
