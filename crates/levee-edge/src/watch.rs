@@ -101,17 +101,20 @@ impl Watch {
             report: Arc::clone(&report),
             rules: Arc::clone(&rules),
             mode: mode_name(config.mode),
+            in_force: Vec::new(),
+            hook: config.webhook.clone().map(|url| (url, alerts)),
+            told: HashMap::new(),
+            last_event: 0,
         };
         let mut detector = Detector::new(settings);
         let saved = data_dir.join(BASELINE_FILE);
-        let hook = config.webhook.clone().map(|url| (url, alerts));
         if let Some(baseline) = load_baseline(&saved) {
             detector.restore(&baseline);
         }
         *levee_common::sync::lock(&report) = report_of(&detector, mode_name(config.mode), 0);
         std::thread::Builder::new()
             .name("levee-detector".into())
-            .spawn(move || run(detector, rx, counts, published, saved, hook))?;
+            .spawn(move || run(detector, rx, counts, published, saved))?;
         Ok(Some(Arc::new(Watch {
             samples: tx,
             seen,
@@ -219,6 +222,47 @@ struct Published {
     report: Arc<Mutex<Value>>,
     rules: Arc<ArcSwapOption<Firewall>>,
     mode: &'static str,
+    /// The rules in force, as rendered.
+    in_force: Vec<String>,
+    /// Where events are POSTed, and what each event's POST last said (at
+    /// most MAX_EVENTS entries).
+    hook: Option<(String, AlertSink)>,
+    told: HashMap<u64, (auto::State, auto::Mitigation)>,
+    /// The newest event counted in the metrics.
+    last_event: u64,
+}
+
+impl Published {
+    /// Puts the detector's state out: the rules in force (compiled and
+    /// swapped in when they changed), the webhook's POSTs, the metrics
+    /// and the report.
+    fn publish(&mut self, detector: &Detector, dropped: u64) {
+        let enforced = detector.enforced_rules();
+        if enforced != self.in_force {
+            match auto::compile(&enforced) {
+                Ok(firewall) => {
+                    self.rules.store(firewall.map(Arc::new));
+                    tracing::warn!(rules = enforced.len(), "automatic mitigation rules changed");
+                    self.in_force = enforced.iter().map(|r| r.to_string()).collect();
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, "an automatic rule did not compile; not applied")
+                }
+            }
+        }
+        if let Some((url, alerts)) = &self.hook {
+            tell(detector, url, alerts, &mut self.told);
+        }
+        let newest = detector.events().last().map_or(0, |e| e.id);
+        levee_meter::metrics::auto_mitigation(
+            newest.saturating_sub(self.last_event),
+            self.in_force.len(),
+            detector.status().reference_rps,
+            dropped,
+        );
+        self.last_event = newest;
+        *levee_common::sync::lock(&self.report) = report_of(detector, self.mode, dropped);
+    }
 }
 
 fn mode_name(mode: AutoMode) -> &'static str {
@@ -285,17 +329,12 @@ fn run(
     mut detector: Detector,
     samples: Receiver<Sample>,
     counts: Counts,
-    out: Published,
+    mut out: Published,
     saved: PathBuf,
-    hook: Option<(String, AlertSink)>,
 ) {
-    // What each event's webhook last said: at most MAX_EVENTS entries.
-    let mut told: HashMap<u64, (auto::State, auto::Mitigation)> = HashMap::new();
     let mut ticks: u32 = 0;
     let mut was_learned = !detector.status().learning;
     let mut next = Instant::now() + Duration::from_secs(1);
-    let mut in_force: Vec<String> = Vec::new();
-    let mut last_event = 0;
     loop {
         std::thread::sleep(DRAIN_EVERY.min(next.saturating_duration_since(Instant::now())));
         loop {
@@ -306,6 +345,10 @@ fn run(
             }
         }
         if Instant::now() < next {
+            // Between ticks, a returning signature is put back at once.
+            if detector.rearm_early(unix_now(), counts.seen.load(Ordering::Relaxed)) {
+                out.publish(&detector, counts.dropped.load(Ordering::Relaxed));
+            }
             continue;
         }
         next += Duration::from_secs(1);
@@ -327,32 +370,7 @@ fn run(
             save_baseline(&saved, &detector.saved_baseline(now));
         }
         was_learned = learned;
-        let enforced = detector.enforced_rules();
-        if enforced != in_force {
-            match auto::compile(&enforced) {
-                Ok(firewall) => {
-                    out.rules.store(firewall.map(Arc::new));
-                    tracing::warn!(rules = enforced.len(), "automatic mitigation rules changed");
-                    in_force = enforced.iter().map(|r| r.to_string()).collect();
-                }
-                Err(e) => {
-                    tracing::error!(error = %e, "an automatic rule did not compile; not applied")
-                }
-            }
-        }
-        if let Some((url, alerts)) = &hook {
-            tell(&detector, url, alerts, &mut told);
-        }
-        let newest = detector.events().last().map_or(0, |e| e.id);
-        let dropped = counts.dropped.load(Ordering::Relaxed);
-        levee_meter::metrics::auto_mitigation(
-            newest.saturating_sub(last_event),
-            in_force.len(),
-            detector.status().reference_rps,
-            dropped,
-        );
-        last_event = newest;
-        *levee_common::sync::lock(&out.report) = report_of(&detector, out.mode, dropped);
+        out.publish(&detector, counts.dropped.load(Ordering::Relaxed));
     }
 }
 

@@ -1009,6 +1009,67 @@ impl Detector {
         }
     }
 
+    /// Between ticks: when the second so far (`seen` requests since the
+    /// last tick, sampled as [`Detector::observe`] was given) is already
+    /// over the surge threshold and a remembered signature carries it, the
+    /// signature is enforced now rather than at the tick's end. The tick
+    /// that follows finds the event open. Whether it opened one.
+    pub fn rearm_early(&mut self, now: u64, seen: u64) -> bool {
+        let s = self.settings;
+        let reference = self.baseline.rate;
+        let rate = seen as f64;
+        if self.open.is_some()
+            || self.remembered.is_empty()
+            || self.total == 0
+            || self.baseline.ticks < s.learn_ticks
+            || rate <= (s.factor * reference).max(reference + s.floor_rps)
+        {
+            return false;
+        }
+        let scale = rate / self.total as f64;
+        let tops: Vec<Vec<(Value, u64)>> = self
+            .tops
+            .iter()
+            .map(|top| {
+                top.top()
+                    .into_iter()
+                    .map(|(v, c)| (v, (c as f64 * scale).round() as u64))
+                    .collect()
+            })
+            .collect();
+        self.known = self.tops[..CANDIDATES]
+            .iter()
+            .flat_map(TopK::known_shares)
+            .collect();
+        let surge = Surge {
+            rate,
+            reference,
+            route: None,
+            strong: true,
+        };
+        let Some((value, count)) = self.returning(now, &surge, &tops[..Top::PathAndShape as usize])
+        else {
+            return false;
+        };
+        let Some(signature) = self.signature_of(&value, count, &surge, rate) else {
+            return false;
+        };
+        let changes = self.changes(rate, &tops);
+        self.open_event(
+            now,
+            Opening {
+                reference,
+                rate,
+                route: None,
+                signature: Some((value, signature)),
+                rearmed: true,
+                strained: false,
+                changes,
+            },
+        );
+        true
+    }
+
     fn remember(&mut self, value: Value, now: u64) {
         self.remembered.retain(|(v, _)| *v != value);
         if self.remembered.len() == MAX_REMEMBERED {
@@ -1699,8 +1760,27 @@ mod tests {
             "three quiet ticks"
         );
         assert!(d.enforced_rules().is_empty());
-        // The same signature again: enforced in its first surge second.
-        flood_tick(&mut d, 40);
+        // The same signature again: enforced within its first surge
+        // second, as soon as the second so far is over the threshold ...
+        ordinary(&mut d, 40, 40);
+        assert!(!d.rearm_early(40, 40), "no surge yet");
+        for i in 0..200u32 {
+            d.observe(&sample(
+                [172, 16, (i % 250) as u8, 9],
+                "python-requests/2.32",
+            ));
+        }
+        assert!(d.rearm_early(40, 240));
+        assert_eq!(d.enforced_rules().len(), 1);
+        assert!(!d.rearm_early(40, 240), "once");
+        // ... and the tick that ends that second finds it open.
+        for i in 0..1800u32 {
+            d.observe(&sample(
+                [172, 16, (i % 250) as u8, 8],
+                "python-requests/2.32",
+            ));
+        }
+        tick(&mut d, 40);
         let again = d.events().last().unwrap();
         assert_eq!(
             (again.id, again.mitigation, again.enforced),
