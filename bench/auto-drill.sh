@@ -7,7 +7,8 @@
 # flash crowd is 10x (200 req/s) from 10,000 new sources, a route launch
 # 5x (100 req/s) from the known clients onto GET /new, a bursty replay 10x
 # (200 req/s) of the known clients' own traffic one second in four. RAMP=10s
-# raises the scenario's rate over that long. Prints the drill's
+# raises the scenario's rate over that long; DRILL_ARGS adds drill options
+# (e.g. "--rate 3000 --sources 10000" for a flood). Prints the drill's
 # summary lines, its automatic-mitigation marks and the detector's
 # events. One server (bench/lib.sh), on loopback port 0.
 #   bench/auto-drill.sh [SCENARIO]
@@ -34,6 +35,7 @@ drill() { "$bin/levee" drill --target "$edge/f" --admin "$admin" --token "$token
 echo "warm-up (legitimate traffic only):"
 drill --scenario flood --rate 0 --duration 12s | grep legit
 echo "$scenario at the drill's defaults, 20 s:"
-drill --scenario "$scenario" --duration 20s "${surge[@]}" ${RAMP:+--ramp "$RAMP"}
+# shellcheck disable=SC2086 # DRILL_ARGS is a list of options
+drill --scenario "$scenario" --duration 20s "${surge[@]}" ${RAMP:+--ramp "$RAMP"} ${DRILL_ARGS:-}
 curl -sf -H "Authorization: Bearer $token" "$admin/admin/shield/auto" |
   python3 -c 'import json,sys; r=json.load(sys.stdin); [print("event", e["id"], e["mitigation"], "started", e["started"], "enforced", e["enforced"], "signature", (e["signature"] or {}).get("value")) for e in r["events"]]; print("reference", round(r["reference_rps"],1), "req/s")'
