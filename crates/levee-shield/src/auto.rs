@@ -861,32 +861,15 @@ impl Detector {
     /// requests arrived in that second, sampled or not (the samples give
     /// the composition, scaled up to `seen`).
     pub fn tick(&mut self, now: u64, seen: u64) {
-        let total = std::mem::take(&mut self.total);
-        let strain = match total {
-            0 => 0.0,
-            n => std::mem::take(&mut self.strained) as f64 / n as f64,
-        };
-        self.strained = 0;
-        let scale = if total == 0 {
+        let tops = self.composition(seen);
+        let sampled = std::mem::take(&mut self.total);
+        let strained = std::mem::take(&mut self.strained);
+        let strain = if sampled == 0 {
             0.0
         } else {
-            seen as f64 / total as f64
+            strained as f64 / sampled as f64
         };
-        self.known = self.tops[..CANDIDATES]
-            .iter()
-            .flat_map(TopK::known_shares)
-            .collect();
-        let tops: Vec<Vec<(Value, u64)>> = self
-            .tops
-            .iter_mut()
-            .map(|top| {
-                std::mem::take(top)
-                    .top()
-                    .into_iter()
-                    .map(|(v, c)| (v, (c as f64 * scale).round() as u64))
-                    .collect()
-            })
-            .collect();
+        self.tops = Default::default();
         let total = seen;
         let rate = total as f64;
         self.last_rate = rate;
@@ -1026,21 +1009,7 @@ impl Detector {
         {
             return false;
         }
-        let scale = rate / self.total as f64;
-        let tops: Vec<Vec<(Value, u64)>> = self
-            .tops
-            .iter()
-            .map(|top| {
-                top.top()
-                    .into_iter()
-                    .map(|(v, c)| (v, (c as f64 * scale).round() as u64))
-                    .collect()
-            })
-            .collect();
-        self.known = self.tops[..CANDIDATES]
-            .iter()
-            .flat_map(TopK::known_shares)
-            .collect();
+        let tops = self.composition(seen);
         let surge = Surge {
             rate,
             reference,
@@ -1068,6 +1037,30 @@ impl Detector {
             },
         );
         true
+    }
+
+    /// The second so far: each sketch's values with their counts scaled
+    /// from the samples up to `seen` requests, and (into `known`) each
+    /// candidate's share from known networks.
+    fn composition(&mut self, seen: u64) -> Vec<Vec<(Value, u64)>> {
+        let scale = if self.total == 0 {
+            0.0
+        } else {
+            seen as f64 / self.total as f64
+        };
+        self.known = self.tops[..CANDIDATES]
+            .iter()
+            .flat_map(TopK::known_shares)
+            .collect();
+        self.tops
+            .iter()
+            .map(|top| {
+                top.top()
+                    .into_iter()
+                    .map(|(v, c)| (v, (c as f64 * scale).round() as u64))
+                    .collect()
+            })
+            .collect()
     }
 
     fn remember(&mut self, value: Value, now: u64) {
