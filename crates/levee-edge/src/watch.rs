@@ -23,7 +23,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use arc_swap::ArcSwapOption;
 use levee_config::{AutoAction, AutoMitigation, AutoMode};
 use levee_meter::metrics::Decision;
-use levee_meter::AlertSink;
+use levee_meter::{AlertSink, Budgets, BurnGauge};
 use levee_shield::auto::{
     self, Agent, Detector, KeyUse, Method, Outcome, Sample, SavedBaseline, Settings,
 };
@@ -66,11 +66,13 @@ pub struct Watch {
 impl Watch {
     /// Starts the detector thread, with the baseline saved in `data_dir`
     /// if it is recent; `None` when `[auto_mitigation]` is off.
-    /// `alerts` delivers `config.webhook`'s POSTs.
+    /// `alerts` delivers `config.webhook`'s POSTs; `budgets`, when metering
+    /// is on, are read once a second for a fast burn.
     pub fn start(
         config: &AutoMitigation,
         data_dir: &Path,
         alerts: AlertSink,
+        budgets: Option<Arc<Budgets>>,
     ) -> std::io::Result<Option<Arc<Watch>>> {
         if config.mode == AutoMode::Off {
             return Ok(None);
@@ -114,7 +116,7 @@ impl Watch {
         *levee_common::sync::lock(&report) = report_of(&detector, mode_name(config.mode), 0);
         std::thread::Builder::new()
             .name("levee-detector".into())
-            .spawn(move || run(detector, rx, counts, published, saved))?;
+            .spawn(move || run(detector, rx, counts, published, saved, budgets))?;
         Ok(Some(Arc::new(Watch {
             samples: tx,
             seen,
@@ -331,7 +333,9 @@ fn run(
     counts: Counts,
     mut out: Published,
     saved: PathBuf,
+    budgets: Option<Arc<Budgets>>,
 ) {
+    let mut burn = BurnGauge::default();
     let mut ticks: u32 = 0;
     let mut was_learned = !detector.status().learning;
     let mut next = Instant::now() + Duration::from_secs(1);
@@ -358,6 +362,10 @@ fn run(
             next = Instant::now() + Duration::from_secs(1);
         }
         let now = unix_now();
+        if let Some(budgets) = &budgets {
+            let at = i64::try_from(now).unwrap_or(i64::MAX);
+            detector.set_burning(burn.observe(at, &budgets.status(at)));
+        }
         let seen = counts.seen.swap(0, Ordering::Relaxed);
         counts
             .stride
@@ -409,6 +417,7 @@ fn report_of(detector: &Detector, mode: &str, dropped: u64) -> Value {
     json!({
         "mode": mode,
         "learning": status.learning,
+        "budget_burning": status.budget_burning,
         "learned_seconds": status.learned_seconds,
         "reference_rps": status.reference_rps,
         "current_rps": status.current_rps,

@@ -1,5 +1,6 @@
 //! Budget decisions, pure: is a scope over its limit, what happens then,
-//! which alert thresholds a spend has crossed, and a budget's state.
+//! which alert thresholds a spend has crossed, a budget's state, and
+//! whether budgets are being spent fast ([`BurnGauge`]).
 //!
 //! Owns: the meaning of a budget given its spend and the time. Must never
 //! do I/O, read a clock or meter anything: [`crate::Budgets`] feeds it spend
@@ -12,6 +13,7 @@
 //! `spent < limit`, and only those still running can add to it: spend ends
 //! at most `limit + in_flight × cost_per_invocation`.
 
+use std::collections::VecDeque;
 use std::time::Duration;
 
 use serde::Serialize;
@@ -235,10 +237,94 @@ pub fn state(b: &Budget, ev: &Evaluation, fired: &Fired) -> BudgetState {
     }
 }
 
+/// Seconds of spend a burn rate is measured over.
+pub const BURN_WINDOW_SECS: i64 = 5;
+/// A budget burns fast when spent at this many times the rate that would
+/// use exactly its limit over its period: the SRE workbook's fast-burn
+/// alert (2 % of a 30-day budget in an hour).
+pub const FAST_BURN: f64 = 14.4;
+
+/// Whether any budget is being spent fast, from the budgets' spend read
+/// once a second. Holds at most `BURN_WINDOW_SECS + 1` readings of each.
+#[derive(Debug, Default)]
+pub struct BurnGauge {
+    readings: VecDeque<(i64, Vec<f64>)>,
+}
+
+impl BurnGauge {
+    /// Takes this second's reading; whether some budget's spend over the
+    /// window, at that rate, would use [`FAST_BURN`] times its limit in
+    /// its period. A period's reset (spend falling) is no burn.
+    pub fn observe(&mut self, now: i64, budgets: &[BudgetStatus]) -> bool {
+        self.readings
+            .push_back((now, budgets.iter().map(|b| b.spent).collect()));
+        while self
+            .readings
+            .front()
+            .is_some_and(|(t, _)| now - t > BURN_WINDOW_SECS)
+        {
+            self.readings.pop_front();
+        }
+        let Some((then, before)) = self.readings.front() else {
+            return false;
+        };
+        let secs = (now - then) as f64;
+        if secs <= 0.0 {
+            return false;
+        }
+        budgets.iter().zip(before).any(|(b, spent_then)| {
+            let rate = (b.spent - spent_then).max(0.0) / secs;
+            let period = (b.resets_at - b.period_start).max(1) as f64;
+            rate * period > FAST_BURN * b.limit
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::period::DAY;
+
+    fn status(spent: f64) -> BudgetStatus {
+        let b = budget(BudgetAction::Alert);
+        let ev = evaluate(&b, spent, NOON);
+        BudgetStatus {
+            name: "b".into(),
+            scope: b.scope.clone(),
+            period: b.period,
+            limit: b.limit,
+            spent,
+            forecast: ev.forecast,
+            consumed_ratio: ev.ratio,
+            action: b.action,
+            state: BudgetState::Ok,
+            period_start: ev.period_start,
+            resets_at: ev.period_end,
+            resets_at_utc: String::new(),
+        }
+    }
+
+    #[test]
+    fn a_fast_burn_is_spend_at_14_times_the_rate_the_limit_allows() {
+        // $10 a day allows $0.000116 a second; 14.4 times that is
+        // $0.00167 a second.
+        let mut g = BurnGauge::default();
+        let mut spent = 1.0;
+        for t in 0..10 {
+            assert!(!g.observe(NOON + t, &[status(spent)]), "{t}");
+            spent += 0.001;
+        }
+        // Then $0.002 a second: the 5 s window's average crosses at 12.
+        for t in 10..14 {
+            spent += 0.002;
+            let burning = g.observe(NOON + t, &[status(spent)]);
+            assert_eq!(burning, t >= 12, "{t}");
+        }
+        // A reset (spend back to 0) is no burn, and the window is bounded.
+        assert!(!g.observe(NOON + 14, &[status(0.0)]));
+        assert!(g.readings.len() <= BURN_WINDOW_SECS as usize + 1);
+        assert!(!BurnGauge::default().observe(NOON, &[]));
+    }
 
     fn budget(action: BudgetAction) -> Budget {
         Budget {

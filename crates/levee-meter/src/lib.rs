@@ -29,7 +29,7 @@ pub mod pricing;
 
 pub use access::{access_line, AccessEntry, AccessFormat};
 pub use alert::{Alert, AlertSink, RetryPolicy};
-pub use budget::{AlertKind, BudgetDecision, BudgetState, BudgetStatus};
+pub use budget::{AlertKind, BudgetDecision, BudgetState, BudgetStatus, BurnGauge};
 pub use budgets::Budgets;
 pub use error::MeterError;
 pub use meters::{CostBy, CostPeriod, CostRow, Invocation, Meters, DB_FILE, FLUSH_INTERVAL};

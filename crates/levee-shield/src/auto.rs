@@ -514,7 +514,8 @@ pub struct Settings {
     pub action: Action,
     /// A tick is under strain when at least this share of its requests
     /// found the function saturated, failing or over budget (and twice
-    /// the baseline's share): then a surge is `1 + (factor - 1) / 2` times
+    /// the baseline's share), or while a budget burns fast
+    /// ([`Detector::set_burning`]): then a surge is `1 + (factor - 1) / 2` times
     /// the reference and half the floor above it, one tick opens an
     /// event, and a path shape with a common look may be a signature.
     pub strain_share: f64,
@@ -722,6 +723,8 @@ pub struct SavedBaseline {
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
 pub struct Status {
     pub learning: bool,
+    /// A budget is being spent fast (sensitivity raised).
+    pub budget_burning: bool,
     pub learned_seconds: u32,
     pub reference_rps: f64,
     pub current_rps: f64,
@@ -750,6 +753,8 @@ pub struct Detector {
     /// For the tick being ended, each candidate value's share of requests
     /// from networks the baseline knows (at most `CANDIDATES` × [`TOP_K`]).
     known: HashMap<Value, f64>,
+    /// A budget is being spent fast: strain, whatever the answers say.
+    burning: bool,
     next_id: u64,
     events: VecDeque<Event>,
     /// Signatures of ended events and when they ended, for a fast re-arm:
@@ -821,6 +826,7 @@ impl Detector {
             open_value: None,
             open_route: None,
             known: HashMap::new(),
+            burning: false,
             next_id: 1,
             events: VecDeque::new(),
             remembered: VecDeque::new(),
@@ -876,8 +882,8 @@ impl Detector {
         let s = self.settings;
         let reference = self.baseline.rate;
         let learning = self.baseline.ticks < s.learn_ticks;
-        let strained =
-            !learning && strain >= s.strain_share && strain >= 2.0 * self.baseline.strain;
+        let strained = !learning
+            && (self.burning || (strain >= s.strain_share && strain >= 2.0 * self.baseline.strain));
         let (factor, floor, surge_ticks) = if strained {
             (1.0 + (s.factor - 1.0) / 2.0, s.floor_rps / 2.0, 1)
         } else {
@@ -1061,6 +1067,12 @@ impl Detector {
                     .collect()
             })
             .collect()
+    }
+
+    /// Whether a budget is being spent fast (the caller's reading, once a
+    /// second): while it is, every tick is under strain.
+    pub fn set_burning(&mut self, burning: bool) {
+        self.burning = burning;
     }
 
     fn remember(&mut self, value: Value, now: u64) {
@@ -1328,6 +1340,7 @@ impl Detector {
     pub fn status(&self) -> Status {
         Status {
             learning: self.baseline.ticks < self.settings.learn_ticks,
+            budget_burning: self.burning,
             learned_seconds: self.baseline.ticks,
             reference_rps: self.baseline.rate,
             current_rps: self.last_rate,
@@ -1907,6 +1920,23 @@ mod tests {
             assert!(changed.contains(&attribute), "{changed:?}");
         }
         assert!(event.changes.len() <= MAX_CHANGES);
+    }
+
+    #[test]
+    fn a_budget_burning_fast_is_strain() {
+        // Under 3x (110 vs 40): nothing, until a budget burns fast.
+        let mut d = learned();
+        d.set_burning(true);
+        assert!(d.status().budget_burning);
+        ordinary(&mut d, 40, 25);
+        common_look(&mut d, 70, "/login", Outcome::Fine);
+        tick(&mut d, 25);
+        let event = d.events().next().expect("an event under strain");
+        assert!(event.strained);
+        assert_eq!(
+            event.signature.as_ref().map(|s| s.attribute),
+            Some("path_shape+header_shape")
+        );
     }
 
     #[test]

@@ -81,6 +81,7 @@ pub(crate) async fn serve(config: Config, path: PathBuf) -> anyhow::Result<()> {
         &config.auto_mitigation,
         data_dir,
         event_alerts(&config.auto_mitigation),
+        billing.as_ref().map(|b| Arc::clone(b.budgets())),
     )
     .context("starting the attack detector")?;
     let edge = Arc::new(Edge::new(Stages {

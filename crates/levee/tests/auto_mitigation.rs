@@ -542,3 +542,45 @@ fn a_flood_copying_a_browser_onto_one_route_is_matched_by_route_and_look_while_s
         });
     });
 }
+
+/// A budget spent at far more than its limit allows (here $0.01 a day, at
+/// hundreds of invocations a second) shows as `budget_burning` — the
+/// detector's sensitivity raised — and stops showing once the spending
+/// does.
+#[test]
+fn a_budget_burning_fast_raises_the_detectors_sensitivity() {
+    let s = Server::start(
+        "autoburn",
+        &format!(
+            "{}\n[budgets.tiny]\nscope = \"all\"\nperiod = \"day\"\nlimit = 0.01\nalerts = [10.0]\n",
+            config()
+        ),
+    );
+    assert_eq!(report(&s)["budget_burning"], false, "{}", report(&s));
+    let spending = AtomicBool::new(true);
+    let burning = std::thread::scope(|scope| {
+        for t in 0..4usize {
+            let (spending, s) = (&spending, &s);
+            scope.spawn(move || {
+                let end = Instant::now() + Duration::from_secs(20);
+                let mut i = t;
+                while spending.load(Ordering::Relaxed) && Instant::now() < end {
+                    ordinary(s, "/f", &format!("10.2.{}.{}", i % 250, i % 3), i);
+                    i += 4;
+                }
+            });
+        }
+        let burning = s.wait_until(Duration::from_secs(15), || {
+            report(&s)["budget_burning"] == true
+        });
+        spending.store(false, Ordering::Relaxed);
+        burning
+    });
+    assert!(burning, "{}", report(&s));
+    assert!(
+        s.wait_until(Duration::from_secs(15), || report(&s)["budget_burning"]
+            == false),
+        "{}",
+        report(&s)
+    );
+}
