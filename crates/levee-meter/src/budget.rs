@@ -126,6 +126,26 @@ pub struct BudgetStatus {
     pub resets_at_utc: String,
 }
 
+impl BudgetStatus {
+    /// `b`'s line, from its evaluation and state.
+    pub fn of(b: &Budget, ev: &Evaluation, state: BudgetState) -> Self {
+        BudgetStatus {
+            name: b.name.to_string(),
+            scope: b.scope.clone(),
+            period: b.period,
+            limit: b.limit,
+            spent: ev.spent,
+            forecast: ev.forecast,
+            consumed_ratio: ev.ratio,
+            action: b.action,
+            state,
+            period_start: ev.period_start,
+            resets_at: ev.period_end,
+            resets_at_utc: utc(ev.period_end),
+        }
+    }
+}
+
 /// A budget's numbers at one instant.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Evaluation {
@@ -287,21 +307,7 @@ mod tests {
 
     fn status(spent: f64) -> BudgetStatus {
         let b = budget(BudgetAction::Alert);
-        let ev = evaluate(&b, spent, NOON);
-        BudgetStatus {
-            name: "b".into(),
-            scope: b.scope.clone(),
-            period: b.period,
-            limit: b.limit,
-            spent,
-            forecast: ev.forecast,
-            consumed_ratio: ev.ratio,
-            action: b.action,
-            state: BudgetState::Ok,
-            period_start: ev.period_start,
-            resets_at: ev.period_end,
-            resets_at_utc: String::new(),
-        }
+        BudgetStatus::of(&b, &evaluate(&b, spent, NOON), BudgetState::Ok)
     }
 
     #[test]

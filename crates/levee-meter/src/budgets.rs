@@ -223,20 +223,7 @@ impl Budgets {
                 let spent = self.meters.spend(&b.scope, b.period, now_unix);
                 let ev = budget::evaluate(b, spent, now_unix);
                 let state = budget::state(b, &ev, &lock(&e.fired));
-                BudgetStatus {
-                    name: b.name.to_string(),
-                    scope: b.scope.clone(),
-                    period: b.period,
-                    limit: b.limit,
-                    spent,
-                    forecast: ev.forecast,
-                    consumed_ratio: ev.ratio,
-                    action: b.action,
-                    state,
-                    period_start: ev.period_start,
-                    resets_at: ev.period_end,
-                    resets_at_utc: utc(ev.period_end),
-                }
+                BudgetStatus::of(b, &ev, state)
             })
             .collect()
     }
