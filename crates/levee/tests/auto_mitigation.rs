@@ -105,6 +105,28 @@ fn paced(
     })
 }
 
+/// Starts `threads` threads in `scope` calling `each(i)` as fast as they
+/// can (thread `t` takes `i` = t, t + threads, …) while `go` is set, for at
+/// most `within`.
+fn flood<'scope>(
+    scope: &'scope std::thread::Scope<'scope, '_>,
+    go: &'scope AtomicBool,
+    threads: usize,
+    within: Duration,
+    each: impl Fn(usize) -> u16 + Send + Copy + 'scope,
+) {
+    for t in 0..threads {
+        scope.spawn(move || {
+            let end = Instant::now() + within;
+            let mut i = t;
+            while go.load(Ordering::Relaxed) && Instant::now() < end {
+                each(i);
+                i += threads;
+            }
+        });
+    }
+}
+
 fn at(s: &Server, path: &str, ip: &str, agent: &str) -> u16 {
     request(
         s.edge,
@@ -145,19 +167,11 @@ fn a_distributed_flood_is_throttled_by_its_user_agent_then_the_rule_is_lifted() 
         assert_eq!(report(&s)["events"], serde_json::json!([]), "nothing yet");
         // The flood: one tool, 2,000 sources in 250 /24s, bounded in time.
         flooding.store(true, Ordering::Relaxed);
-        for t in 0..6u32 {
-            let flooding = &flooding;
-            let s = &s;
-            scope.spawn(move || {
-                let end = Instant::now() + Duration::from_secs(15);
-                let mut i = t;
-                while flooding.load(Ordering::Relaxed) && Instant::now() < end {
-                    let ip = format!("172.16.{}.{}", i % 250, (i / 250) % 8);
-                    from(s, &ip, "python-requests/2.32");
-                    i += 6;
-                }
-            });
-        }
+        let srv = &s;
+        flood(scope, &flooding, 6, Duration::from_secs(15), move |i| {
+            let ip = format!("172.16.{}.{}", i % 250, (i / 250) % 8);
+            from(srv, &ip, "python-requests/2.32")
+        });
         let enforced = s.wait_until(Duration::from_secs(10), || {
             report(&s)["events"][0]["mitigation"] == "enforced"
         });
@@ -322,19 +336,12 @@ fn a_flood_rotating_browser_agents_is_throttled_by_its_header_shape() {
         let flooding = AtomicBool::new(false);
         std::thread::scope(|scope| {
             flooding.store(true, Ordering::Relaxed);
-            for t in 0..6usize {
-                let (flooding, s) = (&flooding, &s);
-                scope.spawn(move || {
-                    let end = Instant::now() + Duration::from_secs(15);
-                    let mut i = t;
-                    while flooding.load(Ordering::Relaxed) && Instant::now() < end {
-                        // Browsers' agents in turn, the tool's own headers.
-                        let ip = format!("172.16.{}.{}", i % 250, (i / 250) % 8);
-                        from(s, &ip, BROWSERS[i % 3]);
-                        i += 6;
-                    }
-                });
-            }
+            let srv = &s;
+            flood(scope, &flooding, 6, Duration::from_secs(15), move |i| {
+                // Browsers' agents in turn, the tool's own headers.
+                let ip = format!("172.16.{}.{}", i % 250, (i / 250) % 8);
+                from(srv, &ip, BROWSERS[i % 3])
+            });
             let enforced = s.wait_until(Duration::from_secs(10), || {
                 report(&s)["events"][0]["mitigation"] == "enforced"
             });
@@ -487,18 +494,11 @@ fn a_flood_copying_a_browser_onto_one_route_is_matched_by_route_and_look_while_s
     with_baseline(&s, || {
         let flooding = AtomicBool::new(true);
         std::thread::scope(|scope| {
-            for t in 0..6usize {
-                let (flooding, s) = (&flooding, &s);
-                scope.spawn(move || {
-                    let end = Instant::now() + Duration::from_secs(20);
-                    let mut i = t;
-                    while flooding.load(Ordering::Relaxed) && Instant::now() < end {
-                        let ip = format!("{}.{}.{}.9", 100 + i % 100, (i / 100) % 250, i % 3);
-                        ordinary(s, "/login?action=sleep&ms=50", &ip, 0);
-                        i += 6;
-                    }
-                });
-            }
+            let srv = &s;
+            flood(scope, &flooding, 6, Duration::from_secs(20), move |i| {
+                let ip = format!("{}.{}.{}.9", 100 + i % 100, (i / 100) % 250, i % 3);
+                ordinary(srv, "/login?action=sleep&ms=50", &ip, 0)
+            });
             let enforced = s.wait_until(Duration::from_secs(12), || {
                 report(&s)["events"][0]["mitigation"] == "enforced"
             });
@@ -559,17 +559,10 @@ fn a_budget_burning_fast_raises_the_detectors_sensitivity() {
     assert_eq!(report(&s)["budget_burning"], false, "{}", report(&s));
     let spending = AtomicBool::new(true);
     let burning = std::thread::scope(|scope| {
-        for t in 0..4usize {
-            let (spending, s) = (&spending, &s);
-            scope.spawn(move || {
-                let end = Instant::now() + Duration::from_secs(20);
-                let mut i = t;
-                while spending.load(Ordering::Relaxed) && Instant::now() < end {
-                    ordinary(s, "/f", &format!("10.2.{}.{}", i % 250, i % 3), i);
-                    i += 4;
-                }
-            });
-        }
+        let srv = &s;
+        flood(scope, &spending, 4, Duration::from_secs(20), move |i| {
+            ordinary(srv, "/f", &format!("10.2.{}.{}", i % 250, i % 3), i)
+        });
         let burning = s.wait_until(Duration::from_secs(15), || {
             report(&s)["budget_burning"] == true
         });
