@@ -335,16 +335,27 @@ fn action(raw: Option<RawAction>, found: &mut Found) -> BudgetAction {
     }
 }
 
-/// Checks `http://host[:port][/path]` by hand: no TLS in this build, no
-/// user info, a host of letters, digits, `.` and `-` (or a bracketed IPv6
-/// address), a port in 1..=65535, and a path without spaces or control
-/// characters.
+/// Checks a webhook's `http://host[:port][/path]`: the alert sink speaks
+/// cleartext only.
 pub fn check_webhook(url: &str) -> Result<(), String> {
+    if !url.starts_with("http://") {
+        return Err("must start with http:// (the alert sink has no TLS client)".into());
+    }
+    check_url(url)
+}
+
+/// Checks `http(s)://host[:port][/path]` by hand: no user info, a host of
+/// letters, digits, `.` and `-` (or a bracketed IPv6 address), a port in
+/// 1..=65535, and a path without spaces or control characters.
+pub fn check_url(url: &str) -> Result<(), String> {
     if url.len() > MAX_WEBHOOK_LEN {
         return Err(format!("longer than {MAX_WEBHOOK_LEN} bytes"));
     }
-    let Some(rest) = url.strip_prefix("http://") else {
-        return Err("must start with http:// (https is not supported in this build)".into());
+    let Some(rest) = url
+        .strip_prefix("http://")
+        .or_else(|| url.strip_prefix("https://"))
+    else {
+        return Err("must start with http:// or https://".into());
     };
     let (authority, path) = match rest.find('/') {
         Some(i) => rest.split_at(i),

@@ -48,6 +48,16 @@ pub struct Limits {
     /// 4 MiB, which swallows a whole response for a client that never reads
     /// it; capped, the write waits and `send_timeout` ends the connection.
     pub send_buffer: u64,
+    /// Time a TLS handshake may take from accept; default 10 s (admin 5 s).
+    pub handshake_timeout: Duration,
+    /// TLS handshakes in progress at once, in total; default 1024 (admin
+    /// 64). Beyond it a new connection is closed before a byte is read.
+    pub max_handshakes: u32,
+    /// TLS handshakes in progress from one address; default 16 (admin 8).
+    pub max_handshakes_per_ip: u32,
+    /// TLS handshakes one address may start per second (a token bucket with
+    /// a burst of the same size); default 32 (admin 16).
+    pub handshake_rate_per_ip: u32,
 }
 
 impl Default for Limits {
@@ -64,6 +74,10 @@ impl Default for Limits {
             max_headers: 100,
             h2_max_streams: 100,
             send_buffer: 256 * 1024,
+            handshake_timeout: Duration::from_secs(10),
+            max_handshakes: 1024,
+            max_handshakes_per_ip: 16,
+            handshake_rate_per_ip: 32,
         }
     }
 }
@@ -81,6 +95,10 @@ impl Limits {
             max_header_bytes: 16 * 1024,
             max_headers: 64,
             h2_max_streams: 32,
+            handshake_timeout: Duration::from_secs(5),
+            max_handshakes: 64,
+            max_handshakes_per_ip: 8,
+            handshake_rate_per_ip: 16,
             ..Self::default()
         }
     }
@@ -122,6 +140,10 @@ pub(crate) struct RawLimits {
     max_headers: Option<u32>,
     h2_max_streams: Option<u32>,
     send_buffer: Option<RawSize>,
+    handshake_timeout: Option<String>,
+    max_handshakes: Option<u32>,
+    max_handshakes_per_ip: Option<u32>,
+    handshake_rate_per_ip: Option<u32>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -225,6 +247,13 @@ fn checked_limits(raw: RawLimits, d: Limits, f: &mut Found) -> Limits {
         f,
     );
     let secs = Duration::from_secs;
+    let max_handshakes = bounded(
+        "max_handshakes",
+        raw.max_handshakes,
+        d.max_handshakes.min(max_connections),
+        1..=max_connections,
+        f,
+    );
     let max_header_bytes = checked_size(
         "max_header_bytes",
         raw.max_header_bytes,
@@ -287,6 +316,28 @@ fn checked_limits(raw: RawLimits, d: Limits, f: &mut Found) -> Limits {
             f,
         ),
         send_buffer,
+        handshake_timeout: duration(
+            "handshake_timeout",
+            raw.handshake_timeout.as_deref(),
+            d.handshake_timeout,
+            secs(1)..=secs(60),
+            f,
+        ),
+        max_handshakes,
+        max_handshakes_per_ip: bounded(
+            "max_handshakes_per_ip",
+            raw.max_handshakes_per_ip,
+            d.max_handshakes_per_ip.min(max_handshakes),
+            1..=max_handshakes,
+            f,
+        ),
+        handshake_rate_per_ip: bounded(
+            "handshake_rate_per_ip",
+            raw.handshake_rate_per_ip,
+            d.handshake_rate_per_ip,
+            1..=100_000,
+            f,
+        ),
     }
 }
 

@@ -17,6 +17,7 @@ mod problems;
 mod values;
 
 // One module per section of the file, each owning its rules.
+mod authorizers;
 mod auto;
 mod budgets;
 mod cache;
@@ -27,11 +28,13 @@ mod plans;
 mod queues;
 mod routes;
 mod server;
+mod tls;
 
 mod error;
 mod model;
 mod route;
 
+pub use authorizers::{Authorizer, IdentitySource, JwksSource, Jwt};
 pub use auto::{AutoAction, AutoMitigation, AutoMode, Sensitivity};
 pub use budgets::{check_webhook, Budget, BudgetAction, BudgetPeriod, BudgetScope, Prices};
 pub use cache::{CachePolicy, CacheSettings};
@@ -45,6 +48,7 @@ pub use model::{
 pub use plans::{Plan, PlanLimits, Quota, QuotaPeriod};
 pub use queues::{DeadLetter, EventSourceConfig, FifoConfig, QueueConfig};
 pub use route::{Route, RouteKey, RouteMethod};
+pub use tls::{CertificateFiles, ClientAuth, Tls, TlsIdentity, MAX_CERTIFICATES};
 
 #[cfg(test)]
 mod tests;

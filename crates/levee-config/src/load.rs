@@ -26,16 +26,21 @@ use crate::locate::{Lines, Locator, Node};
 use crate::model::{Config, Function};
 use crate::problems::{Found, KeyPath};
 use crate::route::Route;
-use crate::{auto, budgets, cache, firewall, functions, plans, queues, routes, server};
+use crate::{
+    authorizers, auto, budgets, cache, firewall, functions, plans, queues, routes, server, tls,
+};
 use levee_shield::firewall::FirewallConfig;
 
-const SECTIONS: [&str; 17] = [
+const SECTIONS: [&str; 20] = [
     "server",
     "account",
     "functions",
     "routes",
+    "authorizers",
     "limits",
     "admin_limits",
+    "tls",
+    "admin_tls",
     "client_ip",
     "throttle",
     "firewall",
@@ -130,11 +135,23 @@ impl<'a> Loader<'a> {
                 functions::total_reserved(&functions, limit, f)
             });
         }
-        let routes = self.routes(&declared);
+        let (authorizers, authorizer_names) = self.authorizers();
+        let routes = self.routes(&declared, &authorizer_names);
         let limits = self.guarded("limits", guard::limits);
         let admin_limits = self.guarded("admin_limits", guard::admin_limits);
         self.within("admin_limits", |_, f| {
             guard::total_connections(&limits, &admin_limits, f)
+        });
+        let tls = self.present("tls").then(|| {
+            let raw = self.section("tls");
+            self.within("tls", |l, f| tls::tls(raw, l.base_dir, f))
+        });
+        if let Some(tls) = &tls {
+            self.within("tls", |_, f| tls_listen_free(tls.listen, &server, f));
+        }
+        let admin_tls = self.present("admin_tls").then(|| {
+            let raw = self.section("admin_tls");
+            self.within("admin_tls", |l, f| tls::admin_tls(raw, l.base_dir, f))
         });
         let client_ip = self.guarded("client_ip", guard::client_ip);
         let throttle = self.throttle(&KeyPath::of("throttle"));
@@ -168,8 +185,11 @@ impl<'a> Loader<'a> {
             account,
             functions,
             routes: routes.into_iter().map(|(_, route)| route).collect(),
+            authorizers,
             limits,
             admin_limits,
+            tls,
+            admin_tls,
             client_ip,
             throttle,
             firewall,
@@ -310,6 +330,11 @@ impl<'a> Loader<'a> {
         (names, entries)
     }
 
+    /// Whether the file has this top-level section.
+    fn present(&self, name: &str) -> bool {
+        self.locator.node_at(&KeyPath::of(name)).is_some()
+    }
+
     fn server(&mut self) -> crate::model::Server {
         let raw = self.section("server");
         let (server, warnings) = self.within("server", |l, f| {
@@ -360,7 +385,24 @@ impl<'a> Loader<'a> {
 
     /// The valid routes, each with its index in the file (for later
     /// problems to name the right `routes[i]`).
-    fn routes(&mut self, declared: &[String]) -> Vec<(usize, Route)> {
+    /// `[authorizers.NAME]`, and the names of all of them (so a route
+    /// naming a broken one is not told it is missing).
+    fn authorizers(&mut self) -> (BTreeMap<String, authorizers::Authorizer>, Vec<String>) {
+        let expected = "a table of authorizers, e.g. [authorizers.users]";
+        let (names, entries) = self.named("authorizers", expected, authorizers::too_many);
+        let mut out = BTreeMap::new();
+        for Named { name, path, raw } in entries {
+            let base_dir = self.base_dir;
+            if let Some(built) =
+                self.within(&path, |_, f| authorizers::authorizer(raw, base_dir, f))
+            {
+                out.insert(name, built);
+            }
+        }
+        (out, names)
+    }
+
+    fn routes(&mut self, declared: &[String], authorizers: &[String]) -> Vec<(usize, Route)> {
         let path = KeyPath::of("routes");
         let Some(list) = self.locator.node_at(&path) else {
             return Vec::new();
@@ -375,7 +417,7 @@ impl<'a> Loader<'a> {
         }
         let mut valid = Vec::new();
         for (index, node) in (0..).map_while(|i| list.element(i)).enumerate() {
-            if let Some(route) = self.route(node, &path.index(index), declared) {
+            if let Some(route) = self.route(node, &path.index(index), declared, authorizers) {
                 valid.push((index, route));
             }
         }
@@ -383,14 +425,22 @@ impl<'a> Loader<'a> {
         valid
     }
 
-    fn route(&mut self, node: Node<'_>, path: &KeyPath, declared: &[String]) -> Option<Route> {
+    fn route(
+        &mut self,
+        node: Node<'_>,
+        path: &KeyPath,
+        declared: &[String],
+        authorizers: &[String],
+    ) -> Option<Route> {
         if node.table_like().is_none() {
             self.found
                 .push(path.clone(), "expected a table with `route` and `function`");
             return None;
         }
         let mut raw: routes::RawRoute = self.deserialize(node, path)?;
-        let max_body = self.within(path, |_, f| routes::target(&mut raw, declared, f));
+        let max_body = self.within(path, |_, f| {
+            routes::target(&mut raw, declared, authorizers, f)
+        });
         let throttle = self.throttle(&path.key("throttle"));
         let cache = self.route_cache(&path.key("cache"));
         self.within(path, |_, f| {
@@ -492,5 +542,20 @@ impl<'a> Loader<'a> {
             out.extend(source);
         }
         out
+    }
+}
+
+/// `tls.listen` must be a port of its own.
+fn tls_listen_free(listen: std::net::SocketAddr, server: &crate::model::Server, f: &mut Found) {
+    for (key, other) in [
+        ("server.listen", server.listen),
+        ("server.admin_listen", server.admin_listen),
+    ] {
+        if server::collide(listen, other) {
+            f.push(
+                "listen",
+                format!("{listen} clashes with {key} ({other}); HTTPS needs its own port"),
+            );
+        }
     }
 }

@@ -15,10 +15,16 @@ pub struct Config {
     pub account: Account,
     pub functions: BTreeMap<String, Function>,
     pub routes: Vec<Route>,
+    /// `[authorizers.NAME]`: JWT authorizers routes may name.
+    pub authorizers: BTreeMap<String, crate::authorizers::Authorizer>,
     /// `[limits]`: the connection guard.
     pub limits: Limits,
     /// `[admin_limits]`: the admin listener's connection guard.
     pub admin_limits: Limits,
+    /// `[tls]`: HTTPS on the edge, when set.
+    pub tls: Option<crate::tls::Tls>,
+    /// `[admin_tls]`: HTTPS on the admin listener, when set.
+    pub admin_tls: Option<crate::tls::TlsIdentity>,
     /// `[client_ip]`: trusted proxies.
     pub client_ip: ClientIp,
     /// `[throttle]`: the account-wide token bucket, if any.

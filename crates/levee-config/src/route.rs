@@ -86,6 +86,10 @@ pub struct Route {
     pub is_async: bool,
     /// The queue an async route fills.
     pub queue: Option<String>,
+    /// The `[authorizers.NAME]` that admits callers, if any.
+    pub authorizer: Option<String>,
+    /// A token must hold one of these (403 otherwise).
+    pub authorization_scopes: Vec<String>,
 }
 
 /// The parts of a validated `route` string.

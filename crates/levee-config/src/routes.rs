@@ -29,6 +29,9 @@ pub(crate) struct RawRoute {
     is_async: bool,
     queue: Option<String>,
     max_body: Option<RawSize>,
+    authorizer: Option<String>,
+    #[serde(default)]
+    authorization_scopes: Vec<String>,
     /// Validated separately, so its problems get their own key paths.
     #[serde(default, rename = "throttle")]
     _throttle: Option<serde::de::IgnoredAny>,
@@ -42,7 +45,18 @@ pub(crate) struct RawRoute {
 /// function the file declares, valid or not, so a route to a broken
 /// function is not reported as a route to a missing one. Keys are relative
 /// to the route.
-pub(crate) fn target(raw: &mut RawRoute, declared: &[String], found: &mut Found) -> Option<u64> {
+pub(crate) fn target(
+    raw: &mut RawRoute,
+    declared: &[String],
+    authorizers: &[String],
+    found: &mut Found,
+) -> Option<u64> {
+    crate::authorizers::route_authorization(
+        raw.authorizer.as_deref(),
+        &raw.authorization_scopes,
+        authorizers,
+        found,
+    );
     if !declared.contains(&raw.function) {
         let names = if declared.is_empty() {
             "none".to_owned()
@@ -79,6 +93,8 @@ pub(crate) fn route(
             cache,
             is_async: raw.is_async,
             queue: raw.queue,
+            authorizer: raw.authorizer,
+            authorization_scopes: raw.authorization_scopes,
         }),
         Err(e) => {
             found.push("route", e);

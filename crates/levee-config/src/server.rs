@@ -55,7 +55,7 @@ pub(crate) struct RawAccount {
 }
 
 /// Whether two listeners could not both be bound.
-fn collide(a: SocketAddr, b: SocketAddr) -> bool {
+pub(crate) fn collide(a: SocketAddr, b: SocketAddr) -> bool {
     a.port() != 0
         && a.port() == b.port()
         && (a.ip() == b.ip() || a.ip().is_unspecified() || b.ip().is_unspecified())

@@ -74,9 +74,9 @@ memroy_mb = 256
 [limits]
 max_conections = 10
 "#,
-        "levee.toml:1: servr: unknown field `servr`, expected one of `server`, `account`, `functions`, `routes`, `limits`, `admin_limits`, `client_ip`, `throttle`, `firewall`, `plans`, `cache`, `prices`, `budgets`, `metering`, `queues`, `event_sources`, `auto_mitigation`\n\
+        "levee.toml:1: servr: unknown field `servr`, expected one of `server`, `account`, `functions`, `routes`, `authorizers`, `limits`, `admin_limits`, `tls`, `admin_tls`, `client_ip`, `throttle`, `firewall`, `plans`, `cache`, `prices`, `budgets`, `metering`, `queues`, `event_sources`, `auto_mitigation`\n\
          levee.toml:7: functions.hello.memroy_mb: unknown field `memroy_mb`, expected one of `runtime`, `command`, `handler`, `code`, `memory_mb`, `timeout`, `reserved_concurrency`, `provisioned`, `queue_timeout`, `queue_depth`, `idle_timeout`, `env`, `max_body`, `ephemeral_storage`, `runtime_paths`, `network`, `forward`\n\
-         levee.toml:10: limits.max_conections: unknown field `max_conections`, expected one of `max_connections`, `max_connections_per_ip`, `header_timeout`, `idle_timeout`, `send_timeout`, `body_min_rate`, `body_grace`, `max_header_bytes`, `max_headers`, `h2_max_streams`, `send_buffer`",
+         levee.toml:10: limits.max_conections: unknown field `max_conections`, expected one of `max_connections`, `max_connections_per_ip`, `header_timeout`, `idle_timeout`, `send_timeout`, `body_min_rate`, `body_grace`, `max_header_bytes`, `max_headers`, `h2_max_streams`, `send_buffer`, `handshake_timeout`, `max_handshakes`, `max_handshakes_per_ip`, `handshake_rate_per_ip`",
     );
 }
 
@@ -384,5 +384,63 @@ fn instance_uids_must_be_a_range_of_ordinary_ids() {
     check(
         "[server]\ninstance_uids = [0, 10]\n",
         "levee.toml:2: server.instance_uids: [0, 10] must lie within 1000..=4294967294 and hold at least 16 ids, first before last",
+    );
+}
+
+#[test]
+fn tls_sections() {
+    check_hello(
+        r#"
+[server]
+listen = "127.0.0.1:8443"
+
+[tls]
+listen = "127.0.0.1:8443"
+certificates = [{ cert = "no-such.pem", key = "Cargo.toml" }]
+client_auth = "optional"
+
+[admin_tls]
+listen = "127.0.0.1:9443"
+certificates = []
+"#,
+        "levee.toml:9: tls.listen: 127.0.0.1:8443 clashes with server.listen (127.0.0.1:8443); HTTPS needs its own port\n\
+         levee.toml:10: tls.certificates[0].cert: `<dir>/no-such.pem` is not a file\n\
+         levee.toml:11: tls.client_auth: only means something with client_ca (the CAs client certificates must chain to)\n\
+         levee.toml:14: admin_tls.listen: the admin listener speaks TLS on server.admin_listen; `listen` belongs in [tls]\n\
+         levee.toml:15: admin_tls.certificates: needs at least one certificate, e.g. certificates = [{ cert = \"site.pem\", key = \"site.key\" }]",
+    );
+}
+
+#[test]
+fn authorizers_and_the_routes_that_name_them() {
+    check_hello(
+        r#"
+[authorizers.users]
+type = "jwt"
+issuer = ""
+jwks = "keys.json"
+jwks_url = "https://login.test/keys"
+identity_source = "$request.cookie.token"
+
+[authorizers.sso]
+type = "saml"
+
+[[routes]]
+route = "GET /a"
+function = "hello"
+authorizer = "nobody"
+
+[[routes]]
+route = "GET /b"
+function = "hello"
+authorization_scopes = ["read"]
+"#,
+        "levee.toml:5: authorizers.users.audience: needs 1 to 50 accepted audiences, e.g. audience = [\"my-api\"]\n\
+         levee.toml:7: authorizers.users.issuer: a JWT authorizer needs the `iss` it accepts, e.g. issuer = \"https://login.example.com/\"\n\
+         levee.toml:8: authorizers.users.jwks: set exactly one of `jwks` (a JWKS file) and `jwks_url`\n\
+         levee.toml:10: authorizers.users.identity_source: must be `$request.header.NAME` or `$request.querystring.NAME`\n\
+         levee.toml:13: authorizers.sso.type: `saml` is not an authorizer type; expected `jwt`\n\
+         levee.toml:18: routes[0].authorizer: no authorizer `nobody` in [authorizers]\n\
+         levee.toml:23: routes[1].authorization_scopes: scopes are checked by an authorizer; name one with `authorizer`",
     );
 }

@@ -60,6 +60,9 @@ use http::{HeaderMap, Method, Uri, Version};
 use serde::ser::{SerializeMap, Serializer};
 use serde::Serialize;
 
+use crate::authorizer::jwt::Verified;
+use crate::tls::ClientCert;
+
 /// The fixed AWS account id reported in `requestContext.accountId`.
 pub const ACCOUNT_ID: &str = "000000000000";
 /// The fixed API id reported in `requestContext.apiId`.
@@ -88,6 +91,10 @@ pub struct EventInput<'a> {
     pub request_id: &'a str,
     /// The time the request was received.
     pub now: SystemTime,
+    /// The verified client certificate, on a mutual-TLS listener.
+    pub client_cert: Option<&'a ClientCert>,
+    /// What the route's JWT authorizer accepted.
+    pub jwt: Option<&'a Verified>,
 }
 
 /// Failure to build an event.
@@ -140,6 +147,10 @@ pub fn build_event(input: &EventInput<'_>) -> Result<Vec<u8>, EventError> {
             },
             request_id: input.request_id,
             route_key: input.route_key,
+            authentication: input
+                .client_cert
+                .map(|client_cert| Authentication { client_cert }),
+            authorizer: input.jwt.map(|jwt| AuthorizerContext { jwt }),
             stage: "$default",
             time: AsDisplay(ClfTime(epoch_ms)),
             time_epoch: epoch_ms,
@@ -194,9 +205,24 @@ struct RequestContext<'a> {
     http: HttpDescription<'a>,
     request_id: &'a str,
     route_key: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    authentication: Option<Authentication<'a>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    authorizer: Option<AuthorizerContext<'a>>,
     stage: &'static str,
     time: AsDisplay<ClfTime>,
     time_epoch: i64,
+}
+
+#[derive(Serialize)]
+struct AuthorizerContext<'a> {
+    jwt: &'a Verified,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct Authentication<'a> {
+    client_cert: &'a ClientCert,
 }
 
 #[derive(Serialize)]
@@ -563,6 +589,8 @@ mod tests {
                 path_params: &self.path_params,
                 request_id: "req-1",
                 now: self.now,
+                client_cert: None,
+                jwt: None,
             })
             .unwrap()
         }

@@ -18,34 +18,36 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use levee_common::sync::lock;
+use levee_shield::bucket::KeyedBuckets;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::time::{Instant, Sleep};
 
 use crate::h2_watch::H2Watch;
 
-/// Counts open connections, in total and per client address.
+/// Counted slots, in total and per client address: open connections for
+/// the [`ConnectionGuard`], handshakes in progress for the
+/// [`HandshakeGuard`].
 #[derive(Debug)]
-pub struct ConnectionGuard {
+pub struct Slots {
     max_total: usize,
     max_per_ip: u32,
     total: AtomicUsize,
-    /// One entry per address with an open connection, so its size is bounded
-    /// by `max_total`.
+    /// One entry per address holding a slot, so its size is bounded by
+    /// `max_total`.
     per_ip: Mutex<HashMap<IpAddr, u32>>,
 }
 
-/// Why a connection was refused.
+/// Which cap of a [`Slots`] is full.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Refused {
-    /// `limits.max_connections` open already.
+pub enum AtCap {
+    /// Every slot is taken.
     Total,
-    /// `limits.max_connections_per_ip` open from this address already.
+    /// This address holds its share already.
     PerIp,
 }
 
-impl ConnectionGuard {
-    /// A guard with the configured caps.
-    pub fn new(max_total: u32, max_per_ip: u32) -> Arc<Self> {
+impl Slots {
+    fn new(max_total: u32, max_per_ip: u32) -> Arc<Self> {
         Arc::new(Self {
             max_total: max_total as usize,
             max_per_ip,
@@ -54,44 +56,44 @@ impl ConnectionGuard {
         })
     }
 
-    /// Admits a connection from `ip`, or says which cap is full. The slot is
-    /// held until the returned [`Admitted`] drops.
-    pub fn admit(self: &Arc<Self>, ip: IpAddr) -> Result<Admitted, Refused> {
+    /// Takes a slot for `ip`, held until the returned [`Slot`] drops.
+    fn take(self: &Arc<Self>, ip: IpAddr) -> Result<Slot, AtCap> {
         let total = self.total.fetch_add(1, Ordering::AcqRel);
         if total >= self.max_total {
             self.total.fetch_sub(1, Ordering::AcqRel);
-            return Err(Refused::Total);
+            return Err(AtCap::Total);
         }
         let mut per_ip = lock(&self.per_ip);
         let n = per_ip.entry(ip).or_insert(0);
         if *n >= self.max_per_ip {
             drop(per_ip);
             self.total.fetch_sub(1, Ordering::AcqRel);
-            return Err(Refused::PerIp);
+            return Err(AtCap::PerIp);
         }
         *n += 1;
-        Ok(Admitted {
-            guard: Arc::clone(self),
+        Ok(Slot {
+            slots: Arc::clone(self),
             ip,
         })
     }
 
-    /// Connections open now.
-    pub fn open(&self) -> usize {
+    /// Slots taken now.
+    pub fn taken(&self) -> usize {
         self.total.load(Ordering::Acquire)
     }
 }
 
-/// One admitted connection; releases its slots on drop.
+/// One taken slot (an admitted connection, a handshake in progress);
+/// released on drop.
 #[derive(Debug)]
-pub struct Admitted {
-    guard: Arc<ConnectionGuard>,
+pub struct Slot {
+    slots: Arc<Slots>,
     ip: IpAddr,
 }
 
-impl Drop for Admitted {
+impl Drop for Slot {
     fn drop(&mut self) {
-        let mut per_ip = lock(&self.guard.per_ip);
+        let mut per_ip = lock(&self.slots.per_ip);
         if let Some(n) = per_ip.get_mut(&self.ip) {
             *n -= 1;
             if *n == 0 {
@@ -99,7 +101,93 @@ impl Drop for Admitted {
             }
         }
         drop(per_ip);
-        self.guard.total.fetch_sub(1, Ordering::AcqRel);
+        self.slots.total.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+/// Counts open connections, in total and per client address.
+#[derive(Debug)]
+pub struct ConnectionGuard(Arc<Slots>);
+
+impl ConnectionGuard {
+    /// A guard with the configured caps.
+    pub fn new(max_total: u32, max_per_ip: u32) -> Self {
+        Self(Slots::new(max_total, max_per_ip))
+    }
+
+    /// Admits a connection from `ip`, or says which cap
+    /// (`max_connections`, `max_connections_per_ip`) is full.
+    pub fn admit(&self, ip: IpAddr) -> Result<Slot, AtCap> {
+        self.0.take(ip)
+    }
+
+    /// Connections open now.
+    pub fn open(&self) -> usize {
+        self.0.taken()
+    }
+}
+
+/// TLS handshakes in progress, in total and per client address, and the
+/// rate at which each address may start them. Checked at accept, before a
+/// byte is read, so a handshake flood costs the flooder its TCP handshakes
+/// and Levee no certificate work.
+#[derive(Debug)]
+pub struct HandshakeGuard {
+    slots: Arc<Slots>,
+    /// Per-address token buckets, at most [`HANDSHAKE_RATE_KEYS`] addresses
+    /// (the rest share a count-min sketch, which can only refuse early).
+    rate: KeyedBuckets,
+}
+
+/// Addresses whose handshake rate is tracked exactly.
+pub const HANDSHAKE_RATE_KEYS: usize = 65_536;
+
+/// Why a TLS handshake was not started.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HandshakeRefused {
+    /// `max_handshakes` (Total) or `max_handshakes_per_ip` (PerIp) in
+    /// progress already.
+    Full(AtCap),
+    /// This address started `handshake_rate_per_ip` in the last second.
+    Rate,
+}
+
+impl HandshakeRefused {
+    /// The metrics label: the key that refused.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            HandshakeRefused::Full(AtCap::Total) => "max_handshakes",
+            HandshakeRefused::Full(AtCap::PerIp) => "max_handshakes_per_ip",
+            HandshakeRefused::Rate => "handshake_rate_per_ip",
+        }
+    }
+}
+
+impl HandshakeGuard {
+    /// A guard with the configured caps and per-address rate.
+    pub fn new(max_total: u32, max_per_ip: u32, rate_per_ip: u32) -> Self {
+        Self {
+            slots: Slots::new(max_total, max_per_ip),
+            rate: KeyedBuckets::new(f64::from(rate_per_ip), rate_per_ip, HANDSHAKE_RATE_KEYS),
+        }
+    }
+
+    /// Starts a handshake from `ip`, or says which bound refuses it; the
+    /// slot is held until the returned [`Slot`] drops.
+    pub fn start(&self, ip: IpAddr) -> Result<Slot, HandshakeRefused> {
+        let key = match ip.to_canonical() {
+            IpAddr::V4(v4) => v4.octets().to_vec(),
+            IpAddr::V6(v6) => v6.octets().to_vec(),
+        };
+        if self.rate.try_take(&key, std::time::Instant::now()).is_err() {
+            return Err(HandshakeRefused::Rate);
+        }
+        self.slots.take(ip).map_err(HandshakeRefused::Full)
+    }
+
+    /// Handshakes in progress now.
+    pub fn in_progress(&self) -> usize {
+        self.slots.taken()
     }
 }
 
@@ -246,6 +334,12 @@ impl ResetOnClose for tokio::net::TcpStream {
     }
 }
 
+impl ResetOnClose for tokio_rustls::server::TlsStream<tokio::net::TcpStream> {
+    fn reset_on_close(&self) {
+        self.get_ref().0.reset_on_close();
+    }
+}
+
 impl ResetOnClose for tokio::io::DuplexStream {
     fn reset_on_close(&self) {}
 }
@@ -358,9 +452,9 @@ mod tests {
         let b = IpAddr::V4(Ipv4Addr::new(127, 0, 0, 3));
         let a1 = g.admit(a).unwrap();
         let _a2 = g.admit(a).unwrap();
-        assert_eq!(g.admit(a).unwrap_err(), Refused::PerIp);
+        assert_eq!(g.admit(a).unwrap_err(), AtCap::PerIp);
         let _b1 = g.admit(b).unwrap();
-        assert_eq!(g.admit(b).unwrap_err(), Refused::Total);
+        assert_eq!(g.admit(b).unwrap_err(), AtCap::Total);
         drop(a1);
         let _b2 = g.admit(b).expect("a released slot is reusable");
         assert_eq!(g.open(), 3);
@@ -373,8 +467,33 @@ mod tests {
             let ip = IpAddr::V4(Ipv4Addr::from(0x7f00_0000 + i));
             drop(g.admit(ip).unwrap());
         }
-        assert!(lock(&g.per_ip).is_empty());
+        assert!(lock(&g.0.per_ip).is_empty());
         assert_eq!(g.open(), 0);
+    }
+
+    #[test]
+    fn handshakes_are_capped_per_address_and_rated() {
+        let g = HandshakeGuard::new(3, 2, 4);
+        let a = IpAddr::V4(Ipv4Addr::new(127, 0, 0, 2));
+        let b = IpAddr::V4(Ipv4Addr::new(127, 0, 0, 3));
+        let a1 = g.start(a).unwrap();
+        let _a2 = g.start(a).unwrap();
+        assert_eq!(
+            g.start(a).unwrap_err(),
+            HandshakeRefused::Full(AtCap::PerIp)
+        );
+        let _b1 = g.start(b).unwrap();
+        assert_eq!(
+            g.start(b).unwrap_err(),
+            HandshakeRefused::Full(AtCap::Total)
+        );
+        drop(a1);
+        assert_eq!(g.in_progress(), 2);
+        // `a` has started 3 (one refused by the cap still took a token) of
+        // its 4 a second; the fifth is refused by rate, whatever the slots.
+        drop(g.start(a).unwrap());
+        assert_eq!(g.start(a).unwrap_err(), HandshakeRefused::Rate);
+        assert_eq!(g.in_progress(), 2);
     }
 
     fn timeouts(idle: u64, send: u64, head: u64) -> Timeouts {

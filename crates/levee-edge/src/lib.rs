@@ -10,6 +10,7 @@
 
 pub mod admin;
 pub mod apikeys;
+pub mod authorizer;
 pub mod billing;
 pub mod cache;
 pub mod client_ip;
@@ -27,6 +28,7 @@ pub mod respond;
 pub mod response;
 pub mod router;
 pub mod shield;
+pub mod tls;
 pub mod watch;
 
 pub use pipeline::{BodyPolicy, Edge, RequestInfo, Stages};

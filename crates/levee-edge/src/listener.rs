@@ -22,59 +22,111 @@ use levee_meter::access::{access_line, AccessEntry, AccessFormat};
 use levee_meter::metrics;
 use tokio::net::TcpListener;
 
-use crate::guard::{ConnectionGuard, InFlight, TimedStream, Timeouts};
+use hyper_util::server::graceful::Watcher;
+
+use crate::guard::{
+    AtCap, ConnectionGuard, HandshakeGuard, InFlight, ResetOnClose, TimedStream, Timeouts,
+};
 use crate::pipeline::{Edge, RequestInfo};
+use crate::tls::{ClientCert, TlsHandle};
 
 /// How long shutdown waits for in-flight requests before closing.
 pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// Serves `edge` on `listener` until `shutdown` resolves, then drains.
+/// A bound socket and, when it speaks HTTPS, its TLS settings.
+#[derive(Debug)]
+pub struct Bound {
+    pub socket: TcpListener,
+    pub tls: Option<Arc<TlsHandle>>,
+}
+
+/// What one connection brings to every request on it.
+#[derive(Debug, Clone)]
+struct Peer {
+    addr: SocketAddr,
+    /// The verified client certificate (mutual TLS), parsed once.
+    client_cert: Option<Arc<ClientCert>>,
+}
+
+/// Serves `edge` on `bound` until `shutdown` resolves, then drains.
 pub async fn serve(
-    listener: TcpListener,
+    bound: Bound,
     edge: Arc<Edge>,
     limits: &Limits,
     access_log: AccessLog,
     shutdown: impl Future<Output = ()>,
 ) {
-    let per_connection = move |peer: SocketAddr| {
+    let label = if bound.tls.is_some() {
+        "edge_tls"
+    } else {
+        "edge"
+    };
+    let per_connection = move |peer: Peer| {
         let edge = Arc::clone(&edge);
         hyper::service::service_fn(move |req| {
             let edge = Arc::clone(&edge);
+            let peer = peer.clone();
             async move { Ok::<_, Infallible>(respond_with(edge, req, peer, access_log).await) }
         })
     };
-    serve_guarded(listener, limits, per_connection, shutdown).await;
+    serve_guarded(bound, label, limits, per_connection, shutdown).await;
 }
 
-/// Serves an axum router (the admin API) on `listener` behind the same
+/// Serves an axum router (the admin API) on `bound` behind the same
 /// connection guard as the edge, with its own `limits`: the head is capped
 /// and timed before any handler, the token check included, sees a byte.
 pub async fn serve_router(
-    listener: TcpListener,
+    bound: Bound,
     router: axum::Router,
     limits: &Limits,
     shutdown: impl Future<Output = ()>,
 ) {
-    let per_connection = move |_peer: SocketAddr| TowerToHyperService::new(router.clone());
-    serve_guarded(listener, limits, per_connection, shutdown).await;
+    let per_connection = move |_peer: Peer| TowerToHyperService::new(router.clone());
+    serve_guarded(bound, "admin", limits, per_connection, shutdown).await;
 }
 
-/// The one accept loop: the guard's caps at accept, its idle and send
-/// timeouts on the stream, hyper's head limits, graceful drain. `service_for`
-/// makes the service for one connection from its peer address.
-async fn serve_guarded<S, B>(
-    listener: TcpListener,
+/// Answers every request on the cleartext `socket` with 308 to the same
+/// path and query on HTTPS port `https_port` (`[tls] redirect`), as
+/// nginx's `return 308 https://$host$request_uri` does.
+pub async fn serve_redirect(
+    socket: TcpListener,
+    https_port: u16,
     limits: &Limits,
-    service_for: impl Fn(SocketAddr) -> S,
+    shutdown: impl Future<Output = ()>,
+) {
+    let per_connection = move |_peer: Peer| {
+        hyper::service::service_fn(move |req: Request<Incoming>| async move {
+            Ok::<_, Infallible>(crate::respond::https_redirect(&req, https_port).map(Full::new))
+        })
+    };
+    let bound = Bound { socket, tls: None };
+    serve_guarded(bound, "redirect", limits, per_connection, shutdown).await;
+}
+
+/// The one accept loop: the guard's caps at accept, the handshake guard's
+/// on TLS, its idle and send timeouts on the stream, hyper's head limits,
+/// graceful drain. `service_for` makes the service for one connection.
+async fn serve_guarded<S, B>(
+    bound: Bound,
+    label: &'static str,
+    limits: &Limits,
+    service_for: impl Fn(Peer) -> S + Send + Sync + 'static,
     shutdown: impl Future<Output = ()>,
 ) where
-    S: hyper::service::Service<Request<Incoming>, Response = http::Response<B>> + Send + 'static,
+    S: hyper::service::Service<Request<Incoming>, Response = http::Response<B>>
+        + Send
+        + Sync
+        + 'static,
     S::Future: Send + 'static,
     S::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
     B: hyper::body::Body + Send + 'static,
     B::Data: Send,
     B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
+    let Bound { socket, tls } = bound;
+    // Shared with the handshake tasks: a TLS connection's service is made
+    // once its client certificate is known.
+    let service_for = Arc::new(service_for);
     let mut builder = auto::Builder::new(TokioExecutor::new());
     // hyper enforces the head timeout only when given a timer.
     builder
@@ -94,20 +146,26 @@ async fn serve_guarded<S, B>(
     // that does not read cannot park a whole response in the kernel: the
     // write waits, and the send timeout ends the connection.
     let send_buffer = usize::try_from(limits.send_buffer).unwrap_or(usize::MAX);
-    if let Err(e) = socket2::SockRef::from(&listener).set_send_buffer_size(send_buffer) {
+    if let Err(e) = socket2::SockRef::from(&socket).set_send_buffer_size(send_buffer) {
         tracing::warn!(error = %e, "could not cap the send buffer (limits.send_buffer)");
     }
     let guard = ConnectionGuard::new(limits.max_connections, limits.max_connections_per_ip);
+    let handshakes = Arc::new(HandshakeGuard::new(
+        limits.max_handshakes,
+        limits.max_handshakes_per_ip,
+        limits.handshake_rate_per_ip,
+    ));
     let timeouts = Timeouts {
         idle: limits.idle_timeout,
         send: limits.send_timeout,
         head: limits.header_timeout,
     };
+    let handshake_timeout = limits.handshake_timeout;
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
     tokio::pin!(shutdown);
     loop {
-        let (stream, peer) = tokio::select! {
-            accepted = listener.accept() => match accepted {
+        let (stream, addr) = tokio::select! {
+            accepted = socket.accept() => match accepted {
                 Ok(conn) => conn,
                 Err(e) => {
                     // EMFILE and friends: back off briefly instead of spinning.
@@ -120,34 +178,81 @@ async fn serve_guarded<S, B>(
         };
         // Refused connections are closed before a byte is read: the cheapest
         // answer there is.
-        let admitted = match guard.admit(peer.ip()) {
+        let admitted = match guard.admit(addr.ip()) {
             Ok(a) => a,
-            Err(why) => {
-                tracing::debug!(peer = %peer, ?why, "connection refused");
+            Err(full) => {
+                tracing::debug!(peer = %addr, ?full, "connection refused");
+                metrics::connection_refused(
+                    label,
+                    match full {
+                        AtCap::Total => "max_connections",
+                        AtCap::PerIp => "max_connections_per_ip",
+                    },
+                );
                 continue;
             }
         };
         let _ = stream.set_nodelay(true);
-        let in_flight = InFlight::default();
-        let io = TimedStream::new(stream, in_flight.clone(), timeouts);
-        let inner = service_for(peer);
-        let svc = hyper::service::service_fn(move |req| {
-            let token = in_flight.start();
-            let answer = inner.call(req);
-            async move {
-                let resp = answer.await;
-                drop(token);
-                resp
+        let Some(tls) = &tls else {
+            let peer = Peer {
+                addr,
+                client_cert: None,
+            };
+            let served = connection(
+                stream,
+                timeouts,
+                service_for(peer),
+                &builder,
+                graceful.watcher(),
+            );
+            tokio::spawn(async move {
+                served.await;
+                drop(admitted);
+            });
+            continue;
+        };
+        let handshaking = match handshakes.start(addr.ip()) {
+            Ok(h) => h,
+            Err(why) => {
+                tracing::debug!(peer = %addr, ?why, "handshake refused");
+                metrics::connection_refused(label, why.as_str());
+                continue;
             }
-        });
-        let conn = builder.serve_connection(TokioIo::new(io), svc);
-        let conn = graceful.watch(conn.into_owned());
+        };
+        let acceptor = tokio_rustls::TlsAcceptor::from(tls.current());
+        let builder = builder.clone();
+        let watcher = graceful.watcher();
+        let service_for = Arc::clone(&service_for);
         tokio::spawn(async move {
-            let _ = conn.await;
+            let accepted = tokio::time::timeout(handshake_timeout, acceptor.accept(stream)).await;
+            drop(handshaking);
+            let stream = match accepted {
+                Ok(Ok(stream)) => stream,
+                Ok(Err(e)) => {
+                    tracing::debug!(peer = %addr, error = %e, "TLS handshake failed");
+                    metrics::tls_handshake(label, "failed");
+                    return;
+                }
+                Err(_) => {
+                    tracing::debug!(peer = %addr, "TLS handshake timed out");
+                    metrics::tls_handshake(label, "timeout");
+                    return;
+                }
+            };
+            metrics::tls_handshake(label, "done");
+            let client_cert = stream
+                .get_ref()
+                .1
+                .peer_certificates()
+                .and_then(|chain| chain.first())
+                .and_then(ClientCert::of)
+                .map(Arc::new);
+            let peer = Peer { addr, client_cert };
+            connection(stream, timeouts, service_for(peer), &builder, watcher).await;
             drop(admitted);
         });
     }
-    drop(listener);
+    drop(socket);
     if tokio::time::timeout(DRAIN_TIMEOUT, graceful.shutdown())
         .await
         .is_err()
@@ -156,10 +261,47 @@ async fn serve_guarded<S, B>(
     }
 }
 
+/// Serves HTTP on one accepted stream (cleartext or TLS) with the guard's
+/// timeouts, marking requests in flight for the idle timer; resolves when
+/// the connection ends.
+fn connection<I, S, B>(
+    io: I,
+    timeouts: Timeouts,
+    inner: S,
+    builder: &auto::Builder<TokioExecutor>,
+    watcher: Watcher,
+) -> impl Future<Output = ()> + Send + 'static
+where
+    I: tokio::io::AsyncRead + tokio::io::AsyncWrite + ResetOnClose + Unpin + Send + 'static,
+    S: hyper::service::Service<Request<Incoming>, Response = http::Response<B>> + Send + 'static,
+    S::Future: Send + 'static,
+    S::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    B: hyper::body::Body + Send + 'static,
+    B::Data: Send,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    let in_flight = InFlight::default();
+    let io = TimedStream::new(io, in_flight.clone(), timeouts);
+    let svc = hyper::service::service_fn(move |req| {
+        let token = in_flight.start();
+        let answer = inner.call(req);
+        async move {
+            let resp = answer.await;
+            drop(token);
+            resp
+        }
+    });
+    let conn = builder.serve_connection(TokioIo::new(io), svc).into_owned();
+    let served = watcher.watch(conn);
+    async move {
+        let _ = served.await;
+    }
+}
+
 async fn respond_with(
     edge: Arc<Edge>,
     req: http::Request<hyper::body::Incoming>,
-    peer: SocketAddr,
+    peer: Peer,
     access_log: AccessLog,
 ) -> http::Response<Answer> {
     let started = std::time::Instant::now();
@@ -168,10 +310,13 @@ async fn respond_with(
     let request_line =
         (access_log != AccessLog::Off).then(|| (req.method().clone(), req.uri().path().to_owned()));
     let method = req.method().clone();
-    let (parts, mut body) = req.into_parts();
+    let (mut parts, mut body) = req.into_parts();
+    if let Some(cert) = peer.client_cert {
+        parts.extensions.insert(cert);
+    }
     let h2 = parts.version == http::Version::HTTP_2;
     let resp = edge
-        .handle(Request::from_parts(parts, &mut body), peer)
+        .handle(Request::from_parts(parts, &mut body), peer.addr)
         .await;
     if h2 && !hyper::body::Body::is_end_stream(&body) {
         drain_early(&mut body).await;

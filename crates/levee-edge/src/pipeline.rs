@@ -26,6 +26,7 @@ use levee_shield::auto::Outcome;
 use levee_shield::firewall::{RequestView, Verdict};
 
 use crate::apikeys::ApiKeys;
+use crate::authorizer::jwt::Verified;
 use crate::cache::{EdgeCache, Fetch, XCache};
 use crate::client_ip::{first_forwarded, ClientIdentity};
 use crate::event::{build_event, EventInput};
@@ -34,6 +35,7 @@ use crate::reject::Reject;
 use crate::response::map_response;
 use crate::router::{RouteTarget, Router};
 use crate::shield::{self, ShieldHandle};
+use crate::tls::ClientCert;
 use crate::{conformance, respond};
 
 /// How slowly a request body may arrive (slow POST defence).
@@ -190,6 +192,15 @@ impl Edge {
         }
         // The account's and the route's throttles.
         shield.throttle(&target.route_key, now)?;
+        // The route's authorizer: a token it accepts, with the scopes.
+        let jwt = match &target.authorizer {
+            Some(authorizer) => Some(
+                authorizer
+                    .authorize(req.headers(), req.uri(), &target.authorization_scopes)
+                    .map_err(Reject::Unauthorized)?,
+            ),
+            None => None,
+        };
         // The API key, its plan's throttle and quota.
         if target.api_key_required {
             let admitted = st.api_keys.check(&target.route_key, req.headers(), now)?;
@@ -238,19 +249,25 @@ impl Edge {
                     &params,
                     cx.client_ip,
                     &request_id,
+                    jwt.as_ref(),
                 )
                 .await;
         }
-        // A cached route's function sees only what its cache key holds.
+        // A cached route's function sees only what its cache key holds:
+        // not the client's certificate either, since its answer is shared.
         let (method, version) = (parts.method.clone(), parts.version);
-        let (cached, uri, headers) = match cache {
+        let (cached, uri, headers, client_cert) = match cache {
             Some(policy) => {
                 let (uri, headers) =
                     crate::cache::keyed_request(&policy, &parts.uri, &parts.headers);
-                (Some((policy, parts)), uri, headers)
+                (Some((policy, parts)), uri, headers, None)
             }
-            None => (None, parts.uri, parts.headers),
+            None => {
+                let cert = parts.extensions.get::<Arc<ClientCert>>().cloned();
+                (None, parts.uri, parts.headers, cert)
+            }
         };
+        let jwt = jwt.filter(|_| cached.is_none());
         let call = Call {
             target,
             method,
@@ -260,6 +277,8 @@ impl Edge {
             body,
             params,
             client_ip: cx.client_ip,
+            client_cert,
+            jwt,
             request_id,
             invoker: Arc::clone(&st.invoker),
             key_id: cx.key_id.clone(),
@@ -284,6 +303,7 @@ impl Edge {
         params: &[(String, String)],
         client_ip: std::net::IpAddr,
         request_id: &str,
+        jwt: Option<&Verified>,
     ) -> Result<Response<Bytes>, Reject> {
         let event = build_event(&EventInput {
             method: &parts.method,
@@ -296,6 +316,8 @@ impl Edge {
             path_params: params,
             request_id,
             now: SystemTime::now(),
+            client_cert: parts.extensions.get::<Arc<ClientCert>>().map(|c| &**c),
+            jwt,
         })
         .map_err(|_| Reject::Unreadable(BAD_EVENT))?;
         match self
@@ -406,6 +428,9 @@ struct Call {
     body: Bytes,
     params: Vec<(String, String)>,
     client_ip: std::net::IpAddr,
+    client_cert: Option<Arc<ClientCert>>,
+    /// The authorizer's verdict, for `requestContext.authorizer.jwt`.
+    jwt: Option<Verified>,
     request_id: Arc<str>,
     invoker: Arc<dyn Invoke>,
     key_id: Option<String>,
@@ -427,6 +452,8 @@ impl Call {
             path_params: &self.params,
             request_id: &self.request_id,
             now: SystemTime::now(),
+            client_cert: self.client_cert.as_deref(),
+            jwt: self.jwt.as_ref(),
         })
         .map_err(|_| Reject::Unreadable(BAD_EVENT))?;
         let function = &self.target.function;

@@ -41,6 +41,9 @@ pub enum Reject {
     },
     /// No API key, or an unknown or disabled one.
     Forbidden,
+    /// The route's authorizer refused the caller's token (401) or its
+    /// scopes (403).
+    Unauthorized(crate::authorizer::jwt::Denied),
     /// The API key's quota is used up until `resets_at` (Unix seconds).
     QuotaExhausted {
         quota: u64,
@@ -87,6 +90,7 @@ impl Reject {
             Reject::NotFound => Decision::NotFound,
             Reject::Throttled { .. } => Decision::Throttled,
             Reject::Forbidden => Decision::Forbidden,
+            Reject::Unauthorized(_) => Decision::Unauthorized,
             Reject::QuotaExhausted { .. } => Decision::OverQuota,
             Reject::TooLarge { .. } => Decision::TooLarge,
             Reject::SlowBody => Decision::SlowClient,

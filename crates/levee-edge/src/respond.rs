@@ -39,6 +39,7 @@ pub fn reject(reject: Reject) -> Response<Bytes> {
             with_retry_after(json(StatusCode::TOO_MANY_REQUESTS, &body), secs)
         }
         Reject::Forbidden => message(StatusCode::FORBIDDEN, "Forbidden"),
+        Reject::Unauthorized(denied) => unauthorized(denied),
         Reject::QuotaExhausted {
             quota,
             resets_at,
@@ -169,6 +170,97 @@ pub fn message(status: StatusCode, text: &str) -> Response<Bytes> {
     json(status, &json!({ "message": text }))
 }
 
+/// API Gateway's answers for a JWT authorizer's refusal: 401
+/// `Unauthorized` or 403 `Forbidden`, with RFC 6750's `WWW-Authenticate`
+/// saying why (the reason, never the token).
+fn unauthorized(denied: crate::authorizer::jwt::Denied) -> Response<Bytes> {
+    use crate::authorizer::jwt::Denied;
+    let (status, text, challenge) = match denied {
+        Denied::Scope => (
+            StatusCode::FORBIDDEN,
+            "Forbidden",
+            "Bearer error=\"insufficient_scope\"".to_owned(),
+        ),
+        Denied::Missing => (
+            StatusCode::UNAUTHORIZED,
+            "Unauthorized",
+            "Bearer".to_owned(),
+        ),
+        other => (
+            StatusCode::UNAUTHORIZED,
+            "Unauthorized",
+            format!("Bearer error=\"invalid_token\", error_description=\"{other}\""),
+        ),
+    };
+    let mut resp = message(status, text);
+    if let Ok(v) = HeaderValue::from_str(&challenge) {
+        resp.headers_mut().insert(header::WWW_AUTHENTICATE, v);
+    }
+    resp
+}
+
+/// `[tls] redirect`: 308 to the same path and query over HTTPS on `port`,
+/// for the host the client asked for; 400 when it named none that could
+/// go in a URL (a hostile `Host` never reaches `Location`).
+pub fn https_redirect<B>(req: &http::Request<B>, port: u16) -> Response<Bytes> {
+    let host = req
+        .headers()
+        .get(header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .or_else(|| req.uri().authority().map(|a| a.as_str()))
+        .and_then(host_only);
+    let Some(host) = host else {
+        return message(
+            StatusCode::BAD_REQUEST,
+            "a redirect to HTTPS needs a Host header naming a host",
+        );
+    };
+    let target = req.uri().path_and_query().map_or("/", |p| p.as_str());
+    let location = if port == 443 {
+        format!("https://{host}{target}")
+    } else {
+        format!("https://{host}:{port}{target}")
+    };
+    let Ok(location) = HeaderValue::from_str(&location) else {
+        return message(
+            StatusCode::BAD_REQUEST,
+            "the request target cannot be redirected",
+        );
+    };
+    let mut resp = message(StatusCode::PERMANENT_REDIRECT, "use HTTPS");
+    resp.headers_mut().insert(header::LOCATION, location);
+    resp
+}
+
+/// The host of a `Host` value without its port, when it is a DNS name, an
+/// IPv4 address or a bracketed IPv6 address (RFC 3986 `host`, no
+/// percent-encoding), at most 255 bytes.
+fn host_only(value: &str) -> Option<&str> {
+    let host = if value.starts_with('[') {
+        let end = value.find(']')?;
+        let (host, rest) = value.split_at(end + 1);
+        let inner = &host[1..host.len() - 1];
+        let ipv6 = inner.parse::<std::net::Ipv6Addr>().is_ok();
+        (ipv6 && (rest.is_empty() || port_suffix(rest))).then_some(host)?
+    } else {
+        let host = match value.rsplit_once(':') {
+            Some((host, port)) if port_suffix(&format!(":{port}")) => host,
+            Some(_) => return None,
+            None => value,
+        };
+        let dns = host
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.');
+        (dns && !host.is_empty()).then_some(host)?
+    };
+    (host.len() <= 255).then_some(host)
+}
+
+fn port_suffix(rest: &str) -> bool {
+    rest.strip_prefix(':')
+        .is_some_and(|p| !p.is_empty() && p.len() <= 5 && p.bytes().all(|b| b.is_ascii_digit()))
+}
+
 /// The response for an invocation that failed, by kind:
 /// throttled 429 (with `Retry-After` and the limit that was hit), timeout 504,
 /// everything the function or its instance did wrong 502, platform trouble 503.
@@ -214,6 +306,47 @@ fn invoke_error(function: &str, err: &InvokeError) -> Response<Bytes> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn redirects_keep_host_path_and_query_and_refuse_hostile_hosts() {
+        let to = |host: &str, target: &str, port: u16| {
+            let req = http::Request::get(target)
+                .header("host", host)
+                .body(())
+                .unwrap();
+            let resp = https_redirect(&req, port);
+            let location = resp
+                .headers()
+                .get(header::LOCATION)
+                .map(|v| v.to_str().unwrap().to_owned());
+            (resp.status().as_u16(), location)
+        };
+        assert_eq!(
+            to("a.test:8080", "/p/q?x=1&y", 8443),
+            (308, Some("https://a.test:8443/p/q?x=1&y".into()))
+        );
+        assert_eq!(
+            to("a.test", "/", 443),
+            (308, Some("https://a.test/".into()))
+        );
+        assert_eq!(
+            to("[::1]:80", "/x", 8443),
+            (308, Some("https://[::1]:8443/x".into()))
+        );
+        for hostile in [
+            "evil.test/@x",
+            "a b",
+            "",
+            "a.test:",
+            "a.test:99999x",
+            "[zz]",
+            "a@b",
+            "a.test:1:2",
+        ] {
+            assert_eq!(to(hostile, "/", 8443), (400, None), "{hostile:?}");
+        }
+        assert_eq!(to(&"a".repeat(256), "/", 8443), (400, None));
+    }
     use levee_runtime::Limit;
 
     #[test]

@@ -25,6 +25,9 @@ pub struct RouteTarget {
     pub cache: Option<levee_config::CachePolicy>,
     /// For `async = true` routes: the queue the request goes to.
     pub queue: Option<String>,
+    /// The authorizer that admits callers, and the scopes it requires.
+    pub authorizer: Option<Arc<crate::authorizer::JwtAuthorizer>>,
+    pub authorization_scopes: Vec<String>,
 }
 
 /// A matched route and its raw path parameters, in path order.
@@ -59,7 +62,11 @@ pub struct RouterError {
 
 impl Router {
     /// Builds the trees from the configured routes.
-    pub fn build(routes: &[Route], scheduler: &Scheduler) -> Result<Router, RouterError> {
+    pub fn build(
+        routes: &[Route],
+        scheduler: &Scheduler,
+        authorizers: &crate::authorizer::Authorizers,
+    ) -> Result<Router, RouterError> {
         let mut router = Router {
             by_method: METHODS
                 .iter()
@@ -75,6 +82,14 @@ impl Router {
             let function = scheduler
                 .function(&r.function)
                 .ok_or_else(|| err(format!("no function named `{}`", r.function)))?;
+            let authorizer = match &r.authorizer {
+                Some(name) => Some(
+                    authorizers
+                        .get(name)
+                        .ok_or_else(|| err(format!("no authorizer named `{name}`")))?,
+                ),
+                None => None,
+            };
             let target = Arc::new(RouteTarget {
                 route_key: r.route_key.clone(),
                 function: function.clone(),
@@ -82,6 +97,8 @@ impl Router {
                 api_key_required: r.api_key_required,
                 cache: r.cache.clone(),
                 queue: r.queue.clone().filter(|_| r.is_async),
+                authorizer,
+                authorization_scopes: r.authorization_scopes.clone(),
             });
             let trees: Vec<&mut matchit::Router<_>> = match method_of(r.method) {
                 Some(m) => router

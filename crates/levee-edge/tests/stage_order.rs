@@ -109,7 +109,12 @@ async fn fixture(name: &str, config_text: &str, billed: bool) -> Fixture {
         identity: ClientIdentity::new(Vec::new()),
         max_headers: 100,
         shield: ShieldHandle::new(Shield::build(&config).unwrap()),
-        router: Router::build(&config.routes, &scheduler).unwrap(),
+        router: Router::build(
+            &config.routes,
+            &scheduler,
+            &levee_edge::authorizer::Authorizers::default(),
+        )
+        .unwrap(),
         api_keys: Arc::new(ApiKeys::new(store, Clock::default())),
         body: BodyPolicy {
             min_rate: 1024,

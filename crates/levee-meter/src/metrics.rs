@@ -22,6 +22,8 @@
 //! | `levee_auto_active_rules` | gauge | — |
 //! | `levee_auto_reference_rps` | gauge | — |
 //! | `levee_auto_samples_dropped_total` | counter | — |
+//! | `levee_connections_refused_total` | counter | listener, reason |
+//! | `levee_tls_handshakes_total` | counter | listener, outcome |
 //! | `process_resident_memory_bytes` | gauge | — |
 //!
 //! `levee_spend_usd_total` is cumulative USD since the process started; it
@@ -70,6 +72,8 @@ pub enum Decision {
     TooLarge,
     /// No, unknown or disabled API key.
     Forbidden,
+    /// The route's authorizer refused the token or its scopes.
+    Unauthorized,
     /// A request body slower than the minimum rate.
     SlowClient,
     /// A request the edge refuses as HTTP (CONNECT/TRACE, an unmet
@@ -91,6 +95,7 @@ impl Decision {
             Decision::OverBudget => "over_budget",
             Decision::NotFound => "not_found",
             Decision::Forbidden => "forbidden",
+            Decision::Unauthorized => "unauthorized",
             Decision::SlowClient => "slow_client",
             Decision::TooLarge => "too_large",
             Decision::Malformed => "malformed",
@@ -258,6 +263,30 @@ pub fn budget_alert(budget: &str, kind: &'static str, threshold: f64) {
         "budget" => label(budget),
         "kind" => kind,
         "threshold" => threshold.to_string(),
+    )
+    .increment(1);
+}
+
+/// A connection closed at accept by the connection guard. `listener` is
+/// one of `edge`, `edge_tls`, `redirect`, `admin`; `reason` the key whose
+/// bound refused it (`max_connections`, `max_handshakes`, …).
+pub fn connection_refused(listener: &'static str, reason: &'static str) {
+    metrics::counter!(
+        "levee_connections_refused_total",
+        "listener" => listener,
+        "reason" => reason,
+    )
+    .increment(1);
+}
+
+/// A TLS handshake that ended: `outcome` is `done`, `failed` (not TLS, no
+/// shared version or cipher, a client certificate refused, …) or
+/// `timeout` (`handshake_timeout`).
+pub fn tls_handshake(listener: &'static str, outcome: &'static str) {
+    metrics::counter!(
+        "levee_tls_handshakes_total",
+        "listener" => listener,
+        "outcome" => outcome,
     )
     .increment(1);
 }

@@ -240,6 +240,26 @@ fn main() -> ExitCode {
         );
     }
     let Some((listen, admin_listen, data_dir)) = overrides else {
+        // The certificates are the edge's to parse; a file that would stop
+        // `serve` stops `check` too.
+        let identities = [
+            ("tls", config.tls.as_ref().map(|t| &t.identity)),
+            ("admin_tls", config.admin_tls.as_ref()),
+        ];
+        for (section, identity) in identities {
+            if let Some(Err(e)) = identity.map(levee_edge::tls::server_config) {
+                eprintln!("{}: {section}: {e}", path.display());
+                return ExitCode::from(EXIT_CONFIG);
+            }
+        }
+        for (name, a) in &config.authorizers {
+            if let levee_config::JwksSource::File(file) = &a.jwt.jwks {
+                if let Err(e) = levee_edge::authorizer::jwks::read_file(file) {
+                    eprintln!("{}: authorizers.{name}.jwks: {e}", path.display());
+                    return ExitCode::from(EXIT_CONFIG);
+                }
+            }
+        }
         println!(
             "{}: ok ({} functions, {} routes)",
             path.display(),

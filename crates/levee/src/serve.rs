@@ -9,13 +9,16 @@ use std::sync::Arc;
 use anyhow::Context;
 use levee_config::Config;
 use levee_edge::apikeys::ApiKeys;
+use levee_edge::authorizer::Authorizers;
 use levee_edge::billing::Billing;
 use levee_edge::cache::EdgeCache;
 use levee_edge::client_ip::ClientIdentity;
 use levee_edge::clock::Clock;
 use levee_edge::invocation;
+use levee_edge::listener::Bound;
 use levee_edge::queueing::{self, FunctionInvoker};
 use levee_edge::shield::{Shield, ShieldHandle};
+use levee_edge::tls::{self, TlsHandle};
 use levee_edge::watch::Watch;
 use levee_edge::{admin, listener, BodyPolicy, Edge, Router, Stages};
 use levee_queue::Queues;
@@ -35,6 +38,16 @@ pub(crate) async fn serve(config: Config, path: PathBuf) -> anyhow::Result<()> {
     let admin_listener = TcpListener::bind(config.server.admin_listen)
         .await
         .with_context(|| format!("binding server.admin_listen {}", config.server.admin_listen))?;
+    let tls_listener = match &config.tls {
+        Some(tls) => Some(
+            TcpListener::bind(tls.listen)
+                .await
+                .with_context(|| format!("binding tls.listen {}", tls.listen))?,
+        ),
+        None => None,
+    };
+    // Certificates are read before anything starts: a bad file stops here.
+    let certificates = Certificates::load(&config)?;
     let (token, source) = admin::auth::load_or_create(
         &config.server.data_dir,
         std::env::var("LEVEE_ADMIN_TOKEN").ok(),
@@ -62,7 +75,13 @@ pub(crate) async fn serve(config: Config, path: PathBuf) -> anyhow::Result<()> {
     let shield = ShieldHandle::new(Shield::build(&config)?);
     // Instances, started on demand; the router needs their handles.
     let scheduler = Arc::new(Scheduler::start(&config).await?);
-    let router = Router::build(&config.routes, &scheduler)?;
+    // Who may call a route: JWT authorizers and their keys.
+    let authorizers = Arc::new(
+        Authorizers::start(&config.authorizers)
+            .await
+            .context("starting the authorizers")?,
+    );
+    let router = Router::build(&config.routes, &scheduler, &authorizers)?;
     // Keys, plans and quotas, from memory on the hot path.
     let api_keys = Arc::new(ApiKeys::new(Arc::clone(&store), clock));
     // Async routes queue their events here, durably, before answering 202.
@@ -107,27 +126,64 @@ pub(crate) async fn serve(config: Config, path: PathBuf) -> anyhow::Result<()> {
     );
     let reload: admin::Reload = {
         let shield = Arc::clone(&shield);
-        Arc::new(move || reload_shield(&path, &shield))
+        let certificates = certificates.clone();
+        let authorizers = Arc::clone(&authorizers);
+        Arc::new(move || reload(&path, &shield, &certificates, &authorizers))
     };
 
     println!(
         "levee: edge listening on http://{}",
         edge_listener.local_addr()?
     );
-    println!(
-        "levee: admin listening on http://{}",
-        admin_listener.local_addr()?
-    );
+    if let Some(tls) = &tls_listener {
+        println!("levee: edge listening on https://{}", tls.local_addr()?);
+    }
+    let admin_scheme = if certificates.admin.is_some() {
+        "https"
+    } else {
+        "http"
+    };
+    let admin_url = format!("{admin_scheme}://{}", admin_listener.local_addr()?);
+    println!("levee: admin listening on {admin_url}");
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
         let _ = rx.wait_for(|s| *s).await;
     };
     let limits = config.limits.clone();
     let access_log = config.server.access_log;
+    // The port HTTPS is really on (tls.listen may ask for port 0).
+    let tls_port = match &tls_listener {
+        Some(socket) => Some(socket.local_addr()?.port()),
+        None => None,
+    };
+    let mut edge_tasks = Vec::new();
+    if let (Some(socket), Some(tls)) = (tls_listener, &certificates.edge) {
+        let (edge, limits) = (Arc::clone(&edge), limits.clone());
+        let bound = Bound {
+            socket,
+            tls: Some(Arc::clone(tls)),
+        };
+        let shutdown = stopped(stop_rx.clone());
+        edge_tasks.push(tokio::spawn(async move {
+            listener::serve(bound, edge, &limits, access_log, shutdown).await;
+        }));
+    }
     let edge_shutdown = stopped(stop_rx.clone());
-    let edge_task = tokio::spawn(async move {
-        listener::serve(edge_listener, edge, &limits, access_log, edge_shutdown).await;
-    });
+    let redirect_to = tls_port.filter(|_| config.tls.as_ref().is_some_and(|t| t.redirect));
+    edge_tasks.push(tokio::spawn(async move {
+        match redirect_to {
+            Some(port) => {
+                listener::serve_redirect(edge_listener, port, &limits, edge_shutdown).await;
+            }
+            None => {
+                let bound = Bound {
+                    socket: edge_listener,
+                    tls: None,
+                };
+                listener::serve(bound, edge, &limits, access_log, edge_shutdown).await;
+            }
+        }
+    }));
     let admin_app = admin::router(admin::Admin {
         scheduler: Arc::clone(&scheduler),
         shield: Arc::clone(&shield),
@@ -139,13 +195,18 @@ pub(crate) async fn serve(config: Config, path: PathBuf) -> anyhow::Result<()> {
         billing: billing.clone(),
         invoker,
         queues,
-        base_url: format!("http://{}", admin_listener.local_addr()?),
+        base_url: admin_url,
         watch,
     });
     let admin_limits = config.admin_limits.clone();
     let admin_shutdown = stopped(stop_rx);
+    let admin_certificates = certificates.admin.clone();
     let admin_task = tokio::spawn(async move {
-        listener::serve_router(admin_listener, admin_app, &admin_limits, admin_shutdown).await;
+        let bound = Bound {
+            socket: admin_listener,
+            tls: admin_certificates,
+        };
+        listener::serve_router(bound, admin_app, &admin_limits, admin_shutdown).await;
     });
 
     wait_for_signal(&reload).await?;
@@ -153,7 +214,9 @@ pub(crate) async fn serve(config: Config, path: PathBuf) -> anyhow::Result<()> {
     // batches finish before their instances go, then flush what is counted.
     tracing::info!("shutting down: draining connections");
     let _ = stop_tx.send(true);
-    let _ = edge_task.await;
+    for task in edge_tasks {
+        let _ = task.await;
+    }
     let _ = tokio::time::timeout(listener::DRAIN_TIMEOUT, admin_task).await;
     let _ = tokio::time::timeout(listener::DRAIN_TIMEOUT, pollers.shutdown()).await;
     scheduler.shutdown().await;
@@ -221,15 +284,67 @@ fn test_clock() -> anyhow::Result<Clock> {
     }
 }
 
-/// Re-reads the config file and swaps in its firewall, IP sets and
-/// throttles. A file that does not validate changes nothing.
-fn reload_shield(path: &std::path::Path, shield: &ShieldHandle) -> Result<String, String> {
+/// The TLS settings of the listeners that speak HTTPS, swappable by a
+/// reload.
+#[derive(Debug, Clone)]
+struct Certificates {
+    edge: Option<Arc<TlsHandle>>,
+    admin: Option<Arc<TlsHandle>>,
+}
+
+impl Certificates {
+    fn load(config: &Config) -> anyhow::Result<Certificates> {
+        let edge = config.tls.as_ref().map(|t| TlsHandle::load(&t.identity));
+        let admin = config.admin_tls.as_ref().map(TlsHandle::load);
+        Ok(Certificates {
+            edge: edge.transpose().context("loading [tls]")?,
+            admin: admin.transpose().context("loading [admin_tls]")?,
+        })
+    }
+}
+
+/// Re-reads the config file and swaps in its firewall, IP sets, throttles
+/// and certificates. A file that does not validate, or a certificate that
+/// does not load, changes nothing; open connections keep what they
+/// were accepted with.
+fn reload(
+    path: &std::path::Path,
+    shield: &ShieldHandle,
+    certificates: &Certificates,
+    authorizers: &Authorizers,
+) -> Result<String, String> {
     let config = Config::load(path).map_err(|e| e.to_string())?;
     let next = Shield::build(&config).map_err(|e| e.to_string())?;
+    let edge_tls = config.tls.as_ref().map(|t| &t.identity);
+    let mut swaps = Vec::new();
+    for (section, handle, identity) in [
+        ("[tls]", &certificates.edge, edge_tls),
+        (
+            "[admin_tls]",
+            &certificates.admin,
+            config.admin_tls.as_ref(),
+        ),
+    ] {
+        match (handle, identity) {
+            (Some(handle), Some(identity)) => {
+                let tls = tls::server_config(identity).map_err(|e| format!("{section}: {e}"))?;
+                swaps.push((handle, tls));
+            }
+            (None, None) => {}
+            _ => return Err(format!("adding or removing {section} takes a restart")),
+        }
+    }
+    // Authorizers' files are read last of what may fail: once they are
+    // swapped, nothing below refuses the reload.
+    let jwks = authorizers.reload(&config.authorizers)?;
     let rules = next.firewall.as_ref().map_or(0, |f| f.counters().len());
     shield.replace(next);
+    let reloaded = swaps.len();
+    for (handle, tls) in swaps {
+        handle.replace(tls);
+    }
     Ok(format!(
-        "reloaded {}: {rules} firewall rules",
+        "reloaded {}: {rules} firewall rules, certificates of {reloaded} TLS listeners, {jwks} JWKS files",
         path.display()
     ))
 }

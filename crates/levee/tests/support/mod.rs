@@ -245,6 +245,8 @@ pub struct Server {
     child: Child,
     pub edge: SocketAddr,
     pub admin: SocketAddr,
+    /// The edge's HTTPS listener, with `[tls]`.
+    pub https: Option<SocketAddr>,
     pub dir: PathBuf,
     stderr_path: PathBuf,
     /// What levee printed on stdout before it was ready.
@@ -350,7 +352,7 @@ impl Server {
                 }
             }
         });
-        let (mut edge, mut admin) = (None, None);
+        let (mut edge, mut admin, mut https) = (None, None, None);
         let mut printed = Vec::new();
         let deadline = Instant::now() + Duration::from_secs(60);
         while edge.is_none() || admin.is_none() {
@@ -362,7 +364,10 @@ impl Server {
                         line.strip_prefix(prefix)?.trim().parse().ok()
                     };
                     edge = edge.or(addr("levee: edge listening on http://"));
-                    admin = admin.or(addr("levee: admin listening on http://"));
+                    https = https.or(addr("levee: edge listening on https://"));
+                    admin = admin
+                        .or(addr("levee: admin listening on http://"))
+                        .or(addr("levee: admin listening on https://"));
                 }
                 Err(_) => {
                     let _ = child.kill();
@@ -378,6 +383,7 @@ impl Server {
             child,
             edge: edge.unwrap(),
             admin: admin.unwrap(),
+            https,
             dir,
             stderr_path,
             printed,
@@ -640,4 +646,126 @@ pub fn curl(args: &[&str]) -> (i32, String) {
         out.status.code().unwrap_or(-1),
         String::from_utf8_lossy(&out.stdout).into_owned(),
     )
+}
+
+/// Test certificates made by the real `openssl`: CAs, and leaves they sign,
+/// ECDSA P-256, valid for two days.
+pub mod pki {
+    use std::path::{Path, PathBuf};
+    use std::process::Command;
+
+    /// A certificate and its key, PEM files.
+    #[derive(Debug, Clone)]
+    pub struct Pair {
+        pub cert: PathBuf,
+        pub key: PathBuf,
+    }
+
+    fn openssl(dir: &Path, args: &[&str]) {
+        let out = Command::new("openssl")
+            .current_dir(dir)
+            .args(args)
+            .output()
+            .expect("openssl must be installed");
+        assert!(
+            out.status.success(),
+            "openssl {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    /// A self-signed CA named `name` in `dir`.
+    pub fn ca(dir: &Path, name: &str) -> Pair {
+        let (cert, key) = (format!("{name}.pem"), format!("{name}.key"));
+        openssl(
+            dir,
+            &[
+                "req",
+                "-x509",
+                "-newkey",
+                "ec",
+                "-pkeyopt",
+                "ec_paramgen_curve:prime256v1",
+                "-nodes",
+                "-keyout",
+                &key,
+                "-out",
+                &cert,
+                "-days",
+                "2",
+                "-subj",
+                &format!("/O=Levee Tests/CN={name}"),
+                "-addext",
+                "basicConstraints=critical,CA:TRUE",
+                "-addext",
+                "keyUsage=critical,keyCertSign,cRLSign",
+            ],
+        );
+        Pair {
+            cert: dir.join(cert),
+            key: dir.join(key),
+        }
+    }
+
+    /// A leaf for `cn` signed by `ca`, with `sans` (`DNS:a.test`,
+    /// `IP:127.0.0.1`, `URI:…`) and extended key usage `usage`
+    /// (`serverAuth` or `clientAuth`), as `file.pem` and `file.key`.
+    pub fn leaf(ca: &Pair, file: &str, cn: &str, sans: &[&str], usage: &str) -> Pair {
+        let dir = ca.cert.parent().unwrap();
+        let (cert, key, csr, ext) = (
+            format!("{file}.pem"),
+            format!("{file}.key"),
+            format!("{file}.csr"),
+            format!("{file}.ext"),
+        );
+        std::fs::write(
+            dir.join(&ext),
+            format!(
+                "subjectAltName={}\nbasicConstraints=CA:FALSE\nextendedKeyUsage={usage}\n",
+                sans.join(",")
+            ),
+        )
+        .unwrap();
+        openssl(
+            dir,
+            &[
+                "req",
+                "-newkey",
+                "ec",
+                "-pkeyopt",
+                "ec_paramgen_curve:prime256v1",
+                "-nodes",
+                "-keyout",
+                &key,
+                "-out",
+                &csr,
+                "-subj",
+                &format!("/O=Levee Tests/CN={cn}"),
+            ],
+        );
+        openssl(
+            dir,
+            &[
+                "x509",
+                "-req",
+                "-in",
+                &csr,
+                "-CA",
+                &ca.cert.display().to_string(),
+                "-CAkey",
+                &ca.key.display().to_string(),
+                "-CAcreateserial",
+                "-out",
+                &cert,
+                "-days",
+                "2",
+                "-extfile",
+                &ext,
+            ],
+        );
+        Pair {
+            cert: dir.join(cert),
+            key: dir.join(key),
+        }
+    }
 }
