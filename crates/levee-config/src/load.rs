@@ -31,12 +31,13 @@ use crate::{
 };
 use levee_shield::firewall::FirewallConfig;
 
-const SECTIONS: [&str; 20] = [
+const SECTIONS: [&str; 21] = [
     "server",
     "account",
     "functions",
     "routes",
     "authorizers",
+    "cors",
     "limits",
     "admin_limits",
     "tls",
@@ -136,6 +137,7 @@ impl<'a> Loader<'a> {
             });
         }
         let (authorizers, authorizer_names) = self.authorizers();
+        let cors = self.cors(&KeyPath::of("cors"));
         let routes = self.routes(&declared, &authorizer_names);
         let limits = self.guarded("limits", guard::limits);
         let admin_limits = self.guarded("admin_limits", guard::admin_limits);
@@ -186,6 +188,7 @@ impl<'a> Loader<'a> {
             functions,
             routes: routes.into_iter().map(|(_, route)| route).collect(),
             authorizers,
+            cors,
             limits,
             admin_limits,
             tls,
@@ -443,8 +446,9 @@ impl<'a> Loader<'a> {
         });
         let throttle = self.throttle(&path.key("throttle"));
         let cache = self.route_cache(&path.key("cache"));
+        let cors = self.cors(&path.key("cors"));
         self.within(path, |_, f| {
-            routes::route(raw, max_body, throttle, cache, f)
+            routes::route(raw, max_body, throttle, cache, cors, f)
         })
     }
 
@@ -453,6 +457,13 @@ impl<'a> Loader<'a> {
         let node = self.locator.node_at(path)?;
         let raw: guard::RawThrottle = self.deserialize(node, path)?;
         self.within(path, |_, f| guard::throttle(raw, f))
+    }
+
+    /// `[cors]`, or a route's `cors = {…}`.
+    fn cors(&mut self, path: &KeyPath) -> Option<crate::cors::Cors> {
+        let node = self.locator.node_at(path)?;
+        let raw: crate::cors::RawCors = self.deserialize(node, path)?;
+        Some(self.within(path, |_, f| crate::cors::cors(raw, f)))
     }
 
     /// A route's `cache = {…}`: `None` when absent or `enabled = false`.

@@ -15,6 +15,8 @@ pub struct Config {
     pub account: Account,
     pub functions: BTreeMap<String, Function>,
     pub routes: Vec<Route>,
+    /// `[cors]`: CORS for every route without its own.
+    pub cors: Option<crate::cors::Cors>,
     /// `[authorizers.NAME]`: JWT authorizers routes may name.
     pub authorizers: BTreeMap<String, crate::authorizers::Authorizer>,
     /// `[limits]`: the connection guard.

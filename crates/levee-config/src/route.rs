@@ -90,6 +90,8 @@ pub struct Route {
     pub authorizer: Option<String>,
     /// A token must hold one of these (403 otherwise).
     pub authorization_scopes: Vec<String>,
+    /// This route's CORS, instead of `[cors]`.
+    pub cors: Option<crate::cors::Cors>,
 }
 
 /// The parts of a validated `route` string.

@@ -38,6 +38,9 @@ pub(crate) struct RawRoute {
     /// Validated separately, like `throttle`.
     #[serde(default, rename = "cache")]
     _cache: Option<serde::de::IgnoredAny>,
+    /// Validated separately, like `throttle`.
+    #[serde(default, rename = "cors")]
+    _cors: Option<serde::de::IgnoredAny>,
 }
 
 /// A route's function and body limit, checked before its `throttle` and
@@ -78,6 +81,7 @@ pub(crate) fn route(
     max_body_bytes: Option<u64>,
     throttle: Option<Throttle>,
     cache: Option<CachePolicy>,
+    cors: Option<crate::cors::Cors>,
     found: &mut Found,
 ) -> Option<Route> {
     match ParsedRoute::parse(&raw.route) {
@@ -95,6 +99,7 @@ pub(crate) fn route(
             queue: raw.queue,
             authorizer: raw.authorizer,
             authorization_scopes: raw.authorization_scopes,
+            cors,
         }),
         Err(e) => {
             found.push("route", e);

@@ -74,7 +74,7 @@ memroy_mb = 256
 [limits]
 max_conections = 10
 "#,
-        "levee.toml:1: servr: unknown field `servr`, expected one of `server`, `account`, `functions`, `routes`, `authorizers`, `limits`, `admin_limits`, `tls`, `admin_tls`, `client_ip`, `throttle`, `firewall`, `plans`, `cache`, `prices`, `budgets`, `metering`, `queues`, `event_sources`, `auto_mitigation`\n\
+        "levee.toml:1: servr: unknown field `servr`, expected one of `server`, `account`, `functions`, `routes`, `authorizers`, `cors`, `limits`, `admin_limits`, `tls`, `admin_tls`, `client_ip`, `throttle`, `firewall`, `plans`, `cache`, `prices`, `budgets`, `metering`, `queues`, `event_sources`, `auto_mitigation`\n\
          levee.toml:7: functions.hello.memroy_mb: unknown field `memroy_mb`, expected one of `runtime`, `command`, `handler`, `code`, `memory_mb`, `timeout`, `reserved_concurrency`, `provisioned`, `queue_timeout`, `queue_depth`, `idle_timeout`, `env`, `max_body`, `ephemeral_storage`, `runtime_paths`, `network`, `forward`\n\
          levee.toml:10: limits.max_conections: unknown field `max_conections`, expected one of `max_connections`, `max_connections_per_ip`, `header_timeout`, `idle_timeout`, `send_timeout`, `body_min_rate`, `body_grace`, `max_header_bytes`, `max_headers`, `h2_max_streams`, `send_buffer`, `handshake_timeout`, `max_handshakes`, `max_handshakes_per_ip`, `handshake_rate_per_ip`",
     );
@@ -442,5 +442,28 @@ authorization_scopes = ["read"]
          levee.toml:13: authorizers.sso.type: `saml` is not an authorizer type; expected `jwt`\n\
          levee.toml:18: routes[0].authorizer: no authorizer `nobody` in [authorizers]\n\
          levee.toml:23: routes[1].authorization_scopes: scopes are checked by an authorizer; name one with `authorizer`",
+    );
+}
+
+#[test]
+fn cors_tables() {
+    check_hello(
+        r#"
+[cors]
+allow_origins = ["*", "app.test"]
+allow_methods = ["GET", "BAD METHOD"]
+allow_credentials = true
+max_age = "2d"
+
+[[routes]]
+route = "GET /a"
+function = "hello"
+cors = { allow_origins = [] }
+"#,
+        "levee.toml:6: cors.allow_origins[1]: `app.test` is not `*` or an origin such as https://app.example.com:8443 (no path)\n\
+         levee.toml:7: cors.allow_methods[1]: `BAD METHOD` is not `*` or an HTTP token\n\
+         levee.toml:8: cors.allow_credentials: browsers refuse credentials with `*` origins; list the origins\n\
+         levee.toml:9: cors.max_age: must be a duration up to 24h, e.g. \"1h\"\n\
+         levee.toml:14: routes[0].cors.allow_origins: needs at least one origin, e.g. allow_origins = [\"https://app.example.com\"] (or [\"*\"])",
     );
 }

@@ -16,6 +16,7 @@ pub mod cache;
 pub mod client_ip;
 pub mod clock;
 mod conformance;
+pub mod cors;
 pub mod event;
 pub mod guard;
 mod h2_watch;

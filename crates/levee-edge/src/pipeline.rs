@@ -100,6 +100,7 @@ impl Edge {
             key_headers: Vec::new(),
             decision: Decision::Allowed,
             rule: None,
+            cors: None,
         };
         // Only a sampled request's look and path are taken; how it was
         // answered is added at the end.
@@ -133,6 +134,9 @@ impl Edge {
             for (name, value) in cx.key_headers.drain(..) {
                 resp.headers_mut().insert(name, value);
             }
+        }
+        if let Some((policy, origin)) = cx.cors.take() {
+            policy.decorate(origin.as_ref(), resp.headers_mut());
         }
         if let (Some(watch), Some(asked)) = (&self.0.watch, sampled) {
             watch.sample(asked, &cx, resp.status(), outcome);
@@ -172,6 +176,19 @@ impl Edge {
             }
             None => None,
         };
+        // A CORS preflight for a route with CORS is answered here, for
+        // nothing.
+        if let Some(asked) = crate::cors::preflight_method(req.method(), req.headers()) {
+            let path = req.uri().path();
+            let target = st.router.lookup(&asked, path).map(|(t, _)| t);
+            if let Some(target) = target.or_else(|| st.router.any_at(path)) {
+                if let Some(policy) = &target.cors {
+                    cx.route = Some(target.route_key.clone());
+                    cx.decision = Decision::Preflight;
+                    return Ok(policy.preflight(req.headers()));
+                }
+            }
+        }
         // Which function, before spending anything on it.
         let (target, params) = st
             .router
@@ -179,6 +196,10 @@ impl Edge {
             .ok_or(Reject::NotFound)?;
         cx.route = Some(target.route_key.clone());
         cx.function = Some(target.function.config().name.clone());
+        // Every answer from here on, refusals too, carries the route's CORS.
+        if let Some(policy) = &target.cors {
+            cx.cors = Some((Arc::clone(policy), policy.allowed_origin(req.headers())));
+        }
         // The automatic rules, after the operator's, except on exempt
         // routes and for exempt clients.
         if let Some(watch) = &st.watch {
@@ -415,6 +436,8 @@ pub struct RequestInfo {
     /// The firewall rule that refused it, an operator's or an automatic
     /// `auto-N`, for the access log.
     pub rule: Option<Arc<str>>,
+    /// The route's CORS and the request's allowed `Origin`, for the answer.
+    pub cors: Option<(Arc<crate::cors::CorsPolicy>, Option<HeaderValue>)>,
 }
 
 /// One invocation of a route's function, owned, so the cache can run it

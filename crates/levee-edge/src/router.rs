@@ -28,6 +28,8 @@ pub struct RouteTarget {
     /// The authorizer that admits callers, and the scopes it requires.
     pub authorizer: Option<Arc<crate::authorizer::JwtAuthorizer>>,
     pub authorization_scopes: Vec<String>,
+    /// The route's CORS (its own, else `[cors]`).
+    pub cors: Option<Arc<crate::cors::CorsPolicy>>,
 }
 
 /// A matched route and its raw path parameters, in path order.
@@ -66,7 +68,9 @@ impl Router {
         routes: &[Route],
         scheduler: &Scheduler,
         authorizers: &crate::authorizer::Authorizers,
+        api_cors: Option<&levee_config::Cors>,
     ) -> Result<Router, RouterError> {
+        let api_cors = api_cors.map(|c| Arc::new(crate::cors::CorsPolicy::new(c)));
         let mut router = Router {
             by_method: METHODS
                 .iter()
@@ -99,6 +103,10 @@ impl Router {
                 queue: r.queue.clone().filter(|_| r.is_async),
                 authorizer,
                 authorization_scopes: r.authorization_scopes.clone(),
+                cors: match &r.cors {
+                    Some(c) => Some(Arc::new(crate::cors::CorsPolicy::new(c))),
+                    None => api_cors.clone(),
+                },
             });
             let trees: Vec<&mut matchit::Router<_>> = match method_of(r.method) {
                 Some(m) => router
@@ -142,6 +150,16 @@ impl Router {
             .map(|(k, v)| (k.to_owned(), v.to_owned()))
             .collect();
         Some((Arc::clone(found.value), params))
+    }
+
+    /// A route at `path` for whatever method: a preflight asking for a
+    /// method no route has is still answered by the path's CORS.
+    pub fn any_at(&self, path: &str) -> Option<Arc<RouteTarget>> {
+        self.by_method
+            .iter()
+            .find_map(|(_, tree)| tree.at(path).ok())
+            .or_else(|| self.any.at(path).ok())
+            .map(|found| Arc::clone(found.value))
     }
 }
 

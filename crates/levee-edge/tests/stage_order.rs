@@ -113,6 +113,7 @@ async fn fixture(name: &str, config_text: &str, billed: bool) -> Fixture {
             &config.routes,
             &scheduler,
             &levee_edge::authorizer::Authorizers::default(),
+            None,
         )
         .unwrap(),
         api_keys: Arc::new(ApiKeys::new(store, Clock::default())),

@@ -74,6 +74,8 @@ pub enum Decision {
     Forbidden,
     /// The route's authorizer refused the token or its scopes.
     Unauthorized,
+    /// A CORS preflight, answered at the edge.
+    Preflight,
     /// A request body slower than the minimum rate.
     SlowClient,
     /// A request the edge refuses as HTTP (CONNECT/TRACE, an unmet
@@ -96,6 +98,7 @@ impl Decision {
             Decision::NotFound => "not_found",
             Decision::Forbidden => "forbidden",
             Decision::Unauthorized => "unauthorized",
+            Decision::Preflight => "preflight",
             Decision::SlowClient => "slow_client",
             Decision::TooLarge => "too_large",
             Decision::Malformed => "malformed",

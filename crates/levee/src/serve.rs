@@ -81,7 +81,12 @@ pub(crate) async fn serve(config: Config, path: PathBuf) -> anyhow::Result<()> {
             .await
             .context("starting the authorizers")?,
     );
-    let router = Router::build(&config.routes, &scheduler, &authorizers)?;
+    let router = Router::build(
+        &config.routes,
+        &scheduler,
+        &authorizers,
+        config.cors.as_ref(),
+    )?;
     // Keys, plans and quotas, from memory on the hot path.
     let api_keys = Arc::new(ApiKeys::new(Arc::clone(&store), clock));
     // Async routes queue their events here, durably, before answering 202.
