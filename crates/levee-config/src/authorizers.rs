@@ -2,8 +2,9 @@
 //! the invocation is paid for, as API Gateway HTTP API's authorizers are.
 //! `type = "jwt"`: a JWT from the identity source, signed by a key of the
 //! issuer's JWKS (a file, or a URL fetched and refreshed), with its issuer
-//! and audience. Routes name one with `authorizer` and may require
-//! `authorization_scopes`.
+//! and audience. `type = "lambda"`: a function of this file decides, its
+//! answer cached per identity. Routes name one with `authorizer`; a JWT
+//! authorizer's routes may require `authorization_scopes`.
 //!
 //! Owns the shape and its rules. Must never read a JWKS or fetch a URL: the
 //! edge's authorizer does, at start and on reload.
@@ -13,6 +14,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+use crate::guard::duration;
 use crate::problems::{Found, KeyPath};
 use crate::values::resolve;
 
@@ -28,12 +30,41 @@ const DEFAULT_IDENTITY: &str = "$request.header.Authorization";
 
 /// One authorizer.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Authorizer {
-    /// Where the token is read from.
-    pub identity_source: IdentitySource,
-    /// What a token must be.
-    pub jwt: Jwt,
+pub enum Authorizer {
+    /// `type = "jwt"`.
+    Jwt {
+        /// Where the token is read from.
+        identity_source: IdentitySource,
+        /// What a token must be.
+        jwt: Jwt,
+    },
+    /// `type = "lambda"`.
+    Lambda(LambdaAuthorizer),
 }
+
+/// A function that decides, called with API Gateway's payload 2.0
+/// authorizer event and answering the "simple" response
+/// (`{"isAuthorized": …, "context": {…}}`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LambdaAuthorizer {
+    /// A `[functions.NAME]` of this file.
+    pub function: String,
+    /// Every one must be present (401 otherwise, with no invocation); their
+    /// values together are the cache key.
+    pub identity_source: Vec<IdentitySource>,
+    /// How long an answer is reused for the same identity; zero: never.
+    pub ttl: Duration,
+    /// Longest the function may take; past it the request is refused.
+    pub timeout: Duration,
+}
+
+const DEFAULT_TTL: Duration = Duration::from_secs(300);
+const TTL: std::ops::RangeInclusive<Duration> = Duration::ZERO..=Duration::from_secs(3600);
+const DEFAULT_TIMEOUT: Duration = Duration::from_secs(5);
+const TIMEOUT: std::ops::RangeInclusive<Duration> =
+    Duration::from_millis(1)..=Duration::from_secs(30);
+/// Most identity sources one Lambda authorizer reads.
+const MAX_SOURCES: usize = 8;
 
 /// API Gateway's identity source: `$request.header.NAME` or
 /// `$request.querystring.NAME`.
@@ -71,12 +102,20 @@ pub enum JwksSource {
     },
 }
 
+/// One identity source, or (Lambda authorizers) several.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+enum RawSources {
+    One(String),
+    Many(Vec<String>),
+}
+
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct RawAuthorizer {
     #[serde(rename = "type")]
     kind: String,
-    identity_source: Option<String>,
+    identity_source: Option<RawSources>,
     issuer: Option<String>,
     #[serde(default)]
     audience: Vec<String>,
@@ -84,6 +123,9 @@ pub(crate) struct RawAuthorizer {
     jwks_url: Option<String>,
     jwks_ca: Option<String>,
     jwks_refresh: Option<String>,
+    function: Option<String>,
+    ttl: Option<String>,
+    timeout: Option<String>,
 }
 
 pub(crate) fn too_many(count: usize) -> Option<String> {
@@ -91,15 +133,115 @@ pub(crate) fn too_many(count: usize) -> Option<String> {
 }
 
 /// Validates one `[authorizers.NAME]`; keys relative to its table.
-pub(crate) fn authorizer(raw: RawAuthorizer, base_dir: &Path, f: &mut Found) -> Option<Authorizer> {
-    if raw.kind != "jwt" {
-        f.push(
-            "type",
-            format!("`{}` is not an authorizer type; expected `jwt`", raw.kind),
-        );
-        return None;
+/// `functions` are the file's declared functions.
+pub(crate) fn authorizer(
+    raw: RawAuthorizer,
+    base_dir: &Path,
+    functions: &[String],
+    f: &mut Found,
+) -> Option<Authorizer> {
+    match raw.kind.as_str() {
+        "jwt" => jwt(raw, base_dir, f),
+        "lambda" => lambda(raw, functions, f).map(Authorizer::Lambda),
+        other => {
+            f.push(
+                "type",
+                format!("`{other}` is not an authorizer type; expected `jwt` or `lambda`"),
+            );
+            None
+        }
     }
-    let identity_source = identity_source(raw.identity_source.as_deref(), f);
+}
+
+/// Keys that belong to the other type of authorizer.
+fn only_for(kind: &str, keys: &[(&str, bool)], f: &mut Found) {
+    for (key, set) in keys {
+        if *set {
+            f.push(*key, format!("only for `type = \"{kind}\"`"));
+        }
+    }
+}
+
+fn lambda(raw: RawAuthorizer, functions: &[String], f: &mut Found) -> Option<LambdaAuthorizer> {
+    only_for(
+        "jwt",
+        &[
+            ("issuer", raw.issuer.is_some()),
+            ("audience", !raw.audience.is_empty()),
+            ("jwks", raw.jwks.is_some()),
+            ("jwks_url", raw.jwks_url.is_some()),
+            ("jwks_ca", raw.jwks_ca.is_some()),
+            ("jwks_refresh", raw.jwks_refresh.is_some()),
+        ],
+        f,
+    );
+    let function = match raw.function {
+        Some(name) if functions.contains(&name) => Some(name),
+        Some(name) => {
+            f.push(
+                "function",
+                format!("no function named `{name}` in [functions]"),
+            );
+            None
+        }
+        None => {
+            f.push(
+                "function",
+                "a Lambda authorizer names the function that decides, e.g. function = \"auth\"",
+            );
+            None
+        }
+    };
+    let texts = match raw.identity_source {
+        None => vec![DEFAULT_IDENTITY.to_owned()],
+        Some(RawSources::One(one)) => vec![one],
+        Some(RawSources::Many(many)) => many,
+    };
+    if texts.is_empty() || texts.len() > MAX_SOURCES {
+        f.push(
+            "identity_source",
+            format!("needs 1 to {MAX_SOURCES} sources"),
+        );
+    }
+    let sources: Option<Vec<IdentitySource>> =
+        texts.iter().map(|t| identity_source(Some(t), f)).collect();
+    let ttl = duration("ttl", raw.ttl.as_deref(), DEFAULT_TTL, TTL, f);
+    let timeout = duration(
+        "timeout",
+        raw.timeout.as_deref(),
+        DEFAULT_TIMEOUT,
+        TIMEOUT,
+        f,
+    );
+    Some(LambdaAuthorizer {
+        function: function?,
+        identity_source: sources?,
+        ttl,
+        timeout,
+    })
+}
+
+fn jwt(raw: RawAuthorizer, base_dir: &Path, f: &mut Found) -> Option<Authorizer> {
+    only_for(
+        "lambda",
+        &[
+            ("function", raw.function.is_some()),
+            ("ttl", raw.ttl.is_some()),
+            ("timeout", raw.timeout.is_some()),
+        ],
+        f,
+    );
+    let identity_source = match &raw.identity_source {
+        None => identity_source(None, f),
+        Some(RawSources::One(one)) => identity_source(Some(one), f),
+        Some(RawSources::Many(_)) => {
+            f.push(
+                "identity_source",
+                "a JWT authorizer reads one identity source",
+            );
+            None
+        }
+    };
     let issuer = match raw.issuer {
         Some(i) if !i.is_empty() => Some(i),
         _ => {
@@ -113,16 +255,13 @@ pub(crate) fn authorizer(raw: RawAuthorizer, base_dir: &Path, f: &mut Found) -> 
             format!("needs 1 to {MAX_AUDIENCES} accepted audiences, e.g. audience = [\"my-api\"]"),
         );
     }
-    let refresh = match raw.jwks_refresh.as_deref() {
-        None => DEFAULT_REFRESH,
-        Some(text) => match levee_common::parse_duration(text) {
-            Ok(d) if REFRESH.contains(&d) => d,
-            _ => {
-                f.push("jwks_refresh", "must be a duration from 10s to 24h");
-                DEFAULT_REFRESH
-            }
-        },
-    };
+    let refresh = duration(
+        "jwks_refresh",
+        raw.jwks_refresh.as_deref(),
+        DEFAULT_REFRESH,
+        REFRESH,
+        f,
+    );
     let jwks = match (raw.jwks, raw.jwks_url) {
         (Some(file), None) => {
             for (key, set) in [
@@ -158,7 +297,7 @@ pub(crate) fn authorizer(raw: RawAuthorizer, base_dir: &Path, f: &mut Found) -> 
             None
         }
     };
-    Some(Authorizer {
+    Some(Authorizer::Jwt {
         identity_source: identity_source?,
         jwt: Jwt {
             issuer: issuer?,
@@ -217,5 +356,27 @@ pub(crate) fn route_authorization(
             "authorization_scopes",
             format!("at most {MAX_SCOPES} scopes, none empty"),
         );
+    }
+}
+
+/// Scopes are a JWT's: a route whose authorizer is a function cannot
+/// require them. Keys relative to `[[routes]]`.
+pub(crate) fn scopes_need_jwt(
+    routes: &[(usize, crate::route::Route)],
+    authorizers: &std::collections::BTreeMap<String, Authorizer>,
+    f: &mut Found,
+) {
+    for (i, r) in routes {
+        let lambda = r
+            .authorizer
+            .as_ref()
+            .and_then(|a| authorizers.get(a))
+            .is_some_and(|a| matches!(a, Authorizer::Lambda(_)));
+        if lambda && !r.authorization_scopes.is_empty() {
+            f.push(
+                KeyPath::default().index(*i).key("authorization_scopes"),
+                "scopes are read from a JWT; a Lambda authorizer decides alone",
+            );
+        }
     }
 }

@@ -160,7 +160,8 @@ pub(crate) struct RawThrottle {
     burst: u32,
 }
 
-fn duration(
+/// A duration in `range`, `default` when unset; a problem on `key` otherwise.
+pub(crate) fn duration(
     key: &str,
     text: Option<&str>,
     default: Duration,

@@ -35,7 +35,7 @@ mod error;
 mod model;
 mod route;
 
-pub use authorizers::{Authorizer, IdentitySource, JwksSource, Jwt};
+pub use authorizers::{Authorizer, IdentitySource, JwksSource, Jwt, LambdaAuthorizer};
 pub use auto::{AutoAction, AutoMitigation, AutoMode, Sensitivity};
 pub use budgets::{check_webhook, Budget, BudgetAction, BudgetPeriod, BudgetScope, Prices};
 pub use cache::{CachePolicy, CacheSettings};

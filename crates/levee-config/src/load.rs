@@ -136,9 +136,12 @@ impl<'a> Loader<'a> {
                 functions::total_reserved(&functions, limit, f)
             });
         }
-        let (authorizers, authorizer_names) = self.authorizers();
+        let (authorizers, authorizer_names) = self.authorizers(&declared);
         let cors = self.cors(&KeyPath::of("cors"));
         let routes = self.routes(&declared, &authorizer_names);
+        self.within("routes", |_, f| {
+            authorizers::scopes_need_jwt(&routes, &authorizers, f)
+        });
         let limits = self.guarded("limits", guard::limits);
         let admin_limits = self.guarded("admin_limits", guard::admin_limits);
         self.within("admin_limits", |_, f| {
@@ -390,15 +393,18 @@ impl<'a> Loader<'a> {
     /// problems to name the right `routes[i]`).
     /// `[authorizers.NAME]`, and the names of all of them (so a route
     /// naming a broken one is not told it is missing).
-    fn authorizers(&mut self) -> (BTreeMap<String, authorizers::Authorizer>, Vec<String>) {
+    fn authorizers(
+        &mut self,
+        functions: &[String],
+    ) -> (BTreeMap<String, authorizers::Authorizer>, Vec<String>) {
         let expected = "a table of authorizers, e.g. [authorizers.users]";
         let (names, entries) = self.named("authorizers", expected, authorizers::too_many);
         let mut out = BTreeMap::new();
         for Named { name, path, raw } in entries {
             let base_dir = self.base_dir;
-            if let Some(built) =
-                self.within(&path, |_, f| authorizers::authorizer(raw, base_dir, f))
-            {
+            if let Some(built) = self.within(&path, |_, f| {
+                authorizers::authorizer(raw, base_dir, functions, f)
+            }) {
                 out.insert(name, built);
             }
         }

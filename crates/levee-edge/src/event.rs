@@ -60,7 +60,7 @@ use http::{HeaderMap, Method, Uri, Version};
 use serde::ser::{SerializeMap, Serializer};
 use serde::Serialize;
 
-use crate::authorizer::jwt::Verified;
+use crate::authorizer::Granted;
 use crate::tls::ClientCert;
 
 /// The fixed AWS account id reported in `requestContext.accountId`.
@@ -93,8 +93,8 @@ pub struct EventInput<'a> {
     pub now: SystemTime,
     /// The verified client certificate, on a mutual-TLS listener.
     pub client_cert: Option<&'a ClientCert>,
-    /// What the route's JWT authorizer accepted.
-    pub jwt: Option<&'a Verified>,
+    /// What the route's authorizer let through.
+    pub authorizer: Option<&'a Granted>,
 }
 
 /// Failure to build an event.
@@ -150,7 +150,7 @@ pub fn build_event(input: &EventInput<'_>) -> Result<Vec<u8>, EventError> {
             authentication: input
                 .client_cert
                 .map(|client_cert| Authentication { client_cert }),
-            authorizer: input.jwt.map(|jwt| AuthorizerContext { jwt }),
+            authorizer: input.authorizer,
             stage: "$default",
             time: AsDisplay(ClfTime(epoch_ms)),
             time_epoch: epoch_ms,
@@ -208,15 +208,10 @@ struct RequestContext<'a> {
     #[serde(skip_serializing_if = "Option::is_none")]
     authentication: Option<Authentication<'a>>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    authorizer: Option<AuthorizerContext<'a>>,
+    authorizer: Option<&'a Granted>,
     stage: &'static str,
     time: AsDisplay<ClfTime>,
     time_epoch: i64,
-}
-
-#[derive(Serialize)]
-struct AuthorizerContext<'a> {
-    jwt: &'a Verified,
 }
 
 #[derive(Serialize)]
@@ -590,7 +585,7 @@ mod tests {
                 request_id: "req-1",
                 now: self.now,
                 client_cert: None,
-                jwt: None,
+                authorizer: None,
             })
             .unwrap()
         }

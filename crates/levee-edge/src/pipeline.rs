@@ -26,7 +26,7 @@ use levee_shield::auto::Outcome;
 use levee_shield::firewall::{RequestView, Verdict};
 
 use crate::apikeys::ApiKeys;
-use crate::authorizer::jwt::Verified;
+use crate::authorizer::{Ask, Granted};
 use crate::cache::{EdgeCache, Fetch, XCache};
 use crate::client_ip::{first_forwarded, ClientIdentity};
 use crate::event::{build_event, EventInput};
@@ -213,13 +213,22 @@ impl Edge {
         }
         // The account's and the route's throttles.
         shield.throttle(&target.route_key, now)?;
-        // The route's authorizer: a token it accepts, with the scopes.
-        let jwt = match &target.authorizer {
-            Some(authorizer) => Some(
-                authorizer
-                    .authorize(req.headers(), req.uri(), &target.authorization_scopes)
-                    .map_err(Reject::Unauthorized)?,
-            ),
+        // The route's authorizer: a token it accepts, with the scopes, or
+        // its function's yes.
+        let granted = match &target.authorizer {
+            Some(authorizer) => {
+                let ask = Ask {
+                    method: req.method(),
+                    uri: req.uri(),
+                    version: req.version(),
+                    headers: req.headers(),
+                    client_ip: cx.client_ip,
+                    route_key: &target.route_key,
+                    params: &params,
+                    scopes: &target.authorization_scopes,
+                };
+                Some(authorizer.authorize(&ask).await?)
+            }
             None => None,
         };
         // The API key, its plan's throttle and quota.
@@ -270,7 +279,7 @@ impl Edge {
                     &params,
                     cx.client_ip,
                     &request_id,
-                    jwt.as_ref(),
+                    granted.as_ref(),
                 )
                 .await;
         }
@@ -288,7 +297,7 @@ impl Edge {
                 (None, parts.uri, parts.headers, cert)
             }
         };
-        let jwt = jwt.filter(|_| cached.is_none());
+        let granted = granted.filter(|_| cached.is_none());
         let call = Call {
             target,
             method,
@@ -299,7 +308,7 @@ impl Edge {
             params,
             client_ip: cx.client_ip,
             client_cert,
-            jwt,
+            granted,
             request_id,
             invoker: Arc::clone(&st.invoker),
             key_id: cx.key_id.clone(),
@@ -324,7 +333,7 @@ impl Edge {
         params: &[(String, String)],
         client_ip: std::net::IpAddr,
         request_id: &str,
-        jwt: Option<&Verified>,
+        granted: Option<&Granted>,
     ) -> Result<Response<Bytes>, Reject> {
         let event = build_event(&EventInput {
             method: &parts.method,
@@ -338,7 +347,7 @@ impl Edge {
             request_id,
             now: SystemTime::now(),
             client_cert: parts.extensions.get::<Arc<ClientCert>>().map(|c| &**c),
-            jwt,
+            authorizer: granted,
         })
         .map_err(|_| Reject::Unreadable(BAD_EVENT))?;
         match self
@@ -452,8 +461,8 @@ struct Call {
     params: Vec<(String, String)>,
     client_ip: std::net::IpAddr,
     client_cert: Option<Arc<ClientCert>>,
-    /// The authorizer's verdict, for `requestContext.authorizer.jwt`.
-    jwt: Option<Verified>,
+    /// What the authorizer let through, for `requestContext.authorizer`.
+    granted: Option<Granted>,
     request_id: Arc<str>,
     invoker: Arc<dyn Invoke>,
     key_id: Option<String>,
@@ -476,7 +485,7 @@ impl Call {
             request_id: &self.request_id,
             now: SystemTime::now(),
             client_cert: self.client_cert.as_deref(),
-            jwt: self.jwt.as_ref(),
+            authorizer: self.granted.as_ref(),
         })
         .map_err(|_| Reject::Unreadable(BAD_EVENT))?;
         let function = &self.target.function;

@@ -43,7 +43,7 @@ pub enum Reject {
     Forbidden,
     /// The route's authorizer refused the caller's token (401) or its
     /// scopes (403).
-    Unauthorized(crate::authorizer::jwt::Denied),
+    Unauthorized(crate::authorizer::Denied),
     /// The API key's quota is used up until `resets_at` (Unix seconds).
     QuotaExhausted {
         quota: u64,

@@ -170,30 +170,39 @@ pub fn message(status: StatusCode, text: &str) -> Response<Bytes> {
     json(status, &json!({ "message": text }))
 }
 
-/// API Gateway's answers for a JWT authorizer's refusal: 401
-/// `Unauthorized` or 403 `Forbidden`, with RFC 6750's `WWW-Authenticate`
-/// saying why (the reason, never the token).
-fn unauthorized(denied: crate::authorizer::jwt::Denied) -> Response<Bytes> {
-    use crate::authorizer::jwt::Denied;
+/// API Gateway's answers for an authorizer's refusal: 401 `Unauthorized`
+/// (with RFC 6750's `WWW-Authenticate` saying why: the reason, never the
+/// token), 403 `Forbidden` for a missing scope or a function's no, and 500
+/// when the authorizing function failed.
+fn unauthorized(denied: crate::authorizer::Denied) -> Response<Bytes> {
+    use crate::authorizer::Denied;
     let (status, text, challenge) = match denied {
         Denied::Scope => (
             StatusCode::FORBIDDEN,
             "Forbidden",
-            "Bearer error=\"insufficient_scope\"".to_owned(),
+            Some("Bearer error=\"insufficient_scope\"".to_owned()),
+        ),
+        Denied::Refused => (StatusCode::FORBIDDEN, "Forbidden", None),
+        Denied::Failed => (
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "Internal Server Error",
+            None,
         ),
         Denied::Missing => (
             StatusCode::UNAUTHORIZED,
             "Unauthorized",
-            "Bearer".to_owned(),
+            Some("Bearer".to_owned()),
         ),
         other => (
             StatusCode::UNAUTHORIZED,
             "Unauthorized",
-            format!("Bearer error=\"invalid_token\", error_description=\"{other}\""),
+            Some(format!(
+                "Bearer error=\"invalid_token\", error_description=\"{other}\""
+            )),
         ),
     };
     let mut resp = message(status, text);
-    if let Ok(v) = HeaderValue::from_str(&challenge) {
+    if let Some(v) = challenge.and_then(|c| HeaderValue::from_str(&c).ok()) {
         resp.headers_mut().insert(header::WWW_AUTHENTICATE, v);
     }
     resp

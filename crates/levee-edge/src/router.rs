@@ -26,7 +26,7 @@ pub struct RouteTarget {
     /// For `async = true` routes: the queue the request goes to.
     pub queue: Option<String>,
     /// The authorizer that admits callers, and the scopes it requires.
-    pub authorizer: Option<Arc<crate::authorizer::JwtAuthorizer>>,
+    pub authorizer: Option<Arc<crate::authorizer::RouteAuthorizer>>,
     pub authorization_scopes: Vec<String>,
     /// The route's CORS (its own, else `[cors]`).
     pub cors: Option<Arc<crate::cors::CorsPolicy>>,

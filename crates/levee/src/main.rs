@@ -253,7 +253,10 @@ fn main() -> ExitCode {
             }
         }
         for (name, a) in &config.authorizers {
-            if let levee_config::JwksSource::File(file) = &a.jwt.jwks {
+            let levee_config::Authorizer::Jwt { jwt, .. } = a else {
+                continue;
+            };
+            if let levee_config::JwksSource::File(file) = &jwt.jwks {
                 if let Err(e) = levee_edge::authorizer::jwks::read_file(file) {
                     eprintln!("{}: authorizers.{name}.jwks: {e}", path.display());
                     return ExitCode::from(EXIT_CONFIG);

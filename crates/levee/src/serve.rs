@@ -75,18 +75,6 @@ pub(crate) async fn serve(config: Config, path: PathBuf) -> anyhow::Result<()> {
     let shield = ShieldHandle::new(Shield::build(&config)?);
     // Instances, started on demand; the router needs their handles.
     let scheduler = Arc::new(Scheduler::start(&config).await?);
-    // Who may call a route: JWT authorizers and their keys.
-    let authorizers = Arc::new(
-        Authorizers::start(&config.authorizers)
-            .await
-            .context("starting the authorizers")?,
-    );
-    let router = Router::build(
-        &config.routes,
-        &scheduler,
-        &authorizers,
-        config.cors.as_ref(),
-    )?;
     // Keys, plans and quotas, from memory on the hot path.
     let api_keys = Arc::new(ApiKeys::new(Arc::clone(&store), clock));
     // Async routes queue their events here, durably, before answering 202.
@@ -100,6 +88,19 @@ pub(crate) async fn serve(config: Config, path: PathBuf) -> anyhow::Result<()> {
     // Budgets before and meters after every invocation, on every path.
     let billing = billing(&config, clock)?;
     let invoker = invocation::invoker(billing.clone());
+    // Who may call a route: JWT authorizers and their keys, and functions
+    // that decide (invoked like any other, so metered and budgeted).
+    let authorizers = Arc::new(
+        Authorizers::start(&config.authorizers, &scheduler, &invoker)
+            .await
+            .context("starting the authorizers")?,
+    );
+    let router = Router::build(
+        &config.routes,
+        &scheduler,
+        &authorizers,
+        config.cors.as_ref(),
+    )?;
     // Automatic attack detection: samples from every request, one thread.
     let watch = Watch::start(
         &config.auto_mitigation,

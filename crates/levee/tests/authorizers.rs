@@ -360,3 +360,101 @@ fn keys_behind_a_jwks_url_are_fetched_over_https_and_refetched_for_a_new_key() {
     });
     assert!(admitted, "the rotated key was never fetched");
 }
+
+/// A route behind a Lambda authorizer (Python, under awslambdaric).
+fn lambda_config(ttl: &str) -> String {
+    format!(
+        "[functions.auth]\ncommand = [\"{}\", \"-m\", \"awslambdaric\", \"app.handler\"]\ncode = \"{}\"\ntimeout = \"10s\"\n\n\
+         [authorizers.gate]\ntype = \"lambda\"\nfunction = \"auth\"\nttl = \"{ttl}\"\ntimeout = \"1s\"\n\n{}\n\
+         [[routes]]\nroute = \"GET /orders/{{id}}\"\nfunction = \"f\"\nauthorizer = \"gate\"\n",
+        python(),
+        Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/fixtures/authorizer")
+            .display(),
+        hello_function("f", "timeout = \"10s\"")
+    )
+}
+
+fn invocations(s: &Server, function: &str) -> f64 {
+    metric(
+        s,
+        &format!("levee_invocations_total{{function=\"{function}\""),
+    )
+}
+
+#[test]
+fn a_lambda_authorizer_decides_once_per_identity_and_its_context_reaches_the_function() {
+    let s = Server::start("authorizer-lambda", &lambda_config("5m"));
+    let (status, _, body) = call(&s, "/orders/7", Some("Bearer good"));
+    assert_eq!(status, 200, "{body}\n{}", s.stderr());
+    let event: Value = serde_json::from_str(&body).unwrap();
+    let context = &event["requestContext"]["authorizer"]["lambda"];
+    assert_eq!(context["tenant"], "t-1");
+    assert_eq!(context["type"], "REQUEST");
+    assert_eq!(context["path"], "/orders/7");
+    assert_eq!(context["identitySource"], json!(["Bearer good"]));
+    assert_eq!(context["hasBody"], false);
+    assert!(context["routeArn"]
+        .as_str()
+        .unwrap()
+        .ends_with(":levee/$default/GET/orders/7"));
+
+    // 1,000 requests with one bad token, 8 at a time: one invocation of the
+    // authorizer, none of the route's function.
+    let (auth_before, f_before) = (invocations(&s, "auth"), invocations(&s, "f"));
+    let edge = s.edge;
+    let refused: usize = std::thread::scope(|scope| {
+        let workers: Vec<_> = (0..8)
+            .map(|_| {
+                scope.spawn(move || {
+                    (0..125)
+                        .filter(|_| {
+                            request(
+                                edge,
+                                "GET",
+                                "/orders/1",
+                                &[("authorization", "Bearer bad")],
+                                b"",
+                            )
+                            .status
+                                == 403
+                        })
+                        .count()
+                })
+            })
+            .collect();
+        workers.into_iter().map(|w| w.join().unwrap()).sum()
+    });
+    assert_eq!(refused, 1000);
+    assert_eq!(invocations(&s, "auth") - auth_before, 1.0);
+    assert_eq!(invocations(&s, "f"), f_before);
+
+    // No identity source: 401 without asking the function.
+    let before = invocations(&s, "auth");
+    assert_eq!(call(&s, "/orders/1", None).0, 401);
+    // A function that outlasts the timeout, or answers no simple response:
+    // refused with 500, and not cached (asked again next time).
+    assert_eq!(call(&s, "/orders/1", Some("Bearer slow")).0, 500);
+    let (status, _, _) = call(&s, "/orders/1", Some("Bearer broken"));
+    assert_eq!(status, 500);
+    assert_eq!(call(&s, "/orders/1", Some("Bearer broken")).0, 500);
+    // The slow one is metered when it ends, after its caller was refused.
+    let metered = s.wait_until(Duration::from_secs(10), || {
+        invocations(&s, "auth") - before == 3.0
+    });
+    assert!(
+        metered,
+        "{} authorizer invocations",
+        invocations(&s, "auth") - before
+    );
+}
+
+#[test]
+fn without_a_ttl_every_request_asks_the_authorizer() {
+    let s = Server::start("authorizer-lambda-nocache", &lambda_config("0s"));
+    let before = invocations(&s, "auth");
+    for _ in 0..5 {
+        assert_eq!(call(&s, "/orders/1", Some("Bearer good")).0, 200);
+    }
+    assert_eq!(invocations(&s, "auth") - before, 5.0);
+}

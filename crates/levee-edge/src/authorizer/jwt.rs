@@ -13,6 +13,8 @@ use ring::signature::{self, RsaPublicKeyComponents, UnparsedPublicKey};
 use serde::Deserialize;
 use serde_json::{Map, Value};
 
+use super::Denied;
+
 /// Longest token read; API Gateway's whole header limit is 10 KiB.
 pub const MAX_TOKEN_BYTES: usize = 16 * 1024;
 /// Most keys kept from one JWKS document.
@@ -23,43 +25,6 @@ pub const MAX_JWKS_BYTES: usize = 1024 * 1024;
 pub const CLOCK_SKEW_SECS: i64 = 60;
 /// Most scopes read from a token.
 const MAX_SCOPES: usize = 100;
-
-/// Why a request was not authorized. All are 401 but [`Denied::Scope`],
-/// 403, as API Gateway answers.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
-pub enum Denied {
-    #[error("no token in the identity source")]
-    Missing,
-    #[error("the token is not a JWT")]
-    Malformed,
-    #[error("the token's algorithm is not RS256, ES256 or EdDSA")]
-    Algorithm,
-    #[error("no key of the issuer matches the token's kid and algorithm")]
-    UnknownKey,
-    #[error("the token's signature does not verify")]
-    Signature,
-    #[error("the token has expired")]
-    Expired,
-    #[error("the token is not valid yet")]
-    NotYetValid,
-    #[error("the token's issuer is not accepted")]
-    Issuer,
-    #[error("the token's audience is not accepted")]
-    Audience,
-    #[error("the token has none of the route's scopes")]
-    Scope,
-}
-
-impl Denied {
-    /// The HTTP status: 403 for a valid token without the scope, else 401.
-    pub fn status(self) -> u16 {
-        if self == Denied::Scope {
-            403
-        } else {
-            401
-        }
-    }
-}
 
 /// A public key from a JWKS document, by the algorithm it verifies.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -454,7 +419,6 @@ mod tests {
         assert_eq!(v.scopes, Some(vec!["read".into(), "write".into()]));
         assert_eq!(authorize_scopes(&v, &["write".into()]), Ok(()));
         assert_eq!(authorize_scopes(&v, &["admin".into()]), Err(Denied::Scope));
-        assert_eq!(Denied::Scope.status(), 403);
     }
 
     #[test]
