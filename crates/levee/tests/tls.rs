@@ -198,6 +198,46 @@ fn https_chooses_certificates_by_sni_speaks_h2_and_tls12_and_redirects_cleartext
         .unwrap_err();
     assert!(err.contains("only valid for DnsName(\"a.test\")"), "{err}");
 
+    // openssl s_client and Python's ssl verify the same choices.
+    let connect = format!("127.0.0.1:{}", https(&s).port());
+    let out = std::process::Command::new("openssl")
+        .args(["s_client", "-connect", &connect, "-servername", "b.test"])
+        .args([
+            "-verify_hostname",
+            "b.test",
+            "-verify_return_error",
+            "-CAfile",
+        ])
+        .arg(&ca.cert)
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("Verify return code: 0 (ok)"), "{text}");
+    assert!(text.contains("CN = b.test"), "{text}");
+    let script = "import socket, ssl, sys\n\
+        ctx = ssl.create_default_context(cafile=sys.argv[1])\n\
+        ctx.set_alpn_protocols(['http/1.1'])\n\
+        with socket.create_connection(('127.0.0.1', int(sys.argv[2])), timeout=10) as raw:\n\
+        \x20   with ctx.wrap_socket(raw, server_hostname='a.test') as tls:\n\
+        \x20       tls.sendall(b'GET /hello/py HTTP/1.1\\r\\nhost: a.test\\r\\nconnection: close\\r\\n\\r\\n')\n\
+        \x20       answer, version = b'', tls.version()\n\
+        \x20       while chunk := tls.recv(65536):\n\
+        \x20           answer += chunk\n\
+        print(version, answer.split(b'\\r\\n')[0].decode())\n";
+    let out = std::process::Command::new(support::python())
+        .args(["-c", script])
+        .arg(&ca.cert)
+        .arg(https(&s).port().to_string())
+        .output()
+        .unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        "TLSv1.3 HTTP/1.1 200 OK",
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
     // ALPN offers h2; TLS 1.2 still works.
     let (code, version) = curl_https(
         &s,

@@ -175,6 +175,21 @@ pub struct Expect {
 pub struct Verified {
     pub claims: Map<String, Value>,
     pub scopes: Option<Vec<String>>,
+    /// `exp` plus the skew: from this Unix second on the token is expired.
+    #[serde(skip)]
+    pub valid_until: i64,
+}
+
+impl Verified {
+    /// Whether a token verified earlier is still within its `exp` at `now`
+    /// (its `nbf` had passed when it was verified).
+    pub fn still_valid(&self, now: i64) -> Result<(), Denied> {
+        if now < self.valid_until {
+            Ok(())
+        } else {
+            Err(Denied::Expired)
+        }
+    }
 }
 
 #[derive(Deserialize)]
@@ -249,8 +264,9 @@ pub fn verify(token: &str, keys: &KeySet, expect: &Expect, now: i64) -> Result<V
     }
     let claims: Map<String, Value> =
         serde_json::from_slice(&decode(body)?).map_err(|_| Denied::Malformed)?;
-    check_claims(&claims, expect, now)?;
+    let valid_until = check_claims(&claims, expect, now)?;
     Ok(Verified {
+        valid_until,
         scopes: scopes(&claims),
         claims: claims
             .into_iter()
@@ -275,12 +291,15 @@ fn check_signature(key: &PublicKey, signed: &[u8], sig: &[u8]) -> bool {
     }
 }
 
-fn check_claims(claims: &Map<String, Value>, expect: &Expect, now: i64) -> Result<(), Denied> {
+/// The claims' verdict at `now`; on success, the second the token expires.
+fn check_claims(claims: &Map<String, Value>, expect: &Expect, now: i64) -> Result<i64, Denied> {
     let time = |name: &str| claims.get(name).and_then(Value::as_f64).map(|t| t as i64);
-    match time("exp") {
-        Some(exp) if exp + CLOCK_SKEW_SECS > now => {}
+    let valid_until = match time("exp") {
+        Some(exp) if exp.saturating_add(CLOCK_SKEW_SECS) > now => {
+            exp.saturating_add(CLOCK_SKEW_SECS)
+        }
         _ => return Err(Denied::Expired),
-    }
+    };
     if time("nbf").is_some_and(|nbf| nbf - CLOCK_SKEW_SECS > now) {
         return Err(Denied::NotYetValid);
     }
@@ -299,7 +318,7 @@ fn check_claims(claims: &Map<String, Value>, expect: &Expect, now: i64) -> Resul
     if !audience_ok {
         return Err(Denied::Audience);
     }
-    Ok(())
+    Ok(valid_until)
 }
 
 /// `scope` (space-separated) or `scp` (a list or a string).

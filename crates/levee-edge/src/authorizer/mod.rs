@@ -74,7 +74,8 @@ pub enum Denied {
 /// `{"jwt": {claims, scopes}}` or `{"lambda": {…context}}`.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Granted {
-    Jwt(Verified),
+    /// Shared with the verification cache.
+    Jwt(Arc<Verified>),
     /// Shared with the cached answer, not copied per request.
     Lambda(Arc<Map<String, Value>>),
 }
@@ -84,7 +85,7 @@ impl serde::Serialize for Granted {
         use serde::ser::SerializeMap;
         let mut map = s.serialize_map(Some(1))?;
         match self {
-            Granted::Jwt(v) => map.serialize_entry("jwt", v)?,
+            Granted::Jwt(v) => map.serialize_entry("jwt", &**v)?,
             Granted::Lambda(context) => map.serialize_entry("lambda", &**context)?,
         }
         map.end()
@@ -125,6 +126,30 @@ pub struct JwtAuthorizer {
     keys: Arc<ArcSwap<KeySet>>,
     /// Set for `jwks_url`: wakes the refresher early.
     refetch: Option<Arc<Notify>>,
+    /// Token → what verifying it against a key set gave, so a token seen
+    /// again costs a lookup instead of a signature check (~20–60 µs).
+    verified: moka::sync::Cache<Arc<str>, Arc<Checked>>,
+}
+
+/// One token's verification, valid only against the key set it was made
+/// with (a reload or refetch makes a new set, and every entry stale).
+#[derive(Debug)]
+struct Checked {
+    keys: Arc<KeySet>,
+    outcome: Result<Arc<Verified>, Denied>,
+}
+
+/// Tokens remembered by each JWT authorizer, weighed at twice their length
+/// (the token and its claims), for five minutes at most.
+pub const VERIFIED_BYTES: u64 = 32 * 1024 * 1024;
+const VERIFIED_FOR: Duration = Duration::from_secs(300);
+
+fn verified_cache() -> moka::sync::Cache<Arc<str>, Arc<Checked>> {
+    moka::sync::Cache::builder()
+        .time_to_live(VERIFIED_FOR)
+        .weigher(|token: &Arc<str>, _| u32::try_from(token.len() * 2).unwrap_or(u32::MAX))
+        .max_capacity(VERIFIED_BYTES)
+        .build()
 }
 
 /// A Lambda authorizer.
@@ -284,6 +309,7 @@ impl JwtAuthorizer {
                     expect,
                     keys: Arc::new(ArcSwap::from_pointee(jwks::read_file(path)?)),
                     refetch: None,
+                    verified: verified_cache(),
                 })
             }
             JwksSource::Url { url, ca, refresh } => (url, ca, *refresh),
@@ -311,6 +337,7 @@ impl JwtAuthorizer {
             expect,
             keys,
             refetch: Some(refetch),
+            verified: verified_cache(),
         })
     }
 
@@ -321,7 +348,7 @@ impl JwtAuthorizer {
         headers: &http::HeaderMap,
         uri: &http::Uri,
         scopes: &[String],
-    ) -> Result<Verified, Denied> {
+    ) -> Result<Arc<Verified>, Denied> {
         let now = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX));
@@ -330,7 +357,23 @@ impl JwtAuthorizer {
             .as_deref()
             .and_then(jwt::token_of)
             .ok_or(Denied::Missing)?;
-        let verified = jwt::verify(token, &self.keys.load(), &self.expect, now);
+        let keys = self.keys.load_full();
+        let verified = match self.verified.get(token) {
+            Some(hit) if Arc::ptr_eq(&hit.keys, &keys) => hit.outcome.clone(),
+            _ => {
+                let outcome = jwt::verify(token, &keys, &self.expect, now).map(Arc::new);
+                // A token not valid yet will be; every other outcome holds
+                // for this key set (expiry is checked on every hit).
+                if outcome != Err(Denied::NotYetValid) {
+                    let checked = Checked {
+                        keys: Arc::clone(&keys),
+                        outcome: outcome.clone(),
+                    };
+                    self.verified.insert(Arc::from(token), Arc::new(checked));
+                }
+                outcome
+            }
+        };
         if verified == Err(Denied::UnknownKey) {
             if let Some(refetch) = &self.refetch {
                 // The issuer may have rotated its keys; the refresher looks
@@ -340,6 +383,7 @@ impl JwtAuthorizer {
             }
         }
         let verified = verified?;
+        verified.still_valid(now)?;
         jwt::authorize_scopes(&verified, scopes)?;
         Ok(verified)
     }
