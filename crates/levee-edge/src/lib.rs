@@ -18,6 +18,7 @@ pub mod clock;
 mod conformance;
 pub mod cors;
 pub mod event;
+pub mod fetch;
 pub mod guard;
 mod h2_watch;
 pub mod invocation;

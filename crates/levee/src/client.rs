@@ -5,9 +5,10 @@ use std::path::PathBuf;
 
 use anyhow::{bail, Context};
 use bytes::Bytes;
-use http_body_util::{BodyExt, Full};
-use hyper_util::client::legacy::Client;
-use hyper_util::rt::TokioExecutor;
+use http_body_util::Full;
+
+/// The largest admin answer read (a long usage report is a few MiB).
+const MAX_ANSWER_BYTES: usize = 64 * 1024 * 1024;
 
 /// Where the admin API is and how to authenticate to it.
 #[derive(Debug, clap::Args)]
@@ -26,6 +27,10 @@ pub struct AdminArgs {
     /// Where `levee serve` keeps its data (to find admin.token).
     #[arg(long, global = true, default_value = ".levee")]
     pub data_dir: PathBuf,
+    /// CAs (PEM) to trust for an https:// admin URL ([admin_tls]); default
+    /// the system's bundle.
+    #[arg(long, global = true, env = "LEVEE_ADMIN_CA")]
+    pub admin_ca: Option<PathBuf>,
 }
 
 impl AdminArgs {
@@ -85,18 +90,24 @@ impl AdminArgs {
         let req = req
             .body(Full::new(payload))
             .with_context(|| format!("bad admin URL `{url}`"))?;
-        let client = Client::builder(TokioExecutor::new()).build_http::<Full<Bytes>>();
-        let resp = tokio::time::timeout(std::time::Duration::from_secs(30), client.request(req))
+        let tls = if self.admin.starts_with("https://") {
+            let client = levee_edge::fetch::tls_client(self.admin_ca.as_deref())
+                .map_err(anyhow::Error::msg)
+                .context("loading the CAs for the admin URL (--admin-ca)")?;
+            Some(client)
+        } else {
+            None
+        };
+        let timeout = std::time::Duration::from_secs(30);
+        let answer = levee_edge::fetch::send(req, tls.as_ref(), MAX_ANSWER_BYTES, timeout)
             .await
-            .with_context(|| format!("the admin API at {} did not answer within 30 s", self.admin))?
             .with_context(|| {
                 format!(
                     "cannot reach the admin API at {}: is `levee serve` running? (set --admin or LEVEE_ADMIN_URL)",
                     self.admin
                 )
             })?;
-        let status = resp.status();
-        let bytes = resp.into_body().collect().await?.to_bytes();
+        let (status, bytes) = (answer.status, answer.body);
         let doc: serde_json::Value =
             serde_json::from_slice(&bytes).unwrap_or(serde_json::Value::Null);
         if status == http::StatusCode::UNAUTHORIZED {

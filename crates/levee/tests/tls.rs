@@ -474,6 +474,29 @@ fn the_admin_listener_speaks_https_and_levee_check_reads_the_certificates() {
     let url = format!("https://{}/healthz", s.admin);
     let (code, body) = curl(&["--cacert", &ca_path, &url]);
     assert_eq!(code, 0, "{body}");
+    // The CLI speaks HTTPS to it, trusting the CA it is given.
+    let cli = |ca: Option<&Path>| {
+        let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_levee"));
+        cmd.args(["plans", "--admin", &format!("https://{}", s.admin)])
+            .args(["--token", support::ADMIN_TOKEN]);
+        if let Some(ca) = ca {
+            cmd.arg("--admin-ca").arg(ca);
+        }
+        cmd.output().unwrap()
+    };
+    let out = cli(Some(&ca.cert));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let untrusted = cli(None);
+    assert!(!untrusted.status.success());
+    assert!(
+        String::from_utf8_lossy(&untrusted.stderr).contains("TLS"),
+        "{}",
+        String::from_utf8_lossy(&untrusted.stderr)
+    );
     // Cleartext on the admin port gets no answer.
     assert_ne!(curl(&[&format!("http://{}/healthz", s.admin)]).0, 0);
 
