@@ -439,7 +439,7 @@ authorization_scopes = ["read"]
          levee.toml:7: authorizers.users.issuer: a JWT authorizer needs the `iss` it accepts, e.g. issuer = \"https://login.example.com/\"\n\
          levee.toml:8: authorizers.users.jwks: set exactly one of `jwks` (a JWKS file) and `jwks_url`\n\
          levee.toml:10: authorizers.users.identity_source: must be `$request.header.NAME` or `$request.querystring.NAME`\n\
-         levee.toml:13: authorizers.sso.type: `saml` is not an authorizer type; expected `jwt`\n\
+         levee.toml:13: authorizers.sso.type: `saml` is not an authorizer type; expected `jwt` or `lambda`\n\
          levee.toml:18: routes[0].authorizer: no authorizer `nobody` in [authorizers]\n\
          levee.toml:23: routes[1].authorization_scopes: scopes are checked by an authorizer; name one with `authorizer`",
     );
@@ -465,5 +465,34 @@ cors = { allow_origins = [] }
          levee.toml:8: cors.allow_credentials: browsers refuse credentials with `*` origins; list the origins\n\
          levee.toml:9: cors.max_age: must be a duration up to 24h, e.g. \"1h\"\n\
          levee.toml:14: routes[0].cors.allow_origins: needs at least one origin, e.g. allow_origins = [\"https://app.example.com\"] (or [\"*\"])",
+    );
+}
+
+#[test]
+fn lambda_authorizers() {
+    check_hello(
+        r#"
+[authorizers.gate]
+type = "lambda"
+function = "nope"
+issuer = "https://login.test/"
+ttl = "2h"
+identity_source = []
+
+[authorizers.ok]
+type = "lambda"
+function = "hello"
+
+[[routes]]
+route = "GET /a"
+function = "hello"
+authorizer = "ok"
+authorization_scopes = ["read"]
+"#,
+        "levee.toml:7: authorizers.gate.function: no function named `nope` in [functions]\n\
+         levee.toml:8: authorizers.gate.issuer: only for `type = \"jwt\"`\n\
+         levee.toml:9: authorizers.gate.ttl: must be between 0ns and 3600s, not `2h`\n\
+         levee.toml:10: authorizers.gate.identity_source: needs 1 to 8 sources\n\
+         levee.toml:20: routes[0].authorization_scopes: scopes are read from a JWT; a Lambda authorizer decides alone",
     );
 }

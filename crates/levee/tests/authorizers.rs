@@ -19,24 +19,10 @@ fn issuer_script() -> PathBuf {
 }
 
 fn issuer(args: &[&str], stdin: Option<&str>) -> String {
-    let mut child = Command::new(python())
-        .arg(issuer_script())
-        .args(args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("running python3");
-    if let Some(text) = stdin {
-        use std::io::Write;
-        child
-            .stdin
-            .take()
-            .unwrap()
-            .write_all(text.as_bytes())
-            .unwrap();
-    }
-    let out = child.wait_with_output().unwrap();
+    let out = support::run_with_input(
+        Command::new(python()).arg(issuer_script()).args(args),
+        stdin.unwrap_or(""),
+    );
     assert!(
         out.status.success(),
         "jwt_issuer {args:?}: {}",

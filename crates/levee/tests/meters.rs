@@ -6,7 +6,6 @@
 
 mod support;
 
-use std::io::Write;
 use std::process::Command;
 use std::time::Duration;
 
@@ -255,19 +254,7 @@ for family in text_string_to_metric_families(sys.stdin.read()):
 for k, v in sorted(samples.items()):
     print(k, int(v) if float(v).is_integer() else v)
 "#;
-    let mut child = Command::new(python())
-        .args(["-c", parser])
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(text.as_bytes())
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
+    let out = support::run_with_input(Command::new(python()).args(["-c", parser]), &text);
     assert!(
         out.status.success(),
         "the exposition does not parse:\n{text}"

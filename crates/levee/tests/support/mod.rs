@@ -648,6 +648,24 @@ pub fn curl(args: &[&str]) -> (i32, String) {
     )
 }
 
+/// Runs `cmd` with `input` on its stdin; its output, stdout and stderr
+/// captured.
+pub fn run_with_input(cmd: &mut Command, input: &str) -> std::process::Output {
+    let mut child = cmd
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("starting the command");
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(input.as_bytes())
+        .unwrap();
+    child.wait_with_output().unwrap()
+}
+
 /// Test certificates made by the real `openssl`: CAs, and leaves they sign,
 /// ECDSA P-256, valid for two days.
 pub mod pki {
@@ -674,27 +692,41 @@ pub mod pki {
         );
     }
 
+    /// `openssl req` with a new unencrypted P-256 key in `key`, writing
+    /// `out` (a self-signed certificate with `-x509` in `extra`, else a
+    /// request) for subject `CN=cn`.
+    fn new_key(dir: &Path, key: &str, out: &str, cn: &str, extra: &[&str]) {
+        let subject = format!("/O=Levee Tests/CN={cn}");
+        let mut args = vec![
+            "req",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:prime256v1",
+            "-nodes",
+            "-keyout",
+            key,
+            "-out",
+            out,
+            "-subj",
+            &subject,
+        ];
+        args.extend_from_slice(extra);
+        openssl(dir, &args);
+    }
+
     /// A self-signed CA named `name` in `dir`.
     pub fn ca(dir: &Path, name: &str) -> Pair {
         let (cert, key) = (format!("{name}.pem"), format!("{name}.key"));
-        openssl(
+        new_key(
             dir,
+            &key,
+            &cert,
+            name,
             &[
-                "req",
                 "-x509",
-                "-newkey",
-                "ec",
-                "-pkeyopt",
-                "ec_paramgen_curve:prime256v1",
-                "-nodes",
-                "-keyout",
-                &key,
-                "-out",
-                &cert,
                 "-days",
                 "2",
-                "-subj",
-                &format!("/O=Levee Tests/CN={name}"),
                 "-addext",
                 "basicConstraints=critical,CA:TRUE",
                 "-addext",
@@ -726,23 +758,7 @@ pub mod pki {
             ),
         )
         .unwrap();
-        openssl(
-            dir,
-            &[
-                "req",
-                "-newkey",
-                "ec",
-                "-pkeyopt",
-                "ec_paramgen_curve:prime256v1",
-                "-nodes",
-                "-keyout",
-                &key,
-                "-out",
-                &csr,
-                "-subj",
-                &format!("/O=Levee Tests/CN={cn}"),
-            ],
-        );
+        new_key(dir, &key, &csr, cn, &[]);
         openssl(
             dir,
             &[
