@@ -1,7 +1,7 @@
 //! `levee serve`: the stack, built top to bottom in the order a request
-//! meets it, then run until SIGINT or SIGTERM (SIGHUP reloads the shield).
-//! It owns start-up order and shutdown order; it decides nothing about a
-//! request itself.
+//! meets it, then run until SIGINT or SIGTERM (SIGHUP reloads the shield,
+//! the certificates and the JWKS files). It owns start-up order and
+//! shutdown order; it decides nothing about a request itself.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -355,7 +355,7 @@ fn reload(
     ))
 }
 
-/// Waits for SIGINT or SIGTERM; reloads the shield on each SIGHUP meanwhile.
+/// Waits for SIGINT or SIGTERM; reloads on each SIGHUP meanwhile.
 async fn wait_for_signal(reload: &admin::Reload) -> anyhow::Result<()> {
     use tokio::signal::unix::{signal, SignalKind};
     let mut term = signal(SignalKind::terminate()).context("installing SIGTERM handler")?;
@@ -366,7 +366,7 @@ async fn wait_for_signal(reload: &admin::Reload) -> anyhow::Result<()> {
             _ = term.recv() => return Ok(()),
             _ = hup.recv() => match reload() {
                 Ok(done) => tracing::info!("{done}"),
-                Err(e) => tracing::error!("reload refused, keeping the current rules:\n{e}"),
+                Err(e) => tracing::error!("reload refused, keeping the current rules and certificates:\n{e}"),
             },
         }
     }

@@ -464,8 +464,7 @@ impl FunctionAuthorizer {
             .ok_or(Reject::Unauthorized(Denied::Missing))?;
         let verdict = match &self.cache {
             Some(cache) => {
-                // Header values hold no line breaks, so the join is unique.
-                let cell = cache.get_with(values.join("\n"), || Arc::new(OnceCell::new()));
+                let cell = cache.get_with(identity_key(&values), || Arc::new(OnceCell::new()));
                 cell.get_or_try_init(|| self.ask_function(ask, &values))
                     .await?
                     .clone()
@@ -516,6 +515,18 @@ impl FunctionAuthorizer {
             Reject::Unauthorized(Denied::Failed)
         })
     }
+}
+
+/// The cache key of an identity: each value with its length first, so no
+/// two lists of values (a query value may hold any character) share a key.
+fn identity_key(values: &[String]) -> String {
+    let mut key = String::with_capacity(values.iter().map(|v| v.len() + 8).sum());
+    for v in values {
+        key.push_str(&v.len().to_string());
+        key.push(':');
+        key.push_str(v);
+    }
+    key
 }
 
 /// API Gateway's payload 2.0 authorizer event: the request's event without
@@ -578,6 +589,14 @@ fn simple_response(payload: &[u8]) -> Option<Verdict> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn identities_with_the_same_characters_get_different_keys() {
+        let key = |v: &[&str]| identity_key(&v.iter().map(|s| s.to_string()).collect::<Vec<_>>());
+        assert_ne!(key(&["a\nb", "c"]), key(&["a", "b\nc"]));
+        assert_ne!(key(&["ab", "c"]), key(&["a", "bc"]));
+        assert_eq!(key(&["x", "y"]), key(&["x", "y"]));
+    }
 
     #[test]
     fn simple_responses_are_read_and_anything_else_refused() {
