@@ -648,6 +648,16 @@ pub fn curl(args: &[&str]) -> (i32, String) {
     )
 }
 
+/// An HTTP/2 frame (RFC 9113 §4.1): type `kind`, `flags`, `stream`, and
+/// `payload`.
+pub fn h2_frame(kind: u8, flags: u8, stream: u32, payload: &[u8]) -> Vec<u8> {
+    let len = payload.len();
+    let mut f = vec![(len >> 16) as u8, (len >> 8) as u8, len as u8, kind, flags];
+    f.extend_from_slice(&stream.to_be_bytes());
+    f.extend_from_slice(payload);
+    f
+}
+
 /// Runs `cmd` with `input` on its stdin; its output, stdout and stderr
 /// captured.
 pub fn run_with_input(cmd: &mut Command, input: &str) -> std::process::Output {
