@@ -32,6 +32,11 @@ use crate::tls::{ClientCert, TlsHandle};
 
 /// How long shutdown waits for in-flight requests before closing.
 pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long the accept loop waits after a failed accept (no descriptors
+/// left): the backlog holds the connections meanwhile.
+const ACCEPT_BACKOFF: Duration = Duration::from_millis(50);
+/// At most one warning per this about failing accepts, with the count.
+const ACCEPT_WARN_EVERY: Duration = Duration::from_secs(10);
 
 /// A bound socket and, when it speaks HTTPS, its TLS settings.
 #[derive(Debug)]
@@ -162,15 +167,22 @@ async fn serve_guarded<S, B>(
     };
     let handshake_timeout = limits.handshake_timeout;
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    let (mut failed_accepts, mut last_warned) = (0u64, None::<std::time::Instant>);
     tokio::pin!(shutdown);
     loop {
         let (stream, addr) = tokio::select! {
             accepted = socket.accept() => match accepted {
                 Ok(conn) => conn,
                 Err(e) => {
-                    // EMFILE and friends: back off briefly instead of spinning.
-                    tracing::warn!(error = %e, "accept failed");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    // EMFILE and friends: back off briefly instead of
+                    // spinning, and say so once per ACCEPT_WARN_EVERY.
+                    failed_accepts += 1;
+                    if last_warned.is_none_or(|t| t.elapsed() >= ACCEPT_WARN_EVERY) {
+                        tracing::warn!(error = %e, failed = failed_accepts, "accept failed; retrying every 50 ms");
+                        last_warned = Some(std::time::Instant::now());
+                        failed_accepts = 0;
+                    }
+                    tokio::time::sleep(ACCEPT_BACKOFF).await;
                     continue;
                 }
             },

@@ -237,6 +237,16 @@ pub fn scratch(name: &str) -> PathBuf {
     dir
 }
 
+/// What starts levee: itself, or a tool that changes its process first
+/// and then runs it in its place (so [`Server::pid`] is levee's).
+enum Wrapper {
+    None,
+    /// `setpriv` to this uid and gid.
+    Setpriv(u32),
+    /// `prlimit` to this soft limit of open files.
+    OpenFiles(u32),
+}
+
 /// The admin token every test server runs with.
 pub const ADMIN_TOKEN: &str = "levee-test-admin-token-0123456789";
 
@@ -284,7 +294,13 @@ impl Server {
     pub fn start_unprivileged(name: &str, body: &str, id: u32) -> Server {
         let dir = scratch(name);
         std::os::unix::fs::chown(&dir, Some(id), Some(id)).unwrap();
-        Self::launch_as(dir, body, &[], true, Some(id))
+        Self::launch_as(dir, body, &[], true, Wrapper::Setpriv(id))
+    }
+
+    /// Like [`Server::start`], with levee allowed at most `limit` open
+    /// files (the soft `RLIMIT_NOFILE`, through `prlimit`).
+    pub fn start_with_open_files(name: &str, body: &str, limit: u32) -> Server {
+        Self::launch_as(scratch(name), body, &[], true, Wrapper::OpenFiles(limit))
     }
 
     fn launch(name: &str, body: &str, env: &[(&str, &str)], env_token: bool) -> Server {
@@ -292,7 +308,7 @@ impl Server {
     }
 
     fn launch_in(dir: PathBuf, body: &str, env: &[(&str, &str)], env_token: bool) -> Server {
-        Self::launch_as(dir, body, env, env_token, None)
+        Self::launch_as(dir, body, env, env_token, Wrapper::None)
     }
 
     fn launch_as(
@@ -300,7 +316,7 @@ impl Server {
         body: &str,
         env: &[(&str, &str)],
         env_token: bool,
-        id: Option<u32>,
+        wrapper: Wrapper,
     ) -> Server {
         let config = dir.join("levee.toml");
         // Servers running side by side get uid ranges of their own, as two
@@ -319,15 +335,23 @@ impl Server {
         )
         .unwrap();
         let stderr_path = dir.join("levee.stderr");
-        let mut cmd = match id {
-            Some(id) => {
+        let mut cmd = match wrapper {
+            Wrapper::Setpriv(id) => {
                 let mut cmd = Command::new("setpriv");
                 cmd.arg(format!("--reuid={id}"))
                     .arg(format!("--regid={id}"))
                     .args(["--clear-groups", "--", env!("CARGO_BIN_EXE_levee")]);
                 cmd
             }
-            None => Command::new(env!("CARGO_BIN_EXE_levee")),
+            Wrapper::OpenFiles(limit) => {
+                let mut cmd = Command::new("prlimit");
+                // The soft limit only: instances set their own (lower)
+                // limits, which a lowered hard limit would refuse.
+                cmd.arg(format!("--nofile={limit}:"))
+                    .args(["--", env!("CARGO_BIN_EXE_levee")]);
+                cmd
+            }
+            Wrapper::None => Command::new(env!("CARGO_BIN_EXE_levee")),
         };
         if env_token {
             cmd.env("LEVEE_ADMIN_TOKEN", ADMIN_TOKEN);
