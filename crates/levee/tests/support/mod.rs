@@ -415,6 +415,13 @@ impl Server {
         }
     }
 
+    /// Stops the server with SIGTERM, waiting at most `within`: how long it
+    /// took to exit (`None`: it had not), and its directory for a restart.
+    pub fn terminate(mut self, within: Duration) -> (Option<Duration>, PathBuf) {
+        let took = self.sigterm(within);
+        (took, std::mem::take(&mut self.dir))
+    }
+
     /// Kills the server with SIGKILL (no chance to flush) and returns its
     /// directory for a restart.
     pub fn kill9(mut self) -> PathBuf {
@@ -503,23 +510,30 @@ impl Drop for Server {
 
 impl Server {
     fn stop(&mut self) {
-        if let Ok(Some(_)) = self.child.try_wait() {
-            return;
+        if self.sigterm(Duration::from_secs(15)).is_none() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
         }
-        // SIGTERM for a clean shutdown (instances and cgroups removed); SIGKILL
-        // if it takes too long. Only this test's own child is signalled.
+    }
+
+    /// SIGTERM for a clean shutdown (instances and cgroups removed), then
+    /// waits at most `within`; how long the exit took, if it came. Only
+    /// this test's own child is signalled.
+    fn sigterm(&mut self, within: Duration) -> Option<Duration> {
+        if let Ok(Some(_)) = self.child.try_wait() {
+            return Some(Duration::ZERO);
+        }
+        let started = Instant::now();
         let _ = Command::new("kill")
             .arg(self.child.id().to_string())
             .status();
-        let deadline = Instant::now() + Duration::from_secs(15);
-        while Instant::now() < deadline {
+        while started.elapsed() < within {
             if let Ok(Some(_)) = self.child.try_wait() {
-                return;
+                return Some(started.elapsed());
             }
             std::thread::sleep(Duration::from_millis(20));
         }
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        None
     }
 }
 
