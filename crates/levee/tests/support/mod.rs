@@ -584,7 +584,19 @@ pub fn request(
     headers: &[(&str, &str)],
     body: &[u8],
 ) -> Resp {
-    let mut s = TcpStream::connect(addr).expect("connect");
+    try_request(addr, method, path, headers, body).unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// Like [`request`], saying what went wrong instead of panicking (for a
+/// server that may be killed mid-request).
+pub fn try_request(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> Result<Resp, String> {
+    let mut s = TcpStream::connect(addr).map_err(|e| format!("connect: {e}"))?;
     s.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
     let mut head = format!("{method} {path} HTTP/1.1\r\nhost: {addr}\r\nconnection: close\r\n");
     for (k, v) in headers {
@@ -597,11 +609,19 @@ pub fn request(
         head.push_str(&format!("content-length: {}\r\n", body.len()));
     }
     head.push_str("\r\n");
-    s.write_all(head.as_bytes()).unwrap();
-    s.write_all(body).unwrap();
+    s.write_all(head.as_bytes())
+        .and_then(|()| s.write_all(body))
+        .map_err(|e| format!("writing request: {e}"))?;
     let mut raw = Vec::new();
-    s.read_to_end(&mut raw).expect("reading response");
-    parse_response(&raw)
+    s.read_to_end(&mut raw)
+        .map_err(|e| format!("reading response: {e}"))?;
+    if !raw.windows(4).any(|w| w == b"\r\n\r\n") {
+        return Err(format!(
+            "no header end in {:?}",
+            String::from_utf8_lossy(&raw)
+        ));
+    }
+    Ok(parse_response(&raw))
 }
 
 /// `GET path` on `addr`.
