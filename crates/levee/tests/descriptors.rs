@@ -67,11 +67,13 @@ fn out_of_descriptors_the_edge_backs_off_keeps_its_connections_and_recovers() {
     let s = Server::start_with_open_files(
         "descriptors",
         &format!(
-            "[limits]\nmax_connections_per_ip = 10000\n\n{}\n[[routes]]\nroute = \"GET /f\"\nfunction = \"f\"\n",
+            "[limits]\nmax_connections_per_ip = 10000\nheader_timeout = \"120s\"\nidle_timeout = \"300s\"\n\n{}\n[[routes]]\nroute = \"GET /f\"\nfunction = \"f\"\n",
             hello_function("f", "timeout = \"10s\"")
         ),
         LIMIT,
     );
+    // Long head and idle timeouts: neither the storm nor the client that
+    // was here first may be closed by them while the test looks.
     let pid = s.pid();
     // A client that was here first, on a warm instance.
     let mut kept = connect(s.edge);
@@ -81,19 +83,27 @@ fn out_of_descriptors_the_edge_backs_off_keeps_its_connections_and_recovers() {
     // The storm: more connections than levee has descriptors left. The
     // kernel completes them into the listen backlog; accepting fails.
     let mut storm = Vec::new();
-    for _ in 0..LIMIT as usize + 200 {
-        match TcpStream::connect_timeout(&s.edge, Duration::from_secs(1)) {
-            Ok(c) => storm.push(c),
-            Err(_) => break,
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while open_files(pid) < LIMIT as usize - 2
+        && storm.len() < 4 * LIMIT as usize
+        && Instant::now() < deadline
+    {
+        if let Ok(c) = TcpStream::connect_timeout(&s.edge, Duration::from_secs(2)) {
+            storm.push(c);
         }
     }
-    let full = s.wait_until(Duration::from_secs(10), || {
+    // And more than it can take: these wait in the backlog.
+    storm.extend(
+        (0..100).filter_map(|_| TcpStream::connect_timeout(&s.edge, Duration::from_secs(2)).ok()),
+    );
+    let full = s.wait_until(Duration::from_secs(5), || {
         open_files(pid) >= LIMIT as usize - 2
     });
     assert!(
         full,
-        "levee never ran out: {} of {LIMIT} open",
-        open_files(pid)
+        "levee never ran out: {} of {LIMIT} open after {} storm connections",
+        open_files(pid),
+        storm.len()
     );
 
     // Refusing costs little: no spinning on EMFILE.
