@@ -14,25 +14,12 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
-use support::{hello_function, processes_of_uid, python, try_request, Server, ADMIN_TOKEN};
+use support::{hello_function, processes_of_uid, python, try_sqs_call, Server};
 
 const CYCLES: u32 = 10;
 
 fn sqs(admin: SocketAddr, action: &str, payload: &Value) -> Option<Value> {
-    let auth = format!("Bearer {ADMIN_TOKEN}");
-    let target = format!("AmazonSQS.{action}");
-    let r = try_request(
-        admin,
-        "POST",
-        "/",
-        &[
-            ("authorization", &auth),
-            ("x-amz-target", &target),
-            ("content-type", "application/x-amz-json-1.0"),
-        ],
-        payload.to_string().as_bytes(),
-    )
-    .ok()?;
+    let r = try_sqs_call(admin, action, payload).ok()?;
     (r.status == 200).then(|| r.json())
 }
 

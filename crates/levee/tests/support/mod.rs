@@ -448,19 +448,7 @@ impl Server {
 
     /// One SQS JSON-protocol call on the admin listener, whatever its status.
     pub fn admin_sqs_call(&self, action: &str, payload: &serde_json::Value) -> Resp {
-        let auth = format!("Bearer {ADMIN_TOKEN}");
-        let target = format!("AmazonSQS.{action}");
-        request(
-            self.admin,
-            "POST",
-            "/",
-            &[
-                ("authorization", &auth),
-                ("x-amz-target", &target),
-                ("content-type", "application/x-amz-json-1.0"),
-            ],
-            payload.to_string().as_bytes(),
-        )
+        try_sqs_call(self.admin, action, payload).unwrap_or_else(|e| panic!("{e}"))
     }
 
     /// One SQS JSON-protocol call that must succeed; the JSON answer.
@@ -585,6 +573,29 @@ pub fn request(
     body: &[u8],
 ) -> Resp {
     try_request(addr, method, path, headers, body).unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// One SQS JSON-protocol call to the admin listener at `admin`, with the
+/// admin token, whatever its status; an error when no answer came (for a
+/// server that may be killed mid-call).
+pub fn try_sqs_call(
+    admin: SocketAddr,
+    action: &str,
+    payload: &serde_json::Value,
+) -> Result<Resp, String> {
+    let auth = format!("Bearer {ADMIN_TOKEN}");
+    let target = format!("AmazonSQS.{action}");
+    try_request(
+        admin,
+        "POST",
+        "/",
+        &[
+            ("authorization", &auth),
+            ("x-amz-target", &target),
+            ("content-type", "application/x-amz-json-1.0"),
+        ],
+        payload.to_string().as_bytes(),
+    )
 }
 
 /// Like [`request`], saying what went wrong instead of panicking (for a
